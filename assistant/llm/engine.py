@@ -22,9 +22,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import LLM
+from ..config import LLM, Config
 from ..errors import GenerationError, ModelError
-from .conversation import ChatML
+from .conversation import Chat, ChatML, Conversation
 from .gguf import FIX, GGUFInfo, read_gguf
 
 __all__ = ["Engine", "Generation", "GenerationStats", "Sampling", "is_degenerate"]
@@ -134,6 +134,22 @@ class Engine:
         self._fmt: ChatML | None = None
         self._stop_ids: frozenset[int] = frozenset()
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: Config, model: str | Path | None = None) -> Engine:
+        """An engine for ``model``, else llm.model, else what `models fetch` installed."""
+        from ..models.store import resolve_model
+
+        return cls(config.llm, Path(model) if model else resolve_model(config))
+
+    def new_chat(self, system_prompt: str | None = None) -> Chat:
+        """A fresh conversation whose system prompt is already in the KV cache."""
+        prompt = self.settings.system_prompt if system_prompt is None else system_prompt
+        conversation = Conversation(self.chat_format, prompt, self.settings.n_ctx)
+        if conversation.prefix and self.cached_prefix([*conversation.prefix, -1]) < len(
+                conversation.prefix):
+            self.warm(conversation.prefix)
+        return Chat(self, conversation, self.settings.max_tokens)
 
     # -- lifecycle ---------------------------------------------------------------------
     def load(self) -> None:

@@ -1,0 +1,157 @@
+"""``qwen-assistant bench llm``: what the engine costs, measured against llama.cpp itself.
+
+One process, one model, one run:
+
+- decode: the engine's stream vs a bare ``Llama.generate`` loop on the same prompt, model
+  and threads, greedy, alternating ``runs`` times; medians; ``decode_ratio`` = engine/bare.
+- prefill: a kiosk-style conversation (a ~300-token system prompt with venue facts): the
+  first question from an empty KV cache (cold) vs a follow-up that reuses the cached
+  prefix; ``prefill_ratio`` = cached/cold time to first token.
+- ``peak_rss_mb``: the process's peak resident memory at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from .conversation import Conversation
+from .engine import Engine
+
+__all__ = ["BENCH_SYSTEM_PROMPT", "bench_llm", "render"]
+
+BENCH_SYSTEM_PROMPT = (
+    "You are Pip, the friendly voice assistant of the Riverside Science Museum, running "
+    "offline on a small robot at the entrance hall. Answer in one to three short spoken "
+    "sentences. Do not use lists, markdown or emoji. Facts you may use: the museum opens at "
+    "9 in the morning and closes at 6 in the evening, Tuesday to Sunday; it is closed on "
+    "Mondays except public holidays. Tickets cost 12 euros for adults, 7 euros for children "
+    "from 4 to 16, and nothing for younger children. The planetarium shows start every hour "
+    "on the half hour on the second floor and last 35 minutes. The dinosaur hall is on the "
+    "ground floor to the left of the entrance; the robotics workshop is on the first floor "
+    "and needs a free booking at the front desk. The cafe is next to the gift shop and "
+    "serves lunch from 11:30 to 2:30. Lockers are by the cloakroom and take a one euro coin "
+    "that is returned. Lifts are behind the main staircase; every floor is step-free. Lost "
+    "children are brought to the front desk, where staff wear green shirts. Photography is "
+    "allowed everywhere except in the planetarium. If you do not know something, say so and "
+    "suggest asking a member of staff in a green shirt."
+)
+DECODE_PROMPT = "Tell me, in as much detail as you can, the story of how the first computers were built."
+QUESTIONS = ("When does the planetarium show start?", "How much is a ticket for my daughter?")
+
+
+def _bare_decode(engine: Engine, tokens: list[int], n: int) -> tuple[float, int]:
+    """A bare llama-cpp-python loop: Llama.generate, greedy, no detokenizing, no checks."""
+    llama = engine.llama
+    s = engine.sampling
+    llama.reset()
+    stop = {llama.token_eos(), engine.chat_format.im_end}
+    first = last = 0.0
+    count = 0
+    for token in llama.generate(tokens, top_k=s.top_k, top_p=s.top_p, temp=0.0,
+                                repeat_penalty=s.repeat_penalty, reset=True):
+        last = time.perf_counter()
+        if count == 0:
+            first = last
+        if token in stop:
+            break
+        count += 1
+        if count >= n:
+            break
+    return ((count - 1) / (last - first) if count > 1 and last > first else 0.0), count
+
+
+def _engine_decode(engine: Engine, tokens: list[int], n: int) -> tuple[float, int]:
+    engine.llama.reset()
+    generation = engine.generate(tokens, max_tokens=n, temperature=0.0,
+                                 repetition_abort_tokens=0)
+    for _ in generation:
+        pass
+    return generation.stats.decode_tok_s, generation.stats.completion_tokens
+
+
+def _prefill(engine: Engine) -> tuple[float, float, int, int]:
+    """(cold s, cached s, cold prompt tokens, tokens the follow-up had to prefill)."""
+    conversation = Conversation(engine.chat_format, BENCH_SYSTEM_PROMPT, engine.settings.n_ctx)
+    engine.llama.reset()
+    first = conversation.build(QUESTIONS[0], 32)
+    g1 = engine.generate(first.tokens, max_tokens=32, temperature=0.0)
+    for _ in g1:
+        pass
+    conversation.add(first, g1.text, g1.token_ids)
+    second = conversation.build(QUESTIONS[1], 32)
+    g2 = engine.generate(second.tokens, max_tokens=8, temperature=0.0)
+    for _ in g2:
+        pass
+    return (g1.stats.first_token_s, g2.stats.first_token_s, g1.stats.prompt_tokens,
+            g2.stats.prefill_tokens)
+
+
+def bench_llm(config: Config, *, model: str | Path | None = None, tokens: int = 128,
+              runs: int = 3) -> dict[str, Any]:
+    engine = Engine.from_config(config, model)
+    engine.load()
+    try:
+        fmt = engine.chat_format
+        prompt = [*fmt.message("system", BENCH_SYSTEM_PROMPT), *fmt.message("user", DECODE_PROMPT),
+                  *fmt.header("assistant")]
+        tokens = min(tokens, engine.settings.max_tokens)
+        bare, ours, counts = [], [], []
+        for _ in range(runs):
+            rate, _n = _bare_decode(engine, prompt, tokens)
+            bare.append(rate)
+            rate, n = _engine_decode(engine, prompt, tokens)
+            ours.append(rate)
+            counts.append(n)
+        prefills = [_prefill(engine) for _ in range(runs)]
+        cold = statistics.median(p[0] for p in prefills)
+        cached = statistics.median(p[1] for p in prefills)
+        cold_tokens, cached_new = prefills[0][2], prefills[0][3]
+        decode, bare_decode = statistics.median(ours), statistics.median(bare)
+        info = engine.info
+        return {
+            "model": info.name if info else str(engine.model_path),
+            "model_file": str(engine.model_path),
+            "load_s": round(engine.load_s, 3),
+            "prefill_tok_s": round(cold_tokens / cold, 1) if cold else 0.0,
+            "decode_tok_s": round(decode, 2),
+            "bare_decode_tok_s": round(bare_decode, 2),
+            "decode_ratio": round(decode / bare_decode, 3) if bare_decode else 0.0,
+            "decode_tokens": min(counts),
+            "cold_prefill_s": round(cold, 4),
+            "cold_prompt_tokens": cold_tokens,
+            "cached_prefill_s": round(cached, 4),
+            "cached_prefill_tokens": cached_new,
+            "prefill_ratio": round(cached / cold, 3) if cold else 0.0,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "threads": engine.threads,
+            "cpu_count": os.cpu_count() or 0,
+            "n_ctx": engine.settings.n_ctx,
+            "runs": runs,
+        }
+    finally:
+        engine.close()
+
+
+def render(r: dict[str, Any]) -> str:
+    rows = [
+        ("model", f"{r['model']} ({r['model_file']})"),
+        ("load", f"{r['load_s']:.2f} s"),
+        ("prefill", f"{r['prefill_tok_s']:.1f} tok/s ({r['cold_prompt_tokens']} tokens cold)"),
+        ("decode (engine)", f"{r['decode_tok_s']:.2f} tok/s over {r['decode_tokens']} tokens"),
+        ("decode (bare loop)", f"{r['bare_decode_tok_s']:.2f} tok/s"),
+        ("decode ratio", f"{r['decode_ratio']:.3f}  (target >= 0.97)"),
+        ("cold prefill", f"{r['cold_prefill_s'] * 1000:.0f} ms"),
+        ("cached-prefix prefill", f"{r['cached_prefill_s'] * 1000:.0f} ms "
+                                  f"({r['cached_prefill_tokens']} new tokens)"),
+        ("prefill ratio", f"{r['prefill_ratio']:.3f}  (target <= 0.25)"),
+        ("peak RSS", f"{r['peak_rss_mb']:.0f} MB  (target <= 700)"),
+        ("threads / CPUs", f"{r['threads']} / {r['cpu_count']}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
