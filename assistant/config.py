@@ -279,7 +279,7 @@ def _build_section(name: str, cls: type, table: dict[str, Any], report: Any) -> 
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
-    bad = False
+    reported = set()
     for key, value in table.items():
         if key not in fields:
             report(name, key, "unknown key" + _did_you_mean(key, fields))
@@ -287,12 +287,12 @@ def _build_section(name: str, cls: type, table: dict[str, Any], report: Any) -> 
         converted, error = _convert(value, hints[key], fields[key].metadata)
         if error:
             report(name, key, error)
-            bad = True
+            reported.add(key)
         else:
             values[key] = converted
     section = cls(**values)
-    if not bad and hasattr(section, "check"):
-        for key, message in section.check():
+    for key, message in getattr(section, "check", list)():
+        if key not in reported:  # a bad value was replaced by its default: no second message
             report(name, key, message)
     return section
 

