@@ -24,13 +24,14 @@ Position = tuple[int, int]
 
 def _code(line: str) -> tuple[str, str | None]:
     """Blank out string contents and drop a comment. Returns (code, open_triple_quote)."""
-    out, i, n = [], 0, len(line)
+    out: list[str] = []
+    i, n = 0, len(line)
     while i < n:
         ch = line[i]
         if ch == "#":
             break
         if line.startswith(('"""', "'''"), i):
-            quote = line[i:i + 3]
+            quote = line[i : i + 3]
             end = line.find(quote, i + 3)
             if end < 0:
                 return "".join(out), quote
@@ -78,11 +79,12 @@ def key_positions(text: str) -> dict[tuple[str, str], Position]:
                     positions.setdefault((parts[0], parts[1]), (lineno, col))
                 else:
                     positions.setdefault((parts[0], ""), (lineno, col))
-                    rest = code[key.end():]
+                    rest = code[key.end() :]
                     if rest.lstrip().startswith("{"):
                         for inner in _INLINE_KEY.finditer(rest):
-                            positions.setdefault((parts[0], inner.group(1)),
-                                                 (lineno, key.end() + inner.start() + 1))
+                            positions.setdefault(
+                                (parts[0], inner.group(1)), (lineno, key.end() + inner.start() + 1)
+                            )
         depth += code.count("[") + code.count("{") - code.count("]") - code.count("}")
         depth = max(depth, 0)
     return positions

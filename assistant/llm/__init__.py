@@ -4,6 +4,18 @@ from .conversation import Chat, ChatML, Conversation, Prompt, Turn, fit_turns
 from .engine import Engine, Generation, GenerationStats, Sampling, is_degenerate
 from .gguf import GGUFInfo, read_gguf
 
-__all__ = ["Chat", "ChatML", "Conversation", "Engine", "GGUFInfo", "Generation",
-           "GenerationStats", "Prompt", "Sampling", "Turn", "fit_turns", "is_degenerate",
-           "read_gguf"]
+__all__ = [
+    "Chat",
+    "ChatML",
+    "Conversation",
+    "Engine",
+    "GGUFInfo",
+    "Generation",
+    "GenerationStats",
+    "Prompt",
+    "Sampling",
+    "Turn",
+    "fit_turns",
+    "is_degenerate",
+    "read_gguf",
+]

@@ -41,7 +41,9 @@ BENCH_SYSTEM_PROMPT = (
     "allowed everywhere except in the planetarium. If you do not know something, say so and "
     "suggest asking a member of staff in a green shirt."
 )
-DECODE_PROMPT = "Tell me, in as much detail as you can, the story of how the first computers were built."
+DECODE_PROMPT = (
+    "Tell me, in as much detail as you can, the story of how the first computers were built."
+)
 QUESTIONS = ("When does the planetarium show start?", "How much is a ticket for my daughter?")
 
 
@@ -53,8 +55,9 @@ def _bare_decode(engine: Engine, tokens: list[int], n: int) -> tuple[float, int]
     stop = {llama.token_eos(), engine.chat_format.im_end}
     first = last = 0.0
     count = 0
-    for token in llama.generate(tokens, top_k=s.top_k, top_p=s.top_p, temp=0.0,
-                                repeat_penalty=s.repeat_penalty, reset=True):
+    for token in llama.generate(
+        tokens, top_k=s.top_k, top_p=s.top_p, temp=0.0, repeat_penalty=s.repeat_penalty, reset=True
+    ):
         last = time.perf_counter()
         if count == 0:
             first = last
@@ -68,8 +71,7 @@ def _bare_decode(engine: Engine, tokens: list[int], n: int) -> tuple[float, int]
 
 def _engine_decode(engine: Engine, tokens: list[int], n: int) -> tuple[float, int]:
     engine.llama.reset()
-    generation = engine.generate(tokens, max_tokens=n, temperature=0.0,
-                                 repetition_abort_tokens=0)
+    generation = engine.generate(tokens, max_tokens=n, temperature=0.0, repetition_abort_tokens=0)
     for _ in generation:
         pass
     return generation.stats.decode_tok_s, generation.stats.completion_tokens
@@ -88,18 +90,26 @@ def _prefill(engine: Engine) -> tuple[float, float, int, int]:
     g2 = engine.generate(second.tokens, max_tokens=8, temperature=0.0)
     for _ in g2:
         pass
-    return (g1.stats.first_token_s, g2.stats.first_token_s, g1.stats.prompt_tokens,
-            g2.stats.prefill_tokens)
+    return (
+        g1.stats.first_token_s,
+        g2.stats.first_token_s,
+        g1.stats.prompt_tokens,
+        g2.stats.prefill_tokens,
+    )
 
 
-def bench_llm(config: Config, *, model: str | Path | None = None, tokens: int = 128,
-              runs: int = 3) -> dict[str, Any]:
+def bench_llm(
+    config: Config, *, model: str | Path | None = None, tokens: int = 128, runs: int = 3
+) -> dict[str, Any]:
     engine = Engine.from_config(config, model)
     engine.load()
     try:
         fmt = engine.chat_format
-        prompt = [*fmt.message("system", BENCH_SYSTEM_PROMPT), *fmt.message("user", DECODE_PROMPT),
-                  *fmt.header("assistant")]
+        prompt = [
+            *fmt.message("system", BENCH_SYSTEM_PROMPT),
+            *fmt.message("user", DECODE_PROMPT),
+            *fmt.header("assistant"),
+        ]
         tokens = min(tokens, engine.settings.max_tokens)
         bare, ours, counts = [], [], []
         for _ in range(runs):
@@ -147,8 +157,10 @@ def render(r: dict[str, Any]) -> str:
         ("decode (bare loop)", f"{r['bare_decode_tok_s']:.2f} tok/s"),
         ("decode ratio", f"{r['decode_ratio']:.3f}  (target >= 0.97)"),
         ("cold prefill", f"{r['cold_prefill_s'] * 1000:.0f} ms"),
-        ("cached-prefix prefill", f"{r['cached_prefill_s'] * 1000:.0f} ms "
-                                  f"({r['cached_prefill_tokens']} new tokens)"),
+        (
+            "cached-prefix prefill",
+            f"{r['cached_prefill_s'] * 1000:.0f} ms ({r['cached_prefill_tokens']} new tokens)",
+        ),
         ("prefill ratio", f"{r['prefill_ratio']:.3f}  (target <= 0.25)"),
         ("peak RSS", f"{r['peak_rss_mb']:.0f} MB  (target <= 700)"),
         ("threads / CPUs", f"{r['threads']} / {r['cpu_count']}"),

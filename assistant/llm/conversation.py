@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from ..errors import PromptTooLong
 
-__all__ = ["ChatML", "Chat", "Conversation", "Prompt", "Turn", "fit_turns"]
+__all__ = ["Chat", "ChatML", "Conversation", "Prompt", "Turn", "fit_turns"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,8 @@ class Conversation:
             raise PromptTooLong(
                 f"the message is {len(user)} tokens; with the system prompt "
                 f"({len(self.prefix)}) and room for the answer ({max_tokens}) it needs "
-                f"{fixed + max_tokens} of llm.n_ctx = {self.n_ctx}: shorten it or raise llm.n_ctx")
+                f"{fixed + max_tokens} of llm.n_ctx = {self.n_ctx}: shorten it or raise llm.n_ctx"
+            )
         keep = fit_turns(fixed, [len(t) for t in self.turns], budget)
         tokens = list(self.prefix)
         for turn in self.turns[keep:]:

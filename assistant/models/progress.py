@@ -12,8 +12,15 @@ MB = 1024 * 1024
 
 
 class Progress:
-    def __init__(self, label: str, total: int, out: IO[str], *, done: int = 0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        out: IO[str],
+        *,
+        done: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.label = label
         self.total = total
         self.out = out
@@ -41,9 +48,11 @@ class Progress:
             frac = min(self.done / self.total, 1.0)
             bar = "#" * int(frac * 24)
             eta = (self.total - self.done) / rate if rate > 0 else 0
-            return (f"{self.label} [{bar:<24}] {frac:4.0%} {self.done / MB:.1f}/"
-                    f"{self.total / MB:.1f} MB {rate / MB:.1f} MB/s ETA {int(eta) // 60}:"
-                    f"{int(eta) % 60:02d}")
+            return (
+                f"{self.label} [{bar:<24}] {frac:4.0%} {self.done / MB:.1f}/"
+                f"{self.total / MB:.1f} MB {rate / MB:.1f} MB/s ETA {int(eta) // 60}:"
+                f"{int(eta) % 60:02d}"
+            )
         return f"{self.label} {self.done / MB:.1f} MB {rate / MB:.1f} MB/s"
 
     def update(self, n: int) -> None:

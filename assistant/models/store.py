@@ -60,11 +60,15 @@ class ModelStore:
         except FileNotFoundError:
             return {"roles": {}, "models": {}}
         except (OSError, ValueError) as exc:
-            raise ModelError(f"{self.manifest_path}: unreadable ({exc}); delete it and run "
-                             "`qwen-assistant models fetch`") from None
+            raise ModelError(
+                f"{self.manifest_path}: unreadable ({exc}); delete it and run "
+                "`qwen-assistant models fetch`"
+            ) from None
         if not isinstance(data, dict):
-            raise ModelError(f"{self.manifest_path}: not a manifest; delete it and run "
-                             "`qwen-assistant models fetch`")
+            raise ModelError(
+                f"{self.manifest_path}: not a manifest; delete it and run "
+                "`qwen-assistant models fetch`"
+            )
         data.setdefault("roles", {})
         data.setdefault("models", {})
         return data
@@ -81,11 +85,15 @@ class ModelStore:
     def record(self, spec: ModelSpec, *, role: str | None) -> None:
         data = self.load()
         data["models"][spec.name] = {
-            "role": spec.role, "source": spec.source, "engine": spec.engine,
-            "title": spec.title, "licence": spec.licence,
+            "role": spec.role,
+            "source": spec.source,
+            "engine": spec.engine,
+            "title": spec.title,
+            "licence": spec.licence,
             "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "files": [{"path": f.dest, "sha256": f.sha256, "size": self._size(f.dest)}
-                      for f in spec.files],
+            "files": [
+                {"path": f.dest, "sha256": f.sha256, "size": self._size(f.dest)} for f in spec.files
+            ],
         }
         if role:
             data["roles"][role] = spec.name
@@ -119,8 +127,10 @@ class ModelStore:
         try:
             return self.root / lookup(name).main
         except KeyError:
-            raise ModelError(f"{self.manifest_path}: role {role} names unknown model {name!r}; "
-                             "run `qwen-assistant models fetch`") from None
+            raise ModelError(
+                f"{self.manifest_path}: role {role} names unknown model {name!r}; "
+                "run `qwen-assistant models fetch`"
+            ) from None
 
     def entries(self, verify: bool = False) -> list[Entry]:
         data = self.load()
@@ -140,8 +150,17 @@ class ModelStore:
                     status = "sha256 differs"
                 else:
                     status = "ok"
-                rows.append(Entry(name, tuple(roles.get(name, [entry.get("role", "")])),
-                                  entry.get("source", "?"), path, size, f["sha256"], status))
+                rows.append(
+                    Entry(
+                        name,
+                        tuple(roles.get(name, [entry.get("role", "")])),
+                        entry.get("source", "?"),
+                        path,
+                        size,
+                        f["sha256"],
+                        status,
+                    )
+                )
         return rows
 
 

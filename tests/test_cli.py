@@ -1,0 +1,221 @@
+"""The command line as a user meets it: help, exit codes, one-line errors, real answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from assistant.cli import build_parser, main
+from tests.test_gguf import make_gguf
+
+COMMANDS = [
+    [],
+    ["ask"],
+    ["chat"],
+    ["config"],
+    ["config", "check"],
+    ["config", "show"],
+    ["models"],
+    ["models", "fetch"],
+    ["models", "list"],
+    ["bench"],
+    ["bench", "llm"],
+]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, stdin: str = "", timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "assistant", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "top")
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: qwen-assistant {' '.join(command)}".rstrip())
+    assert "--config" in out or command == []
+
+
+def test_global_options_work_after_the_command(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["config", "check", "--config", "x.toml", "--debug"])
+    assert (args.config, args.debug) == ("x.toml", True)
+
+
+def test_missing_command_is_a_usage_error() -> None:
+    result = run()
+    assert result.returncode == 2
+    assert "required: COMMAND" in result.stderr.replace("arguments are ", "")
+
+
+def test_config_check_ok_and_bad(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text("[llm]\nn_ctx = 4096\n")
+    result = run("config", "check", "--config", str(good))
+    assert (result.returncode, result.stdout) == (0, f"{good}: OK\n")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[llm]\nn_ctx = 100000\nmax_token = 3\n")
+    result = run("config", "check", "--config", str(bad))
+    assert result.returncode == 78
+    assert result.stderr.splitlines() == [
+        f"{bad}:2:1: llm.n_ctx: must be between 512 and 32768, got 100000",
+        f"{bad}:3:1: llm.max_token: unknown key; did you mean 'max_tokens'?",
+    ]
+    assert result.stdout == ""
+
+
+def test_config_from_the_environment(tmp_path: Path) -> None:
+    bad = tmp_path / "env.toml"
+    bad.write_text("[voice]\nwake = 3\n")
+    result = run("config", "check", env={"QWEN_ASSISTANT_CONFIG": str(bad)})
+    assert result.returncode == 78
+    assert result.stderr == f"{bad}:2:1: voice.wake: must be a string, got 3\n"
+
+
+def test_config_show_is_valid_toml_with_the_model_resolved(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[paths]\nmodels_dir = "m"\n')
+    result = run("config", "show", "--config", str(config))
+    assert result.returncode == 0
+    shown = tomllib.loads(result.stdout)
+    assert shown["paths"]["models_dir"] == str(tmp_path / "m")
+    assert shown["llm"]["n_ctx"] == 2048
+    assert (
+        f'llm.model = "auto" -> {tmp_path / "m" / "qwen2.5-0.5b-instruct-q4_k_m.gguf"}'
+        in result.stdout
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        (None, "no such model file"),
+        (b"", "is empty (0 bytes)"),
+        (os.urandom(8192).replace(b"GGUF", b"...."), "is not a GGUF model file"),
+        (b"<html>Not Found</html>", "is not a GGUF model file"),
+        (make_gguf()[:-7], "is truncated"),
+    ],
+    ids=["missing", "zero-length", "random", "html", "truncated"],
+)
+def test_bad_model_file_is_one_line_and_exit_78(
+    tmp_path: Path, content: bytes | None, detail: str
+) -> None:
+    model = tmp_path / "model.gguf"
+    if content is not None:
+        model.write_bytes(content)
+    result = run("ask", "--model", str(model), "hello", timeout=60)
+    assert result.returncode == 78
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"qwen-assistant: {model}: {detail}")
+    assert line.endswith(
+        "run `qwen-assistant models fetch` or point llm.model at a valid .gguf file"
+    )
+    debug = run("ask", "--debug", "--model", str(model), "hello", timeout=60)
+    assert debug.returncode == 78
+    assert "Traceback" in debug.stderr
+
+
+def test_auto_model_not_fetched_says_run_models_fetch(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[paths]\nmodels_dir = "{tmp_path / "empty"}"\n')
+    result = run("ask", "--config", str(config), "hi", timeout=60)
+    assert result.returncode == 78
+    assert result.stderr == (
+        f"qwen-assistant: {tmp_path / 'empty' / 'qwen2.5-0.5b-instruct-q4_k_m.gguf'}: no such "
+        "model file; run `qwen-assistant models fetch` or point llm.model at a valid .gguf file\n"
+    )
+
+
+def test_models_list_on_an_empty_directory(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[paths]\nmodels_dir = "{tmp_path}"\n')
+    result = run("models", "list", "--config", str(config))
+    assert result.returncode == 0
+    for role in ("llm", "stt", "tts"):
+        assert f"{role:<5} not installed: run `qwen-assistant models fetch {role}`" in result.stdout
+    catalog = run("models", "list", "--catalog")
+    assert "qwen2.5-0.5b-instruct" in catalog.stdout
+    assert "qwen2.5-coder-0.5b-instruct" in catalog.stdout
+
+
+@pytest.mark.slow
+def test_ask_streams_an_answer_with_stats(smollm_path: Path) -> None:
+    result = run(
+        "ask",
+        "--model",
+        str(smollm_path),
+        "--stats",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "24",
+        "What",
+        "is",
+        "the",
+        "capital",
+        "of",
+        "France?",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    assert "[first token " in result.stderr and " tok/s · " in result.stderr
+
+
+@pytest.mark.slow
+def test_chat_takes_several_turns_from_a_pipe(smollm_path: Path) -> None:
+    result = run(
+        "chat",
+        "--model",
+        str(smollm_path),
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "16",
+        "--stats",
+        stdin="Hello there\n\n/reset\nWhat is two plus two?\n/exit\nnever\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("[first token ") == 2
+    assert "[new conversation]" in result.stderr
+
+
+@pytest.mark.slow
+def test_bench_llm_json_has_every_key(smollm_path: Path) -> None:
+    result = run(
+        "bench", "llm", "--json", "--model", str(smollm_path), "--tokens", "16", "--runs", "1"
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    for key in (
+        "load_s",
+        "prefill_tok_s",
+        "decode_tok_s",
+        "bare_decode_tok_s",
+        "decode_ratio",
+        "cold_prefill_s",
+        "cached_prefill_s",
+        "prefill_ratio",
+        "peak_rss_mb",
+        "threads",
+        "cpu_count",
+    ):
+        assert isinstance(data[key], int | float), key
+    assert data["cached_prefill_s"] < data["cold_prefill_s"]
+    table = run("bench", "llm", "--model", str(smollm_path), "--tokens", "8", "--runs", "1")
+    assert "decode ratio" in table.stdout and "prefill ratio" in table.stdout
