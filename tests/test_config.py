@@ -205,3 +205,22 @@ def test_to_toml_round_trips(tmp_path: Path) -> None:
     config = load_config(ROOT / "config.toml")
     again = load_config(write(tmp_path, config.to_toml()))
     assert dataclasses.replace(again, source=None) == dataclasses.replace(config, source=None)
+
+
+@pytest.mark.slow
+def test_built_wheel_carries_the_default_config(tmp_path: Path) -> None:
+    """assistant/config.toml is a symlink in the repo; the wheel must hold the file itself."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (wheel,) = tmp_path.glob("qwen_assistant-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read("assistant/config.toml") == (ROOT / "config.toml").read_bytes()
+        assert "assistant/py.typed" in zf.namelist()
