@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import sys
-import threading
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +38,21 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
+def _bounded(kind: type, lo: float, hi: float) -> Any:
+    """An argparse type: ``kind`` within [lo, hi], else a usage error naming the range."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo:g} and {hi:g}, got {text}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(
@@ -58,12 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", metavar="GGUF", help="use this GGUF file instead of llm.model")
         p.add_argument(
             "--max-tokens",
-            type=int,
+            type=_bounded(int, 1, 8192),
             metavar="N",
             help="cap the answer at N tokens (at most llm.max_tokens)",
         )
         p.add_argument(
-            "--temperature", type=float, metavar="T", help="sampling temperature; 0 = deterministic"
+            "--temperature",
+            type=_bounded(float, 0.0, 2.0),
+            metavar="T",
+            help="sampling temperature; 0 = deterministic",
         )
         p.add_argument(
             "--stats", action="store_true", help="print time to first token and tokens/s to stderr"
@@ -193,9 +210,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _stream(generation: Any, stats: bool) -> None:
     out = sys.stdout
-    for piece in generation:
-        out.write(piece)
-        out.flush()
+    with generation:  # a failed write (closed pipe, Ctrl-C) must still release the engine
+        for piece in generation:
+            out.write(piece)
+            out.flush()
     out.write("\n")
     out.flush()
     s = generation.stats
@@ -226,6 +244,17 @@ def cmd_ask(args: argparse.Namespace) -> int:
 CHAT_HELP = "/reset  start a new conversation\n/stats  toggle timings\n/exit   leave (or Ctrl-D)"
 
 
+def _next_line(interactive: bool) -> str | None:
+    """The next line typed, or None at end of input or Ctrl-C at the prompt."""
+    try:
+        return input("you> " if interactive else "")
+    except EOFError:
+        return None
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return None
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     engine = _open(args)
     interactive = sys.stdin.isatty()
@@ -238,14 +267,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 "Ctrl-C stops an answer, Ctrl-D leaves.",
                 file=sys.stderr,
             )
-        while True:
-            try:
-                line = input("you> " if interactive else "")
-            except EOFError:
-                break
-            except KeyboardInterrupt:
-                print(file=sys.stderr)
-                break
+        while (line := _next_line(interactive)) is not None:
             text = line.strip()
             if not text:
                 continue
@@ -260,13 +282,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 else:
                     print(CHAT_HELP, file=sys.stderr)
                 continue
-            cancel = threading.Event()
-            generation = chat.ask(text, cancel=cancel, **_overrides(args))
             try:
-                _stream(generation, stats)
+                _stream(chat.ask(text, **_overrides(args)), stats)
             except KeyboardInterrupt:
-                generation.close()
                 print("\n[stopped]", file=sys.stderr)
+            except AssistantError as exc:  # e.g. a message too long: say so, keep chatting
+                print(f"{PROG}: {exc}", file=sys.stderr)
     finally:
         engine.close()
     return 0

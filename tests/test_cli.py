@@ -219,3 +219,62 @@ def test_bench_llm_json_has_every_key(smollm_path: Path) -> None:
     assert data["cached_prefill_s"] < data["cold_prefill_s"]
     table = run("bench", "llm", "--model", str(smollm_path), "--tokens", "8", "--runs", "1")
     assert "decode ratio" in table.stdout and "prefill ratio" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--max-tokens", "0", "must be between 1 and 8192, got 0"),
+        ("--temperature", "-1", "must be between 0 and 2, got -1"),
+        ("--temperature", "hot", "not a number: 'hot'"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(flag: str, value: str, message: str) -> None:
+    result = run("ask", flag, value, "hi")
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+@pytest.mark.slow
+def test_closed_stdout_ends_ask_at_once_without_a_traceback(smollm_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "assistant",
+            "ask",
+            "--model",
+            str(smollm_path),
+            "--temperature",
+            "0",
+            "Write a long story about a robot.",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(1)
+    proc.stdout.close()  # like `qwen-assistant ask … | head -c 1`
+    assert proc.wait(timeout=60) == 0  # the engine was released: no deadlock on close
+    assert b"Traceback" not in proc.stderr.read()
+
+
+@pytest.mark.slow
+def test_chat_reports_a_too_long_message_and_keeps_going(smollm_path: Path, tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[llm]\nn_ctx = 512\nmax_tokens = 32\n")
+    result = run(
+        "chat",
+        "--config",
+        str(config),
+        "--model",
+        str(smollm_path),
+        "--stats",
+        stdin="word " * 800 + "\nSay hello.\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "needs" in result.stderr
+        and "llm.n_ctx = 512: shorten it or raise llm.n_ctx" in result.stderr
+    )
+    assert result.stderr.count("[first token ") == 1  # the next question was answered
