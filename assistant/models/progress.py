@@ -8,7 +8,7 @@ from typing import IO
 
 __all__ = ["Progress"]
 
-MB = 1024 * 1024
+MIB = 1024 * 1024
 
 
 class Progress:
@@ -49,11 +49,11 @@ class Progress:
             bar = "#" * int(frac * 24)
             eta = (self.total - self.done) / rate if rate > 0 else 0
             return (
-                f"{self.label} [{bar:<24}] {frac:4.0%} {self.done / MB:.1f}/"
-                f"{self.total / MB:.1f} MB {rate / MB:.1f} MB/s ETA {int(eta) // 60}:"
+                f"{self.label} [{bar:<24}] {frac:4.0%} {self.done / MIB:.1f}/"
+                f"{self.total / MIB:.1f} MiB {rate / MIB:.1f} MiB/s ETA {int(eta) // 60}:"
                 f"{int(eta) % 60:02d}"
             )
-        return f"{self.label} {self.done / MB:.1f} MB {rate / MB:.1f} MB/s"
+        return f"{self.label} {self.done / MIB:.1f} MiB {rate / MIB:.1f} MiB/s"
 
     def update(self, n: int) -> None:
         self.done += n
