@@ -305,3 +305,18 @@ def test_real_catalog_is_consistent() -> None:
             assert len(f.sha256) == 64 and int(f.sha256, 16) >= 0
             assert all(len(p.wheel_sha256) == 64 for p in f.parts)
     assert sys.version_info >= (3, 11)
+
+
+def test_fetching_an_installed_model_again_keeps_its_record(
+    toy_catalog: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "models"
+    fetcher(root, toy_catalog)[0].fetch(["toy-official"])
+    before = ModelStore(root).load()
+    assert before["roles"] == {"llm": "toy-official"}  # an unassigned role takes it
+    before["models"]["toy-official"]["installed_at"] = "2000-01-01T00:00:00Z"
+    ModelStore(root).save(before)
+    f, out = fetcher(root, toy_catalog)
+    assert f.fetch(["toy-official"]) == ["toy-official"]
+    assert out.getvalue() == "toy-official: already installed\n"
+    assert ModelStore(root).load() == before

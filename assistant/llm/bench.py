@@ -52,7 +52,7 @@ def _bare_decode(engine: Engine, tokens: list[int], n: int) -> tuple[float, int]
     llama = engine.llama
     s = engine.sampling
     llama.reset()
-    stop = {llama.token_eos(), engine.chat_format.im_end}
+    stop = engine.stop_ids
     first = last = 0.0
     count = 0
     for token in llama.generate(

@@ -220,6 +220,11 @@ class Engine:
         return self._fmt
 
     @property
+    def stop_ids(self) -> frozenset[int]:
+        """Token ids that end an answer (end-of-sequence and ChatML's <|im_end|>)."""
+        return self._stop_ids
+
+    @property
     def threads(self) -> int:
         return int(self.llama.n_threads)
 

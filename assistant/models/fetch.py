@@ -142,15 +142,17 @@ class Fetcher:
     def install(self, spec: ModelSpec, *, role: str | None) -> None:
         if not self.force and self.store.is_installed(spec):
             self.say(f"{spec.name}: already installed")
+            if role:
+                self.store.assign(role, spec.name)
+            return
+        self.store.root.mkdir(parents=True, exist_ok=True)
+        official = any(f.url for f in spec.files)
+        self.say(f"{spec.name}: {'downloading' if official else 'installing'} {spec.title}")
+        if official:
+            for f in spec.files:
+                self._download(f)
         else:
-            self.store.root.mkdir(parents=True, exist_ok=True)
-            verb = "downloading" if any(f.url for f in spec.files) else "installing"
-            self.say(f"{spec.name}: {verb} {spec.title}")
-            if any(f.url for f in spec.files):
-                for f in spec.files:
-                    self._download(f)
-            else:
-                self._from_pypi(spec)
+            self._from_pypi(spec)
         self.store.record(spec, role=role)
 
     def _download(self, f: FileSpec) -> None:

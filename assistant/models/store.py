@@ -99,6 +99,12 @@ class ModelStore:
             data["roles"][role] = spec.name
         self.save(data)
 
+    def assign(self, role: str, name: str) -> None:
+        """Make the installed model ``name`` the one ``role`` uses."""
+        data = self.load()
+        data["roles"][role] = name
+        self.save(data)
+
     def _size(self, rel: str) -> int:
         path = self.root / rel
         if path.is_dir():
