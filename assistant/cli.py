@@ -107,6 +107,61 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_chat,
     )
     llm_options(chat)
+    reload = add(
+        top,
+        "reload",
+        "Make the running service re-read its config (SIGHUP).",
+        cmd_reload,
+        "Send SIGHUP to the running service (pid from $RUNTIME_DIRECTORY/qwen-assistant.pid, "
+        "else /run/qwen-assistant/qwen-assistant.pid) or to --pid. Thermal limits, the fan "
+        "curve and the target apply at once; a bad edit is rejected and the old settings stay.",
+    )
+    reload.add_argument("--pid", type=_bounded(int, 1, 2**22), metavar="PID", help="signal PID")
+    sim = add(
+        top,
+        "simulate",
+        "Simulate an hour of a Pi 5 under overload: no governor vs best fixed rate vs governor.",
+        cmd_simulate,
+        "Run the real governor, fan curve and admission code against a thermal model of a "
+        "Pi 5 with more requests arriving than it can serve, and compare it with no governor "
+        "and with the best fixed rate (found by a sweep, with hindsight). Uses the [thermal] "
+        "settings of the config. The model and its calibration: docs/thermal.md.",
+    )
+    sim.add_argument("--json", action="store_true", help="print one JSON object")
+    sim.add_argument("--plot", metavar="FILE.png", help="draw temperature, fan, rate, tokens/s")
+    sim.add_argument(
+        "--cooling",
+        choices=("kiosk", "bare", "active-cooler"),
+        default="kiosk",
+        help="kiosk: sealed cabinet, small GPIO case fan (default); bare: no heatsink, fan off; "
+        "active-cooler: the official cooler",
+    )
+    sim.add_argument(
+        "--ambient",
+        type=_bounded(float, -20.0, 60.0),
+        metavar="C",
+        help="air temperature around the board, °C (default: 40 for kiosk, else 25)",
+    )
+    sim.add_argument(
+        "--demand",
+        type=_bounded(float, 0.1, 600.0),
+        default=12.0,
+        metavar="N",
+        help="requests arriving per minute (default 12)",
+    )
+    sim.add_argument(
+        "--minutes",
+        type=_bounded(float, 1.0, 1440.0),
+        default=60.0,
+        metavar="M",
+        help="simulated minutes (default 60)",
+    )
+    sim.add_argument("--seed", type=int, default=1, help="arrival sequence seed (default 1)")
+    sim.add_argument(
+        "--calibration",
+        action="store_true",
+        help="only show the thermal model against the published Pi 5 figures",
+    )
 
     config = group("config", "Check or show the configuration.", "action")
     add(
@@ -202,10 +257,23 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 # -- ask / chat ----------------------------------------------------------------------------
-def _open(args: argparse.Namespace) -> Any:
+def _governor(config: Config) -> Any:
+    """The thermal admission path in front of the engine.
+
+    The CLI reads the temperature and queues like any request, but never drives the fan:
+    that belongs to the service.
+    """
+    from .thermal.governor import Governor
+
+    governor = Governor.from_config(config, drive_fan=False)
+    governor.tick()
+    return governor
+
+
+def _open(config: Config, args: argparse.Namespace) -> Any:
     from .llm.engine import Engine
 
-    engine = Engine.from_config(_config(args), args.model)
+    engine = Engine.from_config(config, args.model)
     engine.load()
     return engine
 
@@ -237,13 +305,21 @@ def _stream(generation: Any, stats: bool) -> None:
         )
 
 
+def _slot(governor: Any) -> Any:
+    from .thermal.admission import Priority
+
+    return governor.admission.slot(Priority.API)
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
-    engine = _open(args)
-    try:
-        chat = engine.new_chat()
-        _stream(chat.ask(" ".join(args.question), **_overrides(args)), args.stats)
-    finally:
-        engine.close()
+    config = _config(args)
+    governor = _governor(config)
+    with _slot(governor):  # too hot or busy: say so before loading the model
+        engine = _open(config, args)
+        try:
+            _stream(engine.new_chat().ask(" ".join(args.question), **_overrides(args)), args.stats)
+        finally:
+            engine.close()
     return 0
 
 
@@ -262,9 +338,25 @@ def _next_line(interactive: bool) -> str | None:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    engine = _open(args)
+    import signal
+    import threading
+
+    from .reload import reload_config
+
+    config = _config(args)
+    governor = _governor(config)
+    engine = _open(config, args)
     interactive = sys.stdin.isatty()
     stats = args.stats
+    stop = threading.Event()
+    ticker = threading.Thread(target=governor.run, args=(stop,), name="governor", daemon=True)
+    ticker.start()
+
+    def on_hup(_signum: int, _frame: Any) -> None:
+        nonlocal config
+        config = reload_config(config, governor)
+
+    previous = signal.signal(signal.SIGHUP, on_hup)
     try:
         chat = engine.new_chat()
         if interactive:
@@ -289,13 +381,51 @@ def cmd_chat(args: argparse.Namespace) -> int:
                     print(CHAT_HELP, file=sys.stderr)
                 continue
             try:
-                _stream(chat.ask(text, **_overrides(args)), stats)
+                with _slot(governor):
+                    _stream(chat.ask(text, **_overrides(args)), stats)
             except KeyboardInterrupt:
                 print("\n[stopped]", file=sys.stderr)
-            except AssistantError as exc:  # e.g. a message too long: say so, keep chatting
+            except AssistantError as exc:  # too long, busy: say so, keep chatting
                 print(f"{PROG}: {exc}", file=sys.stderr)
     finally:
+        signal.signal(signal.SIGHUP, previous)
+        stop.set()
         engine.close()
+    return 0
+
+
+# -- reload / simulate ---------------------------------------------------------------------
+def cmd_reload(args: argparse.Namespace) -> int:
+    from .reload import signal_reload
+
+    pid = signal_reload(args.pid)
+    print(f"sent SIGHUP to {pid}; the service logs what it applied")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .thermal import simulate as sim
+
+    if args.calibration:
+        print(sim.render_calibration(sim.calibration()))
+        return 0
+    hw = {"kiosk": sim.KIOSK, "bare": sim.BARE_BOARD, "active-cooler": sim.ACTIVE_COOLER}[
+        args.cooling
+    ]
+    if args.ambient is not None:
+        hw = dataclasses.replace(hw, ambient_c=args.ambient)
+    workload = sim.Workload(per_min=args.demand, duration_s=args.minutes * 60, seed=args.seed)
+    settings = _config(args).thermal
+    if args.plot:
+        sim.check_plotting()
+    results = sim.compare(settings, hw, workload, trace_every_s=30.0 if args.plot else 0.0)
+    print(sim.to_json(results) if args.json else sim.render(results, hw, workload))
+    if args.plot:
+        sim.plot(results, args.plot, hw)
+        if not args.json:
+            print(f"plot: {args.plot}")
     return 0
 
 
@@ -377,6 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not debug:  # an operator wants to see what a reload applied
+        logging.getLogger("assistant.reload").setLevel(logging.INFO)
     try:
         return int(args.func(args))
     except ConfigError as exc:

@@ -1,0 +1,254 @@
+"""Admission: who may use the one engine, and when.
+
+A token bucket (``rate_per_min`` + ``burst``) paces requests; the governor moves its rate
+with the temperature. Admitted requests wait in a bounded priority queue (voice before
+API, first come first served within a priority) for the engine, which runs one request
+at a time. A request that cannot be admitted gets :class:`Busy` with an honest
+``retry_after`` instead of waiting forever.
+
+Pure and clock-injected: no threads of its own, no I/O. The engine's users hold a
+:meth:`Admission.slot`; the simulation calls :meth:`admit` and :meth:`release` with a
+simulated clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from ..config import Thermal
+from ..errors import AssistantError
+
+__all__ = [
+    "EX_TEMPFAIL",
+    "Admission",
+    "AdmissionStatus",
+    "Busy",
+    "Priority",
+    "Ticket",
+    "TokenBucket",
+]
+
+#: sysexits.h: temporary failure, try again later.
+EX_TEMPFAIL = 75
+
+
+class Priority(IntEnum):
+    """Lower runs first."""
+
+    VOICE = 0
+    API = 1
+
+
+class Busy(AssistantError):
+    """Not admitted now; ``retry_after`` seconds is the honest estimate of when to retry.
+
+    ``reason`` is ``"rate"`` (over the admitted rate), ``"queue"`` (queue full) or
+    ``"hot"`` (above thermal.critical_c, or the wait timed out).
+    """
+
+    exit_code = EX_TEMPFAIL
+
+    def __init__(self, reason: str, retry_after: float, detail: str) -> None:
+        self.reason = reason
+        self.retry_after = max(1.0, math.ceil(retry_after))
+        super().__init__(f"busy: {detail}; retry in {self.retry_after:.0f} s")
+
+
+class TokenBucket:
+    """``rate_per_min`` tokens a minute, at most ``burst`` saved up. Starts full."""
+
+    def __init__(
+        self, rate_per_min: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._clock = clock
+        self.rate_per_min = rate_per_min
+        self.burst = burst
+        self.tokens = float(burst)
+        self._stamp = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self.tokens = min(self.burst, self.tokens + (now - self._stamp) * self.rate_per_min / 60)
+        self._stamp = now
+
+    def level(self) -> float:
+        self._refill()
+        return self.tokens
+
+    def take(self, reserve: float = 0.0) -> float:
+        """Take one token if ``1 + reserve`` are there: returns 0.0; else seconds to wait."""
+        self._refill()
+        need = 1.0 + reserve
+        if self.tokens >= need - 1e-9:
+            self.tokens -= 1.0
+            return 0.0
+        if self.rate_per_min <= 0:
+            return math.inf
+        return (need - self.tokens) * 60 / self.rate_per_min
+
+    def set_rate(self, rate_per_min: float) -> None:
+        self._refill()
+        self.rate_per_min = max(0.0, rate_per_min)
+
+    def set_burst(self, burst: int) -> None:
+        self._refill()
+        self.burst = burst
+        self.tokens = min(self.tokens, burst)
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One request's place in line. ``granted`` is set when it may use the engine."""
+
+    priority: Priority
+    number: int
+    admitted_at: float
+    started_at: float | None = None
+    finished: bool = False
+    granted: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def waited_s(self) -> float | None:
+        return None if self.started_at is None else self.started_at - self.admitted_at
+
+
+@dataclass(frozen=True)
+class AdmissionStatus:
+    rate_per_min: float  # admitted now
+    configured_per_min: float  # thermal.rate_per_min
+    tokens: float  # saved up in the bucket
+    queue: int  # waiting, not counting the running request
+    running: bool
+    stopped: str  # why nothing is admitted ("" = admitting)
+    outcomes: dict[str, int]  # admitted, rate, queue, hot
+
+
+class Admission:
+    """The bucket, the queue and the engine's one slot."""
+
+    def __init__(self, settings: Thermal, *, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._lock = threading.RLock()  # a SIGHUP handler may reload mid-call
+        self._numbers = itertools.count(1)
+        self._waiting: list[tuple[int, int, Ticket]] = []
+        self.running: Ticket | None = None
+        self._stopped = ""
+        self._stop_retry = 0.0
+        self._service_s = 10.0  # running mean of engine time per request, for estimates
+        self.outcomes = {"admitted": 0, "rate": 0, "queue": 0, "hot": 0}
+        self.bucket = TokenBucket(settings.rate_per_min, settings.burst, clock)
+        self.configure(settings)
+
+    # -- settings, driven by the governor and by reload ----------------------------------
+
+    def configure(self, settings: Thermal) -> None:
+        with self._lock:
+            self.settings = settings
+            self.queue_size = settings.queue_size
+            self.bucket.set_burst(settings.burst)
+            self.bucket.set_rate(min(self.bucket.rate_per_min, settings.rate_per_min))
+
+    def set_rate(self, rate_per_min: float) -> None:
+        with self._lock:
+            self.bucket.set_rate(rate_per_min)
+
+    def stop(self, detail: str, retry_after: float) -> None:
+        """Admit nothing new (too hot); waiting and running requests carry on."""
+        with self._lock:
+            self._stopped = detail
+            self._stop_retry = retry_after
+
+    def resume(self) -> None:
+        with self._lock:
+            self._stopped = ""
+
+    # -- requests ------------------------------------------------------------------------
+
+    def admit(self, priority: Priority) -> Ticket:
+        """Take a place in line or raise :class:`Busy`. Granted at once if the engine is free."""
+        with self._lock:
+            if self._stopped:
+                self.outcomes["hot"] += 1
+                raise Busy("hot", self._stop_retry, self._stopped)
+            if len(self._waiting) >= self.queue_size:
+                self.outcomes["queue"] += 1
+                raise Busy(
+                    "queue",
+                    self._queue_wait_locked(),
+                    f"{len(self._waiting)} requests already waiting (thermal.queue_size)",
+                )
+            # API requests leave the bucket's last token to voice, so a flood of API
+            # calls cannot starve someone talking to the device.
+            reserve = 1.0 if priority is Priority.API and self.bucket.burst > 1 else 0.0
+            wait = self.bucket.take(reserve)
+            if wait > 0:
+                self.outcomes["rate"] += 1
+                rate = self.bucket.rate_per_min
+                raise Busy("rate", wait, f"admitting {rate:.1f} requests/min now")
+            self.outcomes["admitted"] += 1
+            ticket = Ticket(priority, next(self._numbers), self._clock())
+            heapq.heappush(self._waiting, (priority, ticket.number, ticket))
+            self._grant_locked()
+            return ticket
+
+    def release(self, ticket: Ticket) -> None:
+        """The request is done (or gave up while waiting); the next one gets the engine."""
+        with self._lock:
+            if ticket.finished:
+                return
+            ticket.finished = True
+            if self.running is ticket:
+                spent = self._clock() - (ticket.started_at or 0.0)
+                self._service_s += 0.2 * (spent - self._service_s)
+                self.running = None
+            else:
+                self._waiting = [w for w in self._waiting if w[2] is not ticket]
+                heapq.heapify(self._waiting)
+            self._grant_locked()
+
+    @contextmanager
+    def slot(self, priority: Priority, *, timeout: float | None = None) -> Iterator[Ticket]:
+        """Hold the engine for one request (blocking). Raises :class:`Busy`."""
+        ticket = self.admit(priority)
+        try:
+            if not ticket.granted.wait(timeout):
+                raise Busy("queue", self._service_s, "timed out waiting for the engine")
+            yield ticket
+        finally:
+            self.release(ticket)
+
+    # -- introspection -------------------------------------------------------------------
+
+    def snapshot(self) -> AdmissionStatus:
+        with self._lock:
+            return AdmissionStatus(
+                rate_per_min=self.bucket.rate_per_min,
+                configured_per_min=self.settings.rate_per_min,
+                tokens=self.bucket.level(),
+                queue=len(self._waiting),
+                running=self.running is not None,
+                stopped=self._stopped,
+                outcomes=dict(self.outcomes),
+            )
+
+    def _grant_locked(self) -> None:
+        if self.running is None and self._waiting:
+            _, _, ticket = heapq.heappop(self._waiting)
+            ticket.started_at = self._clock()
+            self.running = ticket
+            ticket.granted.set()
+
+    def _queue_wait_locked(self) -> float:
+        """Until a queue place frees: the running request's expected remainder."""
+        if self.running is None or self.running.started_at is None:
+            return self._service_s
+        elapsed = self._clock() - self.running.started_at
+        return max(1.0, self._service_s - elapsed)

@@ -1,0 +1,423 @@
+"""Thermal policy list-in/list-out, drivers on gpiozero's mock pins, sensors from files,
+and the governor reacting to a file-backed temperature with an injected clock."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from assistant.config import Thermal
+from assistant.thermal import (
+    Admission,
+    Busy,
+    FanCurve,
+    FileThermometer,
+    FixedRate,
+    Governor,
+    NoFan,
+    OnOffFan,
+    Priority,
+    PWMFan,
+    RateController,
+    SensorError,
+    SysfsFan,
+    TokenBucket,
+    make_fan,
+    parse_throttled,
+)
+from assistant.thermal.fan import FanError
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- fan curve -------------------------------------------------------------------------------
+def test_default_curve_is_the_active_coolers_with_hysteresis_on_the_way_down() -> None:
+    curve = FanCurve(Thermal().fan_curve, 5.0)
+    temps = [40, 50, 59.9, 60, 67.5, 75, 80, 74, 70.1, 69.9, 62.6, 62.4, 55.1, 54.9, 45.1, 44.9]
+    duties = [0.0, 0.29, 0.29, 0.49, 0.69, 0.98, 0.98, 0.98, 0.98, 0.69, 0.69, 0.49, 0.49, 0.29,
+              0.29, 0.0]  # fmt: skip
+    assert curve.run(temps) == pytest.approx(duties)
+
+
+def test_curve_jumps_several_steps_at_once_both_ways() -> None:
+    curve = FanCurve([(50, 30), (60, 60), (70, 100)], 5)
+    assert curve.run([72, 30]) == [1.0, 0.0]
+
+
+def test_retuned_curve_applies_from_the_next_reading() -> None:
+    curve = FanCurve([(50, 30), (60, 60), (70, 100)], 5)
+    curve.update(72)
+    curve.retune([(50, 40)], 2)
+    assert curve.duty == 0.4
+    assert curve.run([49, 47.9]) == [0.4, 0.0]
+
+
+# -- token bucket and controller ------------------------------------------------------------
+def test_token_bucket_burst_then_rate_with_an_injected_clock() -> None:
+    clock = Clock()
+    bucket = TokenBucket(6.0, 3, clock)  # one token every 10 s
+    assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take() == pytest.approx(10.0)
+    clock.now += 4
+    assert bucket.take() == pytest.approx(6.0)
+    clock.now += 6
+    assert bucket.take() == 0.0
+    clock.now += 1000
+    assert bucket.level() == 3  # never more than the burst
+
+
+def test_token_bucket_rate_change_and_reserve() -> None:
+    clock = Clock()
+    bucket = TokenBucket(60.0, 2, clock)
+    bucket.take()
+    assert bucket.take(reserve=1.0) == pytest.approx(1.0)  # needs 2, has 1
+    bucket.set_rate(0.0)
+    bucket.take()
+    assert bucket.take() == float("inf")
+
+
+def test_controller_step_response_lowers_then_recovers() -> None:
+    settings = Thermal(target_c=75, rate_per_min=6, min_rate_per_min=0.5, control_kd=0.0)
+    pid = RateController(settings)
+    cool = pid.run([60.0] * 5, dt=1.0)
+    assert cool == [6.0] * 5  # headroom: the full rate
+    hot = pid.run([78.0] * 3000, dt=1.0)
+    assert hot[0] < 6.0  # proportional part reacts at once
+    assert all(b <= a for a, b in itertools.pairwise(hot))  # then keeps lowering
+    assert hot[-1] == 0.5  # integral reaches the floor, and stops there (no wind-up)
+    back = pid.run([70.0] * 2000, dt=1.0)
+    assert back[0] > 0.5
+    assert back[-1] == 6.0
+    assert all(b >= a for a, b in itertools.pairwise(back))
+
+
+def test_controller_brakes_on_a_fast_rise_before_the_target() -> None:
+    settings = Thermal(target_c=75, control_kp=0.0, control_ki=0.0, control_kd=30.0)
+    pid = RateController(settings)
+    rising = pid.run([60.0 + 0.5 * i for i in range(20)], dt=1.0)  # +0.5 °C/s, still < 75
+    assert rising[-1] < 6.0
+    assert pid.run([70.0] * 100, dt=1.0)[-1] == pytest.approx(6.0, abs=0.01)
+
+
+# -- fan drivers -------------------------------------------------------------------------------
+@pytest.fixture
+def factory() -> MockFactory:
+    f = MockFactory(revision="d04170", pin_class=MockPWMPin)  # a Pi 5
+    yield f
+    f.close()
+
+
+def states(factory: MockFactory, pin: str) -> list[float]:
+    return [float(s.state) for s in factory.pin(pin).states]
+
+
+def test_pwm_fan_kick_starts_from_stopped_and_respects_min_duty(factory: MockFactory) -> None:
+    clock = Clock()
+    fan = PWMFan(
+        "GPIO18", frequency_hz=25.0, min_duty=0.3, kick_s=1.0, pin_factory=factory, clock=clock
+    )
+    fan.set(0.1)  # starting: full duty first
+    clock.now += 0.5
+    fan.set(0.1)  # still kicking
+    clock.now += 1.0
+    fan.set(0.1)  # below the minimum: raised to it
+    fan.set(0.6)
+    fan.set(0.0)
+    clock.now += 5
+    fan.set(0.5)  # from stopped again: another kick
+    assert states(factory, "GPIO18") == [0.0, 1.0, 0.3, 0.6, 0.0, 1.0]
+    assert factory.pin("GPIO18").frequency == 25.0
+
+
+@pytest.mark.parametrize(("safe", "last"), [("on", 1.0), ("off", 0.0)])
+def test_fan_is_left_in_its_safe_state(factory: MockFactory, safe: str, last: float) -> None:
+    fan = PWMFan("GPIO18", kick_s=0, pin_factory=factory)
+    fan.set(0.5)
+    fan.close(safe)
+    pin = factory.pin("GPIO18")
+    recorded = [s.state for s in pin.states]
+    assert recorded[recorded.index(0.5) + 1] == last  # set before the pin is released
+    assert pin.function == "input"  # released: a hardware pull decides (docs/thermal.md)
+
+
+def test_onoff_fan_is_a_thermostat_with_the_curves_hysteresis(factory: MockFactory) -> None:
+    fan = OnOffFan("GPIO17", pin_factory=factory)
+    curve = FanCurve(Thermal().fan_curve, 5.0)
+    for t in [45, 50, 70, 46, 44, 49]:
+        fan.set(curve.update(t))
+    assert states(factory, "GPIO17") == [0.0, 1.0, 0.0]
+
+
+def test_make_fan_opens_the_configured_driver(factory: MockFactory, tmp_path: Path) -> None:
+    assert isinstance(make_fan(Thermal()), NoFan)
+    pwm = make_fan(Thermal(fan_driver="gpio-pwm", fan_pin="GPIO18"), pin_factory=factory)
+    assert isinstance(pwm, PWMFan)
+    with pytest.raises(FanError, match=r"thermal\.fan_pin 'GPIO99'"):
+        make_fan(Thermal(fan_driver="gpio-onoff", fan_pin="GPIO99"), pin_factory=factory)
+
+
+def test_sysfs_fan_writes_cooling_device_states(tmp_path: Path) -> None:
+    (tmp_path / "max_state").write_text("4\n")
+    (tmp_path / "cur_state").write_text("0\n")
+    fan = SysfsFan(tmp_path)
+    written = []
+    for duty in [0.0, 0.05, 0.5, 1.0]:
+        fan.set(duty)
+        written.append((tmp_path / "cur_state").read_text().strip())
+    assert written == ["0", "1", "2", "4"]
+    fan.close("on")
+    assert (tmp_path / "cur_state").read_text().strip() == "4"
+    with pytest.raises(FanError, match="not a cooling device"):
+        SysfsFan(tmp_path / "missing")
+
+
+# -- sensors -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "not a millidegree reading"),
+        (b"hot\n", "not a millidegree reading"),
+        (b"\xff\xfe", "not a millidegree reading"),
+        (b"200000\n", "implausible reading 200.0"),
+        (b"-60000\n", "implausible reading -60.0"),
+    ],
+)
+def test_garbage_and_absurd_readings_are_errors(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "temp"
+    path.write_bytes(content)
+    with pytest.raises(SensorError, match=message):
+        FileThermometer(path).read()
+
+
+def test_missing_unreadable_and_stale_sensor(tmp_path: Path) -> None:
+    path = tmp_path / "temp"
+    with pytest.raises(SensorError, match="no such file"):
+        FileThermometer(path).read()
+    path.mkdir()
+    with pytest.raises(SensorError, match="cannot read"):
+        FileThermometer(path).read()
+    path.rmdir()
+    path.write_text("52650\n")
+    clock = Clock(path.stat().st_mtime + 10)
+    sensor = FileThermometer(path, stale_s=30, clock=clock)
+    assert sensor.read() == 52.65
+    clock.now += 25
+    with pytest.raises(SensorError, match="stale, last written 35 s ago"):
+        sensor.read()
+
+
+def test_throttle_flags_decode_now_and_since_boot() -> None:
+    assert parse_throttled("throttled=0x0\n").describe() == "never throttled since boot"
+    flags = parse_throttled("throttled=0x80008")
+    assert flags.now == ["soft temperature limit"]
+    assert flags.since_boot == ["soft temperature limit"]
+    assert parse_throttled("throttled=0x50000").since_boot == ["under-voltage", "throttled"]
+    with pytest.raises(ValueError, match="unexpected"):
+        parse_throttled("error=1")
+
+
+# -- admission ---------------------------------------------------------------------------------
+def test_voice_goes_before_api_and_the_queue_is_bounded() -> None:
+    clock = Clock()
+    adm = Admission(Thermal(rate_per_min=600, burst=10, queue_size=2), clock=clock)
+    first = adm.admit(Priority.API)
+    assert first.granted.is_set()
+    api = adm.admit(Priority.API)
+    voice = adm.admit(Priority.VOICE)
+    with pytest.raises(Busy) as busy:
+        adm.admit(Priority.VOICE)
+    assert busy.value.reason == "queue"
+    clock.now += 4
+    adm.release(first)
+    assert voice.granted.is_set() and not api.granted.is_set()
+    assert voice.waited_s == 4
+    adm.release(voice)
+    assert api.granted.is_set()
+    assert adm.snapshot().outcomes == {"admitted": 3, "rate": 0, "queue": 1, "hot": 0}
+
+
+def test_over_the_rate_is_busy_with_an_honest_retry_time() -> None:
+    clock = Clock()
+    adm = Admission(Thermal(rate_per_min=6, burst=1), clock=clock)
+    adm.release(adm.admit(Priority.API))
+    with pytest.raises(Busy) as busy:
+        adm.admit(Priority.API)
+    assert (busy.value.reason, busy.value.retry_after) == ("rate", 10)
+    assert "retry in 10 s" in str(busy.value)
+    clock.now += 10
+    adm.release(adm.admit(Priority.API))  # the retry time was true
+
+
+def test_api_flood_leaves_a_token_for_voice() -> None:
+    clock = Clock()
+    adm = Admission(Thermal(rate_per_min=6, burst=3), clock=clock)
+    for _ in range(2):
+        adm.release(adm.admit(Priority.API))
+    with pytest.raises(Busy):
+        adm.admit(Priority.API)  # the last token is voice's
+    adm.release(adm.admit(Priority.VOICE))
+
+
+def test_waiting_request_that_gives_up_leaves_the_queue() -> None:
+    adm = Admission(Thermal(rate_per_min=600, burst=10), clock=Clock())
+    running = adm.admit(Priority.API)
+    waiting = adm.admit(Priority.API)
+    adm.release(waiting)
+    adm.release(running)
+    assert adm.running is None and adm.snapshot().queue == 0
+
+
+def test_blocking_slot_waits_for_the_engine() -> None:
+    adm = Admission(Thermal(rate_per_min=600, burst=10), clock=Clock())
+    order = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def first() -> None:
+        with adm.slot(Priority.API):
+            order.append("first")
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=first)
+    t.start()
+    inside.wait(10)
+    ticket = adm.admit(Priority.VOICE)
+    assert not ticket.granted.is_set()
+    release.set()
+    assert ticket.granted.wait(10)
+    order.append("second")
+    adm.release(ticket)
+    t.join(10)
+    assert order == ["first", "second"]
+
+
+# -- the governor on a file-backed thermometer --------------------------------------------------
+class Rig:
+    """A governor on a temperature file, a recording fan and an injected clock."""
+
+    def __init__(self, tmp_path: Path, **settings: object) -> None:
+        self.clock = Clock()
+        self.path = tmp_path / "temp"
+        self.settings = Thermal(
+            sensor_path=str(self.path),
+            smoothing_s=0.0,
+            **settings,  # type: ignore[arg-type]
+        )
+        self.fan = NoFan()
+        self.admission = Admission(self.settings, clock=self.clock)
+        self.governor = Governor(
+            self.settings,
+            FileThermometer(self.path, clock=lambda: self.path.stat().st_mtime),
+            self.fan,
+            self.admission,
+            clock=self.clock,
+        )
+
+    def feed(self, celsius: float | bytes | None, seconds: float = 1.0) -> str:
+        if celsius is None:
+            self.path.unlink(missing_ok=True)
+        else:
+            data = celsius if isinstance(celsius, bytes) else f"{round(celsius * 1000)}\n".encode()
+            self.path.write_bytes(data)
+        self.clock.now += seconds
+        return self.governor.tick().state
+
+
+@pytest.mark.parametrize("bad", [None, b"garbage\n", b"200000\n"])
+def test_lost_sensor_fails_safe_then_recovers(
+    tmp_path: Path, bad: bytes | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = Rig(tmp_path)
+    assert rig.feed(55.0) == "ok"
+    assert rig.fan.duty == pytest.approx(0.29)
+    with caplog.at_level(logging.WARNING):
+        assert rig.feed(bad) == "sensor lost"
+        rig.feed(bad)
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1  # once
+    status = rig.governor.status()
+    assert (status.fan_duty, status.rate_per_min, status.celsius) == (1.0, 0.5, None)
+    assert "fan full" in caplog.records[0].message
+    assert rig.feed(55.0) == "ok"  # back: far below the target, the full rate again
+    assert rig.fan.duty == pytest.approx(0.29)
+
+
+def test_stale_sensor_file_is_lost(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.governor.thermometer = FileThermometer(rig.path, stale_s=30, clock=rig.clock)
+    rig.path.write_text("60000\n")
+    os.utime(rig.path, (rig.clock.now, rig.clock.now))
+    assert rig.governor.tick().state == "ok"
+    rig.clock.now += 31
+    assert rig.governor.tick().state == "sensor lost"
+
+
+def test_heat_lowers_the_rate_and_critical_stops_admission(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, target_c=75.0, critical_c=82.0, control_kd=0.0)
+    rig.feed(60.0)
+    assert rig.governor.status().rate_per_min == 6.0
+    rates = []
+    for _ in range(60):
+        rig.feed(78.0)
+        rates.append(rig.governor.status().rate_per_min)
+    assert rates[-1] < rates[0] < 6.0
+    assert rig.governor.status().state == "cooling"
+    assert rig.feed(83.0) == "hot"
+    with pytest.raises(Busy) as busy:
+        rig.admission.admit(Priority.VOICE)
+    assert busy.value.reason == "hot"
+    assert "above thermal.critical_c 82.0" in str(busy.value)
+    assert rig.feed(81.0) == "hot"  # resumes only 2 °C below critical
+    assert rig.feed(79.5) != "hot"
+    rig.admission.release(rig.admission.admit(Priority.VOICE))
+
+
+def test_fixed_rate_ignores_the_temperature(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.governor.controller = FixedRate(2.5)
+    rig.feed(79.0)
+    assert rig.governor.status().rate_per_min == 2.5
+
+
+def test_no_sensor_configured_means_the_configured_rate(tmp_path: Path) -> None:
+    settings = Thermal(sensor_path="")
+    gov = Governor(settings, None, NoFan(), Admission(settings))
+    status = gov.tick()
+    assert (status.state, status.rate_per_min, status.fan_duty) == ("ok", 6.0, 1.0)
+
+
+def test_governor_keeps_going_when_the_fan_fails(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "max_state").write_text("4\n")
+    rig = Rig(tmp_path)
+    rig.governor.fan = SysfsFan(tmp_path)
+    (tmp_path / "cur_state").mkdir()  # writes now fail
+    with caplog.at_level(logging.ERROR):
+        assert rig.feed(78.0) == "cooling"
+    assert "cannot write" in caplog.text
+
+
+def test_reload_swaps_limits_and_curve_keeping_the_controller_state(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.feed(55.0)
+    new = dataclasses.replace(rig.settings, rate_per_min=3.0, fan_curve=((40.0, 80.0),))
+    rig.governor.reload(new)
+    rig.feed(55.0)
+    status = rig.governor.status()
+    assert (status.configured_per_min, status.rate_per_min, status.fan_duty) == (3.0, 3.0, 0.8)
