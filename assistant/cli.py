@@ -507,8 +507,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if not debug:  # an operator wants to see what a reload applied
+    if not debug:
+        # an operator wants to see what a reload applied; a thermal problem that refuses a
+        # request says so in the refusal, so the one-shot CLI keeps the governor quiet
         logging.getLogger("assistant.reload").setLevel(logging.INFO)
+        logging.getLogger("assistant.thermal").setLevel(logging.ERROR)
     try:
         return int(args.func(args))
     except ConfigError as exc:

@@ -278,3 +278,36 @@ def test_chat_reports_a_too_long_message_and_keeps_going(smollm_path: Path, tmp_
         and "llm.n_ctx = 512: shorten it or raise llm.n_ctx" in result.stderr
     )
     assert result.stderr.count("[first token ") == 1  # the next question was answered
+
+
+def test_ask_when_too_hot_is_busy_before_loading_the_model(tmp_path: Path) -> None:
+    temp = tmp_path / "temp"
+    temp.write_text("84000\n")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[llm]\nmodel = "{tmp_path / "never-loaded.gguf"}"\n'
+        f'[thermal]\nsensor_path = "{temp}"\nstale_s = 3600.0\n'
+    )
+    result = run("ask", "--config", str(config), "hello")
+    assert result.returncode == 75  # EX_TEMPFAIL
+    assert result.stderr.strip().splitlines()[-1] == (
+        "qwen-assistant: busy: SoC at 84.0 °C, above thermal.critical_c 82.0; retry in 60 s"
+    )
+
+
+@pytest.mark.slow
+def test_chat_without_a_sensor_runs_at_the_floor_and_says_why(
+    smollm_path: Path, tmp_path: Path
+) -> None:
+    sensor = tmp_path / "no-sensor"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[llm]\nmodel = "{smollm_path}"\nmax_tokens = 4\n[thermal]\nsensor_path = "{sensor}"\n'
+    )
+    result = run("chat", "--config", str(config), stdin="one\ntwo\nthree\n")
+    assert result.returncode == 0  # two answers from the burst (the last token is voice's)
+    assert len(result.stdout.strip().splitlines()) >= 2
+    assert result.stderr.strip().splitlines() == [
+        "qwen-assistant: busy: admitting 0.5 requests/min now (thermal sensor lost: "
+        f"{sensor}: no such file); retry in 120 s"
+    ]

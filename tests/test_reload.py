@@ -135,7 +135,13 @@ def test_sighup_reloads_a_running_chat(smollm_path: Path, tmp_path: Path) -> Non
     )
     lines: queue.Queue[str] = queue.Queue()
     assert chat.stderr is not None and chat.stdin is not None
-    threading.Thread(target=lambda: [lines.put(x) for x in chat.stderr], daemon=True).start()  # type: ignore[union-attr]
+    stderr = chat.stderr
+
+    def pump() -> None:
+        for line in stderr:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     try:
         # the model loads before SIGHUP is handled: wait for chat to answer first
         chat.stdin.write("/help\n")

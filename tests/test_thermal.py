@@ -346,7 +346,7 @@ def test_lost_sensor_fails_safe_then_recovers(
     rig = Rig(tmp_path)
     assert rig.feed(55.0) == "ok"
     assert rig.fan.duty == pytest.approx(0.29)
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, "assistant.thermal"):
         assert rig.feed(bad) == "sensor lost"
         rig.feed(bad)
     assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1  # once
@@ -408,7 +408,7 @@ def test_governor_keeps_going_when_the_fan_fails(
     rig = Rig(tmp_path)
     rig.governor.fan = SysfsFan(tmp_path)
     (tmp_path / "cur_state").mkdir()  # writes now fail
-    with caplog.at_level(logging.ERROR):
+    with caplog.at_level(logging.ERROR, "assistant.thermal"):
         assert rig.feed(78.0) == "cooling"
     assert "cannot write" in caplog.text
 

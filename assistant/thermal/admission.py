@@ -142,6 +142,7 @@ class Admission:
         self.running: Ticket | None = None
         self._stopped = ""
         self._stop_retry = 0.0
+        self._why = ""
         self._service_s = 10.0  # running mean of engine time per request, for estimates
         self.outcomes = {"admitted": 0, "rate": 0, "queue": 0, "hot": 0}
         self.bucket = TokenBucket(settings.rate_per_min, settings.burst, clock)
@@ -156,9 +157,11 @@ class Admission:
             self.bucket.set_burst(settings.burst)
             self.bucket.set_rate(min(self.bucket.rate_per_min, settings.rate_per_min))
 
-    def set_rate(self, rate_per_min: float) -> None:
+    def set_rate(self, rate_per_min: float, why: str = "") -> None:
+        """``why`` tells a refused client the reason for a low rate (e.g. sensor lost)."""
         with self._lock:
             self.bucket.set_rate(rate_per_min)
+            self._why = why
 
     def stop(self, detail: str, retry_after: float) -> None:
         """Admit nothing new (too hot); waiting and running requests carry on."""
@@ -192,7 +195,8 @@ class Admission:
             if wait > 0:
                 self.outcomes["rate"] += 1
                 rate = self.bucket.rate_per_min
-                raise Busy("rate", wait, f"admitting {rate:.1f} requests/min now")
+                why = f" ({self._why})" if self._why else ""
+                raise Busy("rate", wait, f"admitting {rate:.1f} requests/min now{why}")
             self.outcomes["admitted"] += 1
             ticket = Ticket(priority, next(self._numbers), self._clock())
             heapq.heappush(self._waiting, (priority, ticket.number, ticket))

@@ -241,7 +241,7 @@ class Governor:
             )
         else:
             self.admission.resume()
-        self.admission.set_rate(rate)
+        self.admission.set_rate(rate, f"SoC at {smoothed:.1f} °C" if rate < t.rate_per_min else "")
 
     def _lost(self, problem: str) -> None:
         if problem != self.problem:
@@ -251,7 +251,7 @@ class Governor:
         self._set_fan(1.0)
         self.controller.reset(self.settings.min_rate_per_min)
         self.admission.resume()
-        self.admission.set_rate(self.settings.min_rate_per_min)
+        self.admission.set_rate(self.settings.min_rate_per_min, f"thermal sensor lost: {problem}")
 
     def _no_sensor(self) -> None:
         """``sensor_path = ""``: no thermal control; a driven fan runs at full."""
