@@ -421,3 +421,16 @@ def test_reload_swaps_limits_and_curve_keeping_the_controller_state(tmp_path: Pa
     rig.feed(55.0)
     status = rig.governor.status()
     assert (status.configured_per_min, status.rate_per_min, status.fan_duty) == (3.0, 3.0, 0.8)
+
+
+def test_firmware_throttle_flags_are_reported_when_they_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    flags = iter(["throttled=0x0", "throttled=0x80000", "throttled=0x80000"])
+    rig = Rig(tmp_path)
+    rig.governor._throttle_reader = lambda: parse_throttled(next(flags))
+    with caplog.at_level(logging.WARNING, "assistant.thermal"):
+        for _ in range(3):
+            rig.feed(60.0, seconds=61)
+    assert rig.governor.status().throttled == "since boot: soft temperature limit"
+    assert caplog.messages == ["firmware reports since boot: soft temperature limit"]

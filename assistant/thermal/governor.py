@@ -65,8 +65,8 @@ class RateController:
     """
 
     def __init__(self, settings: Thermal) -> None:
-        self.configure(settings)
         self.integral = self.rate = settings.rate_per_min
+        self.configure(settings)
         self.last: float | None = None
         self.slope = 0.0  # °C/s, averaged over ~10 s
 
@@ -77,7 +77,7 @@ class RateController:
         self.kd = settings.control_kd
         self.lo = settings.min_rate_per_min
         self.hi = settings.rate_per_min
-        self.integral = min(self.hi, max(self.lo, getattr(self, "integral", self.hi)))
+        self.integral = min(self.hi, max(self.lo, self.integral))
 
     def update(self, celsius: float, dt: float) -> float:
         error = self.target_c - celsius
@@ -274,7 +274,10 @@ class Governor:
     def _poll_throttle(self, now: float) -> None:
         if self._throttle_reader and now - self._throttle_polled >= THROTTLE_POLL_S:
             self._throttle_polled = now
-            self._throttled = self._throttle_reader()
+            flags = self._throttle_reader()
+            if flags and flags.raw and (self._throttled is None or flags != self._throttled):
+                log.warning("firmware reports %s", flags.describe())
+            self._throttled = flags
 
     # -- reload and shutdown ---------------------------------------------------------------
 
