@@ -27,7 +27,7 @@ from typing import Any
 from ..config import Thermal
 from ..errors import AssistantError
 from .admission import Admission, Busy, Priority, Ticket
-from .fan import NoFan
+from .fan import FanCurve, NoFan
 from .governor import FixedRate, Governor
 
 __all__ = [
@@ -444,12 +444,10 @@ def calibration() -> list[tuple[str, str, float, float]]:
     for name, published, hw, phase in cases:
         board = Board(hw)
         curve_fan = SimFan(board)
-        from .fan import FanCurve
-
         curve = FanCurve(settings.fan_curve, settings.fan_hysteresis_c)
         temps = []
         for i in range(round(1800 / STEP_S)):
-            if hw.fan_w_per_k and i % 4 == 0:
+            if hw.fan_w_per_k and i % round(1 / STEP_S) == 0:  # the fan curve, once a second
                 curve_fan.set(curve.update(board.die_c))
             board.firmware()
             board.step(board.power(phase), STEP_S)
