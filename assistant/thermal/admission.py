@@ -50,8 +50,8 @@ class Priority(IntEnum):
 class Busy(AssistantError):
     """Not admitted now; ``retry_after`` seconds is the honest estimate of when to retry.
 
-    ``reason`` is ``"rate"`` (over the admitted rate), ``"queue"`` (queue full) or
-    ``"hot"`` (above thermal.critical_c, or the wait timed out).
+    ``reason`` is ``"rate"`` (over the admitted rate), ``"queue"`` (queue full, or a
+    blocking wait for the engine timed out) or ``"hot"`` (above thermal.critical_c).
     """
 
     exit_code = EX_TEMPFAIL
@@ -153,7 +153,6 @@ class Admission:
     def configure(self, settings: Thermal) -> None:
         with self._lock:
             self.settings = settings
-            self.queue_size = settings.queue_size
             self.bucket.set_burst(settings.burst)
             self.bucket.set_rate(min(self.bucket.rate_per_min, settings.rate_per_min))
 
@@ -181,7 +180,7 @@ class Admission:
             if self._stopped:
                 self.outcomes["hot"] += 1
                 raise Busy("hot", self._stop_retry, self._stopped)
-            if len(self._waiting) >= self.queue_size:
+            if len(self._waiting) >= self.settings.queue_size:
                 self.outcomes["queue"] += 1
                 raise Busy(
                     "queue",

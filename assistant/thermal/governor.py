@@ -209,8 +209,8 @@ class Governor:
         if self.problem:
             log.warning("thermal sensor is back: %.1f °C", celsius)
             self.problem = ""
-            self.celsius = self.peak = None
-            self.controller.reset(t.min_rate_per_min)  # ramp up from the floor
+            self.celsius = self.peak = None  # start smoothing afresh; the controller's
+            # integral is still at the floor where _lost() left it
         if self.celsius is None or t.smoothing_s <= 0:
             smoothed = celsius
         else:
