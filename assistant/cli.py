@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -53,7 +54,7 @@ def _bounded(kind: type, lo: float, hi: float) -> Any:
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one declaration per option
     common = _common()
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -100,6 +101,33 @@ def build_parser() -> argparse.ArgumentParser:
     ask = add(top, "ask", "Ask one question and stream the answer to stdout.", cmd_ask)
     ask.add_argument("question", nargs="+", help="the question (quote it, or give several words)")
     llm_options(ask)
+    ask.add_argument(
+        "--server",
+        metavar="URL",
+        help="ask the running service instead of loading the model here "
+        "(http://127.0.0.1:8088 or unix:/run/qwen-assistant/api.sock)",
+    )
+    ask.add_argument(
+        "--api-key",
+        metavar="KEY",
+        default=os.environ.get("QWEN_ASSISTANT_API_KEY", ""),
+        help="bearer token for --server (default: $QWEN_ASSISTANT_API_KEY)",
+    )
+    run = add(
+        top,
+        "run",
+        "Run the service: thermal governor, model and the HTTP API, until SIGTERM.",
+        cmd_run,
+        "Run the assistant service in the foreground: the thermal governor (it drives the "
+        "fan), the HTTP API (OpenAI-compatible, see docs/api.md) and the model. SIGHUP "
+        "reloads config.toml; SIGTERM or Ctrl-C stops; a second one exits at once.",
+    )
+    run.add_argument(
+        "--speak-to",
+        metavar="FILE.wav",
+        help='write what the API is asked to speak ("speak": true) to this WAV file '
+        "instead of the sound card",
+    )
     chat = add(
         top,
         "chat",
@@ -117,51 +145,56 @@ def build_parser() -> argparse.ArgumentParser:
         "curve and the target apply at once; a bad edit is rejected and the old settings stay.",
     )
     reload.add_argument("--pid", type=_bounded(int, 1, 2**22), metavar="PID", help="signal PID")
-    sim = add(
-        top,
-        "simulate",
-        "Simulate an hour of a Pi 5 under overload: no governor vs best fixed rate vs governor.",
-        cmd_simulate,
-        "Run the real governor, fan curve and admission code against a thermal model of a "
-        "Pi 5 with more requests arriving than it can serve, and compare it with no governor "
-        "and with the best fixed rate (found by a sweep, with hindsight). Uses the [thermal] "
-        "settings of the config. The model and its calibration: docs/thermal.md.",
-    )
-    sim.add_argument("--json", action="store_true", help="print one JSON object")
-    sim.add_argument("--plot", metavar="FILE.png", help="draw temperature, fan, rate, tokens/s")
-    sim.add_argument(
-        "--cooling",
-        choices=("kiosk", "bare", "active-cooler"),
-        default="kiosk",
-        help="kiosk: sealed cabinet, small GPIO case fan (default); bare: no heatsink, fan off; "
-        "active-cooler: the official cooler",
-    )
-    sim.add_argument(
-        "--ambient",
-        type=_bounded(float, -20.0, 60.0),
-        metavar="C",
-        help="air temperature around the board, °C (default: 40 for kiosk, else 25)",
-    )
-    sim.add_argument(
-        "--demand",
-        type=_bounded(float, 0.1, 600.0),
-        default=12.0,
-        metavar="N",
-        help="requests arriving per minute (default 12)",
-    )
-    sim.add_argument(
-        "--minutes",
-        type=_bounded(float, 1.0, 1440.0),
-        default=60.0,
-        metavar="M",
-        help="simulated minutes (default 60)",
-    )
-    sim.add_argument("--seed", type=int, default=1, help="arrival sequence seed (default 1)")
-    sim.add_argument(
-        "--calibration",
-        action="store_true",
-        help="only show the thermal model against the published Pi 5 figures",
-    )
+
+    def simulate_command() -> None:
+        sim = add(
+            top,
+            "simulate",
+            "Simulate an hour of a Pi 5 under overload: no governor vs best fixed rate vs "
+            "governor.",
+            cmd_simulate,
+            "Run the real governor, fan curve and admission code against a thermal model of a "
+            "Pi 5 with more requests arriving than it can serve, and compare it with no governor "
+            "and with the best fixed rate (found by a sweep, with hindsight). Uses the [thermal] "
+            "settings of the config. The model and its calibration: docs/thermal.md.",
+        )
+        sim.add_argument("--json", action="store_true", help="print one JSON object")
+        sim.add_argument("--plot", metavar="FILE.png", help="draw temperature, fan, rate, tokens/s")
+        sim.add_argument(
+            "--cooling",
+            choices=("kiosk", "bare", "active-cooler"),
+            default="kiosk",
+            help="kiosk: sealed cabinet, small GPIO case fan (default); bare: no heatsink, "
+            "fan off; active-cooler: the official cooler",
+        )
+        sim.add_argument(
+            "--ambient",
+            type=_bounded(float, -20.0, 60.0),
+            metavar="C",
+            help="air temperature around the board, °C (default: 40 for kiosk, else 25)",
+        )
+        sim.add_argument(
+            "--demand",
+            type=_bounded(float, 0.1, 600.0),
+            default=12.0,
+            metavar="N",
+            help="requests arriving per minute (default 12)",
+        )
+        sim.add_argument(
+            "--minutes",
+            type=_bounded(float, 1.0, 1440.0),
+            default=60.0,
+            metavar="M",
+            help="simulated minutes (default 60)",
+        )
+        sim.add_argument("--seed", type=int, default=1, help="arrival sequence seed (default 1)")
+        sim.add_argument(
+            "--calibration",
+            action="store_true",
+            help="only show the thermal model against the published Pi 5 figures",
+        )
+
+    simulate_command()
 
     config = group("config", "Check or show the configuration.", "action")
     add(
@@ -224,31 +257,59 @@ def build_parser() -> argparse.ArgumentParser:
         "--catalog", action="store_true", help="list every model that can be fetched"
     )
 
-    bench = group("bench", "Measure performance on this machine.", "target")
-    bllm = add(
-        bench,
-        "llm",
-        "LLM load, prefill, decode, prefix cache, memory",
-        cmd_bench_llm,
-        "Benchmark the configured LLM in one run: load time, prefill and decode tokens/s "
-        "against a bare llama-cpp-python loop, cold vs cached-prefix prefill, peak RSS.",
-    )
-    bllm.add_argument("--json", action="store_true", help="print one JSON object")
-    bllm.add_argument("--model", metavar="GGUF", help="benchmark this GGUF file")
-    bllm.add_argument(
-        "--tokens",
-        type=_bounded(int, 2, 4096),
-        default=128,
-        metavar="N",
-        help="tokens to decode per run (default 128)",
-    )
-    bllm.add_argument(
-        "--runs",
-        type=_bounded(int, 1, 20),
-        default=3,
-        metavar="N",
-        help="alternating runs of each loop; medians are reported (default 3)",
-    )
+    def bench_commands() -> None:
+        bench = group("bench", "Measure performance on this machine.", "target")
+        bllm = add(
+            bench,
+            "llm",
+            "LLM load, prefill, decode, prefix cache, memory",
+            cmd_bench_llm,
+            "Benchmark the configured LLM in one run: load time, prefill and decode tokens/s "
+            "against a bare llama-cpp-python loop, cold vs cached-prefix prefill, peak RSS.",
+        )
+        bllm.add_argument("--json", action="store_true", help="print one JSON object")
+        bllm.add_argument("--model", metavar="GGUF", help="benchmark this GGUF file")
+        bllm.add_argument(
+            "--tokens",
+            type=_bounded(int, 2, 4096),
+            default=128,
+            metavar="N",
+            help="tokens to decode per run (default 128)",
+        )
+        bllm.add_argument(
+            "--runs",
+            type=_bounded(int, 1, 20),
+            default=3,
+            metavar="N",
+            help="alternating runs of each loop; medians are reported (default 3)",
+        )
+        bapi = add(
+            bench,
+            "api",
+            "HTTP streaming vs in-process decode, time to first token",
+            cmd_bench_api,
+            "Serve the API on a free loopback port in this process and stream the same prompt "
+            "through HTTP and straight from the engine, alternating: decode tokens/s of each, "
+            "their ratio (api_ratio) and time to first token over HTTP.",
+        )
+        bapi.add_argument("--json", action="store_true", help="print one JSON object")
+        bapi.add_argument("--model", metavar="GGUF", help="benchmark this GGUF file")
+        bapi.add_argument(
+            "--tokens",
+            type=_bounded(int, 8, 2048),
+            default=128,
+            metavar="N",
+            help="tokens to decode per run (default 128)",
+        )
+        bapi.add_argument(
+            "--runs",
+            type=_bounded(int, 1, 20),
+            default=3,
+            metavar="N",
+            help="runs of each path; medians are reported (default 3)",
+        )
+
+    bench_commands()
     return parser
 
 
@@ -312,6 +373,8 @@ def _slot(governor: Any) -> Any:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    if args.server:
+        return _ask_server(args)
     config = _config(args)
     governor = _governor(config)
     with _slot(governor):  # too hot or busy: say so before loading the model
@@ -321,6 +384,45 @@ def cmd_ask(args: argparse.Namespace) -> int:
         finally:
             engine.close()
     return 0
+
+
+def _ask_server(args: argparse.Namespace) -> int:
+    from .api.client import stream_chat
+
+    if args.model:
+        raise AssistantError("--model cannot be used with --server: the service runs its model")
+    stream = stream_chat(
+        args.server,
+        [{"role": "user", "content": " ".join(args.question)}],
+        api_key=args.api_key,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+    )
+    out = sys.stdout
+    for piece in stream:
+        out.write(piece)
+        out.flush()
+    out.write("\n")
+    r = stream.result
+    if args.stats:
+        print(
+            f"[first token {r.first_token_s:.2f} s · {r.usage.get('completion_tokens', 0)} "
+            f"tokens · {r.total_s:.2f} s · {r.finish_reason}]",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .service import Service
+
+    config = _config(args)
+    level = "DEBUG" if getattr(args, "debug", False) else config.service.log_level.upper()
+    logging.getLogger("assistant").setLevel(level)
+    logging.getLogger("assistant.thermal").setLevel(logging.NOTSET)  # the service logs it
+    return asyncio.run(Service(config, speak_to=args.speak_to).run())
 
 
 CHAT_HELP = "/reset  start a new conversation\n/stats  toggle timings\n/exit   leave (or Ctrl-D)"
@@ -495,6 +597,14 @@ def cmd_bench_llm(args: argparse.Namespace) -> int:
     from .llm.bench import bench_llm, render
 
     result = bench_llm(_config(args), model=args.model, tokens=args.tokens, runs=args.runs)
+    print(json.dumps(result) if args.json else render(result))
+    return 0
+
+
+def cmd_bench_api(args: argparse.Namespace) -> int:
+    from .api.bench import bench_api, render
+
+    result = bench_api(_config(args), model=args.model, tokens=args.tokens, runs=args.runs)
     print(json.dumps(result) if args.json else render(result))
     return 0
 

@@ -213,7 +213,10 @@ class API:
     port: int = opt(8088, lo=1, hi=65535)
     unix_socket: str = opt("", path=True)
     api_key: str = opt("")
+    allowed_hosts: tuple[str, ...] = opt(())
     max_body_bytes: int = opt(262144, lo=1024, hi=16 * 1024 * 1024)
+    read_timeout_s: float = opt(10.0, lo=0.5, hi=300.0)
+    queue_timeout_s: float = opt(120.0, lo=1.0, hi=3600.0)
 
     def check(self) -> list[tuple[str, str]]:
         loopback = self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
@@ -341,7 +344,7 @@ def _build_section(name: str, cls: type, table: dict[str, Any], report: Any) -> 
     return section
 
 
-def _convert(value: Any, hint: Any, meta: Any) -> tuple[Any, str | None]:  # noqa: PLR0911
+def _convert(value: Any, hint: Any, meta: Any) -> tuple[Any, str | None]:  # noqa: PLR0911, PLR0912
     if hint is bool:
         return (
             (value, None)
@@ -362,6 +365,10 @@ def _convert(value: Any, hint: Any, meta: Any) -> tuple[Any, str | None]:  # noq
             options = ", ".join(repr(c) for c in meta["choices"])
             return None, f"must be one of {options}, got {value!r}"
         return value, None
+    elif hint == tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+            return None, f"must be a list of non-empty strings, got {_show(value)}"
+        return tuple(value), None
     else:  # the fan curve: [[celsius, duty_percent], ...]
         ok = (
             isinstance(value, list)

@@ -41,6 +41,10 @@ LIVE_KEYS: dict[str, frozenset[str]] = {
             "control_kd",
         }
     ),
+    # the API reads its settings per request; host, port and socket need a restart
+    "api": frozenset(
+        {"api_key", "allowed_hosts", "max_body_bytes", "read_timeout_s", "queue_timeout_s"}
+    ),
 }
 
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from ..errors import PromptTooLong
 
-__all__ = ["Chat", "ChatML", "Conversation", "Prompt", "Turn", "fit_turns"]
+__all__ = ["Chat", "ChatML", "Conversation", "Prompt", "Turn", "fit_turns", "stateless_prompt"]
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,41 @@ class Conversation:
 
     def reset(self) -> None:
         self.turns.clear()
+
+
+def stateless_prompt(
+    fmt: ChatML,
+    messages: Sequence[tuple[str, str]],
+    default_system: str,
+    n_ctx: int,
+    max_tokens: int,
+) -> Prompt:
+    """The prompt for a client-held history (the OpenAI API), trimmed like a Conversation.
+
+    ``messages`` are (role, text) with role system, user or assistant, the last from the
+    user. Leading system messages replace ``default_system``; the rest are grouped into
+    turns, each starting at a user message, and the oldest turns are dropped until prompt +
+    ``max_tokens`` fits ``n_ctx``. The system prompt and the last message are always kept.
+    """
+    leading = 0
+    while leading < len(messages) and messages[leading][0] == "system":
+        leading += 1
+    system = "\n\n".join(t for _, t in messages[:leading]) if leading else default_system
+    rest = messages[leading:]
+    if not rest or rest[-1][0] != "user":
+        raise ValueError("the last message must have role 'user'")
+    *history, (_, last) = rest
+    conversation = Conversation(fmt, system, n_ctx)
+    for role, text in history:
+        block = tuple(fmt.message(role, text))
+        if role == "user" or not conversation.turns:
+            conversation.turns.append(Turn(text, "", block, ()))
+        else:
+            turn = conversation.turns[-1]
+            conversation.turns[-1] = Turn(
+                turn.user_text, text, turn.user_tokens, (*turn.answer_tokens, *block)
+            )
+    return conversation.build(last, max_tokens)
 
 
 class GenerationLike(Protocol):

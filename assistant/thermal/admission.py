@@ -114,6 +114,9 @@ class Ticket:
     started_at: float | None = None
     finished: bool = False
     granted: threading.Event = field(default_factory=threading.Event)
+    #: called (under the admission lock, so keep it short) when the engine is granted;
+    #: lets an event loop await the grant without a thread blocked on ``granted``
+    on_grant: Callable[[Ticket], None] | None = None
 
     @property
     def waited_s(self) -> float | None:
@@ -174,7 +177,7 @@ class Admission:
 
     # -- requests ------------------------------------------------------------------------
 
-    def admit(self, priority: Priority) -> Ticket:
+    def admit(self, priority: Priority, on_grant: Callable[[Ticket], None] | None = None) -> Ticket:
         """Take a place in line or raise :class:`Busy`. Granted at once if the engine is free."""
         with self._lock:
             if self._stopped:
@@ -197,7 +200,7 @@ class Admission:
                 why = f" ({self._why})" if self._why else ""
                 raise Busy("rate", wait, f"admitting {rate:.1f} requests/min now{why}")
             self.outcomes["admitted"] += 1
-            ticket = Ticket(priority, next(self._numbers), self._clock())
+            ticket = Ticket(priority, next(self._numbers), self._clock(), on_grant=on_grant)
             heapq.heappush(self._waiting, (priority, ticket.number, ticket))
             self._grant_locked()
             return ticket
@@ -223,10 +226,15 @@ class Admission:
         ticket = self.admit(priority)
         try:
             if not ticket.granted.wait(timeout):
-                raise Busy("queue", self._service_s, "timed out waiting for the engine")
+                raise self.timed_out()
             yield ticket
         finally:
             self.release(ticket)
+
+    def timed_out(self) -> Busy:
+        """The refusal for an admitted request that waited its timeout without the engine."""
+        with self._lock:
+            return Busy("queue", self._queue_wait_locked(), "timed out waiting for the engine")
 
     # -- introspection -------------------------------------------------------------------
 
@@ -248,6 +256,8 @@ class Admission:
             ticket.started_at = self._clock()
             self.running = ticket
             ticket.granted.set()
+            if ticket.on_grant is not None:
+                ticket.on_grant(ticket)
 
     def _queue_wait_locked(self) -> float:
         """Until a queue place frees: the running request's expected remainder."""

@@ -1,0 +1,119 @@
+"""``qwen-assistant bench api``: what HTTP streaming costs over calling the engine directly.
+
+One process, one model: the API is served on a free loopback port (uvicorn on its own
+thread) and the same greedy prompt is streamed alternately through HTTP (the stdlib
+client, as a kiosk would) and straight from :meth:`Engine.generate`. Decode speed is timed
+the same way on both paths — from the first text piece to the last, as the reader sees it —
+and ``api_ratio`` = HTTP / in-process. One unmeasured HTTP request first puts the prompt in
+the KV cache, so every measured run starts from the same state. Time to first token over HTTP includes the request,
+admission and the (cached) prompt prefill.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from ..brain import Brain
+from ..config import Config
+from ..llm.bench import DECODE_PROMPT
+from ..llm.conversation import stateless_prompt
+from ..llm.engine import Engine
+from ..thermal.governor import Governor
+from .app import ApiState, create_app
+from .client import stream_chat
+from .server import ServerThread
+
+__all__ = ["bench_api", "render"]
+
+
+def _decode_rate(times: list[float], tokens: int) -> float:
+    """tokens/s after the first piece: (tokens - 1) over first → last piece."""
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    return (tokens - 1) / span if span > 0 and tokens > 1 else 0.0
+
+
+def _serve(config: Config, engine: Engine) -> ServerThread:
+    """The API on a free loopback port; admission without limits (this measures HTTP)."""
+    thermal = dataclasses.replace(
+        config.thermal, sensor_path="", rate_per_min=600.0, burst=100, queue_size=100
+    )
+    api = dataclasses.replace(config.api, host="127.0.0.1", port=0, unix_socket="")
+    config = dataclasses.replace(config, thermal=thermal, api=api)
+    governor = Governor.from_config(config, drive_fan=False)
+    state = ApiState(config, Brain(governor.admission, engine), governor, engine.model_path.stem)
+    return ServerThread(create_app(state), api)
+
+
+def bench_api(
+    config: Config, *, model: str | None = None, tokens: int = 128, runs: int = 3
+) -> dict[str, Any]:
+    engine = Engine.from_config(config, model)
+    engine.load()
+    messages = [{"role": "user", "content": DECODE_PROMPT}]
+    prompt = stateless_prompt(
+        engine.chat_format,
+        [(m["role"], m["content"]) for m in messages],
+        config.llm.system_prompt,
+        config.llm.n_ctx,
+        tokens,
+    ).tokens
+    background = _serve(config, engine)
+    http_rates, local_rates, http_ttft, local_ttft, counts = [], [], [], [], []
+    try:
+        for _ in stream_chat(background.url, messages, max_tokens=tokens, temperature=0.0):
+            pass  # warm-up: both paths then start from the same cached prompt
+        for _ in range(runs):
+            stream = stream_chat(background.url, messages, max_tokens=tokens, temperature=0.0)
+            for _piece in stream:
+                pass
+            result = stream.result
+            n = int(result.usage.get("completion_tokens", len(result.times)))
+            http_rates.append(_decode_rate(result.times, n))
+            http_ttft.append(result.first_token_s)
+
+            start = time.perf_counter()
+            times: list[float] = []
+            with engine.generate(prompt, max_tokens=tokens, temperature=0.0) as generation:
+                for _piece in generation:
+                    times.append(time.perf_counter() - start)
+            local_rates.append(_decode_rate(times, generation.stats.completion_tokens))
+            local_ttft.append(times[0] if times else 0.0)
+            counts.append((n, generation.stats.completion_tokens))
+    finally:
+        background.close()
+        engine.close()
+    api_tok_s = statistics.median(http_rates)
+    local_tok_s = statistics.median(local_rates)
+    return {
+        "model": engine.info.name if engine.info else "",
+        "model_file": Path(engine.model_path).name,
+        "runs": runs,
+        "completion_tokens": [list(c) for c in counts],
+        "api_decode_tok_s": round(api_tok_s, 3),
+        "engine_decode_tok_s": round(local_tok_s, 3),
+        "api_ratio": round(api_tok_s / local_tok_s, 4) if local_tok_s else 0.0,
+        "api_first_token_s": round(statistics.median(http_ttft), 4),
+        "engine_first_token_s": round(statistics.median(local_ttft), 4),
+        "threads": engine.settings.n_threads or len(os.sched_getaffinity(0)),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def render(r: dict[str, Any]) -> str:
+    rows = [
+        ("model", f"{r['model']} ({r['model_file']})"),
+        ("decode over HTTP (SSE)", f"{r['api_decode_tok_s']:.2f} tok/s"),
+        ("decode in-process", f"{r['engine_decode_tok_s']:.2f} tok/s"),
+        ("api ratio", f"{r['api_ratio']:.3f}  (target >= 0.95)"),
+        ("first token over HTTP", f"{r['api_first_token_s'] * 1000:.0f} ms"),
+        ("first token in-process", f"{r['engine_first_token_s'] * 1000:.0f} ms"),
+        ("tokens per run (http, engine)", ", ".join(f"{a}/{b}" for a, b in r["completion_tokens"])),
+        ("runs", str(r["runs"])),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

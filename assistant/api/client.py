@@ -1,0 +1,145 @@
+"""A small client for ``ask --server`` and the API benchmark: stdlib only, streams SSE.
+
+``url`` is ``http://HOST:PORT`` or ``unix:/path/to/socket``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import AssistantError
+from ..thermal.admission import EX_TEMPFAIL
+
+__all__ = ["ApiClientError", "ChatStream", "StreamResult", "stream_chat"]
+
+
+class ApiClientError(AssistantError):
+    exit_code = 69  # EX_UNAVAILABLE
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def _connect(url: str, timeout: float) -> http.client.HTTPConnection:
+    if url.startswith("unix:"):
+        return _UnixConnection(url[5:], timeout)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ApiClientError(f"--server {url!r}: expected http://HOST:PORT or unix:/PATH")
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    return cls(parts.hostname, parts.port, timeout=timeout)
+
+
+@dataclass
+class StreamResult:
+    text: str = ""
+    first_token_s: float = 0.0
+    total_s: float = 0.0
+    finish_reason: str = ""
+    usage: dict[str, int] = field(default_factory=dict)
+    #: seconds since the request, at each content piece
+    times: list[float] = field(default_factory=list)
+
+
+class ChatStream:
+    """A streaming chat completion: iterate for the content pieces; ``result`` when done."""
+
+    def __init__(
+        self,
+        url: str,
+        messages: list[dict[str, str]],
+        *,
+        api_key: str,
+        timeout: float,
+        **params: Any,
+    ) -> None:
+        body = {"messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+        body.update({k: v for k, v in params.items() if v is not None})
+        self.url = url
+        self.body = json.dumps(body)
+        self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        self.timeout = timeout
+        self.result = StreamResult()
+
+    def __iter__(self) -> Iterator[str]:
+        conn = _connect(self.url, self.timeout)
+        start = time.perf_counter()
+        try:
+            try:
+                conn.request("POST", "/v1/chat/completions", self.body, self.headers)
+                response = conn.getresponse()
+            except OSError as exc:
+                raise ApiClientError(f"cannot reach {self.url}: {exc}") from None
+            if response.status != 200:
+                raise _error(self.url, response)
+            for raw in response:
+                line = raw.decode("utf-8").strip()
+                if line == "data: [DONE]":
+                    break
+                if line.startswith("data:"):
+                    piece = self._event(json.loads(line[5:]))
+                    if piece:
+                        now = time.perf_counter() - start
+                        if not self.result.times:
+                            self.result.first_token_s = now
+                        self.result.times.append(now)
+                        self.result.text += piece
+                        yield piece
+            self.result.total_s = time.perf_counter() - start
+        finally:
+            conn.close()
+
+    def _event(self, event: dict[str, Any]) -> str:
+        """The content piece of one SSE event ("" if none); usage and finish recorded."""
+        if "error" in event:
+            raise ApiClientError(f"{self.url}: {event['error'].get('message', 'error')}")
+        if event.get("usage"):
+            self.result.usage = event["usage"]
+        text = ""
+        for choice in event.get("choices", []):
+            text += choice.get("delta", {}).get("content") or ""
+            self.result.finish_reason = choice.get("finish_reason") or self.result.finish_reason
+        return text
+
+
+def stream_chat(
+    url: str,
+    messages: list[dict[str, str]],
+    *,
+    api_key: str = "",
+    timeout: float = 300.0,
+    **params: Any,
+) -> ChatStream:
+    """POST a streaming chat completion (nothing is sent until it is iterated)."""
+    return ChatStream(url, messages, api_key=api_key, timeout=timeout, **params)
+
+
+def _error(url: str, response: http.client.HTTPResponse) -> AssistantError:
+    raw = response.read()
+    try:
+        message = json.loads(raw)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = raw.decode("utf-8", "replace").strip()[:200] or response.reason
+    error = ApiClientError(f"{url}: HTTP {response.status}: {message}")
+    if response.status in (429, 503):
+        error.exit_code = EX_TEMPFAIL
+    elif response.status in (401, 403):
+        error.exit_code = 77  # EX_NOPERM
+    return error

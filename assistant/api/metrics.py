@@ -1,0 +1,128 @@
+"""Prometheus text exposition (format 0.0.4) for /metrics, without a client library.
+
+Counters and histograms live here; gauges are read from the status snapshot when scraped,
+so /metrics, /status and the STATUS= line always agree.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["Histogram", "Metrics", "render"]
+
+PREFIX = "qwen_assistant_"
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class Histogram:
+    def __init__(self, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
+        self.buckets = tuple(sorted(buckets))
+        self.counts = [0] * len(self.buckets)  # per bucket, not cumulative
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        i = bisect.bisect_left(self.buckets, value)
+        if i < len(self.counts):
+            self.counts[i] += 1
+        self.count += 1
+        self.sum += value
+
+    def lines(self, name: str) -> list[str]:
+        out = []
+        running = 0
+        for bound, n in zip(self.buckets, self.counts, strict=True):
+            running += n
+            out.append(f'{name}_bucket{{le="{bound:g}"}} {running}')
+        out += [f'{name}_bucket{{le="+Inf"}} {self.count}', f"{name}_sum {self.sum:.6f}"]
+        out.append(f"{name}_count {self.count}")
+        return out
+
+
+class Metrics:
+    """What the API counts. Thread-safe: the inference thread may record too."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+        self.first_token = Histogram()
+        self.first_audio = Histogram()
+        self.completion_tokens = 0
+
+    def outcome(self, outcome: str) -> None:
+        with self._lock:
+            self.requests[outcome] += 1
+
+    def observe_first_token(self, seconds: float) -> None:
+        with self._lock:
+            self.first_token.observe(seconds)
+
+    def observe_first_audio(self, seconds: float) -> None:
+        with self._lock:
+            self.first_audio.observe(seconds)
+
+    def tokens(self, n: int) -> None:
+        with self._lock:
+            self.completion_tokens += n
+
+
+#: every outcome a request can have, so a dashboard sees zeros rather than gaps
+OUTCOMES = (
+    "ok",
+    "length",
+    "cancelled",
+    "rate_limited",
+    "queue_full",
+    "too_hot",
+    "not_ready",
+    "bad_request",
+    "unauthorized",
+    "error",
+)
+
+
+def _gauge(name: str, help: str, value: float | None) -> list[str]:
+    shown = "NaN" if value is None or math.isnan(value) else f"{value:g}"
+    return [
+        f"# HELP {PREFIX}{name} {help}",
+        f"# TYPE {PREFIX}{name} gauge",
+        f"{PREFIX}{name} {shown}",
+    ]
+
+
+def render(metrics: Metrics, status: dict[str, Any]) -> str:
+    """The exposition text for one scrape; ``status`` is the /status snapshot."""
+    thermal, admission, last = status["thermal"], status["admission"], status["last"]
+    lines: list[str] = []
+    lines += _gauge("up", "1 once the model is loaded", 1.0 if status["ready"] else 0.0)
+    lines += _gauge("temperature_celsius", "SoC temperature (NaN: sensor lost)", thermal["celsius"])
+    lines += _gauge("fan_duty_ratio", "fan duty, 0-1", thermal["fan_duty"])
+    lines += _gauge(
+        "admitted_rate_per_minute", "requests/min admitted now", admission["rate_per_min"]
+    )
+    lines += _gauge(
+        "configured_rate_per_minute", "thermal.rate_per_min", admission["configured_per_min"]
+    )
+    lines += _gauge("queue_length", "requests waiting for the engine", admission["queue"])
+    lines += _gauge("busy", "1 while the engine generates", 1.0 if admission["running"] else 0.0)
+    lines += _gauge("tokens_per_second", "decode speed of the last request", last["decode_tok_s"])
+    with metrics._lock:
+        name = f"{PREFIX}requests_total"
+        lines += [f"# HELP {name} API requests by outcome", f"# TYPE {name} counter"]
+        for outcome in sorted(set(OUTCOMES) | set(metrics.requests)):
+            lines.append(f'{name}{{outcome="{outcome}"}} {metrics.requests[outcome]}')
+        name = f"{PREFIX}completion_tokens_total"
+        lines += [f"# HELP {name} tokens generated for API requests", f"# TYPE {name} counter"]
+        lines.append(f"{name} {metrics.completion_tokens}")
+        for hist, key, help in (
+            (metrics.first_token, "time_to_first_token_seconds", "request arrival to first token"),
+            (metrics.first_audio, "time_to_first_audio_seconds", "request arrival to first sound"),
+        ):
+            name = PREFIX + key
+            lines += [f"# HELP {name} {help}", f"# TYPE {name} histogram", *hist.lines(name)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,259 @@
+"""The one brain: admission in front of the one engine, bridged to asyncio.
+
+Every text request (HTTP now, voice later) goes the same way: :meth:`Brain.admit` takes a
+place in the governor's queue and awaits the grant without blocking the event loop;
+:meth:`Brain.generate` runs the engine on the single inference thread and hands the text
+pieces to the loop. Cancelling a :class:`Job` (client gone, shutdown) stops the engine
+after the token in progress, and the ticket is released the moment the engine is free, so
+the next request starts at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import AssistantError
+from .llm.engine import GenerationStats
+from .thermal.admission import Admission, Priority, Ticket
+
+__all__ = ["Brain", "Job", "NotReady", "StopMatcher", "TurnRecord"]
+
+log = logging.getLogger(__name__)
+
+
+class NotReady(AssistantError):
+    """The model is still loading (or failed to load)."""
+
+    exit_code = 69
+
+
+class StopMatcher:
+    """Cuts a text stream at the first of some stop strings, across piece boundaries.
+
+    Text that could be the start of a stop string is held back until the next piece
+    decides it. Pure: list in, list out.
+    """
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self._held = ""
+        self.hit = False
+
+    def feed(self, piece: str) -> str:
+        """Text that is safe to emit now; sets ``hit`` when a stop string appeared."""
+        if not self.stops:
+            return piece
+        text = self._held + piece
+        cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.hit = True
+            self._held = ""
+            return text[:cut]
+        keep = 0  # longest tail of text that is a proper prefix of some stop string
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(text)), keep, -1):
+                if text.endswith(stop[:n]):
+                    keep = n
+                    break
+        self._held = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return held
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """One finished request, for /status, the status line and the journal."""
+
+    id: int
+    kind: str  # "api", later "voice"
+    outcome: str  # "stop", "length", "time", "repetition", "cancelled", "error"
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    #: request arrival → first token, seconds (includes the queue)
+    first_token_s: float
+    decode_tok_s: float
+    total_s: float
+    finished_at: float  # time.time()
+
+
+_END = object()
+
+
+class Job:
+    """One generation: iterate it (async) for text; ``stats`` and ``finish`` once it ends."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stops: Sequence[str]) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.cancel_event = threading.Event()
+        self.matcher = StopMatcher(stops)
+        self.stats = GenerationStats()
+        self.text = ""
+        #: clock() when the engine produced the first token
+        self.first_at: float | None = None
+        #: resolves when the engine is free again
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    @property
+    def finish(self) -> str:
+        """stop (end of answer or a stop string), length, time, repetition or cancelled."""
+        return "stop" if self.matcher.hit else self.stats.stop_reason or "cancelled"
+
+    def _put(self, item: Any) -> None:  # from the inference thread
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+class Brain:
+    """Admission + engine + the inference thread, shared by every front end."""
+
+    def __init__(
+        self,
+        admission: Admission,
+        engine: Any = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        history: int = 20,
+    ) -> None:
+        self.admission = admission
+        self.engine = engine
+        self.clock = clock
+        self.load_error = ""
+        self.turns: deque[TurnRecord] = deque(maxlen=history)
+        self._ids = itertools.count(1)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
+        self._jobs: set[Job] = set()
+        self.listeners: list[Callable[[TurnRecord], None]] = []
+
+    @property
+    def ready(self) -> bool:
+        return self.engine is not None
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    async def load(self, make_engine: Callable[[], Any]) -> None:
+        """Build and load the engine on the inference thread; the loop keeps serving."""
+        loop = asyncio.get_running_loop()
+        try:
+            self.engine = await loop.run_in_executor(self._executor, make_engine)
+        except AssistantError as exc:
+            self.load_error = str(exc)
+            raise
+
+    async def admit(self, priority: Priority, timeout: float) -> Ticket:
+        """A granted ticket, or :class:`Busy`/:class:`NotReady`. Cancellable while queued."""
+        if self.engine is None:
+            raise NotReady(self.load_error or "the model is still loading")
+        loop = asyncio.get_running_loop()
+        granted: asyncio.Future[None] = loop.create_future()
+
+        def grant() -> None:
+            if not granted.done():  # not if the wait already timed out or was cancelled
+                granted.set_result(None)
+
+        def on_grant(_ticket: Ticket) -> None:  # any thread, under the admission lock
+            loop.call_soon_threadsafe(grant)
+
+        ticket = self.admission.admit(priority, on_grant)
+        try:
+            await asyncio.wait_for(granted, timeout)
+        except TimeoutError:
+            self.admission.release(ticket)
+            raise self.admission.timed_out() from None
+        except BaseException:
+            self.admission.release(ticket)
+            raise
+        return ticket
+
+    def generate(
+        self, ticket: Ticket, tokens: list[int], *, stops: Sequence[str] = (), **overrides: Any
+    ) -> Job:
+        """Start generating for a granted ``ticket``; the ticket is released when done."""
+        loop = asyncio.get_running_loop()
+        job = Job(loop, stops)
+        job.done = loop.run_in_executor(self._executor, self._work, job, ticket, tokens, overrides)
+        self._jobs.add(job)
+        job.done.add_done_callback(lambda _: self._jobs.discard(job))
+        return job
+
+    def _work(self, job: Job, ticket: Ticket, tokens: list[int], overrides: dict[str, Any]) -> None:
+        try:
+            generation = self.engine.generate(tokens, cancel=job.cancel_event, **overrides)
+            job.stats = generation.stats
+            with generation:
+                for piece in generation:
+                    if job.first_at is None:
+                        job.first_at = self.clock()
+                    out = job.matcher.feed(piece)
+                    if out:
+                        job.text += out
+                        job._put(out)
+                    if job.matcher.hit:
+                        break
+                else:
+                    tail = job.matcher.flush()
+                    if tail:
+                        job.text += tail
+                        job._put(tail)
+        except Exception as exc:  # noqa: BLE001 - handed to the awaiting request, never lost
+            job._put(exc)
+        finally:
+            self.admission.release(ticket)
+            job._put(_END)
+
+    def record(self, kind: str, job: Job, arrived: float, outcome: str = "") -> TurnRecord:
+        """Remember a finished request; ``arrived`` is its clock() at arrival."""
+        s = job.stats
+        turn = TurnRecord(
+            id=self.next_id(),
+            kind=kind,
+            outcome=outcome or job.finish,
+            prompt_tokens=s.prompt_tokens,
+            cached_tokens=s.cached_tokens,
+            completion_tokens=s.completion_tokens,
+            first_token_s=job.first_at - arrived if job.first_at is not None else 0.0,
+            decode_tok_s=s.decode_tok_s,
+            total_s=self.clock() - arrived,
+            finished_at=time.time(),
+        )
+        self.turns.append(turn)
+        for listener in self.listeners:
+            listener(turn)
+        return turn
+
+    def cancel_all(self) -> None:
+        """Cancel every running generation (each stops after the token in progress)."""
+        for job in list(self._jobs):
+            job.cancel()
+
+    def close(self) -> None:
+        """Cancel what runs and close the engine once the inference thread is free."""
+        self.cancel_all()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self.engine is not None:
+            self.engine.close()

@@ -1,0 +1,1 @@
+"""Speech: piper text-to-speech and audio output (microphone and STT come with the voice loop)."""

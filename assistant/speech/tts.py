@@ -1,0 +1,61 @@
+"""piper text-to-speech. piper (and onnxruntime) are imported only in :meth:`PiperTTS.load`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..errors import ModelError
+
+__all__ = ["PiperTTS", "resolve_voice"]
+
+
+def resolve_voice(config: Config) -> Path:
+    """speech.tts_voice, else the voice `models fetch` installed for the tts role."""
+    if config.speech.tts_voice not in ("", "auto"):
+        return Path(config.speech.tts_voice)
+    from ..models.store import ModelStore
+
+    return ModelStore(config.paths.models_dir).path_for("tts")
+
+
+class PiperTTS:
+    """One piper voice: text in, 16-bit mono PCM chunks out (one per sentence piper finds)."""
+
+    def __init__(self, voice_path: str | Path, *, speed: float = 1.0) -> None:
+        self.voice_path = Path(voice_path)
+        self.speed = speed
+        self._voice: Any = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> PiperTTS:
+        return cls(resolve_voice(config), speed=config.speech.tts_speed)
+
+    def load(self) -> None:
+        fix = "run `qwen-assistant models fetch tts` or set speech.tts_voice"
+        if not self.voice_path.is_file():
+            raise ModelError(f"{self.voice_path}: no such piper voice; {fix}")
+        if not Path(f"{self.voice_path}.json").is_file():
+            raise ModelError(f"{self.voice_path}.json: the voice's config is missing; {fix}")
+        try:
+            from piper import PiperVoice
+        except ImportError as exc:
+            raise ModelError(f"piper-tts is not installed ({exc}); run scripts/setup.sh") from None
+        try:
+            self._voice = PiperVoice.load(str(self.voice_path))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+            raise ModelError(f"{self.voice_path}: piper could not load it ({exc}); {fix}") from None
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self._voice.config.sample_rate)
+
+    def synthesize(self, text: str) -> Iterator[bytes]:
+        """16-bit little-endian mono PCM at :attr:`sample_rate`, chunk by chunk."""
+        from piper import SynthesisConfig
+
+        syn = SynthesisConfig(length_scale=1.0 / self.speed)
+        for chunk in self._voice.synthesize(text, syn_config=syn):
+            yield chunk.audio_int16_bytes
