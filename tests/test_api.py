@@ -33,8 +33,8 @@ KEY = "s3cret-token"
 
 def make_config(**api: Any) -> Config:
     thermal = Thermal(sensor_path="", rate_per_min=600.0, burst=50)
-    settings = dict(host="127.0.0.1", port=0, read_timeout_s=0.5) | api
-    return Config(thermal=thermal, api=API(**settings))
+    settings = API(host="127.0.0.1", port=0, read_timeout_s=0.5)
+    return Config(thermal=thermal, api=dataclasses.replace(settings, **api))
 
 
 def make_state(config: Config, engine: Any = None) -> ApiState:
@@ -60,13 +60,13 @@ def serve() -> Iterator[Any]:
 @pytest.fixture
 def loading(serve: Any) -> ServerThread:
     """An API whose model is still loading, without a key."""
-    thread, _ = serve(make_config())
+    thread: ServerThread = serve(make_config())[0]
     return thread
 
 
 @pytest.fixture
 def keyed(serve: Any) -> ServerThread:
-    thread, _ = serve(make_config(api_key=KEY))
+    thread: ServerThread = serve(make_config(api_key=KEY))[0]
     return thread
 
 
@@ -145,7 +145,7 @@ def test_stateless_prompt_uses_the_clients_system_prompt_and_drops_oldest_turns(
 
 def test_stateless_prompt_refuses_what_cannot_fit_or_does_not_end_with_the_user() -> None:
     fmt = fake_chatml()
-    with pytest.raises(PromptTooLong, match="llm.n_ctx"):
+    with pytest.raises(PromptTooLong, match=r"llm\.n_ctx"):
         stateless_prompt(fmt, [("user", "x" * 500)], "", n_ctx=256, max_tokens=32)
     with pytest.raises(ValueError, match="last message"):
         stateless_prompt(fmt, [("user", "q"), ("assistant", "a")], "", n_ctx=256, max_tokens=32)

@@ -26,6 +26,8 @@ COMMANDS = [
     ["models", "list"],
     ["bench"],
     ["bench", "llm"],
+    ["bench", "api"],
+    ["run"],
     ["reload"],
     ["simulate"],
 ]

@@ -5,8 +5,8 @@ thread) and the same greedy prompt is streamed alternately through HTTP (the std
 client, as a kiosk would) and straight from :meth:`Engine.generate`. Decode speed is timed
 the same way on both paths — from the first text piece to the last, as the reader sees it —
 and ``api_ratio`` = HTTP / in-process. One unmeasured HTTP request first puts the prompt in
-the KV cache, so every measured run starts from the same state. Time to first token over HTTP includes the request,
-admission and the (cached) prompt prefill.
+the KV cache, so every measured run starts from the same state. Time to first token over
+HTTP includes the request, admission and the (cached) prompt prefill.
 """
 
 from __future__ import annotations
