@@ -371,3 +371,14 @@ def test_reload_applies_api_keys_live() -> None:
     state.config = dataclasses.replace(config, api=dataclasses.replace(config.api, api_key=KEY))
     app = create_app(state)
     assert app.settings.api_key == KEY
+
+
+def test_the_status_line_is_one_line_from_the_same_snapshot() -> None:
+    from assistant.status import status_line
+
+    state = make_state(make_config())
+    line = status_line(state.snapshot())
+    assert line == "loading · no temperature · fan 0% · 600.0/600 req/min · queue 0"
+    state.brain.load_error = "model.gguf: not a GGUF file"
+    assert status_line(state.snapshot()).startswith("error · ")
+    assert status_line(state.snapshot()).endswith("model.gguf: not a GGUF file")

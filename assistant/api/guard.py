@@ -122,7 +122,14 @@ class Guard:
         extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         self.on_refuse(status)
-        await _reply(send, status, message, kind, extra)
+        body = error_body(message, kind)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *(extra or []),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def _read_body(
         self, settings: API, headers: dict[str, bytes], receive: Receive, send: Send
@@ -180,20 +187,3 @@ def _authorized(headers: dict[str, bytes], key: bytes) -> bool:
     scheme, _, token = headers.get("authorization", b"").partition(b" ")
     # compare_digest takes the same time wherever the first difference is
     return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), key)
-
-
-async def _reply(
-    send: Send,
-    status: int,
-    message: str,
-    kind: str,
-    extra: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    body = error_body(message, kind)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *(extra or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
