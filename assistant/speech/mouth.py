@@ -61,5 +61,11 @@ class Mouth:
                 self.speaking = False
 
     def close(self) -> None:
+        """Stop after the text being spoken; texts still queued are dropped."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
         self._queue.put(None)
         self._thread.join(timeout=5)
