@@ -104,8 +104,8 @@ class Job:
         self.text = ""
         #: clock() when the engine produced the first token
         self.first_at: float | None = None
-        #: resolves when the engine is free again
-        self.done: asyncio.Future[None] = loop.create_future()
+        #: resolves when the engine is free again (set by Brain.generate)
+        self.done: asyncio.Future[None]
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -117,6 +117,11 @@ class Job:
 
     def _put(self, item: Any) -> None:  # from the inference thread
         self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    def _emit(self, text: str) -> None:
+        if text:
+            self.text += text
+            self._put(text)
 
     async def __aiter__(self) -> AsyncIterator[str]:
         while True:
@@ -209,17 +214,11 @@ class Brain:
                 for piece in generation:
                     if job.first_at is None:
                         job.first_at = self.clock()
-                    out = job.matcher.feed(piece)
-                    if out:
-                        job.text += out
-                        job._put(out)
+                    job._emit(job.matcher.feed(piece))
                     if job.matcher.hit:
                         break
                 else:
-                    tail = job.matcher.flush()
-                    if tail:
-                        job.text += tail
-                        job._put(tail)
+                    job._emit(job.matcher.flush())
         except Exception as exc:  # noqa: BLE001 - handed to the awaiting request, never lost
             job._put(exc)
         finally:

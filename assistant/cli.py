@@ -257,33 +257,41 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one declaratio
         "--catalog", action="store_true", help="list every model that can be fetched"
     )
 
+    def bench_command(
+        bench: Any, name: str, help: str, func: Any, description: str, *, lo: int, hi: int
+    ) -> None:
+        """A benchmark: --json, --model, --tokens (within lo..hi), --runs; medians."""
+        p = add(bench, name, help, func, description)
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.add_argument("--model", metavar="GGUF", help="benchmark this GGUF file")
+        p.add_argument(
+            "--tokens",
+            type=_bounded(int, lo, hi),
+            default=128,
+            metavar="N",
+            help="tokens to decode per run (default 128)",
+        )
+        p.add_argument(
+            "--runs",
+            type=_bounded(int, 1, 20),
+            default=3,
+            metavar="N",
+            help="runs of each path, alternating; medians are reported (default 3)",
+        )
+
     def bench_commands() -> None:
         bench = group("bench", "Measure performance on this machine.", "target")
-        bllm = add(
+        bench_command(
             bench,
             "llm",
             "LLM load, prefill, decode, prefix cache, memory",
             cmd_bench_llm,
             "Benchmark the configured LLM in one run: load time, prefill and decode tokens/s "
             "against a bare llama-cpp-python loop, cold vs cached-prefix prefill, peak RSS.",
+            lo=2,
+            hi=4096,
         )
-        bllm.add_argument("--json", action="store_true", help="print one JSON object")
-        bllm.add_argument("--model", metavar="GGUF", help="benchmark this GGUF file")
-        bllm.add_argument(
-            "--tokens",
-            type=_bounded(int, 2, 4096),
-            default=128,
-            metavar="N",
-            help="tokens to decode per run (default 128)",
-        )
-        bllm.add_argument(
-            "--runs",
-            type=_bounded(int, 1, 20),
-            default=3,
-            metavar="N",
-            help="alternating runs of each loop; medians are reported (default 3)",
-        )
-        bapi = add(
+        bench_command(
             bench,
             "api",
             "HTTP streaming vs in-process decode, time to first token",
@@ -291,22 +299,8 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one declaratio
             "Serve the API on a free loopback port in this process and stream the same prompt "
             "through HTTP and straight from the engine, alternating: decode tokens/s of each, "
             "their ratio (api_ratio) and time to first token over HTTP.",
-        )
-        bapi.add_argument("--json", action="store_true", help="print one JSON object")
-        bapi.add_argument("--model", metavar="GGUF", help="benchmark this GGUF file")
-        bapi.add_argument(
-            "--tokens",
-            type=_bounded(int, 8, 2048),
-            default=128,
-            metavar="N",
-            help="tokens to decode per run (default 128)",
-        )
-        bapi.add_argument(
-            "--runs",
-            type=_bounded(int, 1, 20),
-            default=3,
-            metavar="N",
-            help="runs of each path; medians are reported (default 3)",
+            lo=8,
+            hi=2048,
         )
 
     bench_commands()

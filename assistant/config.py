@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import math
 import os
 import tomllib
@@ -34,6 +35,7 @@ __all__ = [
     "Voice",
     "default_config_path",
     "find_config",
+    "is_loopback",
     "load_config",
 ]
 
@@ -203,7 +205,14 @@ class Thermal:
         return problems
 
 
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP address (127.0.0.0/8, ::1); never a host name."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -219,8 +228,7 @@ class API:
     queue_timeout_s: float = opt(120.0, lo=1.0, hi=3600.0)
 
     def check(self) -> list[tuple[str, str]]:
-        loopback = self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
-        if not loopback and not self.api_key:
+        if not is_loopback(self.host) and not self.api_key:
             return [
                 (
                     "host",

@@ -38,7 +38,6 @@ def snapshot(
         "last": {
             "decode_tok_s": last.get("decode_tok_s"),
             "first_token_s": last.get("first_token_s"),
-            "first_audio_s": last.get("first_audio_s"),
         },
         "turns": turns,
     }
@@ -55,12 +54,9 @@ def status_line(s: dict[str, Any]) -> str:
     parts.append(f"{a['rate_per_min']:.1f}/{a['configured_per_min']:g} req/min")
     parts.append(f"queue {a['queue']}")
     if last["decode_tok_s"] is not None:
-        tail = f"last {last['decode_tok_s']:.1f} tok/s"
-        if last.get("first_audio_s") is not None:
-            tail += f", {last['first_audio_s']:.1f} s to first audio"
-        elif last["first_token_s"] is not None:
-            tail += f", {last['first_token_s']:.1f} s to first token"
-        parts.append(tail)
+        parts.append(
+            f"last {last['decode_tok_s']:.1f} tok/s, {last['first_token_s']:.1f} s to first token"
+        )
     if s["problem"]:
         parts.append(s["problem"])
     return " · ".join(parts)

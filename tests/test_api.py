@@ -21,9 +21,9 @@ import pytest
 from assistant.api.app import ApiState, create_app
 from assistant.api.guard import host_name
 from assistant.api.metrics import Histogram
-from assistant.api.server import Server, ServerThread, is_loopback
+from assistant.api.server import Server, ServerThread
 from assistant.brain import Brain, StopMatcher
-from assistant.config import API, Config, Thermal, load_config
+from assistant.config import API, Config, Thermal, is_loopback, load_config
 from assistant.errors import ConfigError, PromptTooLong
 from assistant.llm.conversation import ChatML, stateless_prompt
 from assistant.thermal.governor import Governor
@@ -179,6 +179,7 @@ def test_host_name_strips_the_port(header: str, name: str) -> None:
 
 def test_a_non_loopback_bind_without_a_key_is_refused(tmp_path: Path) -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("0.0.0.0")
+    assert not is_loopback("127.evil.example")  # a name that looks like 127/8 is not
     with pytest.raises(ConfigError, match="api_key"):
         Server(object(), API(host="0.0.0.0"))
     path = tmp_path / "config.toml"

@@ -339,15 +339,20 @@ def _finish(state: ApiState, job: Job, arrived: float, speak: bool, *, cancelled
             log.warning("turn %d: not spoken, the speech queue is full", turn.id)
 
 
-def _chunk(completion_id: str, model: str, delta: dict[str, Any], finish: str | None) -> str:
+def _event(completion_id: str, model: str, choices: list[Any], **extra: Any) -> str:
     data = {
         "id": completion_id,
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        "choices": choices,
+        **extra,
     }
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _chunk(completion_id: str, model: str, delta: dict[str, Any], finish: str | None) -> str:
+    return _event(completion_id, model, [{"index": 0, "delta": delta, "finish_reason": finish}])
 
 
 async def _sse(
@@ -366,15 +371,7 @@ async def _sse(
             return
         yield _chunk(cid, model, {}, _reason(job))
         if usage:
-            last = {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [],
-                "usage": _usage(job),
-            }
-            yield f"data: {json.dumps(last)}\n\n"
+            yield _event(cid, model, [], usage=_usage(job))
         yield "data: [DONE]\n\n"
         finished = True
     finally:

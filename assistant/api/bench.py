@@ -20,7 +20,7 @@ from typing import Any
 
 from ..brain import Brain
 from ..config import Config
-from ..llm.bench import DECODE_PROMPT
+from ..llm.bench import DECODE_PROMPT, table
 from ..llm.conversation import stateless_prompt
 from ..llm.engine import Engine
 from ..thermal.governor import Governor
@@ -115,5 +115,4 @@ def render(r: dict[str, Any]) -> str:
         ("tokens per run (http, engine)", ", ".join(f"{a}/{b}" for a, b in r["completion_tokens"])),
         ("runs", str(r["runs"])),
     ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return table(rows)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import os
 import socket
 import threading
@@ -12,19 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..config import API
+from ..config import API, is_loopback
 from ..errors import ConfigError
 
-__all__ = ["Server", "ServerThread", "is_loopback"]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+__all__ = ["Server", "ServerThread"]
 
 
 def _without_signals(base: Any) -> Any:
@@ -104,10 +94,6 @@ class Server:
         host = f"[{s.host}]" if ":" in s.host else s.host
         port = self.sock.getsockname()[1] if self.sock else s.port
         return f"http://{host}:{port}"
-
-    @property
-    def started(self) -> bool:
-        return bool(self._uvicorn.started)
 
     async def serve(self) -> None:
         """Serve until :meth:`stop`. Clients may connect as soon as :meth:`bind` returned:

@@ -23,7 +23,7 @@ from ..config import Config
 from .conversation import Conversation
 from .engine import Engine
 
-__all__ = ["BENCH_SYSTEM_PROMPT", "bench_llm", "render"]
+__all__ = ["BENCH_SYSTEM_PROMPT", "bench_llm", "render", "table"]
 
 BENCH_SYSTEM_PROMPT = (
     "You are Pip, the friendly voice assistant of the Riverside Science Museum, running "
@@ -148,6 +148,12 @@ def bench_llm(
         engine.close()
 
 
+def table(rows: list[tuple[str, str]]) -> str:
+    """Two aligned columns: what, figure."""
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
 def render(r: dict[str, Any]) -> str:
     rows = [
         ("model", f"{r['model']} ({r['model_file']})"),
@@ -165,5 +171,4 @@ def render(r: dict[str, Any]) -> str:
         ("peak RSS", f"{r['peak_rss_mb']:.0f} MB  (target <= 700)"),
         ("threads / CPUs", f"{r['threads']} / {r['cpu_count']}"),
     ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return table(rows)
