@@ -153,6 +153,9 @@ class Brain:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
         self._jobs: set[Job] = set()
         self.listeners: list[Callable[[TurnRecord], None]] = []
+        #: called from the inference thread whenever it makes progress (the watchdog's beat)
+        self.heartbeat: Callable[[], None] = lambda: None
+        self._probing = False
 
     @property
     def ready(self) -> bool:
@@ -206,12 +209,31 @@ class Brain:
         job.done.add_done_callback(lambda _: self._jobs.discard(job))
         return job
 
+    def probe(self) -> None:
+        """Have the inference thread beat once it is free: proof it is not wedged.
+
+        While a generation runs, every piece beats instead; at most one probe waits.
+        """
+        if self._probing:
+            return
+        self._probing = True
+
+        def probed() -> None:
+            self._probing = False
+            self.heartbeat()
+
+        try:
+            self._executor.submit(probed)
+        except RuntimeError:  # shut down
+            self._probing = False
+
     def _work(self, job: Job, ticket: Ticket, tokens: list[int], overrides: dict[str, Any]) -> None:
         try:
             generation = self.engine.generate(tokens, cancel=job.cancel_event, **overrides)
             job.stats = generation.stats
             with generation:
                 for piece in generation:
+                    self.heartbeat()
                     if job.first_at is None:
                         job.first_at = self.clock()
                     job._emit(job.matcher.feed(piece))

@@ -145,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one declaratio
         "curve and the target apply at once; a bad edit is rejected and the old settings stay.",
     )
     reload.add_argument("--pid", type=_bounded(int, 1, 2**22), metavar="PID", help="signal PID")
+    status = add(
+        top,
+        "status",
+        "Show the running service's state, temperature, fan, rates, queue, model and turns.",
+        cmd_status,
+        "Read the status the running service refreshes every service.status_interval_s "
+        "(status.json beside its pidfile: $RUNTIME_DIRECTORY, /run/qwen-assistant, "
+        "$XDG_RUNTIME_DIR/qwen-assistant or /tmp/qwen-assistant-UID). Exit status: 0 running, "
+        "1 running but not updating its status (stalled), 3 not running.",
+    )
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
 
     def simulate_command() -> None:
         sim = add(
@@ -411,8 +422,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
     from .service import Service
+    from .systemd import journal_handler, under_journald
 
     config = _config(args)
+    if under_journald() and (handler := journal_handler()) is not None:
+        logging.getLogger().handlers[:] = [handler]  # priorities and fields such as TURN_ID
     level = "DEBUG" if getattr(args, "debug", False) else config.service.log_level.upper()
     logging.getLogger("assistant").setLevel(level)
     logging.getLogger("assistant.thermal").setLevel(logging.NOTSET)  # the service logs it
@@ -496,6 +510,25 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
     pid = signal_reload(args.pid)
     print(f"sent SIGHUP to {pid}; the service logs what it applied")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import time
+
+    from .runtime import read_status
+    from .status import describe
+
+    data = read_status()
+    print(json.dumps(data, ensure_ascii=False) if args.json else describe(data, time.time()))
+    limit = 3 * float(data.get("interval_s", 5.0)) + 5.0
+    if data["age_s"] > limit:
+        print(
+            f"{PROG}: the status is {data['age_s']:.0f} s old (the service refreshes it every "
+            f"{data.get('interval_s', 5.0):g} s): the service is stalled",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -242,6 +242,7 @@ class API:
 @dataclass(frozen=True)
 class Service:
     status_interval_s: float = opt(5.0, lo=1.0, hi=60.0)
+    stall_s: float = opt(60.0, lo=2.0, hi=3600.0)
     log_level: str = opt("info", choices=("debug", "info", "warning", "error"))
 
 

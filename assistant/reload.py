@@ -11,11 +11,11 @@ import dataclasses
 import logging
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config
 from .errors import AssistantError, ConfigError
+from .runtime import PIDFILE, find_runtime_dir, pidfile
 
 __all__ = ["LIVE_KEYS", "pidfile", "reload_config", "signal_reload"]
 
@@ -41,6 +41,8 @@ LIVE_KEYS: dict[str, frozenset[str]] = {
             "control_kd",
         }
     ),
+    # the status and watchdog loops read these on every round
+    "service": frozenset({"status_interval_s", "stall_s"}),
     # the API reads its settings per request; host, port and socket need a restart
     "api": frozenset(
         {"api_key", "allowed_hosts", "max_body_bytes", "read_timeout_s", "queue_timeout_s"}
@@ -95,22 +97,12 @@ def reload_config(current: Config, governor: Any = None) -> Config:
     return effective
 
 
-def pidfile() -> Path:
-    """Where the service records its pid (systemd's RuntimeDirectory when set)."""
-    base = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or "/run/qwen-assistant"
-    return Path(base) / "qwen-assistant.pid"
-
-
 def signal_reload(pid: int | None = None) -> int:
     """Send SIGHUP to ``pid`` or the pid in :func:`pidfile`; returns the pid signalled."""
     if pid is None:
-        path = pidfile()
+        path = find_runtime_dir() / PIDFILE  # NotRunning names where it looked
         try:
             pid = int(path.read_text().strip())
-        except FileNotFoundError:
-            raise AssistantError(
-                f"no running service found ({path} does not exist); give --pid PID"
-            ) from None
         except (OSError, ValueError) as exc:
             raise AssistantError(f"{path}: cannot read a pid: {exc}") from None
     try:

@@ -1,13 +1,19 @@
-"""``qwen-assistant run``: the long-running service.
+"""``qwen-assistant run``: the long-running service, and systemd's view of it.
 
 Start order: thermal governor (it owns the fan) → HTTP API listening (``/health`` says
-503 while loading) → model (and piper voice) loaded on the inference thread → serving.
-SIGHUP re-reads the config (validate, then swap; a bad edit keeps the old settings).
-SIGTERM or SIGINT stops in reverse order: the API stops accepting, generation is
-cancelled after the token in progress, the fan goes to its safe state. A second signal
-exits at once.
+503 while loading) → model (and piper voice) loaded on the inference thread, with
+``EXTEND_TIMEOUT_USEC`` sent while it loads → ``READY=1`` → serving. A ``STATUS=`` line
+goes to systemd (and ``status.json`` to the runtime directory, for ``qwen-assistant
+status``) every ``service.status_interval_s``. ``WATCHDOG=1`` is sent at half of
+``WatchdogSec`` and only while every part in :class:`~assistant.systemd.Liveness` (the
+governor's loop, the inference thread) makes progress.
 
-Not here yet: the voice loop (issue 3) and systemd's notify protocol (issue 5).
+SIGHUP: ``RELOADING=1``, re-read the config (validate, then swap; a bad edit keeps the
+old settings), ``READY=1``. SIGTERM or SIGINT: ``STOPPING=1``, then stop in reverse order:
+the API stops accepting, generation is cancelled after the token in progress, the fan goes
+to its safe state. A second signal exits at once.
+
+Not here yet: the voice loop (issue 3); it joins :class:`Liveness` the same way.
 """
 
 from __future__ import annotations
@@ -18,20 +24,29 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .api.app import ApiState, create_app
 from .api.server import Server
 from .brain import Brain
 from .config import Config
 from .errors import AssistantError
-from .reload import pidfile, reload_config
+from .reload import reload_config
+from .runtime import PIDFILE, STATUS, make_runtime_dir, write_status
+from .status import status_line
+from .systemd import Liveness, Notifier
 
 __all__ = ["Service"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Each ``EXTEND_TIMEOUT_USEC`` while loading asks systemd for this much more time.
+LOAD_EXTEND_S = 30.0
 
 
 class Service:
@@ -42,19 +57,25 @@ class Service:
         make_engine: Callable[[], Any] | None = None,
         governor: Any = None,
         speak_to: str | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
         self._make_engine = make_engine or self._default_engine
         self._governor = governor
         self.speak_to = speak_to
+        self.notifier = notifier or Notifier()
+        self.liveness = Liveness()
         self.stopping = asyncio.Event()
+        self.ready = False
         self._signals = 0
         self.state: ApiState | None = None
         self.server: Server | None = None
         self._serving: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
         self._ticks = threading.Event()  # set: the governor thread ends
         self._ticker: threading.Thread | None = None
-        self._pidfile: Path | None = None
+        self._runtime: Path | None = None
+        self._reported_stall = False
 
     def _default_engine(self) -> Any:
         from .llm.engine import Engine
@@ -92,13 +113,19 @@ class Service:
             log.warning("second stop signal: exiting now")
             os._exit(0)
         log.info("stopping")
+        self.notifier.stopping()
         self.stopping.set()
 
     def reload(self) -> None:
         if self.state is None:
             return
+        if self.ready:
+            self.notifier.reloading()
         self.config = reload_config(self.config, self.state.governor)
         self.state.config = self.config
+        self._set_stall_limits()
+        if self.ready:
+            self.notifier.ready(self._publish(self.state, send=False))
 
     # -- run -------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -111,7 +138,10 @@ class Service:
         ):
             loop.add_signal_handler(sig, handler)
         try:
-            await self._start()
+            state = await self._start()
+            state.starting = False
+            self.ready = True
+            self.notifier.ready(self._publish(state, send=False))
             waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self.stopping.wait())}
             if self._serving is not None:
                 waits.add(self._serving)
@@ -120,43 +150,122 @@ class Service:
                 self._serving.result()  # the server died: raise what killed it
             return 0
         finally:
+            if not self.stopping.is_set():
+                self.notifier.stopping()  # a failed start stops too
             await self._shutdown()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
 
-    async def _start(self) -> None:
+    async def _start(self) -> ApiState:
         from .thermal.governor import Governor
 
         loop = asyncio.get_running_loop()
         config = self.config
         governor = self._governor or Governor.from_config(config, drive_fan=True)
-        governor.tick()
+        ticked = self.liveness.register("thermal governor", config.service.stall_s)
         self._ticker = threading.Thread(
-            target=governor.run, args=(self._ticks,), name="governor", daemon=True
+            target=governor.run, args=(self._ticks, ticked.beat), name="governor", daemon=True
         )
         self._ticker.start()
         brain = Brain(governor.admission)
-        self.state = state = ApiState(config, brain, governor)
+        inference = self.liveness.register("inference", config.service.stall_s)
+        inference.paused = True  # loading the model is bounded by TimeoutStartSec instead
+        brain.heartbeat = inference.beat
+        self._set_stall_limits()
+        self.state = state = ApiState(
+            config, brain, governor, liveness=self.liveness, starting=True
+        )
         if config.api.enabled:
             self.server = Server(create_app(state), config.api)
             self.server.bind()
             self._serving = asyncio.create_task(self.server.serve(), name="api")
             log.info("API listening on %s (loading the model)", self.server.url)
-        self._pidfile = _write_pidfile()
-        await brain.load(self._make_engine)
+        self._runtime = _claim_runtime_dir()
+        self._loops = [
+            asyncio.create_task(self._report(state), name="status"),
+            asyncio.create_task(self._watch(state), name="watchdog"),
+        ]
+        await self._loading(brain.load(self._make_engine))
+        inference.beat()
+        inference.paused = False
         state.model_id = Path(str(brain.engine.model_path)).stem
-        state.mouth = await loop.run_in_executor(None, self._mouth)
+        state.mouth = await self._loading(loop.run_in_executor(None, self._mouth))
         log.info(
             "ready: %s loaded in %.1f s%s",
             state.model_id,
             brain.engine.load_s,
             "" if state.mouth else " (no speech output)",
         )
+        return state
+
+    async def _loading(self, work: Awaitable[T]) -> T:
+        """Await ``work``, asking systemd for more start-up time while it runs."""
+        task = asyncio.ensure_future(work)
+        while not task.done():
+            self.notifier.extend_timeout(LOAD_EXTEND_S)
+            await asyncio.wait({task}, timeout=LOAD_EXTEND_S / 3)
+        return task.result()
+
+    def _set_stall_limits(self) -> None:
+        stall = self.config.service.stall_s
+        for name, beat in self.liveness.parts.items():
+            # the governor beats once per tick: never call it stalled within three ticks
+            floor = 3 * self.config.thermal.interval_s if name == "thermal governor" else 0.0
+            beat.stall_s = max(stall, floor)
+
+    # -- the loops that keep systemd informed ----------------------------------------------
+    def _publish(self, state: ApiState, *, send: bool = True) -> str:
+        """Write status.json and (``send``) the STATUS= line; return the line."""
+        snap = state.snapshot()
+        line = status_line(snap)
+        if send:
+            self.notifier.status(line)
+        if self._runtime is not None:
+            data = snap | {
+                "line": line,
+                "pid": os.getpid(),
+                "updated_at": time.time(),
+                "started_at": state.started,
+                "interval_s": self.config.service.status_interval_s,
+                "api": self.server.url if self.server is not None else "",
+                "voice": self.config.voice.enabled,
+                "config": str(self.config.source or ""),
+            }
+            try:
+                write_status(self._runtime, data)
+            except OSError as exc:
+                log.warning("cannot write %s: %s", self._runtime / STATUS, exc)
+                self._runtime = None
+        return line
+
+    async def _report(self, state: ApiState) -> None:
+        while True:
+            self._publish(state)
+            await asyncio.sleep(self.config.service.status_interval_s)
+
+    async def _watch(self, state: ApiState) -> None:
+        """Ping the watchdog at half its period, only while every part makes progress."""
+        while True:
+            stalled = self.liveness.stalled()
+            if not stalled:
+                self.notifier.watchdog()
+                if self._reported_stall:
+                    log.warning("watchdog: every part makes progress again")
+                    self._reported_stall = False
+            elif not self._reported_stall:
+                log.error("watchdog: stalled: %s; not pinging systemd", ", ".join(stalled))
+                self._reported_stall = True
+                self._publish(state)
+            state.brain.probe()  # the inference thread beats when it gets to it
+            wd = self.notifier.watchdog_s
+            await asyncio.sleep(wd / 2 if wd else self.config.service.status_interval_s)
 
     async def _shutdown(self) -> None:
         """Reverse order: cancel generation, stop the API, close the model, fan to safe."""
         loop = asyncio.get_running_loop()
         state = self.state
+        for task in self._loops:
+            task.cancel()
         if state is not None:
             state.brain.cancel_all()  # stops after the token in progress
         if self.server is not None:
@@ -171,18 +280,26 @@ class Service:
                 state.mouth.close()
             self._ticks.set()
             state.governor.close()
-        if self._pidfile is not None:
-            with contextlib.suppress(OSError):
-                self._pidfile.unlink()
+        if self._runtime is not None:
+            for name in (STATUS, PIDFILE):
+                with contextlib.suppress(OSError):
+                    (self._runtime / name).unlink()
         log.info("stopped")
 
 
-def _write_pidfile() -> Path | None:
-    path = pidfile()
+def _claim_runtime_dir() -> Path | None:
+    """Write the pidfile into the runtime directory; None (logged) when there is none."""
+    directory = make_runtime_dir()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{os.getpid()}\n")
+        if directory is None:
+            raise OSError("no writable runtime directory")
+        (directory / PIDFILE).write_text(f"{os.getpid()}\n")
     except OSError as exc:
-        log.warning("no pidfile (%s); `qwen-assistant reload` needs --pid %d", exc, os.getpid())
+        log.warning(
+            "no pidfile (%s): `qwen-assistant status` cannot find this service and "
+            "`qwen-assistant reload` needs --pid %d",
+            exc,
+            os.getpid(),
+        )
         return None
-    return path
+    return directory

@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["snapshot", "status_line"]
 
 
 def snapshot(
-    brain: Any, governor: Any, *, model: str = "", speaking: bool = False
+    brain: Any,
+    governor: Any,
+    *,
+    model: str = "",
+    speaking: bool = False,
+    stalled: Sequence[str] = (),
+    starting: bool = False,
 ) -> dict[str, Any]:
-    """The service's state as plain JSON-able data."""
+    """The service's state as plain JSON-able data.
+
+    ``stalled`` names the parts that made no progress for ``service.stall_s`` (the watchdog
+    is no longer pinged); they lead the problem text. ``starting``: the service has not
+    finished starting (the voice is still loading), so it reads "loading" like the model.
+    """
     thermal = dataclasses.asdict(governor.status())
     admission = dataclasses.asdict(brain.admission.snapshot())
     turns = [dataclasses.asdict(t) for t in brain.turns]
     last = turns[-1] if turns else {}
-    if not brain.ready:
+    if not brain.ready or starting:
         state = "error" if brain.load_error else "loading"
     elif thermal["state"] == "sensor lost":
         state = "sensor lost"
@@ -31,7 +43,13 @@ def snapshot(
     return {
         "state": state,
         "ready": brain.ready,
-        "problem": brain.load_error or thermal["problem"] or admission["stopped"],
+        "problem": (
+            ("stalled: " + ", ".join(stalled) if stalled else "")
+            or brain.load_error
+            or thermal["problem"]
+            or admission["stopped"]
+        ),
+        "stalled": list(stalled),
         "model": model,
         "thermal": thermal,
         "admission": admission,
@@ -60,3 +78,49 @@ def status_line(s: dict[str, Any]) -> str:
     if s["problem"]:
         parts.append(s["problem"])
     return " · ".join(parts)
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def describe(s: dict[str, Any], now: float) -> str:
+    """``qwen-assistant status``: the running service's status.json, for a person to read."""
+    t, a = s["thermal"], s["admission"]
+    rows = [
+        ("state", s["state"] + (f" ({s['problem']})" if s["problem"] else "")),
+        ("pid", f"{s['pid']}, up {_ago(now - s['started_at'])}"),
+        ("config", s.get("config") or "built-in defaults"),
+        ("model", s.get("model") or "(loading)"),
+        (
+            "temperature",
+            (f"{t['celsius']:.1f} °C" if t["celsius"] is not None else "no reading")
+            + f", fan {t['fan_duty'] * 100:.0f}%"
+            + (f", throttled: {t['throttled']}" if t.get("throttled") else ""),
+        ),
+        (
+            "requests",
+            f"{a['rate_per_min']:.1f} of {a['configured_per_min']:g} per minute admitted, "
+            f"queue {a['queue']}, {'one running' if a['running'] else 'none running'}",
+        ),
+        ("api", s.get("api") or "off"),
+        ("voice", "on" if s.get("voice") else "off"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"qwen-assistant: {s['line']}"]
+    lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+    turns = s.get("turns") or []
+    lines.append("  last turns" if turns else "  no turns yet")
+    for turn in turns[-5:][::-1]:
+        lines.append(
+            f"    #{turn['id']} {turn['kind']} {turn['outcome']} · "
+            f"{turn['completion_tokens']} tokens · "
+            f"{turn['first_token_s']:.2f} s to first token · "
+            f"{turn['decode_tok_s']:.1f} tok/s · {_ago(now - turn['finished_at'])} ago"
+        )
+    return "\n".join(lines)

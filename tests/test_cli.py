@@ -27,6 +27,7 @@ COMMANDS = [
     ["bench"],
     ["bench", "llm"],
     ["bench", "api"],
+    ["status"],
     ["run"],
     ["reload"],
     ["simulate"],

@@ -88,10 +88,10 @@ def test_restart_only_keys_are_named_and_not_applied(
 
 def test_reload_command_without_a_service(tmp_path: Path) -> None:
     result = run("reload", env={"RUNTIME_DIRECTORY": str(tmp_path)})
-    assert result.returncode == 1
+    assert result.returncode == 3  # LSB "not running"
     assert result.stderr.strip() == (
-        f"qwen-assistant: no running service found ({tmp_path}/qwen-assistant.pid does not "
-        "exist); give --pid PID"
+        f"qwen-assistant: no running service found (no {tmp_path}/qwen-assistant.pid); "
+        "start it with `systemctl start qwen-assistant` or `qwen-assistant run`"
     )
 
 

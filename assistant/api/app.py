@@ -52,10 +52,20 @@ class ApiState:
     mouth: Any = None  # speech.mouth.Mouth, when the device can speak
     metrics: prom.Metrics = field(default_factory=prom.Metrics)
     started: float = field(default_factory=time.time)
+    liveness: Any = None  # systemd.Liveness: the parts the watchdog waits on
+    starting: bool = False  # the service sets it while it loads (False: ready once loaded)
 
     def snapshot(self) -> dict[str, Any]:
         speaking = bool(self.mouth and self.mouth.speaking)
-        return snapshot(self.brain, self.governor, model=self.model_id, speaking=speaking)
+        stalled = self.liveness.stalled() if self.liveness is not None else []
+        return snapshot(
+            self.brain,
+            self.governor,
+            model=self.model_id,
+            speaking=speaking,
+            stalled=stalled,
+            starting=self.starting,
+        )
 
 
 class ApiError(Exception):

@@ -177,31 +177,45 @@ class Governor:
     # -- the loop ------------------------------------------------------------------------
 
     def tick(self) -> ThermalStatus:
-        """Read, decide, act. Never raises for a sensor or fan failure."""
+        """Read, decide, act. Never raises for a sensor or fan failure.
+
+        The sensor is read outside the lock: a read that hangs stalls this loop (the
+        watchdog notices) but not :meth:`status`, :meth:`reload` or :meth:`close`.
+        """
+        reading: float | None = None
+        problem = ""
+        if self.thermometer is not None:
+            try:
+                reading = self.thermometer.read()
+            except SensorError as exc:
+                problem = str(exc)
         with self._lock:
             now = self._clock()
             dt = self.settings.interval_s if self._last is None else now - self._last
             self._last = now
             if self.thermometer is None:
                 self._no_sensor()
+            elif reading is None:
+                self._lost(problem)
             else:
-                try:
-                    reading = self.thermometer.read()
-                except SensorError as exc:
-                    self._lost(str(exc))
-                else:
-                    self._reading(reading, dt)
+                self._reading(reading, dt)
             self._poll_throttle(now)
             return self._status()
 
-    def run(self, stop: threading.Event) -> None:
-        """Tick every ``interval_s`` until ``stop`` is set (a thread's target)."""
+    def run(self, stop: threading.Event, beat: Callable[[], None] | None = None) -> None:
+        """Tick every ``interval_s`` until ``stop`` is set (a thread's target).
+
+        ``beat`` is called after every tick, good or bad: the watchdog's proof that this
+        loop still turns (a read that hangs stops the beats).
+        """
         while not stop.is_set():
             try:
                 self.tick()
             except Exception:  # the governor must outlive any one bad tick
                 log.exception("thermal governor tick failed")
                 self._set_fan(1.0)
+            if beat is not None:
+                beat()
             stop.wait(self.settings.interval_s)
 
     def _reading(self, celsius: float, dt: float) -> None:
