@@ -156,6 +156,16 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one declaratio
         "1 running but not updating its status (stalled), 3 not running.",
     )
     status.add_argument("--json", action="store_true", help="print the status as JSON")
+    add(
+        top,
+        "doctor",
+        "Check this machine: config, models and hashes, llama.cpp, audio, thermal, GPIO, memory.",
+        cmd_doctor,
+        "Check that this machine can run the assistant: the config, the models and their "
+        "sha256, the piper voice, the llama.cpp build and backend, audio devices, the thermal "
+        "zone, GPIO access and groups, free memory. One line each: OK, WARN or FAIL with the "
+        "fix. Exit status 1 if anything FAILs.",
+    )
 
     def simulate_command() -> None:
         sim = add(
@@ -530,6 +540,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .config import Config
+    from .doctor import render, run_checks
+
+    try:
+        config, problem = _config(args), ""
+    except ConfigError as exc:
+        config, problem = Config(), "; ".join(exc.problems)
+    checks = run_checks(config, config_problem=problem)
+    print(render(checks))
+    return 1 if any(c.level == "FAIL" for c in checks) else 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ COMMANDS = [
     ["bench", "llm"],
     ["bench", "api"],
     ["status"],
+    ["doctor"],
     ["run"],
     ["reload"],
     ["simulate"],

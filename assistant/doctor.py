@@ -1,0 +1,223 @@
+"""``qwen-assistant doctor``: is this machine ready to run the assistant?
+
+One line per check, ``OK`` / ``WARN`` / ``FAIL``, each problem with its fix. Exit status 1 when
+anything FAILs (the service would not work), 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import glob
+import grp
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config
+from .errors import AssistantError
+
+__all__ = ["Check", "render", "run_checks"]
+
+MIN_AVAILABLE_MB = 1000  # Qwen 0.5B Q4 + piper + an STT model, with room to spare
+
+
+@dataclass(frozen=True)
+class Check:
+    level: str  # "OK", "WARN", "FAIL"
+    name: str
+    detail: str
+
+
+def _models(config: Config) -> Iterator[Check]:
+    from .llm.gguf import read_gguf
+    from .models.store import ModelStore, resolve_model
+
+    try:
+        path = resolve_model(config)
+        info = read_gguf(path)
+    except AssistantError as exc:
+        yield Check("FAIL", "model", str(exc))
+    else:
+        yield Check("OK", "model", f"{path} ({info.architecture}, {info.name})")
+    store = ModelStore(config.paths.models_dir)
+    try:
+        rows = store.entries(verify=True)
+    except AssistantError as exc:
+        yield Check("WARN", "models", str(exc))
+        return
+    for row in rows:
+        if row.status == "ok":
+            yield Check("OK", "sha256", f"{row.name}: {row.path.name} matches {row.sha256[:12]}…")
+        else:
+            fix = f"run `qwen-assistant models fetch {row.name}` to download it again"
+            yield Check("FAIL", "sha256", f"{row.name}: {row.path} {row.status}; {fix}")
+    if not rows:
+        fix = "run `qwen-assistant models fetch`"
+        yield Check("WARN", "models", f"none installed in {store.root}; {fix}")
+
+
+def _voice(config: Config) -> Iterator[Check]:
+    from .speech.tts import resolve_voice
+
+    level = "FAIL" if config.voice.enabled else "WARN"
+    fix = "run `qwen-assistant models fetch tts`"
+    try:
+        voice = resolve_voice(config)
+    except AssistantError as exc:
+        yield Check(level, "voice", f"{exc}; {fix}")
+        return
+    if voice.is_file():
+        yield Check("OK", "voice", f"piper voice {voice}")
+    else:
+        yield Check(level, "voice", f"{voice}: no such piper voice; {fix}")
+
+
+def _llama() -> Iterator[Check]:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        yield Check("FAIL", "llama.cpp", f"llama-cpp-python missing ({exc}); run scripts/setup.sh")
+        return
+    info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    flags = [f.strip() for f in info.split("|")]
+    features = [f.split(" = ")[0].split(":")[-1].strip() for f in flags if f.endswith("= 1")]
+    gpu = bool(llama_cpp.llama_supports_gpu_offload())
+    backend = "GPU offload (Vulkan build)" if gpu else "CPU"
+    yield Check(
+        "OK",
+        "llama.cpp",
+        f"llama-cpp-python {llama_cpp.__version__}, {backend}; {', '.join(features) or info}",
+    )
+
+
+def _audio(config: Config) -> Iterator[Check]:
+    try:
+        import sounddevice as sd
+    except OSError as exc:  # PortAudio itself is missing
+        yield Check("FAIL", "audio", f"{exc}; run `apt install libportaudio2`")
+        return
+    try:
+        devices = list(sd.query_devices())
+    except Exception as exc:  # noqa: BLE001 - PortAudio reports anything as PortAudioError
+        yield Check("FAIL", "audio", f"PortAudio cannot list devices: {exc}")
+        return
+    level = "FAIL" if config.voice.enabled else "WARN"
+    for kind, key, wanted in (
+        ("input", "max_input_channels", config.speech.input_device),
+        ("output", "max_output_channels", config.speech.output_device),
+    ):
+        names = [d["name"] for d in devices if d[key]]
+        setting = f"speech.{kind}_device"
+        if not names:
+            yield Check(level, "audio", f"no {kind} device; plug one in (arecord -l / aplay -l)")
+        elif wanted and not any(wanted.lower() in n.lower() for n in names):
+            yield Check(level, "audio", f"{setting} {wanted!r} not found; {kind}s: {names}")
+        else:
+            chosen = next((n for n in names if wanted.lower() in n.lower()), names[0])
+            yield Check("OK", "audio", f"{kind}: {chosen!r}")
+
+
+def _thermal(config: Config) -> Iterator[Check]:
+    from .thermal.sensor import FileThermometer, SensorError
+
+    path = config.thermal.sensor_path
+    if not path:
+        yield Check("WARN", "thermal", 'thermal.sensor_path = "": no thermal control, fan at full')
+        return
+    try:
+        celsius = FileThermometer(path, stale_s=config.thermal.stale_s).read()
+    except SensorError as exc:
+        yield Check(
+            "WARN",
+            "thermal",
+            f"{exc}: the governor runs the fan at full and admits "
+            f"{config.thermal.min_rate_per_min:g} req/min; set thermal.sensor_path",
+        )
+    else:
+        yield Check("OK", "thermal", f"{path}: {celsius:.1f} °C")
+
+
+def _gpio(config: Config) -> Iterator[Check]:
+    chips = sorted(glob.glob("/dev/gpiochip*"))
+    users = []
+    if config.thermal.fan_driver.startswith("gpio"):
+        users.append(f"thermal.fan_driver = {config.thermal.fan_driver!r}")
+    if config.voice.enabled and config.voice.wake == "button":
+        users.append('voice.wake = "button"')
+    pins = [config.voice.led_listening_pin, config.voice.led_thinking_pin]
+    pins += [config.voice.led_speaking_pin, config.voice.led_error_pin]
+    if config.voice.enabled and any(pins):
+        users.append("voice.led_*_pin")
+    level = "FAIL" if users else "WARN"
+    if not chips:
+        if users:
+            yield Check("FAIL", "gpio", f"no /dev/gpiochip* but {' and '.join(users)} needs one")
+        else:
+            yield Check("OK", "gpio", "no /dev/gpiochip* (not a Pi); nothing configured needs it")
+        return
+    usable = [c for c in chips if os.access(c, os.R_OK | os.W_OK)]
+    if usable:
+        yield Check("OK", "gpio", f"{', '.join(usable)} usable")
+    else:
+        yield Check(level, "gpio", f"{chips[0]} not writable; add the user to the gpio group")
+
+
+def _groups() -> Iterator[Check]:
+    mine = set(os.getgroups())
+    user = os.environ.get("USER") or str(os.getuid())
+    for name in ("audio", "gpio"):
+        try:
+            gid = grp.getgrnam(name).gr_gid
+        except KeyError:
+            yield Check("WARN", "groups", f"no {name!r} group on this system")
+            continue
+        if os.getuid() == 0 or gid in mine:
+            yield Check("OK", "groups", f"in {name!r}")
+        else:
+            yield Check("WARN", "groups", f"not in {name!r}: sudo usermod -aG {name} {user}")
+
+
+def _memory() -> Iterator[Check]:
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        available = int(fields["MemAvailable"].split()[0]) // 1024
+    except (OSError, KeyError, ValueError) as exc:
+        yield Check("WARN", "memory", f"cannot read /proc/meminfo: {exc}")
+        return
+    if available >= MIN_AVAILABLE_MB:
+        yield Check("OK", "memory", f"{available} MB available")
+    else:
+        yield Check(
+            "WARN",
+            "memory",
+            f"{available} MB available, under {MIN_AVAILABLE_MB} MB: stop other services",
+        )
+
+
+def run_checks(config: Config, *, config_problem: str = "") -> list[Check]:
+    checks: list[Check] = []
+    if config_problem:
+        checks.append(Check("FAIL", "config", config_problem))
+    else:
+        checks.append(Check("OK", "config", f"{config.source or 'built-in defaults'}: valid"))
+    steps: list[Callable[[], Iterator[Check]]] = [
+        lambda: _models(config),
+        lambda: _voice(config),
+        _llama,
+        lambda: _audio(config),
+        lambda: _thermal(config),
+        lambda: _gpio(config),
+        _groups,
+        _memory,
+    ]
+    for step in steps:
+        try:
+            checks.extend(step())
+        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the rest
+            checks.append(Check("FAIL", step.__name__.strip("_<>"), f"check crashed: {exc!r}"))
+    return checks
+
+
+def render(checks: list[Check]) -> str:
+    width = max(len(c.name) for c in checks)
+    return "\n".join(f"{c.level:<4}  {c.name:<{width}}  {c.detail}" for c in checks)
