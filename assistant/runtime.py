@@ -26,6 +26,7 @@ __all__ = [
     "make_runtime_dir",
     "pidfile",
     "read_status",
+    "write_pidfile",
     "write_status",
 ]
 
@@ -87,7 +88,14 @@ def write_status(directory: Path, data: dict[str, Any]) -> None:
     target = directory / STATUS
     tmp = target.with_name(f".{STATUS}.{os.getpid()}")
     tmp.write_text(json.dumps(data, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.chmod(0o644)  # no secrets in it; any operator may run `qwen-assistant status`
     os.replace(tmp, target)
+
+
+def write_pidfile(directory: Path) -> None:
+    path = directory / PIDFILE
+    path.write_text(f"{os.getpid()}\n")
+    path.chmod(0o644)  # readable despite the unit's UMask=0027
 
 
 def read_status() -> dict[str, Any]:

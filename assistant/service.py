@@ -35,7 +35,7 @@ from .brain import Brain
 from .config import Config
 from .errors import AssistantError
 from .reload import reload_config
-from .runtime import PIDFILE, STATUS, make_runtime_dir, write_status
+from .runtime import PIDFILE, STATUS, make_runtime_dir, write_pidfile, write_status
 from .status import status_line
 from .systemd import Liveness, Notifier
 
@@ -298,7 +298,7 @@ def _claim_runtime_dir() -> Path | None:
     try:
         if directory is None:
             raise OSError("no writable runtime directory")
-        (directory / PIDFILE).write_text(f"{os.getpid()}\n")
+        write_pidfile(directory)
     except OSError as exc:
         log.warning(
             "no pidfile (%s): `qwen-assistant status` cannot find this service and "

@@ -20,8 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_service import free_port
-
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
@@ -115,11 +113,15 @@ class Container:
         self.log.close()
 
 
-def write_config(root: Path, model: str, port: int, rate: float) -> None:
+SOCKET = "/run/qwen-assistant/api.sock"  # the container shares the host's network
+
+
+def write_config(root: Path, model: str, rate: float) -> None:
     (root / "etc/qwen-assistant/config.toml").write_text(
         f'[llm]\nmodel = "{model}"\nmax_tokens = 16\n'
         '[thermal]\nsensor_path = "/var/lib/qwen-assistant/temp"\ninterval_s = 0.5\n'
-        f"rate_per_min = {rate}\nburst = 20\n[api]\nport = {port}\n[voice]\nenabled = false\n"
+        f'rate_per_min = {rate}\nburst = 20\n[api]\nunix_socket = "{SOCKET}"\n'
+        "[voice]\nenabled = false\n"
         "[service]\nstatus_interval_s = 1.0\nstall_s = 2.0\n"
     )
 
@@ -172,9 +174,8 @@ def test_the_unit_starts_reports_reloads_and_recovers_under_systemd_252(
     assert box.sh("id qwen-assistant").count("audio") and "gpio" in box.sh("id qwen-assistant")
     assert box.sh("systemctl is-enabled qwen-assistant").strip() == "enabled"
     assert box.sh("systemd-analyze verify /etc/systemd/system/qwen-assistant.service") == ""
-    port = free_port()
     model = f"/srv/models/{smollm_path.name}"
-    write_config(box.root, model, port, rate=6.0)
+    write_config(box.root, model, rate=6.0)
     sensor = box.root / "var/lib/qwen-assistant/temp"
     sensor.write_text("52000\n")
     dropin = box.root / "etc/systemd/system/qwen-assistant.service.d"
@@ -188,17 +189,18 @@ def test_the_unit_starts_reports_reloads_and_recovers_under_systemd_252(
     assert "Active: active (running)" in status, status
     assert 'Status: "ready · 52.0 °C · fan 29% · 6.0/6 req/min · queue 0' in status, status
     answer = box.sh(
-        f"/opt/qwen-assistant/venv/bin/qwen-assistant ask --server http://127.0.0.1:{port} "
+        f"/opt/qwen-assistant/venv/bin/qwen-assistant ask --server unix:{SOCKET} "
         "--temperature 0 'What is the capital of France?'"
     )
     assert "Paris" in answer
     assert "turn 1 api" in box.journal("-u", "qwen-assistant", "TURN_ID=1")
-    shown = box.sh("/opt/qwen-assistant/venv/bin/qwen-assistant status")
+    # any user may read the status (the unit's UMask=0027 does not hide it)
+    shown = box.sh("runuser -u nobody -- /opt/qwen-assistant/venv/bin/qwen-assistant status")
     assert shown.startswith("qwen-assistant: ") and "#1 api" in shown, shown
 
     # reload: a new rate limit applies without a restart
     pid = box.prop("MainPID")
-    write_config(box.root, model, port, rate=30.0)
+    write_config(box.root, model, rate=30.0)
     box.sh("systemctl reload qwen-assistant")
     eventually(lambda: "/30 req/min" in box.prop("StatusText"), 30, "the new rate in Status")
     assert "thermal.rate_per_min 6.0 → 30.0" in box.journal("-u", "qwen-assistant")
