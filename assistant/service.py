@@ -117,8 +117,8 @@ class Service:
         self.stopping.set()
 
     def reload(self) -> None:
-        if self.state is None:
-            return
+        if self.state is None or self.stopping.is_set():
+            return  # a reload while stopping would tell systemd READY=1 again
         if self.ready:
             self.notifier.reloading()
         self.config = reload_config(self.config, self.state.governor)
