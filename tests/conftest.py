@@ -63,3 +63,13 @@ def smollm(smollm_path: Path) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def qwen(qwen_path: Path) -> Iterator[Engine]:
     yield from _loaded(qwen_path)
+
+
+@pytest.fixture(scope="session")
+def whisper_dir() -> Path:
+    return model_file("whisper-tiny-en").parent
+
+
+@pytest.fixture(scope="session")
+def voice_path() -> Path:
+    return model_file("piper-joe-medium")

@@ -1,0 +1,151 @@
+"""Token stream → speakable chunks, so piper starts on the first clause, not the whole answer.
+
+:class:`SentenceSplitter` is pure (text in, chunks out). The first chunk ends at the first
+clause boundary (``,`` ``;`` ``:`` or a sentence end) once it has a few words; later chunks
+end at sentence ends or line breaks. It does not split decimals ("3.5"), abbreviations
+("e.g.", "Dr."), initials ("J. Smith") or list numbers ("1. eggs"); fenced code blocks are
+left out; :func:`speakable` strips markdown, reads URLs as their site name and drops
+symbols piper would spell out.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from urllib.parse import urlparse
+
+__all__ = ["SentenceSplitter", "speakable", "split_all"]
+
+ABBREVIATIONS = frozenset(
+    {"e.g", "i.e", "etc", "vs", "dr", "mr", "mrs", "ms", "prof", "st", "jr", "sr", "no"}
+    | {"fig", "approx", "cf", "al", "inc", "ltd", "co", "mt"}
+)
+_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)")
+_CLAUSE = re.compile(r"[,;:](?=\s)")
+_FENCE = "```"
+_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]]+", re.IGNORECASE)
+_LINK = re.compile(r"\[([^\]]+)\]\(([^)]+)\)")
+_EMPHASIS = re.compile(r"(\*\*|__|\*|_|~~)(?=\S)(.+?)(?<=\S)\1")
+_BULLET = re.compile(r"^\s*(?:[-*+•]\s+|#{1,6}\s+|>\s*)+")
+_SYMBOLS = re.compile(r"[*#_`|~<>^=\\{}\[\]]")
+
+
+def _site(match: re.Match[str]) -> str:
+    url = match.group(0).rstrip(".,;:!?")
+    host = urlparse(url if "://" in url else f"http://{url}").hostname or ""
+    return host.removeprefix("www.") or "a link"
+
+
+def speakable(chunk: str) -> str:
+    """Markdown, URLs and symbols → what a person would read aloud ("" = nothing to say)."""
+    text = _LINK.sub(r"\1", chunk)
+    text = _URL.sub(_site, text)
+    text = _BULLET.sub("", text)
+    text = re.sub(r"`([^`]*)`", r"\1", text)
+    for _ in range(2):  # nested **_x_**
+        text = _EMPHASIS.sub(r"\2", text)
+    text = text.replace("&", " and ")
+    text = _SYMBOLS.sub(" ", text)
+    text = "".join(c for c in text if unicodedata.category(c) not in ("So", "Cs", "Co", "Cn"))
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if any(c.isalnum() for c in text) else ""
+
+
+class SentenceSplitter:
+    def __init__(self, *, first_min_chars: int = 16, max_chars: int = 240) -> None:
+        self.first_min_chars = first_min_chars
+        self.max_chars = max_chars
+        self._buf = ""
+        self._in_code = False
+        self._emitted = 0
+
+    def feed(self, text: str) -> list[str]:
+        """Add generated text; return the chunks now complete (already :func:`speakable`)."""
+        self._buf += text
+        return self._drain(final=False)
+
+    def flush(self) -> list[str]:
+        """The end of the answer: whatever is left, as chunks."""
+        return self._drain(final=True)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _drain(self, final: bool) -> list[str]:
+        out: list[str] = []
+        while True:
+            self._skip_code(final)
+            if self._in_code:
+                break
+            cut = self._boundary(final)
+            if cut is None:
+                break
+            raw, self._buf = self._buf[:cut], self._buf[cut:]
+            said = speakable(raw)
+            if said:
+                out.append(said)
+                self._emitted += 1
+        return out
+
+    def _skip_code(self, final: bool) -> None:
+        """Leave out fenced code: hold text back until a fence closes (or the answer ends)."""
+        if self._in_code:
+            end = self._buf.find(_FENCE)
+            if end < 0:
+                if final:
+                    self._buf, self._in_code = "", False
+                return
+            line_end = self._buf.find("\n", end + 3)
+            self._buf = "" if line_end < 0 else self._buf[line_end + 1 :]
+            self._in_code = False
+
+    def _boundary(self, final: bool) -> int | None:  # noqa: PLR0911 - one rule per return
+        buf = self._buf
+        fence = buf.find(_FENCE)
+        if fence >= 0:
+            if fence > 0 and buf[:fence].strip():
+                return fence  # speak what comes before the code first
+            self._buf, self._in_code = buf[fence + 3 :], True
+            self._skip_code(final)
+            return None if self._in_code else self._boundary(final)
+        if not final and buf.endswith(tuple("`")):
+            return None  # maybe the start of a fence
+        for match in _END.finditer(buf):
+            if not self._false_end(buf, match.start()):
+                return match.end()
+        newline = buf.find("\n")
+        if newline >= 0:
+            return newline + 1
+        if self._emitted == 0:
+            for match in _CLAUSE.finditer(buf):
+                if match.end() >= self.first_min_chars:
+                    return match.end()
+        if len(buf) > self.max_chars:
+            space = buf.rfind(" ", 0, self.max_chars)
+            return space + 1 if space > 0 else self.max_chars
+        if final and buf.strip():
+            return len(buf)
+        if final:
+            self._buf = ""
+        return None
+
+    @staticmethod
+    def _false_end(buf: str, dot: int) -> bool:
+        """A "." that does not end a sentence: abbreviations, initials, list numbers."""
+        if buf[dot] != ".":
+            return False
+        start = dot
+        while start > 0 and (buf[start - 1].isalnum() or buf[start - 1] == "."):
+            start -= 1
+        word = buf[start:dot]
+        if word.lower() in ABBREVIATIONS:
+            return True
+        if len(word) == 1 and word.isupper():
+            return True  # an initial: "J. Smith"
+        line_start = buf.rfind("\n", 0, start) + 1
+        return word.isdigit() and not buf[line_start:start].strip()  # "1. eggs"
+
+
+def split_all(pieces: list[str], **options: int) -> list[str]:
+    """Feed ``pieces`` (as the tokens came) and flush: the chunks piper will speak."""
+    splitter = SentenceSplitter(**options)
+    chunks = [c for p in pieces for c in splitter.feed(p)]
+    return chunks + splitter.flush()

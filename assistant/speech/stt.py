@@ -1,0 +1,317 @@
+"""Speech-to-text behind one interface, and the ears that cut utterances out of frames.
+
+A :class:`Recognizer` takes 16 kHz int16 mono frames: ``accept(pcm)`` returns the partial
+text so far (streaming engines) and ``final()`` ends the utterance. Two engines:
+
+- ``vosk`` (default): streaming Kaldi, partial results as you speak; its own endpointing
+  can end an utterance too. A grammar (a list of phrases) restricts it — the wake phrase.
+- ``whisper``: faster-whisper (tiny.en, int8 on the CPU) on the whole utterance once the
+  voice-activity detector says it ended; Silero VAD (``vad_filter``) trims the edges.
+
+:class:`Ears` feeds frames to the :class:`~assistant.speech.vad.Segmenter` and the recognizer
+and reports each utterance with its timings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..config import Config
+from ..errors import ModelError
+from .audio import FRAME_S
+from .vad import Segmenter
+
+__all__ = ["Ears", "Heard", "Recognizer", "VoskRecognizer", "WhisperRecognizer", "make_recognizer"]
+
+log = logging.getLogger(__name__)
+
+RATE = 16000
+
+
+class Recognizer(Protocol):
+    rate: int
+    streaming: bool
+
+    def accept(self, pcm: bytes) -> str: ...
+
+    def final(self) -> str: ...
+
+    def reset(self) -> None: ...
+
+
+def model_kind(path: Path) -> str:
+    """ "vosk", "whisper" or "" for a model directory."""
+    if (path / "model.bin").is_file():
+        return "whisper"
+    if (path / "am").is_dir() or (path / "conf" / "model.conf").is_file():
+        return "vosk"
+    return ""
+
+
+def resolve_stt_model(config: Config) -> Path:
+    if config.speech.stt_model not in ("", "auto"):
+        return Path(config.speech.stt_model)
+    from ..models.store import ModelStore
+
+    return ModelStore(config.paths.models_dir).path_for("stt")
+
+
+class VoskRecognizer:
+    streaming = True
+
+    def __init__(
+        self, path: str | Path, *, rate: int = RATE, grammar: Sequence[str] | None = None
+    ) -> None:
+        try:
+            import vosk
+        except ImportError as exc:
+            raise ModelError(f"vosk is not installed ({exc}); run scripts/setup.sh") from None
+        vosk.SetLogLevel(-1)
+        self.path = Path(path)
+        if model_kind(self.path) != "vosk":
+            raise ModelError(f"{self.path}: not a Vosk model directory (no am/ or conf/)")
+        try:
+            self._model = vosk.Model(str(self.path))
+        except Exception as exc:  # noqa: BLE001 - vosk raises plain Exception
+            raise ModelError(f"{self.path}: vosk could not load it ({exc})") from None
+        self.rate = rate
+        self._grammar = json.dumps([*grammar, "[unk]"]) if grammar else None
+        self._done: list[str] = []
+        self._new()
+
+    def _new(self) -> None:
+        import vosk
+
+        if self._grammar:
+            self._rec = vosk.KaldiRecognizer(self._model, self.rate, self._grammar)
+        else:
+            self._rec = vosk.KaldiRecognizer(self._model, self.rate)
+
+    def accept(self, pcm: bytes) -> str:
+        if self._rec.AcceptWaveform(pcm):  # vosk's own endpoint: keep the piece, go on
+            text = json.loads(self._rec.Result()).get("text", "")
+            if text:
+                self._done.append(text)
+            return " ".join(self._done)
+        partial = json.loads(self._rec.PartialResult()).get("partial", "")
+        return " ".join([*self._done, partial]).strip()
+
+    @property
+    def endpointed(self) -> bool:
+        """Vosk's endpointing closed at least one piece of the current utterance."""
+        return bool(self._done)
+
+    def final(self) -> str:
+        last = json.loads(self._rec.FinalResult()).get("text", "")
+        text = " ".join([*self._done, last]).strip()
+        self._done = []
+        return text
+
+    def reset(self) -> None:
+        self._done = []
+        self._rec.Reset()
+
+
+class WhisperRecognizer:
+    streaming = False
+
+    def __init__(self, path: str | Path, *, rate: int = RATE, threads: int = 0) -> None:
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as exc:
+            raise ModelError(
+                f"faster-whisper is not installed ({exc}); pip install 'qwen-assistant[whisper]'"
+            ) from None
+        self.path = Path(path)
+        if model_kind(self.path) != "whisper":
+            raise ModelError(f"{self.path}: not a faster-whisper model directory (no model.bin)")
+        try:
+            self._model = WhisperModel(
+                str(self.path), device="cpu", compute_type="int8", cpu_threads=threads
+            )
+        except Exception as exc:  # noqa: BLE001 - ctranslate2 raises RuntimeError and others
+            raise ModelError(f"{self.path}: faster-whisper could not load it ({exc})") from None
+        self.rate = rate
+        self._chunks: list[bytes] = []
+        self._worker = ThreadPoolExecutor(1, "whisper")  # one thread: one ctranslate2 state
+        self.busy_s = 0.0  # seconds spent transcribing (for the real-time factor)
+
+    def accept(self, pcm: bytes) -> str:
+        self._chunks.append(pcm)
+        return ""
+
+    def submit(self, pcm: bytes) -> Future[str]:
+        """Transcribe ``pcm`` on the recognizer's own thread."""
+        return self._worker.submit(self.transcribe, pcm)
+
+    def snapshot(self) -> bytes:
+        """The utterance so far (for a transcription started before it ends)."""
+        return b"".join(self._chunks)
+
+    def final(self) -> str:
+        pcm, self._chunks = b"".join(self._chunks), []
+        return self.submit(pcm).result()
+
+    def transcribe(self, pcm: bytes) -> str:
+        if len(pcm) < self.rate // 5:  # under 0.1 s: nothing to hear
+            return ""
+        began = time.monotonic()
+        try:
+            return self._transcribe(pcm)
+        finally:
+            self.busy_s += time.monotonic() - began
+
+    def _transcribe(self, pcm: bytes) -> str:
+        audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        segments, _ = self._model.transcribe(
+            audio,
+            language="en",
+            beam_size=1,
+            vad_filter=True,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+        )
+        return " ".join(s.text.strip() for s in segments).strip()
+
+    def reset(self) -> None:
+        self._chunks = []
+
+
+def make_recognizer(
+    config: Config, *, engine: str | None = None, model: str | Path | None = None
+) -> Any:
+    """The configured engine with its model (loading takes a second or two)."""
+    engine = engine or config.speech.stt_engine
+    path = Path(model) if model else resolve_stt_model(config)
+    if not path.exists():
+        raise ModelError(
+            f"{path}: no such speech-to-text model; run `qwen-assistant models fetch stt` "
+            "or set speech.stt_model"
+        )
+    kind = model_kind(path)
+    if kind and kind != engine:
+        raise ModelError(
+            f"{path} is a {kind} model but speech.stt_engine is {engine!r}; "
+            f'set speech.stt_engine = "{kind}" or point speech.stt_model at a {engine} model'
+        )
+    threads = config.llm.n_threads or 0
+    return WhisperRecognizer(path, threads=threads) if engine == "whisper" else VoskRecognizer(path)
+
+
+@dataclass(frozen=True)
+class Heard:
+    """One utterance. Times are the ears' clock."""
+
+    text: str
+    speech_end: float  # the last frame that was speech
+    final_at: float  # the transcript was ready
+    audio_s: float  # seconds of audio the recognizer got
+    stt_s: float  # seconds the recognizer worked on this utterance (for the RTF)
+
+    @property
+    def stt_final_s(self) -> float:
+        """End of speech → final transcript (includes the trailing silence)."""
+        return self.final_at - self.speech_end
+
+
+class Ears:
+    """Frames in; a :class:`Heard` out at the end of each utterance.
+
+    With a non-streaming recognizer (whisper) the ears do not wait for the trailing silence
+    to run out: ``speculate_s`` into a pause they start transcribing what was said so far on
+    a worker thread. If the speaker goes on, that guess is dropped; if the utterance ends,
+    it is the transcript — so the silence that ends an utterance and the transcription
+    overlap instead of adding up.
+    """
+
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        segmenter: Segmenter,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        speculate_s: float = 0.15,
+    ) -> None:
+        self.recognizer = recognizer
+        self.segmenter = segmenter
+        self.clock = clock
+        self.partial = ""
+        self._speech_end = 0.0
+        self._bytes = 0
+        self._pause = 0
+        self._speculate_frames = max(1, round(speculate_s / FRAME_S))
+        self._guess: Future[str] | None = None
+        self._speculate = not getattr(recognizer, "streaming", True)
+        self._busy = 0.0  # recognizer seconds spent on this utterance
+        self._busy_mark = 0.0
+
+    @property
+    def hearing(self) -> bool:
+        return self.segmenter.in_speech
+
+    def feed(self, pcm: bytes) -> Heard | None:
+        segment = self.segmenter.feed(pcm)
+        if segment.voiced:
+            self._speech_end = self.clock()
+            self._pause = 0
+            self._guess = None  # the speaker went on: that guess is stale
+        else:
+            self._pause += 1
+        if segment.event == "start":
+            self.recognizer.reset()
+            self._bytes = 0
+            self._busy = 0.0
+            self._busy_mark = getattr(self.recognizer, "busy_s", 0.0)
+        if segment.event in ("start", "speech", "end"):
+            self._bytes += len(segment.pcm)
+            began = time.perf_counter()
+            self.partial = self.recognizer.accept(segment.pcm)
+            self._busy += time.perf_counter() - began
+        if segment.event == "speech" and self._pause == self._speculate_frames and self._speculate:
+            rec: Any = self.recognizer
+            self._guess = rec.submit(rec.snapshot())
+        if segment.event != "end":
+            return None
+        began = time.perf_counter()
+        if self._guess is not None:
+            text = self._guess.result()
+            self.recognizer.reset()
+        else:
+            text = self.recognizer.final()
+        self._guess = None
+        done = self.clock()
+        if hasattr(self.recognizer, "busy_s"):  # whisper: its thread's time, guesses included
+            self._busy += self.recognizer.busy_s - self._busy_mark
+        else:
+            self._busy += time.perf_counter() - began
+        self.partial = ""
+        audio_s = self._bytes / 2 / self.recognizer.rate
+        return Heard(text, self._speech_end, done, audio_s, self._busy)
+
+    def reset(self) -> None:
+        """Forget what was being heard (half-duplex: the assistant's own voice)."""
+        self.segmenter.reset()
+        self.recognizer.reset()
+        self.partial = ""
+        self._guess = None
+
+
+def transcribe_pcm(recognizer: Recognizer, pcm: bytes) -> str:
+    """A whole recording (`qwen-assistant transcribe`): every utterance, joined."""
+    ears = Ears(recognizer, Segmenter(trailing_silence_s=0.5))
+    frame = 2 * round(recognizer.rate * 0.03)
+    texts = []
+    for i in range(0, len(pcm) + frame * 40, frame):  # plus silence to close the last one
+        heard = ears.feed(pcm[i : i + frame] or bytes(frame))
+        if heard is not None and heard.text:
+            texts.append(heard.text)
+    return " ".join(texts)

