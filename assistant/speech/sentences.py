@@ -36,9 +36,8 @@ def _site(match: re.Match[str]) -> str:
     return host.removeprefix("www.") or "a link"
 
 
-def speakable(chunk: str) -> str:
-    """Markdown, URLs and symbols → what a person would read aloud ("" = nothing to say)."""
-    text = _LINK.sub(r"\1", chunk)
+def _clean(text: str) -> str:
+    text = _LINK.sub(r"\1", text)
     text = _URL.sub(_site, text)
     text = _BULLET.sub("", text)
     text = re.sub(r"`([^`]*)`", r"\1", text)
@@ -47,7 +46,14 @@ def speakable(chunk: str) -> str:
     text = text.replace("&", " and ")
     text = _SYMBOLS.sub(" ", text)
     text = "".join(c for c in text if unicodedata.category(c) not in ("So", "Cs", "Co", "Cn"))
-    text = re.sub(r"\s+", " ", text).strip()
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def speakable(chunk: str) -> str:
+    """Markdown, URLs and symbols → what a person would read aloud ("" = nothing to say)."""
+    text, before = _clean(chunk), chunk
+    while text != before:  # removing one thing can expose another ("-[x" → "- x" → "x")
+        text, before = _clean(text), text
     return text if any(c.isalnum() for c in text) else ""
 
 
