@@ -77,7 +77,7 @@ class TurnRecord:
     """One finished request, for /status, the status line and the journal."""
 
     id: int
-    kind: str  # "api", later "voice"
+    kind: str  # "api" or "voice"
     outcome: str  # "stop", "length", "time", "repetition", "cancelled", "error"
     prompt_tokens: int
     cached_tokens: int
@@ -87,6 +87,8 @@ class TurnRecord:
     decode_tok_s: float
     total_s: float
     finished_at: float  # time.time()
+    #: voice turns: end of speech → first audio sample out
+    first_audio_s: float | None = None
 
 
 _END = object()
@@ -247,8 +249,17 @@ class Brain:
             self.admission.release(ticket)
             job._put(_END)
 
-    def record(self, kind: str, job: Job, arrived: float, outcome: str = "") -> TurnRecord:
-        """Remember a finished request; ``arrived`` is its clock() at arrival."""
+    def record(
+        self,
+        kind: str,
+        job: Job,
+        arrived: float,
+        outcome: str = "",
+        *,
+        first_audio_s: float | None = None,
+    ) -> TurnRecord:
+        """Remember a finished request; ``arrived`` is its clock() at arrival (for a voice
+        turn: the end of speech)."""
         s = job.stats
         turn = TurnRecord(
             id=self.next_id(),
@@ -261,6 +272,7 @@ class Brain:
             decode_tok_s=s.decode_tok_s,
             total_s=self.clock() - arrived,
             finished_at=time.time(),
+            first_audio_s=first_audio_s,
         )
         self.turns.append(turn)
         for listener in self.listeners:

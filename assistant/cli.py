@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one declaratio
         "reloads config.toml; SIGTERM or Ctrl-C stops; a second one exits at once.",
     )
     run.add_argument(
+        "--listen-from",
+        metavar="FILE.wav",
+        help="hear this WAV file (paced like a microphone) instead of the sound card",
+    )
+    run.add_argument(
         "--speak-to",
         metavar="FILE.wav",
         help='write what the API is asked to speak ("speak": true) to this WAV file '
@@ -501,7 +506,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     level = "DEBUG" if getattr(args, "debug", False) else config.service.log_level.upper()
     logging.getLogger("assistant").setLevel(level)
     logging.getLogger("assistant.thermal").setLevel(logging.NOTSET)  # the service logs it
-    return asyncio.run(Service(config, speak_to=args.speak_to).run())
+    service = Service(config, speak_to=args.speak_to, listen_from=args.listen_from)
+    return asyncio.run(service.run())
 
 
 CHAT_HELP = "/reset  start a new conversation\n/stats  toggle timings\n/exit   leave (or Ctrl-D)"

@@ -57,12 +57,16 @@ class Service:
         make_engine: Callable[[], Any] | None = None,
         governor: Any = None,
         speak_to: str | None = None,
+        listen_from: str | None = None,
         notifier: Notifier | None = None,
     ) -> None:
         self.config = config
         self._make_engine = make_engine or self._default_engine
         self._governor = governor
         self.speak_to = speak_to
+        self.listen_from = listen_from
+        self._voice_task: asyncio.Task[None] | None = None
+        self._gpio: list[Any] = []  # LEDs and button, closed at stop
         self.notifier = notifier or Notifier()
         self.liveness = Liveness()
         self.stopping = asyncio.Event()
@@ -195,6 +199,13 @@ class Service:
         inference.paused = False
         state.model_id = Path(str(brain.engine.model_path)).stem
         state.mouth = await self._loading(loop.run_in_executor(None, self._mouth))
+        if state.mouth is not None and (self.config.voice.enabled or self.listen_from):
+            state.voice = await self._loading(loop.run_in_executor(None, self._ears, state))
+            if state.voice is not None:
+                heard = self.liveness.register("voice loop", config.service.stall_s)
+                state.voice.heartbeat = heard.beat
+                self._set_stall_limits()
+                self._voice_task = asyncio.create_task(state.voice.run(self.stopping), name="voice")
         log.info(
             "ready: %s loaded in %.1f s%s",
             state.model_id,
@@ -202,6 +213,45 @@ class Service:
             "" if state.mouth else " (no speech output)",
         )
         return state
+
+    def _ears(self, state: ApiState) -> Any:
+        """The voice loop: microphone (opened now), recognizer, LEDs, button; None (logged)
+        when speech-to-text cannot load — the service then serves text only."""
+        from .hardware import Indicators, PushButton
+        from .speech.audio import SoundDeviceMicrophone, WavMicrophone
+        from .speech.stt import Ears, make_recognizer
+        from .speech.vad import Segmenter
+        from .voice import Voice, VoiceLoop
+
+        config = self.config
+        try:
+            recognizer = make_recognizer(config)
+        except AssistantError as exc:
+            log.error("voice off (the API still serves text): %s", exc)
+            return None
+        mic: Any = (
+            WavMicrophone(self.listen_from, rate=recognizer.rate, realtime=True)
+            if self.listen_from
+            else SoundDeviceMicrophone(config.speech.input_device, rate=recognizer.rate)
+        )
+        ears = Ears(recognizer, Segmenter(trailing_silence_s=config.speech.trailing_silence_s))
+        indicators = None
+        try:
+            indicators = Indicators(config.voice)
+        except AssistantError as exc:
+            log.warning("status LEDs off: %s", exc)
+        if indicators is not None and indicators.leds:
+            self._gpio.append(indicators)
+        voice = VoiceLoop(
+            config, mic, ears, Voice(config, state.brain, state.mouth), indicators=indicators
+        )
+        if config.voice.button_pin:
+            try:
+                self._gpio.append(PushButton(config.voice.button_pin, voice.press))
+            except AssistantError as exc:
+                log.warning("push-to-talk button off: %s", exc)
+        voice.open_microphone()
+        return voice
 
     async def _loading(self, work: Awaitable[T]) -> T:
         """Await ``work``, asking systemd for more start-up time while it runs."""
@@ -273,6 +323,13 @@ class Service:
             task.cancel()
         if state is not None:
             state.brain.cancel_all()  # stops after the token in progress
+        if self._voice_task is not None:
+            self.stopping.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._voice_task, 5)
+        for part in self._gpio:
+            with contextlib.suppress(Exception):
+                part.close()
         if self.server is not None:
             self.server.stop()
             if self._serving is not None:

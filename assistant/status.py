@@ -17,13 +17,17 @@ def snapshot(
     speaking: bool = False,
     stalled: Sequence[str] = (),
     starting: bool = False,
+    voice: Any = None,
 ) -> dict[str, Any]:
     """The service's state as plain JSON-able data.
 
     ``stalled`` names the parts that made no progress for ``service.stall_s`` (the watchdog
     is no longer pinged); they lead the problem text. ``starting``: the service has not
     finished starting (the voice is still loading), so it reads "loading" like the model.
+    ``voice`` is the :class:`~assistant.voice.VoiceLoop` (None: text only): its "mic lost"
+    and "listening" states show.
     """
+    voice_state = voice.state if voice is not None else ""
     thermal = dataclasses.asdict(governor.status())
     admission = dataclasses.asdict(brain.admission.snapshot())
     turns = [dataclasses.asdict(t) for t in brain.turns]
@@ -32,12 +36,16 @@ def snapshot(
         state = "error" if brain.load_error else "loading"
     elif thermal["state"] == "sensor lost":
         state = "sensor lost"
+    elif voice_state == "mic lost":
+        state = "mic lost"
     elif speaking:
         state = "speaking"
     elif admission["running"]:
         state = "thinking"
     elif thermal["state"] in ("cooling", "hot"):
         state = "cooling"
+    elif voice_state == "listening":
+        state = "listening"
     else:
         state = "ready"
     return {
@@ -48,7 +56,9 @@ def snapshot(
             or brain.load_error
             or thermal["problem"]
             or admission["stopped"]
+            or (voice.problem if voice_state == "mic lost" else "")
         ),
+        "voice": voice_state or "off",
         "stalled": list(stalled),
         "model": model,
         "thermal": thermal,
@@ -56,6 +66,7 @@ def snapshot(
         "last": {
             "decode_tok_s": last.get("decode_tok_s"),
             "first_token_s": last.get("first_token_s"),
+            "first_audio_s": last.get("first_audio_s"),
         },
         "turns": turns,
     }
@@ -71,7 +82,11 @@ def status_line(s: dict[str, Any]) -> str:
     parts.append(f"fan {t['fan_duty'] * 100:.0f}%")
     parts.append(f"{a['rate_per_min']:.1f}/{a['configured_per_min']:g} req/min")
     parts.append(f"queue {a['queue']}")
-    if last["decode_tok_s"] is not None:
+    if last.get("first_audio_s") is not None:
+        parts.append(
+            f"last {last['decode_tok_s']:.1f} tok/s, {last['first_audio_s']:.1f} s to first audio"
+        )
+    elif last["decode_tok_s"] is not None:
         parts.append(
             f"last {last['decode_tok_s']:.1f} tok/s, {last['first_token_s']:.1f} s to first token"
         )

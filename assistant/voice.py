@@ -129,7 +129,11 @@ class Voice:
             interrupted=utterance.stopped,
         )
         turn = brain.record(
-            "voice", job, heard.speech_end, "cancelled" if utterance.stopped else ""
+            "voice",
+            job,
+            heard.speech_end,
+            "cancelled" if utterance.stopped else "",
+            first_audio_s=result.first_audio_s if first_audio is not None else None,
         )
         log.info(
             "turn %d voice: %r → %d tokens; %.2f s to final transcript, %.2f s to first token, "
@@ -232,6 +236,16 @@ class VoiceLoop:
         log.info("voice: barge-in (%s)", why)
         self.voice.interrupt()
 
+    def open_microphone(self) -> None:
+        """Open the microphone now (the service does, before READY=1); a missing one is
+        reported as "mic lost" and the reader keeps trying."""
+        try:
+            self.mic.open()
+            self._set("listening")
+        except MicLost as exc:
+            self._set("mic lost", str(exc))
+            self.mic.close()
+
     # -- the microphone thread ----------------------------------------------------------------
     def _read(self) -> None:
         """Frames into the event loop; on loss, reopen by name with backoff."""
@@ -275,12 +289,8 @@ class VoiceLoop:
             loop.call_soon_threadsafe(self._set, "speaking")
 
         self.voice.on_first_audio = speaking
-        try:
-            self.mic.open()
-            self._set("listening")
-        except MicLost as exc:  # no microphone yet: the reader keeps trying
-            self._set("mic lost", str(exc))
-            self.mic.close()
+        if self.state == "starting":
+            self.open_microphone()
         reader = threading.Thread(target=self._read, name="microphone", daemon=True)
         reader.start()
         stopping = asyncio.ensure_future(stop.wait())

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.test_cli import run
 from tests.test_service import Process, free_port
 
 pytestmark = pytest.mark.slow
@@ -197,6 +198,72 @@ def test_a_second_sigterm_exits_at_once(
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.proc.wait(30) == 0
         assert "second stop signal: exiting now" in "".join(proc.log)
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait()
+
+
+def voice_config(path: Path, qwen: Path, whisper: Path, voice: Path, port: int) -> None:
+    path.write_text(
+        f'[llm]\nmodel = "{qwen}"\ntemperature = 0.0\nmax_tokens = 32\n'
+        f'[speech]\nstt_engine = "whisper"\nstt_model = "{whisper}"\ntts_voice = "{voice}"\n'
+        f'[voice]\nwake = "always"\n[thermal]\nsensor_path = ""\n[api]\nport = {port}\n'
+        "[service]\nstatus_interval_s = 1.0\n"
+    )
+
+
+def test_no_microphone_still_ready_serving_text_and_saying_mic_lost(
+    tmp_path: Path, qwen_path: Path, whisper_dir: Path, voice_path: Path, notify: NotifySocket
+) -> None:
+    """This machine has no sound card at all: the voice loop keeps retrying the device."""
+    port = free_port()
+    config = tmp_path / "config.toml"
+    voice_config(config, qwen_path, whisper_dir, voice_path, port)
+    proc = Process(config, tmp_path, env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "2000000"})
+    try:
+        ready, _ = notify.until("READY=1", timeout=120)
+        assert "STATUS=mic lost" in ready, ready
+        status = httpx.get(f"http://127.0.0.1:{port}/status").json()
+        assert status["state"] == "mic lost" and status["voice"] == "mic lost"
+        assert "microphone" in status["problem"]
+        answer = run("ask", "--server", f"http://127.0.0.1:{port}", "What is 2 + 2?")
+        assert answer.returncode == 0 and "4" in answer.stdout
+        notify.until("WATCHDOG=1")  # retrying the device is progress, not a stall
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(30) == 0
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait()
+
+
+def test_the_service_answers_a_spoken_question(
+    tmp_path: Path, qwen_path: Path, whisper_dir: Path, voice_path: Path, notify: NotifySocket
+) -> None:
+    from assistant.listen import _speak_to_wav
+    from assistant.speech.tts import PiperTTS
+
+    tts = PiperTTS(voice_path)
+    tts.load()
+    question, answer = tmp_path / "q.wav", tmp_path / "a.wav"
+    _speak_to_wav(tts, "What is the capital of France?", question)
+    port = free_port()
+    config = tmp_path / "config.toml"
+    voice_config(config, qwen_path, whisper_dir, voice_path, port)
+    proc = Process(
+        config, tmp_path, env={"NOTIFY_SOCKET": notify.path},
+        args=["--listen-from", str(question), "--speak-to", str(answer)],
+    )  # fmt: skip
+    try:
+        assert "'What is the capital of France?'" in proc.wait_for("turn 1 voice", timeout=120)
+        line, _ = notify.until("STATUS=listening", timeout=30)
+        while "to first audio" not in line:
+            line, _ = notify.until("STATUS=", timeout=30)
+        assert "s to first audio" in line
+        assert answer.stat().st_size > 20_000
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.proc.wait(30) == 0
     finally:
         if proc.proc.poll() is None:
             proc.proc.kill()

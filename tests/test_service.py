@@ -32,10 +32,16 @@ def free_port() -> int:
 class Process:
     """The service with its log lines arriving on a queue (no sleeping, no polling)."""
 
-    def __init__(self, config: Path, runtime: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        runtime: Path,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+    ) -> None:
         env = os.environ | {"RUNTIME_DIRECTORY": str(runtime)} | (env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "assistant", "run", "--config", str(config)],
+            [sys.executable, "-m", "assistant", "run", "--config", str(config), *(args or [])],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,

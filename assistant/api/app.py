@@ -54,6 +54,7 @@ class ApiState:
     started: float = field(default_factory=time.time)
     liveness: Any = None  # systemd.Liveness: the parts the watchdog waits on
     starting: bool = False  # the service sets it while it loads (False: ready once loaded)
+    voice: Any = None  # voice.VoiceLoop when the device listens
 
     def snapshot(self) -> dict[str, Any]:
         speaking = bool(self.mouth and self.mouth.speaking)
@@ -65,6 +66,7 @@ class ApiState:
             speaking=speaking,
             stalled=stalled,
             starting=self.starting,
+            voice=self.voice,
         )
 
 

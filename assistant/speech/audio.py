@@ -277,8 +277,15 @@ class SoundDeviceMicrophone:
 
     def open(self) -> None:
         sd = _sounddevice()
-        index = find_device(self.device, "input")
-        info = sd.query_devices(index, "input")
+        try:
+            index = find_device(self.device, "input")  # an unknown name lists the devices
+            info = sd.query_devices(index, "input")
+        except MicLost:
+            raise
+        except AudioError as exc:
+            raise MicLost(str(exc)) from None
+        except sd.PortAudioError as exc:
+            raise MicLost(f"no input device ({exc}); plug in a microphone") from None
         self._source = int(info["default_samplerate"])  # hw devices rarely take 16 kHz
         self._error = ""
 
