@@ -42,6 +42,11 @@ def tokens(text: str, size: int = 3) -> list[str]:
         ("Great question! 😀 Let's go.", ["Great question!", "Let's go."]),
         ("Is it? Yes! Really...", ["Is it?", "Yes!", "Really..."]),
         ("no final punctuation here", ["no final punctuation here"]),
+        # a long first sentence: the first chunk ends before a conjunction
+        ("The sky is blue because air scatters blue light more. That is Rayleigh scattering.",
+         ["The sky is blue", "because air scatters blue light more.",
+          "That is Rayleigh scattering."]),
+        ("I like it because yes.", ["I like it because yes."]),
         ("```\nonly code\n```", []),
         ("Use `pip install x` & wait.", ["Use pip install x and wait."]),
     ],

@@ -1,7 +1,8 @@
 """Token stream → speakable chunks, so piper starts on the first clause, not the whole answer.
 
 :class:`SentenceSplitter` is pure (text in, chunks out). The first chunk ends at the first
-clause boundary (``,`` ``;`` ``:`` or a sentence end) once it has a few words; later chunks
+clause boundary (``,`` ``;`` ``:``, a sentence end, or before a conjunction such as
+"because") once it has a few words; later chunks
 end at sentence ends or line breaks. It does not split decimals ("3.5"), abbreviations
 ("e.g.", "Dr."), initials ("J. Smith") or list numbers ("1. eggs"); fenced code blocks are
 left out; :func:`speakable` strips markdown, reads URLs as their site name and drops
@@ -22,6 +23,10 @@ ABBREVIATIONS = frozenset(
 )
 _END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)")
 _CLAUSE = re.compile(r"[,;:](?=\s)")
+#: words that open a clause: the first chunk may end before one (a pause a speaker makes)
+_CONJUNCTION = re.compile(
+    r"(?<=\s)(?:because|but|and then|so that|which|while|although|since|unless|whereas)(?=\s)"
+)
 _FENCE = "```"
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]]+", re.IGNORECASE)
 _LINK = re.compile(r"\[([^\]]+)\]\(([^)]+)\)")
@@ -120,10 +125,8 @@ class SentenceSplitter:
         newline = buf.find("\n")
         if newline >= 0:
             return newline + 1
-        if self._emitted == 0:
-            for match in _CLAUSE.finditer(buf):
-                if match.end() >= self.first_min_chars:
-                    return match.end()
+        if self._emitted == 0 and (early := self._early_cut(buf)) is not None:
+            return early
         if len(buf) > self.max_chars:
             space = buf.rfind(" ", 0, self.max_chars)
             return space + 1 if space > 0 else self.max_chars
@@ -131,6 +134,16 @@ class SentenceSplitter:
             return len(buf)
         if final:
             self._buf = ""
+        return None
+
+    def _early_cut(self, buf: str) -> int | None:
+        """The first chunk may end at a clause boundary, or before a conjunction."""
+        for match in _CLAUSE.finditer(buf):
+            if match.end() >= self.first_min_chars:
+                return match.end()
+        for match in _CONJUNCTION.finditer(buf):  # "The sky is blue | because it …"
+            if match.start() >= self.first_min_chars and len(buf[: match.start()].split()) >= 4:
+                return match.start()
         return None
 
     @staticmethod
