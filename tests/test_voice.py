@@ -474,3 +474,24 @@ def test_ears_report_the_end_of_speech_and_the_transcript() -> None:
     assert heard.speech_end == pytest.approx(last_voiced, abs=FRAME_S)
     assert heard.stt_final_s == pytest.approx(0.5, abs=2 * FRAME_S)
     assert heard.audio_s == pytest.approx(0.6 + 0.5 + 0.3, abs=0.15)  # with pre-roll
+
+
+def test_devices_are_chosen_by_name_and_an_unknown_name_lists_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from assistant.speech import audio
+
+    devices = [
+        {"index": 0, "name": "bcm2835 Headphones", "inputs": 0, "outputs": 2, "rate": 44100},
+        {"index": 3, "name": "USB PnP Sound Device: Audio (hw:2,0)", "inputs": 1,
+         "outputs": 2, "rate": 48000},
+    ]  # fmt: skip
+    monkeypatch.setattr(audio, "list_devices", lambda: devices)
+    assert audio.find_device("usb pnp", "input") == 3  # the index may change; the name not
+    assert audio.find_device("", "input") is None  # the system default
+    with pytest.raises(audio.AudioError) as error:
+        audio.find_device("ReSpeaker", "input")
+    assert str(error.value) == (
+        "speech.input_device 'ReSpeaker' not found; input devices: "
+        "'USB PnP Sound Device: Audio (hw:2,0)'"
+    )

@@ -135,26 +135,14 @@ class SoundDeviceSpeaker:
         self.device = device
         self._stream: Any = None
 
-    def _index(self, sd: Any) -> int | None:
-        if not self.device:
-            return None
-        outputs = [
-            (i, d["name"]) for i, d in enumerate(sd.query_devices()) if d["max_output_channels"]
-        ]
-        for i, name in outputs:
-            if self.device.lower() in name.lower():
-                return i
-        names = ", ".join(repr(n) for _, n in outputs) or "none"
-        raise AudioError(f"speech.output_device {self.device!r} not found; output devices: {names}")
-
     def start(self, rate: int) -> None:
-        try:
-            import sounddevice as sd
-        except OSError as exc:  # no libportaudio2
-            raise AudioError(f"cannot use audio: {exc}; install libportaudio2") from None
+        sd = _sounddevice()
         try:
             self._stream = sd.RawOutputStream(
-                samplerate=rate, channels=1, dtype="int16", device=self._index(sd)
+                samplerate=rate,
+                channels=1,
+                dtype="int16",
+                device=find_device(self.device, "output"),
             )
             self._stream.start()
         except sd.PortAudioError as exc:
