@@ -77,12 +77,11 @@ def test_notify_sequence_watchdog_reload_and_stop(
     url = f"http://127.0.0.1:{port}"
     config = tmp_path / "config.toml"
     config.write_text(config_text(smollm_path, port, sensor, rate=120.0))
-    proc = Process(
+    with Process(
         config,
         tmp_path,
         env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"},  # ping every 0.5 s
-    )
-    try:
+    ) as proc:
         # start: more time asked for while loading; READY=1 only once the model answers
         ready, before = notify.until("READY=1")
         assert before and before[0].startswith("EXTEND_TIMEOUT_USEC=")
@@ -134,10 +133,6 @@ def test_notify_sequence_watchdog_reload_and_stop(
         proc.proc.send_signal(signal.SIGTERM)
         notify.until("STOPPING=1")
         assert proc.proc.wait(30) == 0
-    finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
-            proc.proc.wait()
 
 
 def test_a_broken_model_never_sends_ready(tmp_path: Path, notify: NotifySocket) -> None:
@@ -145,10 +140,10 @@ def test_a_broken_model_never_sends_ready(tmp_path: Path, notify: NotifySocket) 
     bad.write_bytes(b"GGUF but not really")
     config = tmp_path / "config.toml"
     config.write_text(config_text(bad, free_port(), tmp_path / "none", rate=6.0))
-    proc = Process(config, tmp_path, env={"NOTIFY_SOCKET": notify.path})
-    assert proc.proc.wait(60) == 78
-    _, before = notify.until("STOPPING=1")
-    assert not any(m.startswith("READY=1") for m in before)
+    with Process(config, tmp_path, env={"NOTIFY_SOCKET": notify.path}) as proc:
+        assert proc.proc.wait(60) == 78
+        _, before = notify.until("STOPPING=1")
+        assert not any(m.startswith("READY=1") for m in before)
 
 
 def test_sigterm_during_generation_stops_cleanly(
@@ -161,8 +156,7 @@ def test_sigterm_during_generation_stops_cleanly(
             "max_tokens = 16", "max_tokens = 1024"
         )
     )
-    proc = Process(config, tmp_path, env={"NOTIFY_SOCKET": notify.path})
-    try:
+    with Process(config, tmp_path, env={"NOTIFY_SOCKET": notify.path}) as proc:
         notify.until("READY=1")
         body = {
             "messages": [{"role": "user", "content": "Write a very long story about a robot."}],
@@ -179,10 +173,6 @@ def test_sigterm_during_generation_stops_cleanly(
         assert proc.proc.wait(30) == 0
         assert len(rest) < 1024
         assert "stopped" in "".join(proc.log)
-    finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
-            proc.proc.wait()
 
 
 def test_a_second_sigterm_exits_at_once(
@@ -190,18 +180,13 @@ def test_a_second_sigterm_exits_at_once(
 ) -> None:
     config = tmp_path / "config.toml"
     config.write_text(config_text(qwen_path, free_port(), tmp_path / "none", rate=6.0))
-    proc = Process(config, tmp_path, env={"NOTIFY_SOCKET": notify.path})
-    try:
+    with Process(config, tmp_path, env={"NOTIFY_SOCKET": notify.path}) as proc:
         notify.until("EXTEND_TIMEOUT_USEC=")  # loading: shutdown would wait for the load
         proc.proc.send_signal(signal.SIGTERM)
         notify.until("STOPPING=1")
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.proc.wait(30) == 0
         assert "second stop signal: exiting now" in "".join(proc.log)
-    finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
-            proc.proc.wait()
 
 
 def voice_config(path: Path, qwen: Path, whisper: Path, voice: Path, port: int) -> None:
@@ -220,8 +205,9 @@ def test_no_microphone_still_ready_serving_text_and_saying_mic_lost(
     port = free_port()
     config = tmp_path / "config.toml"
     voice_config(config, qwen_path, whisper_dir, voice_path, port)
-    proc = Process(config, tmp_path, env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "2000000"})
-    try:
+    with Process(
+        config, tmp_path, env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "2000000"}
+    ) as proc:
         ready, _ = notify.until("READY=1", timeout=120)
         assert "STATUS=mic lost" in ready, ready
         status = httpx.get(f"http://127.0.0.1:{port}/status").json()
@@ -232,10 +218,6 @@ def test_no_microphone_still_ready_serving_text_and_saying_mic_lost(
         notify.until("WATCHDOG=1")  # retrying the device is progress, not a stall
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.proc.wait(30) == 0
-    finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
-            proc.proc.wait()
 
 
 def test_the_service_answers_a_spoken_question(
@@ -251,11 +233,10 @@ def test_the_service_answers_a_spoken_question(
     port = free_port()
     config = tmp_path / "config.toml"
     voice_config(config, qwen_path, whisper_dir, voice_path, port)
-    proc = Process(
+    with Process(
         config, tmp_path, env={"NOTIFY_SOCKET": notify.path},
         args=["--listen-from", str(question), "--speak-to", str(answer)],
-    )  # fmt: skip
-    try:
+    ) as proc:  # fmt: skip
         assert "'What is the capital of France?'" in proc.wait_for("turn 1 voice", timeout=120)
         line, _ = notify.until("STATUS=listening", timeout=30)
         while "to first audio" not in line:
@@ -264,7 +245,3 @@ def test_the_service_answers_a_spoken_question(
         assert answer.stat().st_size > 20_000
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.proc.wait(30) == 0
-    finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
-            proc.proc.wait()

@@ -51,6 +51,15 @@ class Process:
         self.log: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Whatever the test did, no service outlives it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def _read(self) -> None:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
