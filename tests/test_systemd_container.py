@@ -79,11 +79,20 @@ class Container:
         self.sh("systemctl is-system-running --wait || true", timeout=120)
 
     def _find_init(self) -> bool:
+        """The container's PID 1: the nspawn child that has become systemd (nspawn forks
+        helpers first, which exit; entering one of those fails)."""
         found = subprocess.run(
             ["pgrep", "-P", str(self.nspawn.pid)], capture_output=True, text=True, check=False
         ).stdout.split()
-        self.pid = int(found[0]) if found else 0
-        return bool(self.pid)
+        for pid in found:
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if comm == "systemd":
+                self.pid = int(pid)
+                return True
+        return False
 
     def sh(self, command: str, timeout: float = 120, check: bool = True) -> str:
         result = subprocess.run(
