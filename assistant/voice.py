@@ -202,7 +202,7 @@ class VoiceLoop:
         self.problem = ""
         self.armed_until = 0.0  # a question needs no wake phrase until then
         self._deaf_until = 0.0
-        self._answering: asyncio.Task[TurnResult] | None = None
+        self._answering: asyncio.Task[TurnResult | None] | None = None
         self._frames: asyncio.Queue[bytes] = asyncio.Queue(maxsize=100)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
@@ -247,10 +247,9 @@ class VoiceLoop:
             self.mic.close()
 
     # -- the microphone thread ----------------------------------------------------------------
-    def _read(self) -> None:
+    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
         """Frames into the event loop; on loss, reopen by name with backoff."""
-        assert self._loop is not None  # noqa: S101 - set by run() before the thread starts
-        loop, delay = self._loop, self.backoff_s
+        delay = self.backoff_s
         while not self._stop.is_set():
             try:
                 pcm = self.mic.read(timeout=1.0)
@@ -291,7 +290,7 @@ class VoiceLoop:
         self.voice.on_first_audio = speaking
         if self.state == "starting":
             self.open_microphone()
-        reader = threading.Thread(target=self._read, name="microphone", daemon=True)
+        reader = threading.Thread(target=self._read, args=(loop,), name="microphone", daemon=True)
         reader.start()
         stopping = asyncio.ensure_future(stop.wait())
         try:
@@ -350,14 +349,14 @@ class VoiceLoop:
             return rest or ""
         return ""  # button mode: wait for the button
 
-    async def _answer(self, heard: Heard, question: str) -> TurnResult:
+    async def _answer(self, heard: Heard, question: str) -> TurnResult | None:
         self._set("thinking")
         try:
             result = await self.voice.answer(heard, question)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - busy, too hot, a broken model: keep listening
             log.error("voice: could not answer %r: %s", question, exc)
-            self._set("error", str(exc))
-            raise
+            self._set("listening", str(exc))
+            return None
         finally:
             self._deaf_until = self.clock() + TAIL_S
             self.armed_until = self.clock() + self.config.voice.follow_up_s

@@ -495,3 +495,24 @@ def test_devices_are_chosen_by_name_and_an_unknown_name_lists_them(
         "speech.input_device 'ReSpeaker' not found; input devices: "
         "'USB PnP Sound Device: Audio (hw:2,0)'"
     )
+
+
+@sync
+async def test_a_failed_answer_keeps_the_loop_listening() -> None:
+    from assistant.thermal.admission import Busy
+
+    loop, voice, clock, _ = rig(["hey robot hello", "hey robot again"])
+
+    async def too_hot(heard: Heard, question: str, *, streaming: bool = True) -> TurnResult:
+        raise Busy("too_hot", 30, "SoC at 86.0 °C")
+
+    voice.answer = too_hot  # type: ignore[method-assign]
+    await speak(loop, clock, utterance())
+    await settle(loop)
+    assert loop.state == "listening" and "86.0 °C" in loop.problem
+    voice.answer = FakeVoice.answer.__get__(voice)  # type: ignore[method-assign]
+    voice.release.set()
+    clock.now += 1
+    await speak(loop, clock, utterance())
+    await settle(loop)
+    assert voice.questions == ["again"]
