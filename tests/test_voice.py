@@ -516,3 +516,22 @@ async def test_a_failed_answer_keeps_the_loop_listening() -> None:
     await speak(loop, clock, utterance())
     await settle(loop)
     assert voice.questions == ["again"]
+
+
+def test_an_api_say_does_not_cut_off_a_voice_answer() -> None:
+    tts, speaker = FakeTTS(), GatedSpeaker()
+    mouth = Mouth(tts, speaker)
+    try:
+        answer = mouth.start()
+        answer.add("one two three.")
+        assert speaker.writing.acquire(timeout=10)  # the voice answer is playing
+        assert mouth.say("an API answer.") is False
+        answer.end()
+        for _ in range(100):
+            speaker.gate.release()
+        assert answer.done.wait(10) and not answer.stopped
+        assert mouth.say("an API answer.") is True  # once the voice is done
+    finally:
+        for _ in range(100):
+            speaker.gate.release()
+        mouth.close()

@@ -348,7 +348,7 @@ def _finish(state: ApiState, job: Job, arrived: float, speak: bool, *, cancelled
             metrics.observe_first_audio(at - arrived)
 
         if not state.mouth.say(job.text, heard):
-            log.warning("turn %d: not spoken, the speech queue is full", turn.id)
+            log.warning("turn %d: not spoken, the device is already speaking", turn.id)
 
 
 def _event(completion_id: str, model: str, choices: list[Any], **extra: Any) -> str:

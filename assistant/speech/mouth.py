@@ -117,7 +117,12 @@ class Mouth:
         return self.current
 
     def say(self, text: str, on_first_audio: Callable[[float], None] | None = None) -> bool:
-        """Speak a whole text (the API's ``"speak": true``); returns at once."""
+        """Speak a whole text (the API's ``"speak": true``); returns at once.
+
+        False (nothing said) while another answer is being spoken: voice outranks the API.
+        """
+        if self.speaking:
+            return False
         utterance = self.start(on_first_audio)
         utterance.add(text)
         utterance.end()
