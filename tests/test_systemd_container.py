@@ -75,8 +75,12 @@ class Container:
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         self.pid = 0
-        eventually(self._find_init, 60, "the container's PID 1")
-        self.sh("systemctl is-system-running --wait || true", timeout=120)
+        try:
+            eventually(self._find_init, 60, "the container's PID 1")
+            self.sh("systemctl is-system-running --wait || true", timeout=120)
+        except BaseException:
+            self.close()  # a container that failed to boot must not outlive the test
+            raise
 
     def _find_init(self) -> bool:
         """The container's PID 1: the nspawn child that has become systemd (nspawn forks
