@@ -91,30 +91,33 @@ def _llama() -> Iterator[Check]:
 
 
 def _audio(config: Config) -> Iterator[Check]:
+    """The devices the service would open: the same lookup by name (``find_device``)."""
+    from .speech.audio import AudioError, find_device, list_devices
+
     try:
-        import sounddevice as sd
-    except OSError as exc:  # PortAudio itself is missing
-        yield Check("FAIL", "audio", f"{exc}; run `apt install libportaudio2`")
+        devices = list_devices()
+    except AudioError as exc:  # PortAudio itself is missing
+        yield Check("FAIL", "audio", str(exc))
         return
-    try:
-        devices = list(sd.query_devices())
     except Exception as exc:  # noqa: BLE001 - PortAudio reports anything as PortAudioError
         yield Check("FAIL", "audio", f"PortAudio cannot list devices: {exc}")
         return
     level = "FAIL" if config.voice.enabled else "WARN"
     for kind, key, wanted in (
-        ("input", "max_input_channels", config.speech.input_device),
-        ("output", "max_output_channels", config.speech.output_device),
+        ("input", "inputs", config.speech.input_device),
+        ("output", "outputs", config.speech.output_device),
     ):
         names = [d["name"] for d in devices if d[key]]
-        setting = f"speech.{kind}_device"
         if not names:
             yield Check(level, "audio", f"no {kind} device; plug one in (arecord -l / aplay -l)")
-        elif wanted and not any(wanted.lower() in n.lower() for n in names):
-            yield Check(level, "audio", f"{setting} {wanted!r} not found; {kind}s: {names}")
-        else:
-            chosen = next((n for n in names if wanted.lower() in n.lower()), names[0])
-            yield Check("OK", "audio", f"{kind}: {chosen!r}")
+            continue
+        try:
+            index = find_device(wanted, kind)
+        except AudioError as exc:  # names the setting and lists the devices
+            yield Check(level, "audio", str(exc))
+            continue
+        chosen = next((d["name"] for d in devices if d["index"] == index), names[0])
+        yield Check("OK", "audio", f"{kind}: {chosen!r}")
 
 
 def _thermal(config: Config) -> Iterator[Check]:

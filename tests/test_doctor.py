@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from assistant.config import load_config
 from assistant.doctor import run_checks
 from tests.test_cli import run
@@ -50,3 +52,29 @@ def test_a_good_model_passes_with_its_hash(smollm_path: Path, tmp_path: Path) ->
     model = next(c for c in checks if c.name == "model")
     assert model.level == "OK" and "llama" in model.detail
     assert any(c.name == "llama.cpp" and c.level == "OK" and "CPU" in c.detail for c in checks)
+
+
+def test_audio_devices_are_looked_up_by_name_like_the_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+
+    from assistant.config import Config
+    from assistant.doctor import _audio
+    from assistant.speech import audio
+
+    devices = [
+        {"index": 0, "name": "bcm2835 Headphones", "inputs": 0, "outputs": 2, "rate": 44100},
+        {"index": 3, "name": "USB PnP Sound Device", "inputs": 1, "outputs": 2, "rate": 48000},
+    ]
+    monkeypatch.setattr(audio, "list_devices", lambda: devices)
+    config = Config()
+    speech = dataclasses.replace(config.speech, input_device="ReSpeaker", output_device="usb")
+    checks = list(_audio(dataclasses.replace(config, speech=speech)))
+    assert [(c.level, c.detail) for c in checks] == [
+        (
+            "FAIL",
+            "speech.input_device 'ReSpeaker' not found; input devices: 'USB PnP Sound Device'",
+        ),
+        ("OK", "output: 'USB PnP Sound Device'"),
+    ]
