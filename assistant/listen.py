@@ -13,7 +13,6 @@ import dataclasses
 import resource
 import statistics
 import tempfile
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -122,12 +121,13 @@ class VoiceRig:
 
 
 def _speak_to_wav(tts: PiperTTS, text: str, path: Path, lead_s: float = 0.3) -> None:
-    pcm = b"".join(tts.synthesize(text))
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(tts.sample_rate)
-        w.writeframes(bytes(2 * round(tts.sample_rate * lead_s)) + pcm)
+    """A spoken question: ``lead_s`` of silence, then piper's voice."""
+    speaker = WavSpeaker(path)
+    speaker.start(tts.sample_rate)
+    speaker.write(bytes(2 * round(tts.sample_rate * lead_s)))
+    for pcm in tts.synthesize(text):
+        speaker.write(pcm)
+    speaker.stop()
 
 
 async def bench_voice(

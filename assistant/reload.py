@@ -15,9 +15,9 @@ from typing import Any
 
 from .config import Config, load_config
 from .errors import AssistantError, ConfigError
-from .runtime import PIDFILE, find_runtime_dir, pidfile
+from .runtime import PIDFILE, find_runtime_dir
 
-__all__ = ["LIVE_KEYS", "pidfile", "reload_config", "signal_reload"]
+__all__ = ["LIVE_KEYS", "reload_config", "signal_reload"]
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def reload_config(current: Config, governor: Any = None) -> Config:
 
 
 def signal_reload(pid: int | None = None) -> int:
-    """Send SIGHUP to ``pid`` or the pid in :func:`pidfile`; returns the pid signalled."""
+    """Send SIGHUP to ``pid`` or the running service's (its pidfile); returns the pid."""
     if pid is None:
         path = find_runtime_dir() / PIDFILE  # NotRunning names where it looked
         try:

@@ -206,7 +206,6 @@ class VoiceLoop:
         self._frames: asyncio.Queue[bytes] = asyncio.Queue(maxsize=100)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
-        self.results: list[TurnResult] = []
 
     # -- state -----------------------------------------------------------------------------
     def _set(self, state: str, problem: str = "") -> None:
@@ -361,6 +360,5 @@ class VoiceLoop:
             self._deaf_until = self.clock() + TAIL_S
             self.armed_until = self.clock() + self.config.voice.follow_up_s
             self.ears.reset()
-        self.results.append(result)
         self._set("listening")
         return result

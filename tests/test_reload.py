@@ -15,7 +15,8 @@ import pytest
 
 from assistant.config import load_config
 from assistant.errors import AssistantError
-from assistant.reload import pidfile, reload_config, signal_reload
+from assistant.reload import reload_config, signal_reload
+from assistant.runtime import pidfile
 from assistant.thermal import Admission, Governor, NoFan
 from tests.test_cli import run
 

@@ -250,7 +250,7 @@ class Ears:
         self._pause = 0
         self._speculate_frames = max(1, round(speculate_s / FRAME_S))
         self._guess: Future[str] | None = None
-        self._speculate = not getattr(recognizer, "streaming", True)
+        self._speculate = not recognizer.streaming
         self._busy = 0.0  # recognizer seconds spent on this utterance
         self._busy_mark = 0.0
 
@@ -308,7 +308,7 @@ class Ears:
 def transcribe_pcm(recognizer: Recognizer, pcm: bytes) -> str:
     """A whole recording (`qwen-assistant transcribe`): every utterance, joined."""
     ears = Ears(recognizer, Segmenter(trailing_silence_s=0.5))
-    frame = 2 * round(recognizer.rate * 0.03)
+    frame = 2 * round(recognizer.rate * FRAME_S)
     texts = []
     for i in range(0, len(pcm) + frame * 40, frame):  # plus silence to close the last one
         heard = ears.feed(pcm[i : i + frame] or bytes(frame))
