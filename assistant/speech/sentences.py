@@ -50,7 +50,11 @@ def _clean(text: str) -> str:
         text = _EMPHASIS.sub(r"\2", text)
     text = text.replace("&", " and ")
     text = _SYMBOLS.sub(" ", text)
-    text = "".join(c for c in text if unicodedata.category(c) not in ("So", "Cs", "Co", "Cn"))
+    text = "".join(
+        " " if unicodedata.category(c) == "Cc" else c  # control characters: a gap, not a glyph
+        for c in text
+        if unicodedata.category(c) not in ("So", "Cs", "Co", "Cn")
+    )
     return re.sub(r"\s+", " ", text).strip()
 
 
