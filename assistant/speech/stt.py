@@ -86,6 +86,7 @@ class VoskRecognizer:
         self.rate = rate
         self._grammar = json.dumps([*grammar, "[unk]"]) if grammar else None
         self._done: list[str] = []
+        self._endpoints = 0  # pieces vosk's endpointing closed, empty ones included
         self._new()
 
     def _new(self) -> None:
@@ -98,6 +99,7 @@ class VoskRecognizer:
 
     def accept(self, pcm: bytes) -> str:
         if self._rec.AcceptWaveform(pcm):  # vosk's own endpoint: keep the piece, go on
+            self._endpoints += 1
             text = json.loads(self._rec.Result()).get("text", "")
             if text:
                 self._done.append(text)
@@ -108,16 +110,16 @@ class VoskRecognizer:
     @property
     def endpointed(self) -> bool:
         """Vosk's endpointing closed at least one piece of the current utterance."""
-        return bool(self._done)
+        return self._endpoints > 0
 
     def final(self) -> str:
         last = json.loads(self._rec.FinalResult()).get("text", "")
         text = " ".join([*self._done, last]).strip()
-        self._done = []
+        self._done, self._endpoints = [], 0
         return text
 
     def reset(self) -> None:
-        self._done = []
+        self._done, self._endpoints = [], 0
         self._rec.Reset()
 
 
