@@ -317,7 +317,8 @@ class VoiceLoop:
         vc = self.config.voice
         if self.speaking or now < self._deaf_until:
             if not (self.speaking and vc.barge_in):
-                self.ears.reset()  # half-duplex: never hear ourselves
+                # half-duplex: never hear ourselves. The ears are already clear: the
+                # question's end reset them, and _answer resets them when it finishes.
                 return
             heard = self.ears.feed(pcm)
             text = heard.text if heard is not None else self.ears.partial
