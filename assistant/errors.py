@@ -9,8 +9,12 @@ from __future__ import annotations
 
 __all__ = [
     "EX_CONFIG",
+    "EX_DATAERR",
+    "EX_NOPERM",
     "EX_SOFTWARE",
+    "EX_TEMPFAIL",
     "EX_UNAVAILABLE",
+    "EX_USAGE",
     "AssistantError",
     "ConfigError",
     "DownloadError",
@@ -19,10 +23,15 @@ __all__ = [
     "PromptTooLong",
 ]
 
-#: sysexits.h codes. systemd's RestartPreventExitStatus=78 stops restart loops on bad config.
-EX_CONFIG = 78
-EX_UNAVAILABLE = 69
+#: sysexits.h codes (the table for every command: docs/cli.md). systemd's
+#: RestartPreventExitStatus=78 stops restart loops on bad config.
+EX_USAGE = 64  # the command line or the question itself is wrong
+EX_DATAERR = 65  # the input does not fit (a prompt longer than the context window)
+EX_UNAVAILABLE = 69  # the service or the model cannot be reached
 EX_SOFTWARE = 70
+EX_TEMPFAIL = 75  # busy or too hot: try again later
+EX_NOPERM = 77  # wrong API key
+EX_CONFIG = 78
 
 
 class AssistantError(Exception):

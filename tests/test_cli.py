@@ -72,7 +72,7 @@ def test_global_options_work_after_the_command(tmp_path: Path) -> None:
 
 def test_missing_command_is_a_usage_error() -> None:
     result = run()
-    assert result.returncode == 2
+    assert result.returncode == 64  # EX_USAGE
     assert "required: COMMAND" in result.stderr.replace("arguments are ", "")
 
 
@@ -243,7 +243,7 @@ def test_bench_llm_json_has_every_key(smollm_path: Path) -> None:
 )
 def test_bad_option_values_are_usage_errors(flag: str, value: str, message: str) -> None:
     result = run("ask", flag, value, "hi")
-    assert result.returncode == 2
+    assert result.returncode == 64  # EX_USAGE
     assert message in result.stderr
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -83,5 +85,7 @@ def test_nothing_speakable_is_lost_or_invented(text: str) -> None:
     chunks = split_all(tokens(text, 4))
     assert all(c == speakable(c) and c for c in chunks)
     if "`" not in text:  # code blocks are dropped on purpose
-        said = "".join(speakable(text).split())
-        assert "".join("".join(chunks).split()) == said or len(chunks) > 1
+        # words, not punctuation: a line holding only punctuation has nothing to say and is
+        # dropped, while the whole text's cleaned form keeps it beside its neighbours
+        said = re.sub(r"\W", "", speakable(text))
+        assert re.sub(r"\W", "", "".join(chunks)) == said or len(chunks) > 1

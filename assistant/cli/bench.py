@@ -1,0 +1,189 @@
+"""``simulate`` and ``bench``: figures from this machine and from the thermal model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ._base import Add, Group, bounded, load
+
+__all__ = ["register"]
+
+
+def register(top: Any, add: Add, group: Group) -> None:
+    def simulate_command() -> None:
+        sim = add(
+            top,
+            "simulate",
+            "Simulate an hour of a Pi 5 under overload: no governor vs best fixed rate vs "
+            "governor.",
+            cmd_simulate,
+            "Run the real governor, fan curve and admission code against a thermal model of a "
+            "Pi 5 with more requests arriving than it can serve, and compare it with no governor "
+            "and with the best fixed rate (found by a sweep, with hindsight). Uses the [thermal] "
+            "settings of the config. The model and its calibration: docs/thermal.md.",
+        )
+        sim.add_argument("--json", action="store_true", help="print one JSON object")
+        sim.add_argument("--plot", metavar="FILE.png", help="draw temperature, fan, rate, tokens/s")
+        sim.add_argument(
+            "--cooling",
+            choices=("kiosk", "bare", "active-cooler"),
+            default="kiosk",
+            help="kiosk: sealed cabinet, small GPIO case fan (default); bare: no heatsink, "
+            "fan off; active-cooler: the official cooler",
+        )
+        sim.add_argument(
+            "--ambient",
+            type=bounded(float, -20.0, 60.0),
+            metavar="C",
+            help="air temperature around the board, °C (default: 40 for kiosk, else 25)",
+        )
+        sim.add_argument(
+            "--demand",
+            type=bounded(float, 0.1, 600.0),
+            default=12.0,
+            metavar="N",
+            help="requests arriving per minute (default 12)",
+        )
+        sim.add_argument(
+            "--minutes",
+            type=bounded(float, 1.0, 1440.0),
+            default=60.0,
+            metavar="M",
+            help="simulated minutes (default 60)",
+        )
+        sim.add_argument("--seed", type=int, default=1, help="arrival sequence seed (default 1)")
+        sim.add_argument(
+            "--calibration",
+            action="store_true",
+            help="only show the thermal model against the published Pi 5 figures",
+        )
+
+    simulate_command()
+
+    def bench_command(
+        bench: Any, name: str, help: str, func: Any, description: str, *, lo: int, hi: int
+    ) -> None:
+        """A benchmark: --json, --model, --tokens (within lo..hi), --runs; medians."""
+        p = add(bench, name, help, func, description)
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.add_argument("--model", metavar="GGUF", help="benchmark this GGUF file")
+        p.add_argument(
+            "--tokens",
+            type=bounded(int, lo, hi),
+            default=128,
+            metavar="N",
+            help="tokens to decode per run (default 128)",
+        )
+        p.add_argument(
+            "--runs",
+            type=bounded(int, 1, 20),
+            default=3,
+            metavar="N",
+            help="runs of each path, alternating; medians are reported (default 3)",
+        )
+
+    def bench_commands() -> None:
+        bench = group("bench", "Measure performance on this machine.", "target")
+        bench_command(
+            bench,
+            "llm",
+            "LLM load, prefill, decode, prefix cache, memory",
+            cmd_bench_llm,
+            "Benchmark the configured LLM in one run: load time, prefill and decode tokens/s "
+            "against a bare llama-cpp-python loop, cold vs cached-prefix prefill, peak RSS.",
+            lo=2,
+            hi=4096,
+        )
+        voice = add(
+            bench,
+            "voice",
+            "time to first audio: sentence streaming vs answer-then-speak",
+            cmd_bench_voice,
+            "Speak each test question with piper, run it through the WAV microphone (paced "
+            "like a sound card) → STT → LLM → TTS twice: with sentence streaming and with the "
+            "whole answer synthesised after generation. Prints time to first audio after the "
+            "end of speech for both (medians) and their ratio, STT and TTS real-time factors "
+            "and the peak RSS with all models loaded.",
+        )
+        voice.add_argument("--json", action="store_true", help="print one JSON object")
+        voice.add_argument("--model", metavar="GGUF", help="the LLM (default: llm.model)")
+        voice.add_argument(
+            "--engine",
+            choices=("vosk", "whisper"),
+            default="whisper",
+            help="speech-to-text engine (default whisper: the English model available offline)",
+        )
+        voice.add_argument("--stt-model", metavar="DIR", help="the STT model directory")
+        bench_command(
+            bench,
+            "api",
+            "HTTP streaming vs in-process decode, time to first token",
+            cmd_bench_api,
+            "Serve the API on a free loopback port in this process and stream the same prompt "
+            "through HTTP and straight from the engine, alternating: decode tokens/s of each, "
+            "their ratio (api_ratio) and time to first token over HTTP.",
+            lo=8,
+            hi=2048,
+        )
+
+    bench_commands()
+
+
+def cmd_bench_voice(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ..listen import bench_voice
+
+    result = asyncio.run(
+        bench_voice(load(args), model=args.model, stt_engine=args.engine, stt_model=args.stt_model)
+    )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:<18} {value}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from ..thermal import simulate as sim
+
+    if args.calibration:
+        print(sim.render_calibration(sim.calibration()))
+        return 0
+    hw = {"kiosk": sim.KIOSK, "bare": sim.BARE_BOARD, "active-cooler": sim.ACTIVE_COOLER}[
+        args.cooling
+    ]
+    if args.ambient is not None:
+        hw = dataclasses.replace(hw, ambient_c=args.ambient)
+    workload = sim.Workload(per_min=args.demand, duration_s=args.minutes * 60, seed=args.seed)
+    settings = load(args).thermal
+    if args.plot:
+        sim.check_plotting()
+    results = sim.compare(settings, hw, workload, trace_every_s=30.0 if args.plot else 0.0)
+    print(sim.to_json(results) if args.json else sim.render(results, hw, workload))
+    if args.plot:
+        sim.plot(results, args.plot, hw)
+        if not args.json:
+            print(f"plot: {args.plot}")
+    return 0
+
+
+def cmd_bench_llm(args: argparse.Namespace) -> int:
+    from ..llm.bench import bench_llm, render
+
+    result = bench_llm(load(args), model=args.model, tokens=args.tokens, runs=args.runs)
+    print(json.dumps(result) if args.json else render(result))
+    return 0
+
+
+def cmd_bench_api(args: argparse.Namespace) -> int:
+    from ..api.bench import bench_api, render
+
+    result = bench_api(load(args), model=args.model, tokens=args.tokens, runs=args.runs)
+    print(json.dumps(result) if args.json else render(result))
+    return 0

@@ -1,0 +1,126 @@
+"""``listen``, ``say``, ``transcribe`` and ``audio devices``: speech from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ._base import Add, Group, load
+
+__all__ = ["register"]
+
+
+def register(top: Any, add: Add, group: Group) -> None:
+    def stt_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--engine", choices=("vosk", "whisper"), help="default: speech.stt_engine")
+        p.add_argument("--stt-model", metavar="DIR", help="default: speech.stt_model")
+
+    listen = add(
+        top,
+        "listen",
+        "One voice turn from a WAV file: transcript, answer (spoken to a WAV), timings.",
+        cmd_listen,
+        "Run one full voice turn without a microphone: the question in --input is heard "
+        "(paced like a live microphone unless --fast), transcribed, answered by the LLM and "
+        "spoken sentence by sentence into --output. Prints the transcript, the answer and "
+        "the timings from the end of speech: final transcript, first token, first audio, total.",
+    )
+    listen.add_argument("--input", "-i", required=True, metavar="QUESTION.wav")
+    listen.add_argument("--output", "-o", required=True, metavar="ANSWER.wav")
+    listen.add_argument("--model", metavar="GGUF", help="the LLM (default: llm.model)")
+    stt_options(listen)
+    listen.add_argument("--json", action="store_true", help="print one JSON object")
+    listen.add_argument(
+        "--fast", action="store_true", help="read the WAV as fast as possible (no pacing)"
+    )
+    say = add(top, "say", "Speak a text with piper, to a WAV file or the sound card.", cmd_say)
+    say.add_argument("text", nargs="+", help="what to say")
+    say.add_argument("--output", "-o", metavar="OUT.wav", help="write here instead of playing")
+    transcribe = add(
+        top, "transcribe", "Print what is said in a WAV file (speech-to-text).", cmd_transcribe
+    )
+    transcribe.add_argument("file", metavar="FILE.wav")
+    stt_options(transcribe)
+    audio = group("audio", "Sound devices.", "action")
+    add(
+        audio,
+        "devices",
+        "List the sound devices (names for speech.input_device / output_device).",
+        cmd_audio_devices,
+    )
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ..listen import VoiceRig
+
+    rig = VoiceRig(load(args), model=args.model, stt_engine=args.engine, stt_model=args.stt_model)
+
+    async def one() -> Any:
+        await rig.load()
+        try:
+            return await rig.turn(args.input, args.output, realtime=not args.fast)
+        finally:
+            rig.close()
+
+    r = asyncio.run(one())
+    keys = ("transcript", "answer", "stt_final_s", "first_token_s", "first_audio_s", "total_s")
+    if args.json:
+        out = {k: getattr(r, k) for k in keys} | {"stt_rtf": r.stt_rtf, "tts_rtf": r.tts_rtf}
+        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}))
+    else:
+        print(f"you said:  {r.transcript}\nanswer:    {r.answer}\nspoken to: {args.output}")
+        print(
+            f"timings from the end of speech: final transcript {r.stt_final_s:.2f} s · "
+            f"first token {r.first_token_s:.2f} s · first audio {r.first_audio_s:.2f} s · "
+            f"total {r.total_s:.2f} s (STT RTF {r.stt_rtf:.2f}, TTS RTF {r.tts_rtf:.2f})"
+        )
+    return 0
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    from ..speech.audio import SoundDeviceSpeaker, WavSpeaker
+    from ..speech.mouth import Mouth
+    from ..speech.tts import PiperTTS
+
+    config = load(args)
+    tts = PiperTTS.from_config(config)
+    tts.load()
+    speaker: Any = (
+        WavSpeaker(args.output) if args.output else SoundDeviceSpeaker(config.speech.output_device)
+    )
+    mouth = Mouth(tts, speaker)
+    try:
+        utterance = mouth.start()
+        utterance.add(" ".join(args.text))
+        utterance.end()
+        utterance.done.wait()
+    finally:
+        mouth.close()
+    if args.output:
+        print(f"wrote {args.output} ({utterance.audio_s:.1f} s of audio)")
+    return 0
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from ..speech.audio import read_wav
+    from ..speech.stt import make_recognizer, transcribe_pcm
+
+    recognizer = make_recognizer(load(args), engine=args.engine, model=args.stt_model)
+    pcm, _ = read_wav(args.file, recognizer.rate)
+    print(transcribe_pcm(recognizer, pcm))
+    return 0
+
+
+def cmd_audio_devices(args: argparse.Namespace) -> int:
+    from ..speech.audio import list_devices
+
+    devices = list_devices()
+    if not devices:
+        print("no sound devices (PortAudio found none)")
+    for d in devices:
+        kinds = ", ".join(k for k, n in (("input", d["inputs"]), ("output", d["outputs"])) if n)
+        print(f"{d['index']:>3}  {d['name']}  ({kinds}; {d['rate']} Hz)")
+    return 0
