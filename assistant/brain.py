@@ -78,7 +78,8 @@ class TurnRecord:
 
     id: int
     kind: str  # "api" or "voice"
-    outcome: str  # "stop", "length", "time", "repetition", "cancelled", "error"
+    #: "stop", "length", "time", "repetition", "cancelled", "shutdown" (cut at stop), "error"
+    outcome: str
     prompt_tokens: int
     cached_tokens: int
     completion_tokens: int
@@ -106,16 +107,25 @@ class Job:
         self.text = ""
         #: clock() when the engine produced the first token
         self.first_at: float | None = None
+        #: why the service cut this answer ("" = it was not cut; a client leaving is not a cut)
+        self.cut = ""
         #: resolves when the engine is free again (set by Brain.generate)
         self.done: asyncio.Future[None]
 
-    def cancel(self) -> None:
+    def cancel(self, cut: str = "") -> None:
+        """Stop after the token in progress; ``cut`` says why when the service cuts it."""
+        if cut and not self.cancel_event.is_set():
+            self.cut = cut
         self.cancel_event.set()
 
     @property
     def finish(self) -> str:
-        """stop (end of answer or a stop string), length, time, repetition or cancelled."""
-        return "stop" if self.matcher.hit else self.stats.stop_reason or "cancelled"
+        """stop (end of answer or a stop string), length, time, repetition, cancelled, or
+        shutdown (cut by the service stopping)."""
+        if self.matcher.hit:
+            return "stop"
+        reason = self.stats.stop_reason or "cancelled"
+        return "shutdown" if reason == "cancelled" and self.cut else reason
 
     def _put(self, item: Any) -> None:  # from the inference thread
         self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
@@ -150,6 +160,8 @@ class Brain:
         self.engine = engine
         self.clock = clock
         self.load_error = ""
+        #: set when the service stops: nothing new is admitted, with this as the reason
+        self.closing = ""
         self.turns: deque[TurnRecord] = deque(maxlen=history)
         self._ids = itertools.count(1)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
@@ -177,6 +189,8 @@ class Brain:
 
     async def admit(self, priority: Priority, timeout: float) -> Ticket:
         """A granted ticket, or :class:`Busy`/:class:`NotReady`. Cancellable while queued."""
+        if self.closing:
+            raise NotReady(self.closing)
         if self.engine is None:
             raise NotReady(self.load_error or "the model is still loading")
         loop = asyncio.get_running_loop()
@@ -206,6 +220,10 @@ class Brain:
         """Start generating for a granted ``ticket``; the ticket is released when done."""
         loop = asyncio.get_running_loop()
         job = Job(loop, stops)
+        settings = getattr(self.engine, "settings", None)  # the caps an answer cannot exceed
+        caps = [v for v in (overrides.get("max_tokens"), getattr(settings, "max_tokens", 0)) if v]
+        ticket.max_tokens = min(caps, default=0)
+        ticket.max_seconds = float(getattr(settings, "max_seconds", 0.0))
         job.done = loop.run_in_executor(self._executor, self._work, job, ticket, tokens, overrides)
         self._jobs.add(job)
         job.done.add_done_callback(lambda _: self._jobs.discard(job))
@@ -236,8 +254,10 @@ class Brain:
             with generation:
                 for piece in generation:
                     self.heartbeat()
+                    now = self.clock()
+                    ticket.progress(generation.stats.completion_tokens, now)
                     if job.first_at is None:
-                        job.first_at = self.clock()
+                        job.first_at = now
                     job._emit(job.matcher.feed(piece))
                     if job.matcher.hit:
                         break
@@ -279,14 +299,30 @@ class Brain:
             listener(turn)
         return turn
 
-    def cancel_all(self) -> None:
+    def cancel_all(self, cut: str = "") -> None:
         """Cancel every running generation (each stops after the token in progress)."""
         for job in list(self._jobs):
-            job.cancel()
+            job.cancel(cut)
 
-    def close(self) -> None:
-        """Cancel what runs and close the engine once the inference thread is free."""
+    async def drain(self, grace_s: float, cut: str) -> int:
+        """Let running generations finish for ``grace_s``, then cut the rest and wait for the
+        engine to be free. Returns how many were cut. Call after setting ``closing``."""
+        running = [job.done for job in self._jobs]
+        if running:
+            _, late = await asyncio.wait(running, timeout=grace_s)
+            if late:
+                self.cancel_all(cut)
+                await asyncio.wait(late)
+            return len(late)
+        return 0
+
+    def close(self, *, wait: bool = True) -> None:
+        """Cancel what runs and close the engine once the inference thread is free.
+
+        ``wait=False``: the thread is still loading the model (it cannot be interrupted);
+        leave it behind instead of waiting for it.
+        """
         self.cancel_all()
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        if self.engine is not None:
+        self._executor.shutdown(wait=wait, cancel_futures=True)
+        if wait and self.engine is not None:
             self.engine.close()

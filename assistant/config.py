@@ -226,6 +226,8 @@ class API:
     max_body_bytes: int = opt(262144, lo=1024, hi=16 * 1024 * 1024)
     read_timeout_s: float = opt(10.0, lo=0.5, hi=300.0)
     queue_timeout_s: float = opt(120.0, lo=1.0, hi=3600.0)
+    header_timeout_s: float = opt(10.0, lo=0.5, hi=300.0)
+    max_connections: int = opt(32, lo=1, hi=4096)
 
     def check(self) -> list[tuple[str, str]]:
         if not is_loopback(self.host) and not self.api_key:
@@ -244,6 +246,7 @@ class Service:
     status_interval_s: float = opt(5.0, lo=1.0, hi=60.0)
     stall_s: float = opt(60.0, lo=2.0, hi=3600.0)
     log_level: str = opt("info", choices=("debug", "info", "warning", "error"))
+    stop_grace_s: float = opt(5.0, lo=0.0, hi=60.0)
 
 
 @dataclass(frozen=True)

@@ -29,16 +29,24 @@ class Check:
 
 
 def _models(config: Config) -> Iterator[Check]:
-    from .llm.gguf import read_gguf
-    from .models.store import ModelStore, resolve_model
+    from .llm.engine import Engine
+    from .models.store import ModelStore
 
-    try:
-        path = resolve_model(config)
-        info = read_gguf(path)
+    try:  # what `run` does: header, size/sha256 against the manifest, load, canary
+        engine = Engine.from_config(config)
+        engine.load()
     except AssistantError as exc:
         yield Check("FAIL", "model", str(exc))
     else:
-        yield Check("OK", "model", f"{path} ({info.architecture}, {info.name})")
+        info = engine.info
+        engine.close()
+        kind = f"{info.architecture}, {info.name}" if info else "GGUF"
+        yield Check(
+            "OK",
+            "model",
+            f"{engine.model_path} ({kind}; loads and answers the canary; "
+            f"sha256 {engine.sha256[:12]}…)",
+        )
     store = ModelStore(config.paths.models_dir)
     try:
         rows = store.entries(verify=True)

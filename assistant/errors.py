@@ -39,6 +39,11 @@ class AssistantError(Exception):
 
     exit_code: int = 1
 
+    def __init__(self, *args: object, exit_code: int | None = None) -> None:
+        super().__init__(*args)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
 
 class ConfigError(AssistantError, ValueError):
     """The configuration file is unreadable or invalid.
@@ -75,4 +80,4 @@ class GenerationError(AssistantError, RuntimeError):
 class PromptTooLong(AssistantError, ValueError):
     """The newest message alone does not fit the context window."""
 
-    exit_code = 1
+    exit_code = EX_DATAERR

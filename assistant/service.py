@@ -9,11 +9,16 @@ status``) every ``service.status_interval_s``. ``WATCHDOG=1`` is sent at half of
 governor's loop, the inference thread) makes progress.
 
 SIGHUP: ``RELOADING=1``, re-read the config (validate, then swap; a bad edit keeps the
-old settings), ``READY=1``. SIGTERM or SIGINT: ``STOPPING=1``, then stop in reverse order:
-the API stops accepting, generation is cancelled after the token in progress, the fan goes
-to its safe state. A second signal exits at once.
+old settings, and the status keeps saying so until a good reload), ``READY=1``; each
+reload's outcome is numbered in status.json for ``qwen-assistant reload``. SIGTERM or
+SIGINT: ``STOPPING=1``, nothing new is admitted, the API stops accepting, running answers
+get ``service.stop_grace_s`` to finish, the rest are cut (a streaming client gets an error
+event, never a fake ``finish_reason``), every turn is logged, the fan goes to its safe
+state. A stop while the model loads abandons the load at once. A second signal exits at
+once.
 
-Not here yet: the voice loop (issue 3); it joins :class:`Liveness` the same way.
+One service per runtime directory: :meth:`RuntimeDir.claim` locks the pidfile first, before
+anything touches the fan or a socket.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,8 +40,8 @@ from .api.server import Server
 from .brain import Brain
 from .config import Config
 from .errors import AssistantError
-from .reload import reload_config
-from .runtime import PIDFILE, STATUS, make_runtime_dir, write_pidfile, write_status
+from .reload import Reloaded, reload_config
+from .runtime import STATUS, RuntimeDir
 from .status import status_line
 from .systemd import Liveness, Notifier
 
@@ -59,6 +65,7 @@ class Service:
         speak_to: str | None = None,
         listen_from: str | None = None,
         notifier: Notifier | None = None,
+        runtime_dir: str | None = None,
     ) -> None:
         self.config = config
         self._make_engine = make_engine or self._default_engine
@@ -78,8 +85,20 @@ class Service:
         self._loops: list[asyncio.Task[None]] = []
         self._ticks = threading.Event()  # set: the governor thread ends
         self._ticker: threading.Thread | None = None
-        self._runtime: Path | None = None
+        self._runtime_dir = runtime_dir
+        self._runtime: RuntimeDir | None = None
         self._reported_stall = False
+        #: set when a stop came while a model was still loading on a thread that cannot
+        #: be interrupted: ``cmd_run`` exits without waiting for it
+        self.abandoned = False
+        self._loading_now: asyncio.Future[Any] | None = None
+        #: piper and the recognizer load here, not in asyncio's default executor, whose
+        #: threads asyncio.run would wait for after a stop
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="loader")
+        self.reloads = 0  # generation of the last reload (status.json: reload.generation)
+        self.last_reload: Reloaded | None = None
+        #: why the voice loop is not running ("" while it runs)
+        self.voice_off = "voice.enabled = false" if not config.voice.enabled else ""
 
     def _default_engine(self) -> Any:
         from .llm.engine import Engine
@@ -102,6 +121,7 @@ class Service:
             tts.load()
         except AssistantError as exc:
             log.warning("speech output off: %s", exc)
+            self.voice_off = f"no speech output: {exc}"
             return None
         speaker: Any = (
             WavSpeaker(self.speak_to)
@@ -118,6 +138,8 @@ class Service:
             os._exit(0)
         log.info("stopping")
         self.notifier.stopping()
+        if self.state is not None:
+            self.state.brain.closing = "the service is stopping"
         self.stopping.set()
 
     def reload(self) -> None:
@@ -125,11 +147,15 @@ class Service:
             return  # a reload while stopping would tell systemd READY=1 again
         if self.ready:
             self.notifier.reloading()
-        self.config = reload_config(self.config, self.state.governor)
-        self.state.config = self.config
+        outcome = reload_config(self.config, self.state.governor)
+        self.reloads += 1
+        self.last_reload = outcome
+        self.config = self.state.config = outcome.config
+        self.state.reload = outcome.as_dict(self.reloads)
         self._set_stall_limits()
+        line = self._publish(self.state, send=False)  # `qwen-assistant reload` waits for it
         if self.ready:
-            self.notifier.ready(self._publish(self.state, send=False))
+            self.notifier.ready(line)
 
     # -- run -------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -142,7 +168,19 @@ class Service:
         ):
             loop.add_signal_handler(sig, handler)
         try:
-            state = await self._start()
+            self._runtime = RuntimeDir.claim(self._runtime_dir)  # AlreadyRunning: exit 75
+            starting = asyncio.ensure_future(self._start())
+            stop = asyncio.ensure_future(self.stopping.wait())
+            await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not starting.done():  # stopped while loading: abandon the load
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+                self.abandoned = self._loading_now is not None
+                log.info("stopped while loading%s", " (load abandoned)" if self.abandoned else "")
+                return 0
+            state = starting.result()
             state.starting = False
             self.ready = True
             self.notifier.ready(self._publish(state, send=False))
@@ -172,6 +210,8 @@ class Service:
         )
         self._ticker.start()
         brain = Brain(governor.admission)
+        if self.stopping.is_set():
+            brain.closing = "the service is stopping"
         inference = self.liveness.register("inference", config.service.stall_s)
         inference.paused = True  # loading the model is bounded by TimeoutStartSec instead
         brain.heartbeat = inference.beat
@@ -179,12 +219,14 @@ class Service:
         self.state = state = ApiState(
             config, brain, governor, liveness=self.liveness, starting=True
         )
+        state.runtime_dir = str(self._runtime.path) if self._runtime else ""
+        state.voice_off = self.voice_off
         if config.api.enabled:
-            self.server = Server(create_app(state), config.api)
+            self.server = Server(create_app(state), config.api, grace_s=config.service.stop_grace_s)
             self.server.bind()
+            state.api_url = self.server.url
             self._serving = asyncio.create_task(self.server.serve(), name="api")
             log.info("API listening on %s (loading the model)", self.server.url)
-        self._runtime = _claim_runtime_dir()
 
         def turned(_turn: Any) -> None:  # `qwen-assistant status` shows a turn at once
             self._publish(state)
@@ -198,9 +240,11 @@ class Service:
         inference.beat()
         inference.paused = False
         state.model_id = Path(str(brain.engine.model_path)).stem
-        state.mouth = await self._loading(loop.run_in_executor(None, self._mouth))
+        state.model_sha256 = getattr(brain.engine, "sha256", "")
+        state.mouth = await self._loading(loop.run_in_executor(self._loader, self._mouth))
         if state.mouth is not None and (self.config.voice.enabled or self.listen_from):
-            state.voice = await self._loading(loop.run_in_executor(None, self._ears, state))
+            state.voice = await self._loading(loop.run_in_executor(self._loader, self._ears, state))
+            state.voice_off = self.voice_off
             if state.voice is not None:
                 heard = self.liveness.register("voice loop", config.service.stall_s)
                 state.voice.heartbeat = heard.beat
@@ -228,6 +272,7 @@ class Service:
             recognizer = make_recognizer(config)
         except AssistantError as exc:
             log.error("voice off (the API still serves text): %s", exc)
+            self.voice_off = str(exc)
             return None
         mic: Any = (
             WavMicrophone(self.listen_from, rate=recognizer.rate, realtime=True)
@@ -254,11 +299,17 @@ class Service:
         return voice
 
     async def _loading(self, work: Awaitable[T]) -> T:
-        """Await ``work``, asking systemd for more start-up time while it runs."""
+        """Await ``work``, asking systemd for more start-up time while it runs.
+
+        A stop cancels this wait, not the work: ``_loading_now`` then names what was left
+        running (see :attr:`abandoned`).
+        """
         task = asyncio.ensure_future(work)
+        self._loading_now = task
         while not task.done():
             self.notifier.extend_timeout(LOAD_EXTEND_S)
             await asyncio.wait({task}, timeout=LOAD_EXTEND_S / 3)
+        self._loading_now = None
         return task.result()
 
     def _set_stall_limits(self) -> None:
@@ -270,7 +321,11 @@ class Service:
 
     # -- the loops that keep systemd informed ----------------------------------------------
     def _publish(self, state: ApiState, *, send: bool = True) -> str:
-        """Write status.json and (``send``) the STATUS= line; return the line."""
+        """Write status.json and (``send``) the STATUS= line; return the line.
+
+        status.json is the same snapshot /status serves, plus the line and when it was
+        written: `qwen-assistant status` renders exactly what the API and systemd see.
+        """
         snap = state.snapshot()
         line = status_line(snap)
         if send:
@@ -278,19 +333,13 @@ class Service:
         if self._runtime is not None:
             data = snap | {
                 "line": line,
-                "pid": os.getpid(),
                 "updated_at": time.time(),
-                "started_at": state.started,
                 "interval_s": self.config.service.status_interval_s,
-                "api": self.server.url if self.server is not None else "",
-                "voice": self.config.voice.enabled,
-                "config": str(self.config.source or ""),
             }
             try:
-                write_status(self._runtime, data)
+                self._runtime.write_status(data)
             except OSError as exc:
-                log.warning("cannot write %s: %s", self._runtime / STATUS, exc)
-                self._runtime = None
+                log.warning("cannot write %s: %s", self._runtime.path / STATUS, exc)
         return line
 
     async def _report(self, state: ApiState) -> None:
@@ -315,14 +364,30 @@ class Service:
             wd = self.notifier.watchdog_s
             await asyncio.sleep(wd / 2 if wd else self.config.service.status_interval_s)
 
+    async def _drain(self, state: ApiState | None) -> None:
+        """Stop accepting, let running answers finish within stop_grace_s, cut the rest,
+        then let uvicorn send what they said and close."""
+        grace = self.config.service.stop_grace_s
+        if self.server is not None:  # no new connections; uvicorn waits for the open ones
+            self.server.stop(grace)
+        if state is not None:
+            state.brain.closing = "the service is stopping"
+            cut = await state.brain.drain(grace, f"the service is stopping (after {grace:g} s)")
+            if cut:
+                log.warning("cut %d answer(s) still running after %g s", cut, grace)
+        if self.server is not None:
+            if self._serving is not None:
+                with contextlib.suppress(Exception):
+                    await self._serving
+            self.server.close()
+
     async def _shutdown(self) -> None:
-        """Reverse order: cancel generation, stop the API, close the model, fan to safe."""
+        """Reverse order: stop admitting and accepting, let running answers finish within
+        service.stop_grace_s, cut the rest, stop the API, close the model, fan to safe."""
         loop = asyncio.get_running_loop()
         state = self.state
         for task in self._loops:
             task.cancel()
-        if state is not None:
-            state.brain.cancel_all()  # stops after the token in progress
         if self._voice_task is not None:
             self.stopping.set()
             with contextlib.suppress(Exception):
@@ -330,38 +395,17 @@ class Service:
         for part in self._gpio:
             with contextlib.suppress(Exception):
                 part.close()
-        if self.server is not None:
-            self.server.stop()
-            if self._serving is not None:
-                with contextlib.suppress(Exception):
-                    await self._serving
-            self.server.close()
+        await self._drain(state)
         if state is not None:
-            await loop.run_in_executor(None, state.brain.close)
+            if self.abandoned:
+                state.brain.close(wait=False)
+            else:
+                await loop.run_in_executor(None, state.brain.close)
             if state.mouth is not None:
                 state.mouth.close()
             self._ticks.set()
             state.governor.close()
+        self._loader.shutdown(wait=not self.abandoned, cancel_futures=True)
         if self._runtime is not None:
-            for name in (STATUS, PIDFILE):
-                with contextlib.suppress(OSError):
-                    (self._runtime / name).unlink()
+            self._runtime.release()
         log.info("stopped")
-
-
-def _claim_runtime_dir() -> Path | None:
-    """Write the pidfile into the runtime directory; None (logged) when there is none."""
-    directory = make_runtime_dir()
-    try:
-        if directory is None:
-            raise OSError("no writable runtime directory")
-        write_pidfile(directory)
-    except OSError as exc:
-        log.warning(
-            "no pidfile (%s): `qwen-assistant status` cannot find this service and "
-            "`qwen-assistant reload` needs --pid %d",
-            exc,
-            os.getpid(),
-        )
-        return None
-    return directory

@@ -18,6 +18,8 @@ def snapshot(
     stalled: Sequence[str] = (),
     starting: bool = False,
     voice: Any = None,
+    voice_off: str = "",
+    reload: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The service's state as plain JSON-able data.
 
@@ -25,7 +27,8 @@ def snapshot(
     is no longer pinged); they lead the problem text. ``starting``: the service has not
     finished starting (the voice is still loading), so it reads "loading" like the model.
     ``voice`` is the :class:`~assistant.voice.VoiceLoop` (None: text only): its "mic lost"
-    and "listening" states show.
+    and "listening" states show; ``voice_off`` says why there is none. ``reload`` is the
+    last reload's outcome: a rejected one stays in the problem text until a good reload.
     """
     voice_state = voice.state if voice is not None else ""
     thermal = dataclasses.asdict(governor.status())
@@ -48,6 +51,11 @@ def snapshot(
         state = "listening"
     else:
         state = "ready"
+    rejected = ""
+    if reload is not None and not reload["ok"]:
+        problems = reload["problems"]
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        rejected = f"reload rejected: {problems[0] if problems else '?'}{more}"
     return {
         "state": state,
         "ready": brain.ready,
@@ -57,8 +65,11 @@ def snapshot(
             or thermal["problem"]
             or admission["stopped"]
             or (voice.problem if voice_state == "mic lost" else "")
+            or rejected
         ),
         "voice": voice_state or "off",
+        "voice_off": "" if voice_state else voice_off or "no voice loop",
+        "reload": reload,
         "stalled": list(stalled),
         "model": model,
         "thermal": thermal,
@@ -124,8 +135,20 @@ def describe(s: dict[str, Any], now: float) -> str:
             f"queue {a['queue']}, {'one running' if a['running'] else 'none running'}",
         ),
         ("api", s.get("api") or "off"),
-        ("voice", "on" if s.get("voice") else "off"),
+        ("voice", s["voice"] + (f" ({s['voice_off']})" if s.get("voice_off") else "")),
+        ("runtime", s.get("runtime_dir") or "(none)"),
     ]
+    if s.get("model_sha256"):
+        rows.insert(4, ("sha256", s["model_sha256"]))
+    if s.get("reload"):
+        r = s["reload"]
+        rows.append(
+            (
+                "reload",
+                f"#{r['generation']} {'applied' if r['ok'] else 'rejected'} "
+                f"{_ago(now - r['at'])} ago",
+            )
+        )
     width = max(len(k) for k, _ in rows)
     lines = [f"qwen-assistant: {s['line']}"]
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]

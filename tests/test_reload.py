@@ -15,8 +15,7 @@ import pytest
 
 from assistant.config import load_config
 from assistant.errors import AssistantError
-from assistant.reload import reload_config, signal_reload
-from assistant.runtime import pidfile
+from assistant.reload import reload_config, send_sighup
 from assistant.thermal import Admission, Governor, NoFan
 from tests.test_cli import run
 
@@ -41,7 +40,9 @@ def test_good_edit_applies_live(
     config = load_config(path)
     write(path, "rate_per_min = 3.0\ntarget_c = 70.0\nfan_curve = [[45.0, 50.0]]")
     with caplog.at_level(logging.INFO, "assistant.reload"):
-        new = reload_config(config, governor)
+        outcome = reload_config(config, governor)
+    new = outcome.config
+    assert outcome.ok and outcome.applied
     assert (new.thermal.rate_per_min, new.thermal.target_c) == (3.0, 70.0)
     assert governor.settings.rate_per_min == 3.0
     assert governor.admission.snapshot().configured_per_min == 3.0
@@ -57,7 +58,8 @@ def test_bad_edit_is_rejected_with_file_line_and_key(
     write(path, "rate_per_min = -2\ncritical_c = 60.0")
     with caplog.at_level(logging.ERROR):
         kept = reload_config(config, governor)
-    assert kept is config
+    assert kept.config is config and not kept.ok
+    assert kept.problems and f"{path}:3:1: thermal.rate_per_min:" in kept.problems[0]
     assert governor.settings.rate_per_min == 6.0
     assert f"{path}:3:1: thermal.rate_per_min:" in caplog.text
     assert f"{path}:4:1: thermal.critical_c: must be above thermal.target_c" in caplog.text
@@ -71,7 +73,7 @@ def test_half_written_file_is_rejected(
     config = load_config(path)
     path.write_text('[thermal]\nsensor_path = ""\nrate_per_min = ', encoding="utf-8")
     with caplog.at_level(logging.ERROR):
-        assert reload_config(config, governor) is config
+        assert reload_config(config, governor).config is config
     assert f"{path}:3:" in caplog.text and "syntax" in caplog.text
 
 
@@ -82,7 +84,9 @@ def test_restart_only_keys_are_named_and_not_applied(
     config = load_config(path)
     write(path, 'rate_per_min = 6.0\nfan_driver = "sysfs"', "[llm]\nn_ctx = 4096\n")
     with caplog.at_level(logging.INFO, "assistant.reload"):
-        new = reload_config(config, governor)
+        outcome = reload_config(config, governor)
+    new = outcome.config
+    assert outcome.pending == ("llm.n_ctx", "thermal.fan_driver")
     assert new.thermal.fan_driver == "none" and new.llm.n_ctx == config.llm.n_ctx
     assert "takes effect after a restart: llm.n_ctx, thermal.fan_driver" in caplog.text
 
@@ -96,17 +100,15 @@ def test_reload_command_without_a_service(tmp_path: Path) -> None:
     )
 
 
-def test_signal_reload_reads_the_pidfile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+def test_send_sighup_signals_and_names_a_gone_process() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
     try:
-        pidfile().write_text(f"{child.pid}\n")
-        assert signal_reload() == child.pid
+        send_sighup(child.pid)
         assert child.wait(30) == -1  # SIGHUP's default action ends a process without a handler
     finally:
         child.kill()
     with pytest.raises(AssistantError, match=f"process {child.pid} is not running"):
-        signal_reload(child.pid)
+        send_sighup(child.pid)
 
 
 def wait_for(lines: queue.Queue[str], text: str) -> str:

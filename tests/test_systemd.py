@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from assistant.config import Thermal
-from assistant.runtime import NotRunning, read_status, write_status
+from assistant.runtime import NotRunning, RuntimeDir, read_status, write_status
 from assistant.systemd import Liveness, Notifier
 from assistant.thermal.admission import Admission
 from assistant.thermal.fan import NoFan
@@ -145,11 +145,14 @@ def test_status_json_round_trip_and_not_running(
     monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
     with pytest.raises(NotRunning, match="no running service found"):
         read_status()
-    (tmp_path / "qwen-assistant.pid").write_text(f"{os.getpid()}\n")
+    claim = RuntimeDir.claim()
+    assert claim is not None
     write_status(tmp_path, {"state": "ready", "updated_at": time.time() - 2})
     data = read_status()
     assert data["state"] == "ready" and 1.5 < data["age_s"] < 60
     assert {p.name for p in tmp_path.iterdir()} == {"qwen-assistant.pid", "status.json"}
+    claim.release()
+    write_status(tmp_path, {"state": "ready", "updated_at": time.time() - 2})
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         text=True,
@@ -161,9 +164,11 @@ def test_status_json_round_trip_and_not_running(
         read_status()
 
 
-def status_file(tmp_path: Path, age_s: float) -> None:
+def status_file(tmp_path: Path, age_s: float) -> RuntimeDir:
+    """status.json of a 'service' that is this test process (it holds the pidfile's lock)."""
     now = time.time()
-    (tmp_path / "qwen-assistant.pid").write_text(f"{os.getpid()}\n")
+    claim = RuntimeDir.claim(tmp_path)
+    assert claim is not None
     thermal = {
         "state": "ok",
         "celsius": 61.2,
@@ -200,12 +205,14 @@ def status_file(tmp_path: Path, age_s: float) -> None:
         "last": {"decode_tok_s": 24.1, "first_token_s": 0.4},
         "line": "ready · 61.2 °C · fan 49% · 4.0/6 req/min · queue 0",
         "pid": os.getpid(), "updated_at": now - age_s, "started_at": now - 300,
-        "interval_s": 5.0, "api": "http://127.0.0.1:8088", "voice": False, "config": "/etc/x",
+        "interval_s": 5.0, "api": "http://127.0.0.1:8088", "voice": "off",
+        "voice_off": "voice.enabled = false", "config": "/etc/x", "runtime_dir": str(tmp_path),
     })  # fmt: skip
+    return claim
 
 
 def test_status_command_reads_the_running_services_status(tmp_path: Path) -> None:
-    status_file(tmp_path, age_s=1)
+    _claim = status_file(tmp_path, age_s=1)
     result = run("status", env={"RUNTIME_DIRECTORY": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -213,6 +220,7 @@ def test_status_command_reads_the_running_services_status(tmp_path: Path) -> Non
     assert "  temperature  61.2 °C, fan 49%" in lines
     assert "  requests     4.0 of 6 per minute admitted, queue 0, none running" in lines
     assert f"  pid          {os.getpid()}, up 5 min" in lines
+    assert "  voice        off (voice.enabled = false)" in lines
     assert lines[-1] == (
         "    #7 api stop · 24 tokens · 0.40 s to first token · 24.1 tok/s · 12 s ago"
     )
@@ -221,7 +229,7 @@ def test_status_command_reads_the_running_services_status(tmp_path: Path) -> Non
 
 
 def test_status_command_says_when_the_status_is_stale(tmp_path: Path) -> None:
-    status_file(tmp_path, age_s=120)
+    _claim = status_file(tmp_path, age_s=120)
     result = run("status", env={"RUNTIME_DIRECTORY": str(tmp_path)})
     assert result.returncode == 1
     assert result.stderr.strip() == (

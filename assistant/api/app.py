@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -55,8 +56,15 @@ class ApiState:
     liveness: Any = None  # systemd.Liveness: the parts the watchdog waits on
     starting: bool = False  # the service sets it while it loads (False: ready once loaded)
     voice: Any = None  # voice.VoiceLoop when the device listens
+    voice_off: str = ""  # why there is no voice loop ("" while there is one)
+    model_sha256: str = ""
+    runtime_dir: str = ""
+    api_url: str = ""
+    #: the last reload's outcome (reload.Reloaded.as_dict), None before the first
+    reload: dict[str, Any] | None = None
 
     def snapshot(self) -> dict[str, Any]:
+        """The one status: /status serves it, status.json and the STATUS= line render it."""
         speaking = bool(self.mouth and self.mouth.speaking)
         stalled = self.liveness.stalled() if self.liveness is not None else []
         return snapshot(
@@ -67,7 +75,16 @@ class ApiState:
             stalled=stalled,
             starting=self.starting,
             voice=self.voice,
-        )
+            voice_off=self.voice_off,
+            reload=self.reload,
+        ) | {
+            "pid": os.getpid(),
+            "started_at": self.started,
+            "config": str(self.config.source or ""),
+            "model_sha256": self.model_sha256,
+            "runtime_dir": self.runtime_dir,
+            "api": self.api_url,
+        }
 
 
 class ApiError(Exception):
@@ -294,6 +311,8 @@ async def _complete(state: ApiState, body: ChatRequest, request: Request) -> Res
     _finish(state, job, arrived, body.speak, cancelled=gone)
     if gone:
         return Response(status_code=499)
+    if job.cut:  # the service stopped mid-answer: say so, never a partial "length"
+        raise ApiError(503, _cut_message(job), "server_error", code="shutdown", outcome="cancelled")
     message = {"role": "assistant", "content": job.text}
     return JSONResponse(
         {
@@ -312,6 +331,11 @@ def _reason(job: Job) -> str:
     return "stop" if job.finish == "stop" else "length"
 
 
+def _cut_message(job: Job) -> str:
+    n = job.stats.completion_tokens
+    return f"the answer was cut after {n} token{'s' if n != 1 else ''}: {job.cut}; ask again"
+
+
 def _usage(job: Job) -> dict[str, int]:
     s = job.stats
     return {
@@ -322,10 +346,12 @@ def _usage(job: Job) -> dict[str, int]:
 
 
 def _finish(state: ApiState, job: Job, arrived: float, speak: bool, *, cancelled: bool) -> None:
-    outcome = "cancelled" if cancelled else job.finish
+    outcome = job.finish if job.cut or not cancelled else "cancelled"
     turn = state.brain.record("api", job, arrived, outcome)
     metrics = state.metrics
-    metrics.outcome({"stop": "ok", "cancelled": "cancelled"}.get(outcome, "length"))
+    metrics.outcome(
+        {"stop": "ok", "cancelled": "cancelled", "shutdown": "cancelled"}.get(outcome, "length")
+    )
     metrics.tokens(job.stats.completion_tokens)
     if turn.completion_tokens:
         metrics.observe_first_token(turn.first_token_s)
@@ -342,7 +368,7 @@ def _finish(state: ApiState, job: Job, arrived: float, speak: bool, *, cancelled
         turn.total_s,
         extra={"TURN_ID": turn.id},
     )
-    if speak and not cancelled and job.text.strip() and state.mouth is not None:
+    if speak and not cancelled and not job.cut and job.text.strip() and state.mouth is not None:
 
         def heard(at: float) -> None:
             metrics.observe_first_audio(at - arrived)
@@ -380,6 +406,10 @@ async def _sse(
         except Exception as exc:  # noqa: BLE001 - the engine failed mid-answer: tell the client
             log.error("generation failed: %s", exc)
             yield f"data: {error_body(str(exc), 'server_error').decode()}\n\n"
+            return
+        if job.cut:  # an error event: the openai client raises, curl shows it
+            yield f"data: {error_body(_cut_message(job), 'server_error', 'shutdown').decode()}\n\n"
+            finished = True
             return
         yield _chunk(cid, model, {}, _reason(job))
         if usage:

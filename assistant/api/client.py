@@ -14,8 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import AssistantError
-from ..thermal.admission import EX_TEMPFAIL
+from ..errors import (
+    EX_DATAERR,
+    EX_NOPERM,
+    EX_TEMPFAIL,
+    EX_UNAVAILABLE,
+    EX_USAGE,
+    AssistantError,
+)
 
 __all__ = ["ApiClientError", "ChatStream", "StreamResult", "stream_chat"]
 
@@ -108,8 +114,12 @@ class ChatStream:
 
     def _event(self, event: dict[str, Any]) -> str:
         """The content piece of one SSE event ("" if none); usage and finish recorded."""
-        if "error" in event:
-            raise ApiClientError(f"{self.url}: {event['error'].get('message', 'error')}")
+        if "error" in event:  # the answer broke off (the service stopping: try again)
+            error = event["error"]
+            raise ApiClientError(
+                f"{self.url}: {error.get('message', 'error')}",
+                exit_code=EX_TEMPFAIL if error.get("code") == "shutdown" else None,
+            )
         if event.get("usage"):
             self.result.usage = event["usage"]
         text = ""
@@ -132,14 +142,24 @@ def stream_chat(
 
 
 def _error(url: str, response: http.client.HTTPResponse) -> AssistantError:
+    """The server's refusal as one line, with the exit status the same failure has locally
+    (docs/cli.md): a prompt over the context 65, bad input 64, busy 75, wrong key 77."""
     raw = response.read()
+    code = None
     try:
-        message = json.loads(raw)["error"]["message"]
+        error = json.loads(raw)["error"]
+        message, code = error["message"], error.get("code")
     except (ValueError, KeyError, TypeError):
         message = raw.decode("utf-8", "replace").strip()[:200] or response.reason
-    error = ApiClientError(f"{url}: HTTP {response.status}: {message}")
-    if response.status in (429, 503):
-        error.exit_code = EX_TEMPFAIL
-    elif response.status in (401, 403):
-        error.exit_code = 77  # EX_NOPERM
-    return error
+    status = response.status
+    if code == "context_length_exceeded":
+        exit_code = EX_DATAERR
+    elif status in (400, 413, 422):
+        exit_code = EX_USAGE
+    elif status in (429, 503):
+        exit_code = EX_TEMPFAIL
+    elif status in (401, 403):
+        exit_code = EX_NOPERM
+    else:
+        exit_code = EX_UNAVAILABLE
+    return ApiClientError(f"{url}: HTTP {status}: {message}", exit_code=exit_code)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import socket
 import threading
@@ -32,7 +33,9 @@ def _without_signals(base: Any) -> Any:
 class Server:
     """uvicorn without its signal handlers (the service owns SIGTERM/SIGHUP)."""
 
-    def __init__(self, app: Any, settings: API, *, log_level: str = "warning") -> None:
+    def __init__(
+        self, app: Any, settings: API, *, log_level: str = "warning", grace_s: float = 3.0
+    ) -> None:
         import uvicorn
 
         if not settings.unix_socket and not is_loopback(settings.host) and not settings.api_key:
@@ -41,13 +44,15 @@ class Server:
             )
         self.settings = settings
         self.sock: socket.socket | None = None
+        self._url = ""
         config = uvicorn.Config(
             app,
             log_level=log_level,
             access_log=False,
             lifespan="off",
             timeout_keep_alive=5,
-            timeout_graceful_shutdown=3,
+            # the service drains answers for grace_s before it cuts them: never cut first
+            timeout_graceful_shutdown=math.ceil(grace_s) + 2,
             proxy_headers=False,
             server_header=False,
         )
@@ -84,16 +89,22 @@ class Server:
             ) from None
         sock.setblocking(False)
         self.sock = sock
+        self._url = self._address(sock)
         return sock
 
-    @property
-    def url(self) -> str:
+    def _address(self, sock: socket.socket | None) -> str:
         s = self.settings
         if s.unix_socket:
             return f"unix:{s.unix_socket}"
         host = f"[{s.host}]" if ":" in s.host else s.host
-        port = self.sock.getsockname()[1] if self.sock else s.port
+        port = sock.getsockname()[1] if sock else s.port
         return f"http://{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        """Where it listens; fixed at :meth:`bind` (the socket is closed at stop, and the
+        status is still published then)."""
+        return self._url or self._address(None)
 
     async def serve(self) -> None:
         """Serve until :meth:`stop`. Clients may connect as soon as :meth:`bind` returned:
@@ -101,7 +112,11 @@ class Server:
         sock = self.sock or self.bind()
         await self._uvicorn.serve(sockets=[sock])
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop accepting; open connections get ``grace_s`` + 2 s to finish (the service
+        drains answers for ``grace_s`` first, so uvicorn never cuts one before it does)."""
+        if grace_s is not None:
+            self._uvicorn.config.timeout_graceful_shutdown = math.ceil(grace_s) + 2
         self._uvicorn.should_exit = True
 
     def close(self) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import EX_CONFIG, EX_TEMPFAIL, AssistantError, ConfigError
 from ._base import PROG, Add, bounded, load
 
 __all__ = ["register"]
@@ -22,8 +23,17 @@ def register(top: Any, add: Add) -> None:
         cmd_run,
         "Run the assistant service in the foreground: the thermal governor (it drives the "
         "fan), the HTTP API (OpenAI-compatible, see docs/api.md) and the model. SIGHUP "
-        "reloads config.toml; SIGTERM or Ctrl-C stops; a second one exits at once.",
+        "reloads config.toml; SIGTERM or Ctrl-C stops (running answers get "
+        "service.stop_grace_s to finish); a second one exits at once. One service per "
+        "runtime directory: a second one exits 75 naming the pid that holds it.",
     )
+    runtime_dir = {
+        "metavar": "DIR",
+        "help": "the runtime directory (pidfile, status.json) of this instance; default: "
+        "$RUNTIME_DIRECTORY, else /run/qwen-assistant, $XDG_RUNTIME_DIR/qwen-assistant or "
+        "/tmp/qwen-assistant-UID",
+    }
+    run.add_argument("--runtime-dir", **runtime_dir)
     run.add_argument(
         "--listen-from",
         metavar="FILE.wav",
@@ -40,11 +50,20 @@ def register(top: Any, add: Add) -> None:
         "reload",
         "Make the running service re-read its config (SIGHUP).",
         cmd_reload,
-        "Send SIGHUP to the running service (pid from $RUNTIME_DIRECTORY/qwen-assistant.pid, "
-        "else /run/qwen-assistant/qwen-assistant.pid) or to --pid. Thermal limits, the fan "
-        "curve and the target apply at once; a bad edit is rejected and the old settings stay.",
+        "Send SIGHUP to the running service (found like `status` finds it) or to --pid, wait "
+        "for its outcome and print it: what applied, what needs a restart, or every problem "
+        "of a rejected file (the settings in force stay). Exit status: 0 applied, 78 "
+        "rejected, 3 not running, 75 no outcome reported within --timeout.",
     )
     reload.add_argument("--pid", type=bounded(int, 1, 2**22), metavar="PID", help="signal PID")
+    reload.add_argument("--runtime-dir", **runtime_dir)
+    reload.add_argument(
+        "--timeout",
+        type=bounded(float, 0.5, 300.0),
+        default=15.0,
+        metavar="S",
+        help="seconds to wait for the outcome (default 15)",
+    )
     status = add(
         top,
         "status",
@@ -56,6 +75,7 @@ def register(top: Any, add: Add) -> None:
         "1 running but not updating its status (stalled), 3 not running.",
     )
     status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.add_argument("--runtime-dir", **runtime_dir)
     add(
         top,
         "doctor",
@@ -80,15 +100,65 @@ def cmd_run(args: argparse.Namespace) -> int:
     level = "DEBUG" if getattr(args, "debug", False) else config.service.log_level.upper()
     logging.getLogger("assistant").setLevel(level)
     logging.getLogger("assistant.thermal").setLevel(logging.NOTSET)  # the service logs it
-    service = Service(config, speak_to=args.speak_to, listen_from=args.listen_from)
-    return asyncio.run(service.run())
+    service = Service(
+        config,
+        speak_to=args.speak_to,
+        listen_from=args.listen_from,
+        runtime_dir=args.runtime_dir,
+    )
+    code = asyncio.run(service.run())
+    if service.abandoned:
+        # stopped while a model was still loading: llama.cpp cannot be interrupted, and
+        # waiting for its thread is what made Ctrl-C take 7-20 s; everything else is closed
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    from ..reload import signal_reload
+    import time
 
-    pid = signal_reload(args.pid)
-    print(f"sent SIGHUP to {pid}; the service logs what it applied")
+    from ..reload import send_sighup
+    from ..runtime import NotRunning, read_status, running_pid
+
+    pid = args.pid if args.pid is not None else running_pid(args.runtime_dir)[1]
+    try:
+        before = read_status(args.runtime_dir)
+    except AssistantError:
+        before = {}
+    if before.get("pid") != pid:  # a --pid whose status this command cannot read
+        send_sighup(pid)
+        print(f"sent SIGHUP to {pid}; no status.json of that process here, so see its log")
+        return 0
+    generation = int((before.get("reload") or {}).get("generation", 0))
+    send_sighup(pid)
+    deadline = time.monotonic() + args.timeout
+    outcome: dict[str, Any] = {}
+    while int(outcome.get("generation", 0)) <= generation:
+        if time.monotonic() > deadline:
+            raise AssistantError(
+                f"sent SIGHUP to {pid}, but it reported no outcome within {args.timeout:g} s "
+                "(busy loading?); see `journalctl -u qwen-assistant`",
+                exit_code=EX_TEMPFAIL,
+            )
+        time.sleep(0.05)  # the service rewrites status.json as soon as it has reloaded
+        try:
+            outcome = read_status(args.runtime_dir).get("reload") or {}
+        except NotRunning:
+            raise AssistantError(f"the service (pid {pid}) stopped before it reloaded") from None
+    source = before.get("config") or "the config"
+    if not outcome["ok"]:
+        for problem in outcome["problems"]:
+            print(problem, file=sys.stderr)
+        print(f"{PROG}: reload of {source} rejected; the settings in force stay", file=sys.stderr)
+        return EX_CONFIG
+    print(f"reloaded {source} (pid {pid})")
+    for change in outcome["applied"] or ["nothing: no key that applies live changed"]:
+        print(f"  applied: {change}")
+    if outcome["pending"]:
+        print(f"  after a restart: {', '.join(outcome['pending'])}")
     return 0
 
 
@@ -98,7 +168,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from ..runtime import read_status
     from ..status import describe
 
-    data = read_status()
+    data = read_status(args.runtime_dir)
     print(json.dumps(data, ensure_ascii=False) if args.json else describe(data, time.time()))
     limit = 3 * float(data.get("interval_s", 5.0)) + 5.0
     if data["age_s"] > limit:

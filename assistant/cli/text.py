@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from ..config import Config
-from ..errors import AssistantError
+from ..errors import EX_USAGE, AssistantError
 from ._base import PROG, Add, api_key_default, bounded, load
 
 __all__ = ["register"]
@@ -33,7 +35,11 @@ def register(top: Any, add: Add) -> None:
         )
 
     ask = add(top, "ask", "Ask one question and stream the answer to stdout.", cmd_ask)
-    ask.add_argument("question", nargs="+", help="the question (quote it, or give several words)")
+    ask.add_argument(
+        "question",
+        nargs="+",
+        help="the question (quote it, or give several words); - reads it from stdin",
+    )
     llm_options(ask)
     ask.add_argument(
         "--server",
@@ -111,7 +117,20 @@ def _slot(governor: Any) -> Any:
     return governor.admission.slot(Priority.API)
 
 
+def question(words: list[str], stdin: TextIO) -> str:
+    """The question from the command line (``-``: from stdin); one usage error if empty."""
+    text = stdin.read() if words == ["-"] else " ".join(words)
+    if not text.strip():
+        where = "stdin was empty" if words == ["-"] else "the question is empty"
+        raise AssistantError(
+            f"{where}: give the question as arguments, or `-` to read it from stdin",
+            exit_code=EX_USAGE,
+        )
+    return text.strip()
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
+    args.text = question(args.question, sys.stdin)
     if args.server:
         return _ask_server(args)
     config = load(args)
@@ -119,7 +138,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     with _slot(governor):  # too hot or busy: say so before loading the model
         engine = _open(config, args)
         try:
-            _stream(engine.new_chat().ask(" ".join(args.question), **_overrides(args)), args.stats)
+            _stream(engine.new_chat().ask(args.text, **_overrides(args)), args.stats)
         finally:
             engine.close()
     return 0
@@ -132,7 +151,7 @@ def _ask_server(args: argparse.Namespace) -> int:
         raise AssistantError("--model cannot be used with --server: the service runs its model")
     stream = stream_chat(
         args.server,
-        [{"role": "user", "content": " ".join(args.question)}],
+        [{"role": "user", "content": args.text}],
         api_key=args.api_key,
         max_tokens=args.max_tokens,
         temperature=args.temperature,
@@ -153,17 +172,46 @@ def _ask_server(args: argparse.Namespace) -> int:
 
 
 CHAT_HELP = "/reset  start a new conversation\n/stats  toggle timings\n/exit   leave (or Ctrl-D)"
+#: a second Ctrl-C at the chat prompt within this many seconds leaves
+LEAVE_WINDOW_S = 2.0
 
 
-def _next_line(interactive: bool) -> str | None:
-    """The next line typed, or None at end of input or Ctrl-C at the prompt."""
-    try:
-        return input("you> " if interactive else "")
-    except EOFError:
-        return None
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return None
+class Prompt:
+    """Lines typed into ``chat``: Ctrl-C at the prompt clears the line; a second one within
+    :data:`LEAVE_WINDOW_S`, Ctrl-D or the end of input leaves."""
+
+    def __init__(
+        self,
+        interactive: bool,
+        *,
+        read: Callable[[str], str] = input,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interactive = interactive
+        self._read = read
+        self._clock = clock
+        self._interrupted: float | None = None
+
+    def next(self) -> str | None:
+        """The next line, or None to leave."""
+        while True:
+            try:
+                line = self._read("you> " if self.interactive else "")
+            except EOFError:
+                return None
+            except KeyboardInterrupt:
+                now = self._clock()
+                if self._interrupted is not None and now - self._interrupted <= LEAVE_WINDOW_S:
+                    print(file=sys.stderr)
+                    return None
+                self._interrupted = now
+                print(
+                    f"\n(line cleared; Ctrl-C again within {LEAVE_WINDOW_S:g} s or Ctrl-D leaves)",
+                    file=sys.stderr,
+                )
+                continue
+            self._interrupted = None
+            return line
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -183,7 +231,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     def on_hup(_signum: int, _frame: Any) -> None:
         nonlocal config
-        config = reload_config(config, governor)
+        config = reload_config(config, governor).config
 
     previous = signal.signal(signal.SIGHUP, on_hup)
     try:
@@ -194,7 +242,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 "Ctrl-C stops an answer, Ctrl-D leaves.",
                 file=sys.stderr,
             )
-        while (line := _next_line(interactive)) is not None:
+        prompt = Prompt(interactive)
+        while (line := prompt.next()) is not None:
             text = line.strip()
             if not text:
                 continue

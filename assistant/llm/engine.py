@@ -132,11 +132,21 @@ class Engine:
     """Loads one GGUF model and generates from token ids, one generation at a time."""
 
     def __init__(
-        self, settings: LLM, model_path: str | Path, *, clock: Callable[[], float] = time.monotonic
+        self,
+        settings: LLM,
+        model_path: str | Path,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        models_dir: str | Path | None = None,
     ) -> None:
         self.settings = settings
         self.model_path = Path(model_path)
         self.clock = clock
+        #: the manifest the file is checked against (None: no size/sha256 check)
+        self.models_dir = Path(models_dir) if models_dir is not None else None
+        self.sha256 = ""  # known once loaded with a models_dir
+        #: seconds load() spent on the sha256 check and on the canary
+        self.check_s = {"sha256": 0.0, "canary": 0.0}
         self.sampling = Sampling.from_config(settings)
         self.info: GGUFInfo | None = None
         self.load_s = 0.0
@@ -150,7 +160,11 @@ class Engine:
         """An engine for ``model``, else llm.model, else what `models fetch` installed."""
         from ..models.store import resolve_model
 
-        return cls(config.llm, Path(model) if model else resolve_model(config))
+        return cls(
+            config.llm,
+            Path(model) if model else resolve_model(config),
+            models_dir=config.paths.models_dir,
+        )
 
     def new_chat(self, system_prompt: str | None = None) -> Chat:
         """A fresh conversation whose system prompt is already in the KV cache."""
@@ -162,7 +176,10 @@ class Engine:
 
     # -- lifecycle ---------------------------------------------------------------------
     def load(self) -> None:
-        """Validate the file, then load it. ModelError names the file and the fix."""
+        """Validate the file, check it is what was installed, load it, run the canary.
+
+        ModelError names the file and the fix.
+        """
         start = self.clock()
         self.info = read_gguf(self.model_path)
         if "<|im_start|>" not in self.info.chat_template:
@@ -170,6 +187,13 @@ class Engine:
                 f"{self.model_path}: its chat template is not ChatML; qwen-assistant "
                 "runs ChatML models (Qwen2.5, SmolLM2); " + FIX
             )
+        if self.models_dir is not None:
+            from ..models.integrity import check_model_file
+            from ..models.store import ModelStore
+
+            checked = check_model_file(self.model_path, ModelStore(self.models_dir))
+            self.sha256 = checked.sha256
+            self.check_s["sha256"] = checked.hashed_s
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -198,7 +222,24 @@ class Engine:
             ) from None
         self._fmt = self._chatml()
         self._stop_ids = frozenset({self._llama.token_eos(), self._fmt.im_end})
+        self._canary()
         self.load_s = self.clock() - start
+
+    def _canary(self) -> None:
+        """A few greedy tokens of a fixed prompt must look like a language model's."""
+        from .canary import PROMPT, run_canary
+
+        fmt = self.chat_format
+        begun = self.clock()
+        prompt = [*fmt.bos, *fmt.message("user", PROMPT), *fmt.header("assistant")]
+        problem = run_canary(self._llama, prompt, self._stop_ids)
+        self.check_s["canary"] = self.clock() - begun
+        if problem:
+            self.close()
+            raise ModelError(
+                f"{self.model_path}: the load-time canary failed: {problem}; the weights are "
+                f"damaged (zeroed or corrupt); {FIX}"
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -91,9 +91,7 @@ class ModelStore:
             "title": spec.title,
             "licence": spec.licence,
             "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "files": [
-                {"path": f.dest, "sha256": f.sha256, "size": self._size(f.dest)} for f in spec.files
-            ],
+            "files": [self._file(f.dest, f.sha256) for f in spec.files],
         }
         if role:
             data["roles"][role] = spec.name
@@ -104,6 +102,16 @@ class ModelStore:
         data = self.load()
         data["roles"][role] = name
         self.save(data)
+
+    def _file(self, rel: str, sha256: str) -> dict[str, Any]:
+        """A manifest row; a single file just checked against ``sha256`` (fetch does that
+        before it records) is stamped as verified, so loading it need not hash it again."""
+        row: dict[str, Any] = {"path": rel, "sha256": sha256, "size": self._size(rel)}
+        path = self.root / rel
+        if path.is_file():
+            st = path.stat()
+            row["verified"] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+        return row
 
     def _size(self, rel: str) -> int:
         path = self.root / rel

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from ..config import Thermal
-from ..errors import AssistantError
+from ..errors import EX_TEMPFAIL, AssistantError
 
 __all__ = [
     "EX_TEMPFAIL",
@@ -35,9 +35,6 @@ __all__ = [
     "Ticket",
     "TokenBucket",
 ]
-
-#: sysexits.h: temporary failure, try again later.
-EX_TEMPFAIL = 75
 
 
 class Priority(IntEnum):
@@ -117,10 +114,35 @@ class Ticket:
     #: called (under the admission lock, so keep it short) when the engine is granted;
     #: lets an event loop await the grant without a thread blocked on ``granted``
     on_grant: Callable[[Ticket], None] | None = None
+    #: the answer's own progress, for an honest Retry-After (set by whoever generates):
+    #: its caps, tokens so far and when the first one came
+    max_tokens: int = 0
+    max_seconds: float = 0.0
+    tokens: int = 0
+    first_token_at: float | None = None
 
     @property
     def waited_s(self) -> float | None:
         return None if self.started_at is None else self.started_at - self.admitted_at
+
+    def progress(self, tokens: int, now: float) -> None:
+        """``tokens`` generated so far, at clock ``now`` (called from the inference thread)."""
+        if tokens and self.first_token_at is None:
+            self.first_token_at = now
+        self.tokens = tokens
+
+    def remaining_s(self, now: float, fallback_tok_s: float) -> float | None:
+        """Seconds until this answer ends at the latest (its caps), from its own decode speed
+        (or ``fallback_tok_s``, the last answer's, before it has one); None if unknown."""
+        elapsed = now - (self.started_at if self.started_at is not None else now)
+        by_time = max(0.0, self.max_seconds - elapsed) if self.max_seconds else math.inf
+        rate = 0.0
+        if self.first_token_at is not None and self.tokens > 1 and now > self.first_token_at:
+            rate = (self.tokens - 1) / (now - self.first_token_at)
+        rate = rate or fallback_tok_s
+        if not self.max_tokens or not rate:
+            return None if by_time == math.inf else by_time
+        return min(by_time, max(0, self.max_tokens - self.tokens) / rate)
 
 
 @dataclass(frozen=True)
@@ -147,6 +169,7 @@ class Admission:
         self._stop_retry = 0.0
         self._why = ""
         self._service_s = 10.0  # running mean of engine time per request, for estimates
+        self._decode_tok_s = 0.0  # the last finished answer's decode speed
         self.outcomes = {"admitted": 0, "rate": 0, "queue": 0, "hot": 0}
         self.bucket = TokenBucket(settings.rate_per_min, settings.burst, clock)
         self.configure(settings)
@@ -212,8 +235,13 @@ class Admission:
                 return
             ticket.finished = True
             if self.running is ticket:
-                spent = self._clock() - (ticket.started_at or 0.0)
+                now = self._clock()
+                spent = now - (ticket.started_at or 0.0)
                 self._service_s += 0.2 * (spent - self._service_s)
+                if ticket.first_token_at is not None and ticket.tokens > 1:
+                    self._decode_tok_s = (ticket.tokens - 1) / max(
+                        1e-6, now - ticket.first_token_at
+                    )
                 self.running = None
             else:
                 self._waiting = [w for w in self._waiting if w[2] is not ticket]
@@ -260,8 +288,13 @@ class Admission:
                 ticket.on_grant(ticket)
 
     def _queue_wait_locked(self) -> float:
-        """Until a queue place frees: the running request's expected remainder."""
+        """Until a queue place frees: the running answer's remainder at the latest, from its
+        own progress (tokens so far, its tokens/s, its max_tokens and max_seconds); the
+        running mean of past requests only when it says nothing yet."""
         if self.running is None or self.running.started_at is None:
             return self._service_s
-        elapsed = self._clock() - self.running.started_at
-        return max(1.0, self._service_s - elapsed)
+        now = self._clock()
+        left = self.running.remaining_s(now, self._decode_tok_s)
+        if left is None:
+            left = self._service_s - (now - self.running.started_at)
+        return max(1.0, left)
