@@ -121,11 +121,12 @@ class VoiceRig:
 
 
 def _speak_to_wav(tts: PiperTTS, text: str, path: Path, lead_s: float = 0.3) -> None:
-    """A spoken question: ``lead_s`` of silence, then piper's voice."""
+    """A spoken question: ``lead_s`` of silence, then piper's voice (steady: the same
+    question is the same audio on every run, so runs compare)."""
     speaker = WavSpeaker(path)
     speaker.start(tts.sample_rate)
     speaker.write(bytes(2 * round(tts.sample_rate * lead_s)))
-    for pcm in tts.synthesize(text):
+    for pcm in tts.synthesize(text, steady=True):
         speaker.write(pcm)
     speaker.stop()
 

@@ -78,6 +78,7 @@ class Service:
         self.liveness = Liveness()
         self.stopping = asyncio.Event()
         self.ready = False
+        self.serving = asyncio.Event()  # set once READY=1 went out
         self._signals = 0
         self.state: ApiState | None = None
         self.server: Server | None = None
@@ -161,6 +162,8 @@ class Service:
     async def run(self) -> int:
         """Start, serve until SIGTERM/SIGINT, stop. Returns the exit status (0)."""
         loop = asyncio.get_running_loop()
+        # first of all, before the fan or a socket is touched; AlreadyRunning: exit 75
+        self._runtime = RuntimeDir.claim(self._runtime_dir)
         for sig, handler in (
             (signal.SIGTERM, self.stop),
             (signal.SIGINT, self.stop),
@@ -168,7 +171,6 @@ class Service:
         ):
             loop.add_signal_handler(sig, handler)
         try:
-            self._runtime = RuntimeDir.claim(self._runtime_dir)  # AlreadyRunning: exit 75
             starting = asyncio.ensure_future(self._start())
             stop = asyncio.ensure_future(self.stopping.wait())
             await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -184,6 +186,7 @@ class Service:
             state.starting = False
             self.ready = True
             self.notifier.ready(self._publish(state, send=False))
+            self.serving.set()
             waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self.stopping.wait())}
             if self._serving is not None:
                 waits.add(self._serving)
@@ -222,7 +225,12 @@ class Service:
         state.runtime_dir = str(self._runtime.path) if self._runtime else ""
         state.voice_off = self.voice_off
         if config.api.enabled:
-            self.server = Server(create_app(state), config.api, grace_s=config.service.stop_grace_s)
+            self.server = Server(
+                create_app(state),
+                config.api,
+                grace_s=config.service.stop_grace_s,
+                live=lambda: state.config.api,
+            )
             self.server.bind()
             state.api_url = self.server.url
             self._serving = asyncio.create_task(self.server.serve(), name="api")

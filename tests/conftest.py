@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,16 @@ from assistant.models.catalog import lookup
 
 SMOLLM = "smollm2-135m-instruct"
 QWEN = "qwen2.5-coder-0.5b-instruct"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """``async def`` tests run in a fresh event loop (asyncio.run)."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
+    return True
 
 
 @pytest.fixture(autouse=True)

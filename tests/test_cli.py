@@ -323,3 +323,71 @@ def test_chat_without_a_sensor_runs_at_the_floor_and_says_why(
         "qwen-assistant: busy: admitting 0.5 requests/min now (thermal sensor lost: "
         f"{sensor}: no such file); retry in 120 s"
     ]
+
+
+def exit_table() -> dict[int, str]:
+    """docs/cli.md's exit statuses: {status: name}."""
+    rows = (Path(__file__).parent.parent / "docs" / "cli.md").read_text().splitlines()
+    table = {}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if len(cells) == 3 and cells[0].isdigit():
+            table[int(cells[0])] = cells[1]
+    return table
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "name", "message"),
+    [
+        (["ask", ""], None, "usage", "the question is empty"),
+        (["ask", "  "], None, "usage", "the question is empty"),
+        (["ask", "-"], "", "usage", "stdin was empty"),
+        (["ask", "--temperature", "hot", "hi"], None, "usage", "not a number"),
+        (["status", "--runtime-dir", "/nonexistent/qa"], None, "not running", "no running"),
+        (["reload", "--runtime-dir", "/nonexistent/qa"], None, "not running", "no running"),
+        (["ask", "--server", "http://127.0.0.1:9", "hi"], None, "unavailable", "cannot reach"),
+        (["config", "check", "--config", "/nonexistent/c.toml"], None, "configuration", "no such"),
+    ],
+)
+def test_exit_statuses_follow_the_documented_table(
+    args: list[str], stdin: str | None, name: str, message: str
+) -> None:
+    result = run(*args, stdin=stdin or "")
+    assert exit_table()[result.returncode] == name, (result.returncode, result.stderr)
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    if name != "usage":  # argparse prints its usage line first
+        assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_the_exit_table_names_every_code_the_code_uses() -> None:
+    from assistant import errors
+
+    codes = {v for k, v in vars(errors).items() if k.startswith("EX_")}
+    assert codes <= set(exit_table()), codes
+    assert {0, 1, 3, 64, 65, 69, 75, 77, 78} <= set(exit_table())
+
+
+def test_chat_prompt_ctrl_c_clears_the_line_and_a_second_within_2_s_leaves(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from assistant.cli.text import Prompt
+
+    now = [100.0]
+    ki = KeyboardInterrupt()
+    # (seconds since the previous key, what arrives)
+    typed: list[tuple[float, object]] = [(0.5, ki), (0.5, "hello")]
+    typed += [(0.5, ki), (3.0, ki), (0.5, "again"), (0.5, ki), (0.5, ki)]
+
+    def read(_prompt: str) -> str:
+        gap, item = typed.pop(0)
+        now[0] += gap
+        if isinstance(item, BaseException):
+            raise item
+        return str(item)
+
+    prompt = Prompt(True, read=read, clock=lambda: now[0])
+    assert prompt.next() == "hello"  # the first Ctrl-C only cleared the line
+    assert prompt.next() == "again"  # two Ctrl-C, but 3 s apart: still chatting
+    assert prompt.next() is None  # two within 2 s: leave
+    assert capsys.readouterr().err.count("line cleared; Ctrl-C again within 2 s") == 4

@@ -219,6 +219,26 @@ def test_the_unit_starts_reports_reloads_and_recovers_under_systemd_252(
     assert "thermal.rate_per_min 6.0 → 30.0" in box.journal("-u", "qwen-assistant")
     assert box.prop("MainPID") == pid and box.prop("ActiveState") == "active"
 
+    # `qwen-assistant reload` as README.md shows it (root): it waits for the outcome
+    cli = "/opt/qwen-assistant/venv/bin/qwen-assistant"
+    write_config(box.root, model, rate=-5.0)
+    rejected = box.sh(f"{cli} reload; echo exit=$?")
+    assert "thermal.rate_per_min: must be between" in rejected, rejected
+    assert "rejected; the settings in force stay" in rejected and "exit=78" in rejected
+    assert "reload rejected: /etc/qwen-assistant/config.toml" in box.prop("StatusText")
+    write_config(box.root, model, rate=12.0)
+    applied = box.sh(f"{cli} reload")
+    assert "applied: thermal.rate_per_min 30.0 → 12.0" in applied, applied
+    assert "reload rejected" not in box.sh(f"{cli} status")
+    # a second service on the unit's runtime directory is refused and harms nothing
+    second = box.sh(
+        f"runuser -u qwen-assistant -- env RUNTIME_DIRECTORY=/run/qwen-assistant {cli} run "
+        "--config /etc/qwen-assistant/config.toml; echo exit=$?"
+    )
+    assert f"another qwen-assistant (pid {pid})" in second and "exit=75" in second, second
+    assert box.prop("ActiveState") == "active"
+    assert box.sh(f"{cli} status").startswith("qwen-assistant: ready")
+
     # a hung governor loop (a sensor read that never returns) → no pings → restarted
     sensor.unlink()
     os.mkfifo(sensor)

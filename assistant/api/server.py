@@ -8,7 +8,7 @@ import math
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,18 @@ class Server:
     """uvicorn without its signal handlers (the service owns SIGTERM/SIGHUP)."""
 
     def __init__(
-        self, app: Any, settings: API, *, log_level: str = "warning", grace_s: float = 3.0
+        self,
+        app: Any,
+        settings: API,
+        *,
+        log_level: str = "warning",
+        grace_s: float = 3.0,
+        live: Callable[[], API] | None = None,
     ) -> None:
+        """``live`` returns the settings in force (after reloads); default ``settings``."""
         import uvicorn
+
+        from .connections import limited_protocol
 
         if not settings.unix_socket and not is_loopback(settings.host) and not settings.api_key:
             raise ConfigError(
@@ -47,6 +56,7 @@ class Server:
         self._url = ""
         config = uvicorn.Config(
             app,
+            http=limited_protocol(live or (lambda: settings)),
             log_level=log_level,
             access_log=False,
             lifespan="off",
@@ -64,8 +74,15 @@ class Server:
         try:
             if s.unix_socket:
                 path = Path(s.unix_socket)
+                if _listening(path):
+                    raise ConfigError(
+                        [
+                            f"api.unix_socket: {path} is in use by another process (another "
+                            "qwen-assistant?); stop it or choose another api.unix_socket"
+                        ]
+                    )
                 with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                    path.unlink()  # a killed service's socket: nobody listens on it
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 old = os.umask(0o117)  # srw-rw----: the service user and its group
                 try:
@@ -123,6 +140,19 @@ class Server:
         if self.settings.unix_socket:
             with contextlib.suppress(OSError):
                 Path(self.settings.unix_socket).unlink()
+
+
+def _listening(path: Path) -> bool:
+    """Whether a process accepts connections on the unix socket ``path``."""
+    if not path.is_socket():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 class ServerThread:

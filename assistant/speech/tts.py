@@ -52,10 +52,17 @@ class PiperTTS:
     def sample_rate(self) -> int:
         return int(self._voice.config.sample_rate)
 
-    def synthesize(self, text: str) -> Iterator[bytes]:
-        """16-bit little-endian mono PCM at :attr:`sample_rate`, chunk by chunk."""
+    def synthesize(self, text: str, *, steady: bool = False) -> Iterator[bytes]:
+        """16-bit little-endian mono PCM at :attr:`sample_rate`, chunk by chunk.
+
+        ``steady``: without piper's random variation (noise scales 0), so the same text is
+        the same audio every time (the benchmark's and the tests' spoken questions).
+        """
         from piper import SynthesisConfig
 
         syn = SynthesisConfig(length_scale=1.0 / self.speed)
+        if steady:
+            syn.noise_scale = 0.0
+            syn.noise_w_scale = 0.0
         for chunk in self._voice.synthesize(text, syn_config=syn):
             yield chunk.audio_int16_bytes

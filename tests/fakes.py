@@ -1,0 +1,75 @@
+"""A fake engine with the real Engine's face (generate → Generation, chat_format, settings),
+whose answers the test paces: each token can wait for the test to let it through."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from assistant.config import LLM
+from assistant.llm.conversation import ChatML
+from assistant.llm.engine import Generation
+
+
+class FakeEngine:
+    """Answers every prompt with ``words``; ``gate`` (when set) is acquired before each
+    token, so a test decides how far an answer gets; ``tick`` runs per token (a fake clock)."""
+
+    def __init__(
+        self,
+        words: list[str],
+        *,
+        settings: LLM | None = None,
+        gated: bool = False,
+        tick: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.words = words
+        self.settings = settings or LLM(max_tokens=64)
+        self.gate = threading.Semaphore(0) if gated else None
+        self.tick = tick
+        self.model_path = Path("fake-model.gguf")
+        self.load_s = 0.0
+        self.sha256 = "f" * 64
+        self.chat_format = ChatML(1, 2, lambda text: [10 + ord(c) % 50 for c in text])
+        self.closed = False
+        self.started = threading.Event()  # set when an answer's first token is out
+
+    def generate(self, tokens: list[int], *, cancel: Any = None, **overrides: Any) -> Generation:
+        cap = min(overrides.get("max_tokens") or self.settings.max_tokens, self.settings.max_tokens)
+        generation = Generation()
+        generation._pieces = self._run(generation, cap, cancel or threading.Event())
+        return generation
+
+    def _run(self, gen: Generation, cap: int, cancel: threading.Event) -> Iterator[str]:
+        stats = gen.stats
+        stats.prompt_tokens = 5
+        try:
+            for word in self.words:
+                if self.gate is not None:
+                    while not self.gate.acquire(timeout=0.05):
+                        if cancel.is_set():
+                            break
+                if cancel.is_set():
+                    stats.stop_reason = "cancelled"
+                    return
+                self.tick()
+                stats.completion_tokens += 1
+                gen.text += word
+                yield word
+                self.started.set()
+                if stats.completion_tokens >= cap:
+                    stats.stop_reason = "length"
+                    return
+            stats.stop_reason = "stop"
+        finally:
+            stats.stop_reason = stats.stop_reason or "cancelled"
+
+    def release(self, n: int = 1) -> None:
+        assert self.gate is not None
+        for _ in range(n):
+            self.gate.release()
+
+    def close(self) -> None:
+        self.closed = True
