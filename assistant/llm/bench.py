@@ -169,7 +169,11 @@ def table(rows: list[tuple[str, str]]) -> str:
 def render(r: dict[str, Any]) -> str:
     rows = [
         ("model", f"{r['model']} ({r['model_file']})"),
-        ("load", f"{r['load_s']:.2f} s (canary {r['canary_s']:.2f} s of it)"),
+        (
+            "load",
+            f"{r['load_s']:.2f} s (canary {r['canary_s']:.2f} s of it, with the system "
+            "prompt's prefill that start-up needs anyway)",
+        ),
         ("sha256 of the file", f"{r['sha256_full_s']:.2f} s (only when it changed)"),
         ("prefill", f"{r['prefill_tok_s']:.1f} tok/s ({r['cold_prompt_tokens']} tokens cold)"),
         ("decode (engine)", f"{r['decode_tok_s']:.2f} tok/s over {r['decode_tokens']} tokens"),

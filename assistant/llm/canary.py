@@ -4,8 +4,10 @@ A GGUF whose header and tensor table are intact can still hold zeroed or corrupt
 (a partly written file, a sparse copy, bit rot): llama.cpp loads it and it answers
 ``!!!!!!!!``. Before the service calls itself ready, the engine evaluates a short fixed
 prompt and decodes :data:`TOKENS` tokens greedily; every step's logits must be finite and
-not flat, and the answer must not be one token repeated. It costs one short prefill and a
-few decode steps (figures in docs/models.md). The judges are pure, list in, verdict out.
+not flat, and the answer must not be one token repeated. The prompt starts with the system
+prompt, whose KV cache the engine keeps afterwards (it evaluates it at start anyway), so the
+canary costs a short question's prefill and a few decode steps (figures in docs/models.md).
+The judges are pure, list in, verdict out.
 """
 
 from __future__ import annotations
@@ -39,14 +41,22 @@ def degenerate_answer(tokens: Sequence[int], wanted: int = TOKENS) -> str:
     return ""
 
 
-def run_canary(llama: Any, prompt: Sequence[int], stop_ids: Collection[int]) -> str:
+def run_canary(
+    llama: Any, prompt: Sequence[int], stop_ids: Collection[int], *, keep: int = 0
+) -> str:
     """Greedy-decode up to :data:`TOKENS` tokens of ``prompt`` on ``llama`` (a loaded
-    llama_cpp.Llama); return the problem found, or "". The KV cache is left empty."""
+    llama_cpp.Llama); return the problem found, or "".
+
+    Afterwards the KV cache holds the first ``keep`` tokens of ``prompt`` (the system
+    prompt, which every conversation starts with: evaluating it is work the engine does at
+    start anyway), or nothing when a problem was found.
+    """
     import llama_cpp
     import numpy as np
 
     answer: list[int] = []
     llama.reset()
+    problem = ""
     try:
         llama.eval(list(prompt))
         for _ in range(TOKENS):
@@ -60,6 +70,10 @@ def run_canary(llama: Any, prompt: Sequence[int], stop_ids: Collection[int]) -> 
                 break
             answer.append(token)
             llama.eval([token])
+        problem = degenerate_answer(answer)
+        return problem
     finally:
-        llama.reset()
-    return degenerate_answer(answer)
+        if problem or not keep:
+            llama.reset()
+        else:  # the next eval drops the KV cells past n_tokens (llama_cpp.Llama.eval)
+            llama.n_tokens = min(keep, llama.n_tokens)

@@ -231,8 +231,10 @@ class Engine:
 
         fmt = self.chat_format
         begun = self.clock()
-        prompt = [*fmt.bos, *fmt.message("user", PROMPT), *fmt.header("assistant")]
-        problem = run_canary(self._llama, prompt, self._stop_ids)
+        prefix = Conversation(fmt, self.settings.system_prompt, self.settings.n_ctx).prefix
+        prompt = [*prefix, *fmt.message("user", PROMPT), *fmt.header("assistant")]
+        # the system prompt stays in the KV cache: new_chat() need not evaluate it again
+        problem = run_canary(self._llama, prompt, self._stop_ids, keep=len(prefix))
         self.check_s["canary"] = self.clock() - begun
         if problem:
             self.close()
