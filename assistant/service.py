@@ -322,10 +322,19 @@ class Service:
 
     def _set_stall_limits(self) -> None:
         stall = self.config.service.stall_s
-        for name, beat in self.liveness.parts.items():
+        floors = {
             # the governor beats once per tick: never call it stalled within three ticks
-            floor = 3 * self.config.thermal.interval_s if name == "thermal governor" else 0.0
-            beat.stall_s = max(stall, floor)
+            "thermal governor": 3 * self.config.thermal.interval_s,
+            # an idle inference thread beats only on the probe queued once per watchdog
+            # round: its beat is one round old at the next check, so allow two rounds
+            "inference": 2 * self._watch_period(),
+        }
+        for name, beat in self.liveness.parts.items():
+            beat.stall_s = max(stall, floors.get(name, 0.0))
+
+    def _watch_period(self) -> float:
+        wd = self.notifier.watchdog_s
+        return wd / 2 if wd else self.config.service.status_interval_s
 
     # -- the loops that keep systemd informed ----------------------------------------------
     def _publish(self, state: ApiState, *, send: bool = True) -> str:
@@ -369,8 +378,7 @@ class Service:
                 self._reported_stall = True
                 self._publish(state)
             state.brain.probe()  # the inference thread beats when it gets to it
-            wd = self.notifier.watchdog_s
-            await asyncio.sleep(wd / 2 if wd else self.config.service.status_interval_s)
+            await asyncio.sleep(self._watch_period())
 
     async def _drain(self, state: ApiState | None) -> None:
         """Stop accepting, let running answers finish within stop_grace_s, cut the rest,

@@ -245,7 +245,8 @@ def test_the_unit_starts_reports_reloads_and_recovers_under_systemd_252(
     os.chmod(sensor, 0o644)
     eventually(lambda: box.prop("NRestarts") == "1", 60, "a watchdog restart")
     assert "Watchdog timeout" in box.journal("-u", "qwen-assistant")
-    assert "watchdog: stalled: thermal governor" in box.journal("-u", "qwen-assistant")
+    journal = box.journal("-u", "qwen-assistant")
+    assert "watchdog: stalled: thermal governor" in journal, journal
     fresh = sensor.with_name("temp.new")
     fresh.write_text("52000\n")
     os.replace(fresh, sensor)
