@@ -307,14 +307,19 @@ class Brain:
     async def drain(self, grace_s: float, cut: str) -> int:
         """Let running generations finish for ``grace_s``, then cut the rest and wait for the
         engine to be free. Returns how many were cut. Call after setting ``closing``."""
-        running = [job.done for job in self._jobs]
-        if running:
-            _, late = await asyncio.wait(running, timeout=grace_s)
-            if late:
-                self.cancel_all(cut)
-                await asyncio.wait(late)
-            return len(late)
-        return 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        cut_jobs: set[Job] = set()
+        while self._jobs:  # a job admitted just before closing may start meanwhile
+            running = {job.done for job in self._jobs}
+            left = deadline - loop.time()
+            if left > 0:
+                await asyncio.wait(running, timeout=left)
+                continue
+            cut_jobs |= self._jobs
+            self.cancel_all(cut)
+            await asyncio.wait(running)
+        return len(cut_jobs)
 
     def close(self, *, wait: bool = True) -> None:
         """Cancel what runs and close the engine once the inference thread is free.

@@ -70,6 +70,7 @@ class LLM:
     n_threads_batch: int = opt(0, lo=0, hi=64)
     n_batch: int = opt(256, lo=8, hi=4096)
     gpu_layers: int = opt(0, lo=-1, hi=999)
+    vulkan_devices: str = opt("")
     mmap: bool = opt(True)
     mlock: bool = opt(False)
     system_prompt: str = opt(
@@ -93,6 +94,16 @@ class LLM:
                     "max_tokens",
                     f"must leave at least 64 tokens of llm.n_ctx "
                     f"({self.n_ctx}) for the prompt, got {self.max_tokens}",
+                )
+            )
+        if self.vulkan_devices and not all(
+            part.strip().isdigit() for part in self.vulkan_devices.split(",")
+        ):
+            problems.append(
+                (
+                    "vulkan_devices",
+                    f'must be "" or Vulkan device indices such as "0" or "0,1", '
+                    f"got {self.vulkan_devices!r}",
                 )
             )
         if self.n_batch > self.n_ctx:

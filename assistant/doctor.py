@@ -47,6 +47,11 @@ def _models(config: Config) -> Iterator[Check]:
             f"{engine.model_path} ({kind}; loads and answers the canary; "
             f"sha256 {engine.sha256[:12]}…)",
         )
+        backend = engine.backend
+        if backend.fallback:
+            yield Check("WARN", "backend", backend.fallback)
+        else:
+            yield Check("OK", "backend", backend.describe())
     store = ModelStore(config.paths.models_dir)
     try:
         rows = store.entries(verify=True)

@@ -17,7 +17,6 @@ The directory: ``run --runtime-dir DIR``, else systemd's ``RuntimeDirectory``
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import logging
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import EX_TEMPFAIL, AssistantError
+from .errors import EX_TEMPFAIL, EX_USAGE, AssistantError
 
 __all__ = [
     "AlreadyRunning",
@@ -124,7 +123,9 @@ class RuntimeDir:
         directory = _writable_dir(explicit)
         if directory is None:
             if explicit:
-                raise AssistantError(f"--runtime-dir {explicit}: cannot create or write it")
+                raise AssistantError(
+                    f"--runtime-dir {explicit}: cannot create or write it", exit_code=EX_USAGE
+                )
             log.warning(
                 "no writable runtime directory (%s): `qwen-assistant status` cannot find this "
                 "service and `qwen-assistant reload` needs --pid %d",
@@ -240,15 +241,3 @@ def read_status(explicit: str | os.PathLike[str] | None = None) -> dict[str, Any
         raise AssistantError(f"{path}: cannot read the status: {exc}") from None
     data["age_s"] = max(0.0, time.time() - float(data.get("updated_at", 0)))
     return data
-
-
-def is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, belongs to the service user
-    except OSError as exc:
-        return exc.errno != errno.ESRCH
-    return True

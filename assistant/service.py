@@ -249,6 +249,8 @@ class Service:
         inference.paused = False
         state.model_id = Path(str(brain.engine.model_path)).stem
         state.model_sha256 = getattr(brain.engine, "sha256", "")
+        backend = getattr(brain.engine, "backend", None)
+        state.backend = backend.describe() if backend is not None else ""
         state.mouth = await self._loading(loop.run_in_executor(self._loader, self._mouth))
         if state.mouth is not None and (self.config.voice.enabled or self.listen_from):
             state.voice = await self._loading(loop.run_in_executor(self._loader, self._ears, state))
@@ -259,9 +261,10 @@ class Service:
                 self._set_stall_limits()
                 self._voice_task = asyncio.create_task(state.voice.run(self.stopping), name="voice")
         log.info(
-            "ready: %s loaded in %.1f s%s",
+            "ready: %s loaded in %.1f s on %s%s",
             state.model_id,
             brain.engine.load_s,
+            state.backend,
             "" if state.mouth else " (no speech output)",
         )
         return state

@@ -140,6 +140,8 @@ def describe(s: dict[str, Any], now: float) -> str:
     ]
     if s.get("model_sha256"):
         rows.insert(4, ("sha256", s["model_sha256"]))
+    if s.get("backend"):
+        rows.insert(4, ("backend", s["backend"]))
     if s.get("reload"):
         r = s["reload"]
         rows.append(

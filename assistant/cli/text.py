@@ -81,6 +81,8 @@ def _open(config: Config, args: argparse.Namespace) -> Any:
 
     engine = Engine.from_config(config, args.model)
     engine.load()
+    if args.stats:
+        print(f"[{engine.backend.describe()}]", file=sys.stderr)
     return engine
 
 

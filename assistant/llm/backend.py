@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Backend", "Device", "choose_backend", "list_devices"]
+__all__ = ["Backend", "Device", "choose_backend", "cpu_description", "list_devices"]
 
 #: ggml_backend_dev_type, in ggml-backend.h's order
 KINDS = ("CPU", "GPU", "IGPU", "ACCEL", "META")
@@ -79,6 +79,14 @@ def list_devices() -> list[Device]:
     return found
 
 
+def cpu_description() -> str:
+    """llama.cpp's name for this CPU ("AMD EPYC", "ARM Cortex-A76"), or ""."""
+    try:
+        return next((d.description for d in list_devices() if d.kind == "CPU"), "")
+    except (OSError, AttributeError):
+        return ""
+
+
 def probe(visible: str) -> list[Device] | str:
     """The devices, listed by a child process with ``GGML_VK_VISIBLE_DEVICES=visible``;
     a string saying what went wrong when the child failed."""
@@ -127,7 +135,9 @@ def choose_backend(gpu_layers: int, vulkan_devices: str, probed: Any = None) -> 
             )
         else:
             why = "llama.cpp found no usable GPU device"
-        return Backend("CPU", "", 0, f"llm.gpu_layers = {gpu_layers}, but {why}; running on the CPU")
+        return Backend(
+            "CPU", "", 0, f"llm.gpu_layers = {gpu_layers}, but {why}; running on the CPU"
+        )
     if vulkan_devices:
         os.environ[VISIBLE] = vulkan_devices
     name = "Vulkan" if gpus[0].name.startswith("Vulkan") else gpus[0].name
@@ -135,7 +145,7 @@ def choose_backend(gpu_layers: int, vulkan_devices: str, probed: Any = None) -> 
 
 
 def _main() -> int:
-    print(json.dumps([asdict(d) for d in list_devices()]))
+    sys.stdout.write(json.dumps([asdict(d) for d in list_devices()]) + "\n")
     return 0
 
 

@@ -135,6 +135,9 @@ def bench_llm(
         return {
             "model": info.name if info else str(engine.model_path),
             "model_file": str(engine.model_path),
+            "backend": engine.backend.name,
+            "device": engine.backend.device,
+            "gpu_layers": engine.backend.gpu_layers,
             "load_s": round(engine.load_s, 3),
             # the load-time checks (docs/models.md): the canary is part of load_s; the full
             # hash runs only when the file changed since it was last verified
@@ -169,6 +172,7 @@ def table(rows: list[tuple[str, str]]) -> str:
 def render(r: dict[str, Any]) -> str:
     rows = [
         ("model", f"{r['model']} ({r['model_file']})"),
+        ("backend", f"{r['backend']}: {r['device'] or '?'}, {r['gpu_layers']} layers offloaded"),
         (
             "load",
             f"{r['load_s']:.2f} s (canary {r['canary_s']:.2f} s of it, with the system "

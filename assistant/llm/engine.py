@@ -14,6 +14,7 @@ a question only prefills its own tokens.
 from __future__ import annotations
 
 import codecs
+import logging
 import os
 import threading
 import time
@@ -24,10 +25,13 @@ from typing import Any
 
 from ..config import LLM, Config
 from ..errors import GenerationError, ModelError
+from .backend import Backend, choose_backend, cpu_description
 from .conversation import Chat, ChatML, Conversation
 from .gguf import FIX, GGUFInfo, read_gguf
 
 __all__ = ["Engine", "Generation", "GenerationStats", "Sampling", "is_degenerate"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,7 @@ class Engine:
         #: the manifest the file is checked against (None: no size/sha256 check)
         self.models_dir = Path(models_dir) if models_dir is not None else None
         self.sha256 = ""  # known once loaded with a models_dir
+        self.backend = Backend("CPU", "", 0)  # where load() put the model
         #: seconds load() spent on the sha256 check and on the canary
         self.check_s = {"sha256": 0.0, "canary": 0.0}
         self.sampling = Sampling.from_config(settings)
@@ -194,6 +199,11 @@ class Engine:
             checked = check_model_file(self.model_path, ModelStore(self.models_dir))
             self.sha256 = checked.sha256
             self.check_s["sha256"] = checked.hashed_s
+        s = self.settings
+        # before llama_cpp is imported: the choice may set GGML_VK_VISIBLE_DEVICES
+        self.backend = choose_backend(s.gpu_layers, s.vulkan_devices)
+        if self.backend.fallback:
+            log.warning("%s", self.backend.fallback)
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -201,7 +211,6 @@ class Engine:
                 f"llama-cpp-python is not installed ({exc}); run scripts/setup.sh"
             ) from None
         threads, batch_threads = default_threads()
-        s = self.settings
         try:
             self._llama = Llama(
                 model_path=str(self.model_path),
@@ -210,7 +219,7 @@ class Engine:
                 n_ubatch=s.n_batch,
                 n_threads=s.n_threads or threads,
                 n_threads_batch=s.n_threads_batch or batch_threads,
-                n_gpu_layers=s.gpu_layers,
+                n_gpu_layers=self.backend.gpu_layers,
                 use_mmap=s.mmap,
                 use_mlock=s.mlock,
                 seed=s.seed if s.seed >= 0 else 0xFFFFFFFF,
@@ -220,6 +229,8 @@ class Engine:
             raise ModelError(
                 f"{self.model_path}: llama.cpp could not load it ({exc}); {FIX}"
             ) from None
+        if self.backend.name == "CPU":
+            self.backend = replace(self.backend, device=cpu_description())
         self._fmt = self._chatml()
         self._stop_ids = frozenset({self._llama.token_eos(), self._fmt.im_end})
         self._canary()
