@@ -8,7 +8,7 @@
 # PYTHON is the venv's python: the wheel is built for its llama-cpp-python version (or
 # $LLAMA_CPP_VERSION, else 0.3.36, the version the patch below is verified on). Cached in $QWEN_ASSISTANT_WHEELS (default
 # ${XDG_CACHE_HOME:-~/.cache}/qwen-assistant/wheels), keyed by that version, the CMake flags,
-# this script (it holds the patch) and the installed Vulkan headers' version.
+# the patch (scripts/vulkan-layer-settings.py) and the installed Vulkan headers' version.
 #
 # The patch: llama.cpp (as vendored in llama-cpp-python 0.3.36) uses VK_EXT_layer_settings
 # (vk::LayerSettingEXT, Vulkan headers 1.3.272 and newer) in ggml_vk_instance_init() without
@@ -46,7 +46,8 @@ vk_header=$(sed -n 's/^#define VK_HEADER_VERSION \([0-9]*\).*/\1/p' "$header")
 VERIFIED=0.3.36
 version="${LLAMA_CPP_VERSION:-$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))' 2>/dev/null || echo "$VERIFIED")}"
 
-key=$(printf '%s\n' "$version" "$CMAKE_FLAGS" "$vk_header" "$(sha256sum "$0")" | sha256sum | cut -c1-16)
+patch=scripts/vulkan-layer-settings.py
+key=$(printf '%s\n' "$version" "$CMAKE_FLAGS" "$vk_header" "$(sha256sum <"$patch")" | sha256sum | cut -c1-16)
 cache="${QWEN_ASSISTANT_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/qwen-assistant/wheels}/vulkan-$key"
 if wheel=$(ls "$cache"/llama_cpp_python-*.whl 2>/dev/null | head -1) && [ -n "$wheel" ]; then
   step "cached: llama-cpp-python $version, $CMAKE_FLAGS, Vulkan headers 1.3.$vk_header"
@@ -65,18 +66,8 @@ src=$(echo "$work"/llama_cpp_python-*/)
 vk_cpp="$src/vendor/llama.cpp/ggml/src/ggml-vulkan/ggml-vulkan.cpp"
 if [ "$vk_header" -lt 272 ]; then
   step "Vulkan headers 1.3.$vk_header < 1.3.272: guarding VK_EXT_layer_settings in ggml-vulkan.cpp"
-  "$PYTHON" - "$vk_cpp" <<'EOF' || die "the patch does not apply to this llama.cpp: use Vulkan headers >= 1.3.272"
-import re, sys
-path = sys.argv[1]
-text = open(path, encoding="utf-8").read()
-start = "    std::vector<vk::LayerSettingEXT> settings = {"
-end = re.compile(r"    vk::InstanceCreateInfo instance_create_info\((vk::InstanceCreateFlags\{\}, &app_info, layers, extensions), &layer_setting_info\);\n")
-if text.count(start) != 1 or len(end.findall(text)) != 1 or "#if VK_HEADER_VERSION >= 272" in text:
-    sys.exit(1)
-text = text.replace(start, "#if VK_HEADER_VERSION >= 272  // qwen-assistant: VK_EXT_layer_settings\n" + start)
-text = end.sub(lambda m: m.group(0) + "#else\n    vk::InstanceCreateInfo instance_create_info(" + m.group(1) + ");\n#endif\n", text)
-open(path, "w", encoding="utf-8").write(text)
-EOF
+  "$PYTHON" scripts/vulkan-layer-settings.py "$vk_cpp" ||
+    die "the patch does not apply to this llama.cpp: use Vulkan headers >= 1.3.272"
 fi
 
 # 3. the wheel (about 12 minutes on 2 cores: llama.cpp and its ~100 compute shaders)

@@ -58,3 +58,36 @@ def test_vulkan_devices_must_be_indices(tmp_path: Path) -> None:
         load_config(config)
     config.write_text('[llm]\nvulkan_devices = "0,1"\n')
     assert load_config(config).llm.vulkan_devices == "0,1"
+
+
+def test_the_vulkan_header_patch_guards_the_layer_settings_once() -> None:
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "scripts" / "vulkan-layer-settings.py"
+    spec = importlib.util.spec_from_file_location("vulkan_layer_settings", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    source = (
+        "    VkBool32 enable_best_practice = layer_settings;\n"
+        "    std::vector<vk::LayerSettingEXT> settings = {\n"
+        "        { ... },\n"
+        "    };\n"
+        "    vk::LayerSettingsCreateInfoEXT layer_setting_info(settings);\n"
+        "    vk::InstanceCreateInfo instance_create_info(vk::InstanceCreateFlags{}, &app_info, "
+        "layers, extensions, &layer_setting_info);\n"
+        "#ifdef __APPLE__\n"
+    )
+    patched = module.patch(source)
+    assert patched is not None
+    lines = patched.splitlines()
+    assert lines[1].startswith("#if VK_HEADER_VERSION >= 272")
+    assert lines[-4:] == [
+        "#else",
+        "    vk::InstanceCreateInfo instance_create_info(vk::InstanceCreateFlags{}, &app_info, "
+        "layers, extensions);",
+        "#endif",
+        "#ifdef __APPLE__",
+    ]
+    assert module.patch(patched) is None  # never twice
+    assert module.patch("other code\n") is None  # not the code it knows: the build says so

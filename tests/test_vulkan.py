@@ -39,7 +39,7 @@ def config(tmp_path: Path, model: Path, port: int, devices: str = "0") -> Path:
     path = tmp_path / "config.toml"
     path.write_text(
         f'[paths]\nmodels_dir = "{tmp_path / "models"}"\n'
-        f'[llm]\nmodel = "{model}"\nmax_tokens = 12\ngpu_layers = 99\n'
+        f'[llm]\nmodel = "{model}"\nmax_tokens = 12\nmax_seconds = 600\ngpu_layers = 99\n'
         f'vulkan_devices = "{devices}"\n'
         f'[thermal]\nsensor_path = ""\n[api]\nport = {port}\n[voice]\nenabled = false\n'
     )
@@ -112,5 +112,6 @@ def test_without_a_vulkan_device_it_runs_on_the_cpu_with_one_warning(
     assert "Paris" in asked.stdout
     warnings = [line for line in asked.stderr.splitlines() if line.startswith("WARNING")]
     assert len(warnings) == 1, asked.stderr
-    assert "running on the CPU" in warnings[0] and "listing the devices failed" in warnings[0]
+    assert warnings[0].startswith("WARNING assistant.llm.engine: llm.gpu_layers = 99, but ")
+    assert warnings[0].endswith("; running on the CPU")
     assert "[CPU (" in asked.stderr

@@ -17,7 +17,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,7 @@ def probe(visible: str) -> list[Device] | str:
         env[VISIBLE] = visible
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "assistant.llm.backend"],
+            [sys.executable, "-m", "assistant.llm._probe"],
             capture_output=True,
             text=True,
             timeout=PROBE_TIMEOUT_S,
@@ -134,7 +134,10 @@ def choose_backend(gpu_layers: int, vulkan_devices: str, probed: Any = None) -> 
                 "lavapipe is used only when named in llm.vulkan_devices)"
             )
         else:
-            why = "llama.cpp found no usable GPU device"
+            why = (
+                f'llama.cpp found no Vulkan device (llm.vulkan_devices = "{vulkan_devices}"; '
+                "is a Vulkan driver installed? `vulkaninfo --summary` lists the devices)"
+            )
         return Backend(
             "CPU", "", 0, f"llm.gpu_layers = {gpu_layers}, but {why}; running on the CPU"
         )
@@ -142,12 +145,3 @@ def choose_backend(gpu_layers: int, vulkan_devices: str, probed: Any = None) -> 
         os.environ[VISIBLE] = vulkan_devices
     name = "Vulkan" if gpus[0].name.startswith("Vulkan") else gpus[0].name
     return Backend(name, f"{gpus[0].name} {gpus[0].description}", gpu_layers)
-
-
-def _main() -> int:
-    sys.stdout.write(json.dumps([asdict(d) for d in list_devices()]) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())
