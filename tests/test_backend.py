@@ -21,7 +21,8 @@ def test_no_gpu_layers_is_the_cpu_without_a_probe() -> None:
 
 
 def test_a_vulkan_device_named_in_the_config_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(VISIBLE, raising=False)
+    monkeypatch.setenv(VISIBLE, "")  # recorded, so the test's own setting is undone after it
+    monkeypatch.delenv(VISIBLE)
     backend = choose_backend(99, "0", probed=[CPU, LAVAPIPE])
     assert backend.name == "Vulkan" and backend.gpu_layers == 99 and not backend.fallback
     assert backend.describe() == (
