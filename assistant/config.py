@@ -126,7 +126,7 @@ class LLM:
 
 @dataclass(frozen=True)
 class Speech:
-    stt_engine: str = opt("vosk", choices=("vosk", "whisper"))
+    stt_engine: str = opt("auto", choices=("auto", "vosk", "whisper"))
     stt_model: str = opt("auto", path=True)
     trailing_silence_s: float = opt(0.5, lo=0.1, hi=5.0)
     tts_voice: str = opt("auto", path=True)

@@ -39,7 +39,7 @@ def _isolated_config(monkeypatch: pytest.MonkeyPatch) -> None:
 def model_file(name: str) -> Path:
     root = Path(os.environ.get("QWEN_ASSISTANT_TEST_MODELS") or load_config(None).paths.models_dir)
     path = root / lookup(name).main
-    if not path.is_file():
+    if not path.exists():
         pytest.fail(
             f"{path} is missing: run `qwen-assistant models fetch {name}` (scripts/test.sh does)"
         )
@@ -79,7 +79,7 @@ def qwen(qwen_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def whisper_dir() -> Path:
-    return model_file("whisper-tiny-en").parent
+    return model_file("whisper-tiny-en")  # the model's directory
 
 
 @pytest.fixture(scope="session")

@@ -76,7 +76,7 @@ def test_every_problem_is_reported_together_in_file_order(tmp_path: Path) -> Non
         f"{path}:2:1: llm.n_ctx: must be between 512 and 32768, got 100000",
         f"{path}:3:1: llm.temprature: unknown key; did you mean 'temperature'?",
         f'{path}:4:1: llm.mlock: must be true or false, got "yes"',
-        f"{path}:6:1: speech.stt_engine: must be one of 'vosk', 'whisper', got 'wisper'",
+        f"{path}:6:1: speech.stt_engine: must be one of 'auto', 'vosk', 'whisper', got 'wisper'",
         f"{path}:7:1: thermals: unknown section; did you mean 'thermal'?",
         f"{path}:10:1: api.port: must be between 1 and 65535, got 0",
     ]

@@ -320,3 +320,29 @@ def test_fetching_an_installed_model_again_keeps_its_record(
     assert f.fetch(["toy-official"]) == ["toy-official"]
     assert out.getvalue() == "toy-official: already installed\n"
     assert ModelStore(root).load() == before
+
+
+def test_config_keys_point_at_a_whisper_models_directory_and_a_gguf_file() -> None:
+    from assistant.models.catalog import lookup
+
+    assert lookup("whisper-tiny-en").main == "whisper-tiny.en"  # faster-whisper loads a dir
+    assert lookup("vosk-small-en-us").main == "vosk-model-small-en-us-0.15"
+    assert lookup("piper-joe-medium").main == "en_US-joe-medium.onnx"  # two files, no dir
+    assert lookup("qwen2.5-coder-0.5b-instruct").main.endswith(".gguf")
+
+
+def test_stt_engine_auto_follows_the_model_and_names_a_model_it_cannot_read(
+    tmp_path: Path,
+) -> None:
+    from assistant.config import Config
+    from assistant.errors import ModelError
+    from assistant.speech.stt import make_recognizer
+
+    assert Config().speech.stt_engine == "auto"
+    empty = tmp_path / "stt"
+    empty.mkdir()
+    with pytest.raises(ModelError, match="neither a Vosk nor a faster-whisper model directory"):
+        make_recognizer(Config(), model=empty)
+    (tmp_path / "vosk" / "am").mkdir(parents=True)
+    with pytest.raises(ModelError, match=r"is a vosk model but speech\.stt_engine is 'whisper'"):
+        make_recognizer(Config(), engine="whisper", model=tmp_path / "vosk")

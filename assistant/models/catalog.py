@@ -9,6 +9,7 @@ their own sha256 too (pip ``--require-hashes``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 __all__ = ["CATALOG", "ROLES", "FileSpec", "ModelSpec", "Part", "lookup"]
 
@@ -51,7 +52,13 @@ class ModelSpec:
 
     @property
     def main(self) -> str:
-        """The path (relative to the models directory) that config keys point at."""
+        """The path (relative to the models directory) that config keys point at: the model's
+        directory when all its files live in one (a whisper model, which faster-whisper
+        loads as a directory), else its first file (a GGUF, a piper voice, a Vosk directory
+        unzipped as one entry)."""
+        parents = {PurePosixPath(f.dest).parent for f in self.files}
+        if len(self.files) > 1 and len(parents) == 1 and str(next(iter(parents))) != ".":
+            return str(next(iter(parents)))
         return self.files[0].dest
 
 

@@ -191,7 +191,10 @@ class WhisperRecognizer:
 def make_recognizer(
     config: Config, *, engine: str | None = None, model: str | Path | None = None
 ) -> Any:
-    """The configured engine with its model (loading takes a second or two)."""
+    """The configured engine with its model (loading takes a second or two).
+
+    ``speech.stt_engine = "auto"`` is the engine of the model (:func:`model_kind`).
+    """
     engine = engine or config.speech.stt_engine
     path = Path(model) if model else resolve_stt_model(config)
     if not path.exists():
@@ -200,6 +203,13 @@ def make_recognizer(
             "or set speech.stt_model"
         )
     kind = model_kind(path)
+    if engine == "auto":
+        if not kind:
+            raise ModelError(
+                f"{path}: neither a Vosk nor a faster-whisper model directory; point "
+                "speech.stt_model at one, or run `qwen-assistant models fetch stt`"
+            )
+        engine = kind
     if kind and kind != engine:
         raise ModelError(
             f"{path} is a {kind} model but speech.stt_engine is {engine!r}; "
