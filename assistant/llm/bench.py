@@ -141,7 +141,7 @@ def bench_llm(
             "load_s": round(engine.load_s, 3),
             # the load-time checks (docs/models.md): the canary is part of load_s; the full
             # hash runs only when the file changed since it was last verified
-            "canary_s": round(engine.check_s["canary"], 3),
+            "canary_s": round(engine.canary_s, 3),
             "sha256_full_s": round(_hash_time(engine.model_path), 3),
             "prefill_tok_s": round(cold_tokens / cold, 1) if cold else 0.0,
             "decode_tok_s": round(decode, 2),

@@ -150,8 +150,8 @@ class Engine:
         self.models_dir = Path(models_dir) if models_dir is not None else None
         self.sha256 = ""  # known once loaded with a models_dir
         self.backend = Backend("CPU", "", 0)  # where load() put the model
-        #: seconds load() spent on the sha256 check and on the canary
-        self.check_s = {"sha256": 0.0, "canary": 0.0}
+        #: seconds load() spent on the canary (with the system prompt's prefill)
+        self.canary_s = 0.0
         self.sampling = Sampling.from_config(settings)
         self.info: GGUFInfo | None = None
         self.load_s = 0.0
@@ -196,9 +196,7 @@ class Engine:
             from ..models.integrity import check_model_file
             from ..models.store import ModelStore
 
-            checked = check_model_file(self.model_path, ModelStore(self.models_dir))
-            self.sha256 = checked.sha256
-            self.check_s["sha256"] = checked.hashed_s
+            self.sha256 = check_model_file(self.model_path, ModelStore(self.models_dir)).sha256
         s = self.settings
         # before llama_cpp is imported: the choice may set GGML_VK_VISIBLE_DEVICES
         self.backend = choose_backend(s.gpu_layers, s.vulkan_devices)
@@ -246,7 +244,7 @@ class Engine:
         prompt = [*prefix, *fmt.message("user", PROMPT), *fmt.header("assistant")]
         # the system prompt stays in the KV cache: new_chat() need not evaluate it again
         problem = run_canary(self._llama, prompt, self._stop_ids, keep=len(prefix))
-        self.check_s["canary"] = self.clock() - begun
+        self.canary_s = self.clock() - begun
         if problem:
             self.close()
             raise ModelError(

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from .store import ModelStore, sha256_file
+from .store import ModelStore, file_stamp, sha256_file
 
 __all__ = ["Checked", "check_model_file"]
 
@@ -33,11 +33,6 @@ class Checked:
     name: str
     #: seconds spent hashing now (0.0 when the stamp showed it unchanged since verified)
     hashed_s: float
-
-
-def _stamp(path: Path) -> dict[str, int]:
-    st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
 
 
 def _hash(path: Path) -> tuple[str, float]:
@@ -69,7 +64,7 @@ def _known(
     path: Path, name: str, f: dict[str, Any], store: ModelStore, data: dict[str, Any]
 ) -> Checked:
     fix = f"the file is damaged or was replaced; run `qwen-assistant models fetch --force {name}`"
-    stamp = _stamp(path)
+    stamp = file_stamp(path)
     if stamp["size"] != f.get("size"):
         raise ModelError(
             f"{path}: {stamp['size']:,} bytes, but {name} was installed with "
@@ -91,7 +86,7 @@ def _known(
 def _unknown(path: Path, store: ModelStore, data: dict[str, Any]) -> Checked:
     hashes: dict[str, Any] = data.setdefault("hashes", {})
     key = str(path.resolve())
-    stamp = _stamp(path)
+    stamp = file_stamp(path)
     seen = hashes.get(key)
     if seen and seen.get("stamp") == stamp:
         log.info("%s is not in the manifest; sha256 %s", path, seen["sha256"])

@@ -20,7 +20,7 @@ from ..config import Config
 from ..errors import ModelError
 from .catalog import ROLES, ModelSpec, lookup
 
-__all__ = ["Entry", "ModelStore", "resolve_model", "sha256_file"]
+__all__ = ["Entry", "ModelStore", "file_stamp", "resolve_model", "sha256_file"]
 
 MANIFEST = "manifest.json"
 
@@ -31,6 +31,13 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def file_stamp(path: Path) -> dict[str, int]:
+    """What identifies this version of a file without reading it: size, mtime, inode. A file
+    changed in place or replaced gets a new stamp (models/integrity.py trusts an unchanged one)."""
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
 
 
 @dataclass(frozen=True)
@@ -109,8 +116,7 @@ class ModelStore:
         row: dict[str, Any] = {"path": rel, "sha256": sha256, "size": self._size(rel)}
         path = self.root / rel
         if path.is_file():
-            st = path.stat()
-            row["verified"] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+            row["verified"] = file_stamp(path)
         return row
 
     def _size(self, rel: str) -> int:
