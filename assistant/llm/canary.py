@@ -4,9 +4,9 @@ A GGUF whose header and tensor table are intact can still hold zeroed or corrupt
 (a partly written file, a sparse copy, bit rot): llama.cpp loads it and it answers
 ``!!!!!!!!``. Before the service calls itself ready, the engine evaluates a short fixed
 prompt and decodes :data:`TOKENS` tokens greedily; every step's logits must be finite and
-not flat, and the answer must not be one token repeated. The prompt starts with the system
-prompt, whose KV cache the engine keeps afterwards (it evaluates it at start anyway), so the
-canary costs a short question's prefill and a few decode steps (figures in docs/models.md).
+not flat, and the answer must not be one token repeated. The prompt is the system prompt,
+whose KV cache the engine keeps afterwards (it evaluates it at start anyway), so the canary
+costs only a few decode steps (figures in docs/models.md).
 The judges are pure, list in, verdict out.
 """
 

@@ -241,7 +241,9 @@ class Engine:
         fmt = self.chat_format
         begun = self.clock()
         prefix = Conversation(fmt, self.settings.system_prompt, self.settings.n_ctx).prefix
-        prompt = [*prefix, *fmt.message("user", PROMPT), *fmt.header("assistant")]
+        # the system prompt alone is the fixed prompt: start-up evaluates it anyway, so the
+        # canary costs only its decode steps (the model goes on with the next turn's header)
+        prompt = prefix or [*fmt.message("user", PROMPT), *fmt.header("assistant")]
         # the system prompt stays in the KV cache: new_chat() need not evaluate it again
         problem = run_canary(self._llama, prompt, self._stop_ids, keep=len(prefix))
         self.canary_s = self.clock() - begun
