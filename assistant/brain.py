@@ -203,7 +203,8 @@ class Brain:
         def on_grant(_ticket: Ticket) -> None:  # any thread, under the admission lock
             loop.call_soon_threadsafe(grant)
 
-        ticket = self.admission.admit(priority, on_grant)
+        # an API request whose honest wait is longer than it would wait is refused now
+        ticket = self.admission.admit(priority, on_grant, wait_limit_s=timeout)
         try:
             await asyncio.wait_for(granted, timeout)
         except TimeoutError:

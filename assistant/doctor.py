@@ -134,23 +134,46 @@ def _audio(config: Config) -> Iterator[Check]:
 
 
 def _thermal(config: Config) -> Iterator[Check]:
-    from .thermal.sensor import FileThermometer, SensorError
+    from .thermal.actors import CPUFREQ_POLICY, ClockCap
+    from .thermal.sensor import FileThermometer, SensorError, find_sensor
 
-    path = config.thermal.sensor_path
+    t = config.thermal
+    path, why = find_sensor(t.sensor_path)
     if not path:
-        yield Check("WARN", "thermal", 'thermal.sensor_path = "": no thermal control, fan at full')
-        return
-    try:
-        celsius = FileThermometer(path, stale_s=config.thermal.stale_s).read()
-    except SensorError as exc:
         yield Check(
             "WARN",
             "thermal",
-            f"{exc}: the governor runs the fan at full and admits "
-            f"{config.thermal.min_rate_per_min:g} req/min; set thermal.sensor_path",
+            f"{why}: thermal control off (answers are never slowed or refused for heat; a "
+            "driven fan runs at full)",
         )
     else:
-        yield Check("OK", "thermal", f"{path}: {celsius:.1f} °C")
+        try:
+            celsius = FileThermometer(path, stale_s=t.stale_s).read()
+        except SensorError as exc:
+            yield Check(
+                "WARN",
+                "thermal",
+                f"{exc}: the governor runs the fan at full and every lever at its floor "
+                f"({t.min_rate_per_min:g} req/min); set thermal.sensor_path",
+            )
+        else:
+            yield Check("OK", "thermal", f"{path}: {celsius:.1f} °C")
+    if not t.clock_path:
+        yield Check("OK", "clock", 'thermal.clock_path = "": the governor leaves the clock alone')
+        return
+    cap = ClockCap(CPUFREQ_POLICY if t.clock_path == "auto" else t.clock_path)
+    if cap.available:
+        yield Check(
+            "OK",
+            "clock",
+            f"{cap.path}: writable, {cap.min_mhz}-{cap.max_mhz} MHz (now ≤ {cap.mhz} MHz)",
+        )
+    else:
+        yield Check(
+            "WARN",
+            "clock",
+            f"{cap.problem}: the governor uses threads, pacing and admission instead",
+        )
 
 
 def _gpio(config: Config) -> Iterator[Check]:

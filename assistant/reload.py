@@ -42,6 +42,10 @@ LIVE_KEYS: dict[str, frozenset[str]] = {
             "control_kp",
             "control_ki",
             "control_kd",
+            # the ladder is rebuilt from these at once (clock_path needs a restart)
+            "min_clock_mhz",
+            "min_threads",
+            "min_pacing",
         }
     ),
     # the status and watchdog loops read these on every round

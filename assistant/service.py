@@ -104,7 +104,9 @@ class Service:
     def _default_engine(self) -> Any:
         from .llm.engine import Engine
 
-        engine = Engine.from_config(self.config)
+        # the governor's thread and pacing levers act on this engine between tokens
+        intensity = self.state.governor.intensity if self.state is not None else None
+        engine = Engine.from_config(self.config, intensity=intensity)
         engine.load()
         engine.new_chat()  # the system prompt goes into the KV cache before the first request
         return engine

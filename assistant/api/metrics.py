@@ -103,6 +103,15 @@ def render(metrics: Metrics, status: dict[str, Any]) -> str:
     lines += _gauge("temperature_celsius", "SoC temperature (NaN: sensor lost)", thermal["celsius"])
     lines += _gauge("fan_duty_ratio", "fan duty, 0-1", thermal["fan_duty"])
     lines += _gauge(
+        "heat_budget_watts", "work power the governor allows (NaN: no control)", thermal["budget_w"]
+    )
+    lines += _gauge("decode_threads", "llama.cpp threads for decode now", thermal["threads"])
+    lines += _gauge("prompt_threads", "llama.cpp threads for prompts now", thermal["batch_threads"])
+    lines += _gauge(
+        "clock_cap_mhz", "cpufreq cap the governor set (NaN: none)", thermal["clock_mhz"]
+    )
+    lines += _gauge("pacing_ratio", "decode speed allowed by pacing, 0-1", thermal["pacing"])
+    lines += _gauge(
         "admitted_rate_per_minute", "requests/min admitted now", admission["rate_per_min"]
     )
     lines += _gauge(

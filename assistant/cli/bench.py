@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from ._base import Add, Group, bounded, load
@@ -16,16 +17,26 @@ def register(top: Any, add: Add, group: Group) -> None:
         sim = add(
             top,
             "simulate",
-            "Simulate an hour of a Pi 5 under overload: no governor vs best fixed rate vs "
-            "governor.",
+            "Simulate an hour of a Pi 5 under overload: firmware alone, no governor, best fixed "
+            "rate and the governor.",
             cmd_simulate,
-            "Run the real governor, fan curve and admission code against a thermal model of a "
-            "Pi 5 with more requests arriving than it can serve, and compare it with no governor "
-            "and with the best fixed rate (found by a sweep, with hindsight). Uses the [thermal] "
-            "settings of the config. The model and its calibration: docs/thermal.md.",
+            "Run the real governor (heat budget, levers, fan curve, admission) against a thermal "
+            "model of a Pi 5 with more requests arriving than it can serve, and compare it with "
+            "the firmware alone (no daemon), the daemon without a governor and the best fixed "
+            "rate (found by a sweep, with hindsight). Uses the [thermal] settings of the config. "
+            "The model, its calibration and the targets: docs/thermal.md.",
         )
         sim.add_argument("--json", action="store_true", help="print one JSON object")
-        sim.add_argument("--plot", metavar="FILE.png", help="draw temperature, fan, rate, tokens/s")
+        sim.add_argument(
+            "--plot",
+            metavar="FILE.png",
+            help="draw temperature, fan, tokens/s, budget, clock, waits and refusals",
+        )
+        sim.add_argument(
+            "--sweep",
+            action="store_true",
+            help="the robustness check: seeds 1-10 x ambients 30/35/40/45 °C (about 2 minutes)",
+        )
         sim.add_argument(
             "--cooling",
             choices=("kiosk", "bare", "active-cooler"),
@@ -118,6 +129,17 @@ def register(top: Any, add: Add, group: Group) -> None:
         voice.add_argument("--stt-model", metavar="DIR", help="the STT model directory")
         bench_command(
             bench,
+            "threads",
+            "decode and prompt tokens/s for 1..N threads (the governor's thread lever)",
+            cmd_bench_threads,
+            "Measure decode and prompt-evaluation tokens/s of the configured LLM with 1..N "
+            "threads (N: the engine's threads at full), as ratios to N threads, and check that "
+            "changing the threads in the middle of a greedy answer leaves its text unchanged.",
+            lo=8,
+            hi=1024,
+        )
+        bench_command(
+            bench,
             "api",
             "HTTP streaming vs in-process decode, time to first token",
             cmd_bench_api,
@@ -150,10 +172,11 @@ def cmd_bench_voice(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from ..thermal import report
     from ..thermal import simulate as sim
 
     if args.calibration:
-        print(sim.render_calibration(sim.calibration()))
+        print(report.render_calibration(sim.calibration()))
         return 0
     hw = {"kiosk": sim.KIOSK, "bare": sim.BARE_BOARD, "active-cooler": sim.ACTIVE_COOLER}[
         args.cooling
@@ -162,15 +185,40 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         hw = dataclasses.replace(hw, ambient_c=args.ambient)
     workload = sim.Workload(per_min=args.demand, duration_s=args.minutes * 60, seed=args.seed)
     settings = load(args).thermal
+    if args.sweep:
+        progress = Progress("simulating", 40) if sys.stderr.isatty() and not args.json else None
+        rows = sim.sweep(settings, hw=hw, progress=progress.step if progress else None)
+        if progress:
+            progress.done()
+        print(json.dumps({"sweep": rows}, indent=2) if args.json else report.render_sweep(rows))
+        return 0
     if args.plot:
-        sim.check_plotting()
+        report.check_plotting()
     results = sim.compare(settings, hw, workload, trace_every_s=30.0 if args.plot else 0.0)
-    print(sim.to_json(results) if args.json else sim.render(results, hw, workload))
+    print(report.to_json(results) if args.json else report.render(results, hw, workload))
     if args.plot:
-        sim.plot(results, args.plot, hw)
+        report.plot(results, args.plot, hw)
         if not args.json:
             print(f"plot: {args.plot}")
     return 0
+
+
+class Progress:
+    """``simulating [#####     ] 20/40 45 °C, seed 1`` on stderr, one line rewritten."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.n = label, total, 0
+
+    def step(self, what: str) -> None:
+        self.n += 1
+        filled = round(20 * self.n / self.total)
+        bar = "#" * filled + " " * (20 - filled)
+        sys.stderr.write(f"\r{self.label} [{bar}] {self.n}/{self.total} {what:<20}")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        sys.stderr.write("\r" + " " * 70 + "\r")
+        sys.stderr.flush()
 
 
 def cmd_bench_llm(args: argparse.Namespace) -> int:
@@ -179,6 +227,14 @@ def cmd_bench_llm(args: argparse.Namespace) -> int:
     result = bench_llm(load(args), model=args.model, tokens=args.tokens, runs=args.runs)
     print(json.dumps(result) if args.json else render(result))
     return 0
+
+
+def cmd_bench_threads(args: argparse.Namespace) -> int:
+    from ..llm.bench import bench_threads, render_threads
+
+    result = bench_threads(load(args), model=args.model, tokens=args.tokens, runs=args.runs)
+    print(json.dumps(result) if args.json else render_threads(result))
+    return 0 if result["midway_same_text"] else 1
 
 
 def cmd_bench_api(args: argparse.Namespace) -> int:

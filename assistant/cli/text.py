@@ -76,10 +76,11 @@ def _governor(config: Config) -> Any:
     return governor
 
 
-def _open(config: Config, args: argparse.Namespace) -> Any:
+def _open(config: Config, args: argparse.Namespace, governor: Any) -> Any:
     from ..llm.engine import Engine
 
-    engine = Engine.from_config(config, args.model)
+    # the governor's thread and pacing levers act on the in-process engine too
+    engine = Engine.from_config(config, args.model, intensity=governor.intensity)
     engine.load()
     if args.stats:
         print(f"[{engine.backend.describe()}]", file=sys.stderr)
@@ -138,7 +139,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     config = load(args)
     governor = _governor(config)
     with _slot(governor):  # too hot or busy: say so before loading the model
-        engine = _open(config, args)
+        engine = _open(config, args, governor)
         try:
             _stream(engine.new_chat().ask(args.text, **_overrides(args)), args.stats)
         finally:
@@ -224,7 +225,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     config = load(args)
     governor = _governor(config)
-    engine = _open(config, args)
+    engine = _open(config, args, governor)
     interactive = sys.stdin.isatty()
     stats = args.stats
     stop = threading.Event()

@@ -47,6 +47,17 @@ DECODE_PROMPT = (
 QUESTIONS = ("When does the planetarium show start?", "How much is a ticket for my daughter?")
 
 
+def decode_prompt(engine: Engine) -> list[int]:
+    """The benchmarks' decode prompt: the museum system prompt and a question that asks for a
+    long answer."""
+    fmt = engine.chat_format
+    return [
+        *fmt.message("system", BENCH_SYSTEM_PROMPT),
+        *fmt.message("user", DECODE_PROMPT),
+        *fmt.header("assistant"),
+    ]
+
+
 def _bare_decode(engine: Engine, tokens: list[int], n: int) -> tuple[float, int]:
     """A bare llama-cpp-python loop: Llama.generate, greedy, no detokenizing, no checks."""
     llama = engine.llama
@@ -112,12 +123,7 @@ def bench_llm(
     engine = Engine.from_config(config, model)
     engine.load()
     try:
-        fmt = engine.chat_format
-        prompt = [
-            *fmt.message("system", BENCH_SYSTEM_PROMPT),
-            *fmt.message("user", DECODE_PROMPT),
-            *fmt.header("assistant"),
-        ]
+        prompt = decode_prompt(engine)
         tokens = min(tokens, engine.settings.max_tokens)
         bare, ours, counts = [], [], []
         for _ in range(runs):
@@ -161,6 +167,101 @@ def bench_llm(
         }
     finally:
         engine.close()
+
+
+def same_text_when_threads_change(engine: Engine, tokens: list[int], n: int) -> tuple[str, str]:
+    """A greedy answer at full threads, and the same answer with the threads changed after
+    its first quarter (the governor's lever mid-answer): (before, after)."""
+    from ..thermal.actors import Intensity
+
+    full, batch = engine.threads, int(engine.llama.n_threads_batch)
+    saved = engine.intensity
+    engine.intensity = intensity = Intensity(full, batch)
+    try:
+        engine.llama.reset()
+        plain = engine.generate(tokens, max_tokens=n, temperature=0.0, repetition_abort_tokens=0)
+        before = "".join(plain)
+        engine.llama.reset()
+        changed = engine.generate(tokens, max_tokens=n, temperature=0.0, repetition_abort_tokens=0)
+        pieces = []
+        for piece in changed:
+            pieces.append(piece)
+            if len(changed.token_ids) == max(1, n // 4):
+                intensity.set(max(1, full // 2), max(1, batch // 2), 1.0)
+        return before, "".join(pieces)
+    finally:
+        engine.intensity = saved
+        engine.set_threads(full, batch)
+
+
+def bench_threads(
+    config: Config, *, model: str | Path | None = None, tokens: int = 64, runs: int = 3
+) -> dict[str, Any]:
+    """Decode and prompt tokens/s for 1..N threads, as ratios to N (the thread lever)."""
+    engine = Engine.from_config(config, model)
+    engine.load()
+    try:
+        prompt = decode_prompt(engine)
+        tokens = min(tokens, engine.settings.max_tokens)
+        full, batch = engine.threads, int(engine.llama.n_threads_batch)
+        rows = []
+        for t in range(1, max(full, batch) + 1):
+            decode, prefill = [], []
+            for _ in range(runs):
+                engine.set_threads(min(t, full), batch)
+                decode.append(_engine_decode(engine, prompt, tokens)[0])
+                engine.set_threads(full, min(t, batch))
+                engine.llama.reset()
+                begun = time.perf_counter()
+                engine.llama.eval(prompt)
+                prefill.append(len(prompt) / (time.perf_counter() - begun))
+            rows.append(
+                {
+                    "threads": t,
+                    "decode_tok_s": round(statistics.median(decode), 2),
+                    "prefill_tok_s": round(statistics.median(prefill), 1),
+                }
+            )
+        engine.set_threads(full, batch)
+        top_d = next(r["decode_tok_s"] for r in rows if r["threads"] == full)
+        top_p = next(r["prefill_tok_s"] for r in rows if r["threads"] == batch)
+        for r in rows:
+            r["decode_ratio"] = round(r["decode_tok_s"] / top_d, 3) if top_d else 0.0
+            r["prefill_ratio"] = round(r["prefill_tok_s"] / top_p, 3) if top_p else 0.0
+        before, after = same_text_when_threads_change(engine, prompt, tokens)
+        info = engine.info
+        return {
+            "model": info.name if info else str(engine.model_path),
+            "cpu_count": os.cpu_count() or 0,
+            "device": engine.backend.device,
+            "threads": full,
+            "batch_threads": batch,
+            "prompt_tokens": len(prompt),
+            "decode_tokens": tokens,
+            "runs": runs,
+            "rows": rows,
+            "midway_same_text": before == after,
+            "midway_threads": f"{full}->{max(1, full // 2)} after {max(1, tokens // 4)} tokens",
+        }
+    finally:
+        engine.close()
+
+
+def render_threads(r: dict[str, Any]) -> str:
+    lines = [
+        f"{r['model']} · {r['device']} · {r['cpu_count']} CPUs · {r['prompt_tokens']} prompt "
+        f"tokens · {r['decode_tokens']} decoded · medians of {r['runs']}",
+        "",
+        f"{'threads':>8}{'decode tok/s':>14}{'ratio':>7}{'prompt tok/s':>14}{'ratio':>7}",
+    ]
+    for row in r["rows"]:
+        lines.append(
+            f"{row['threads']:>8}{row['decode_tok_s']:>14.2f}{row['decode_ratio']:>7.3f}"
+            f"{row['prefill_tok_s']:>14.1f}{row['prefill_ratio']:>7.3f}"
+        )
+    same = "the same text" if r["midway_same_text"] else "A DIFFERENT TEXT"
+    lines += ["", f"greedy answer with threads {r['midway_threads']}: {same}"]
+    return "\n".join(lines)
 
 
 def table(rows: list[tuple[str, str]]) -> str:

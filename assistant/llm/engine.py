@@ -4,6 +4,11 @@ llama_cpp is imported only inside :meth:`Engine.load`, so everything else (and m
 runs without it. Generation stops between tokens when cancelled, at ``max_tokens``, after
 ``max_seconds`` of wall clock, and when the output degenerates into a loop.
 
+Intensity: with an :class:`~assistant.thermal.actors.Intensity` (the thermal governor's
+thread and pacing levers), the engine applies a change of threads between tokens
+(``llama_set_n_threads`` takes effect at the next ``llama_decode``; a greedy answer's text
+does not depend on it) and idles after each token while pacing is below 1.
+
 Prefix reuse: llama-cpp-python's ``Llama.generate`` keeps the KV cache of the longest
 common prefix between the previous tokens and the new prompt and evaluates only the rest.
 The conversation builds every prompt from the same system-prompt tokens and the exact
@@ -25,6 +30,7 @@ from typing import Any
 
 from ..config import LLM, Config
 from ..errors import GenerationError, ModelError
+from ..thermal.actors import Intensity
 from .backend import Backend, choose_backend, cpu_description
 from .conversation import Chat, ChatML, Conversation
 from .gguf import FIX, GGUFInfo, read_gguf
@@ -103,6 +109,13 @@ def default_threads() -> tuple[int, int]:
     return min(cores, 4), cores
 
 
+def engine_threads(settings: LLM) -> tuple[int, int]:
+    """The engine's (decode, prompt) threads at full: llm.n_threads(_batch), else the
+    defaults. The governor's thread lever moves between these and thermal.min_threads."""
+    threads, batch_threads = default_threads()
+    return settings.n_threads or threads, settings.n_threads_batch or batch_threads
+
+
 class Generation:
     """An answer being generated: iterate for text pieces; ``stats`` is final once done."""
 
@@ -142,8 +155,12 @@ class Engine:
         *,
         clock: Callable[[], float] = time.monotonic,
         models_dir: str | Path | None = None,
+        intensity: Intensity | None = None,
     ) -> None:
         self.settings = settings
+        #: the governor's thread and pacing levers (None: always full)
+        self.intensity = intensity
+        self._threads_version = -1
         self.model_path = Path(model_path)
         self.clock = clock
         #: the manifest the file is checked against (None: no size/sha256 check)
@@ -161,7 +178,9 @@ class Engine:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: Config, model: str | Path | None = None) -> Engine:
+    def from_config(
+        cls, config: Config, model: str | Path | None = None, intensity: Intensity | None = None
+    ) -> Engine:
         """An engine for ``model``, else llm.model, else what `models fetch` installed."""
         from ..models.store import resolve_model
 
@@ -169,6 +188,7 @@ class Engine:
             config.llm,
             Path(model) if model else resolve_model(config),
             models_dir=config.paths.models_dir,
+            intensity=intensity,
         )
 
     def new_chat(self, system_prompt: str | None = None) -> Chat:
@@ -208,15 +228,15 @@ class Engine:
             raise ModelError(
                 f"llama-cpp-python is not installed ({exc}); run scripts/setup.sh"
             ) from None
-        threads, batch_threads = default_threads()
+        threads, batch_threads = engine_threads(s)
         try:
             self._llama = Llama(
                 model_path=str(self.model_path),
                 n_ctx=s.n_ctx,
                 n_batch=s.n_batch,
                 n_ubatch=s.n_batch,
-                n_threads=s.n_threads or threads,
-                n_threads_batch=s.n_threads_batch or batch_threads,
+                n_threads=threads,
+                n_threads_batch=batch_threads,
                 n_gpu_layers=self.backend.gpu_layers,
                 use_mmap=s.mmap,
                 use_mlock=s.mlock,
@@ -227,6 +247,9 @@ class Engine:
             raise ModelError(
                 f"{self.model_path}: llama.cpp could not load it ({exc}); {FIX}"
             ) from None
+        if self.intensity is None:  # no governor: always full, never paced
+            self.intensity = Intensity(threads, batch_threads)
+            self._threads_version = self.intensity.version
         if self.backend.name == "CPU":
             self.backend = replace(self.backend, device=cpu_description())
         self._fmt = self._chatml()
@@ -281,6 +304,23 @@ class Engine:
     @property
     def threads(self) -> int:
         return int(self.llama.n_threads)
+
+    def set_threads(self, threads: int, batch_threads: int) -> None:
+        """Threads for decode and for prompt evaluation from the next ``llama_decode`` on."""
+        llama = self.llama
+        llama._ctx.set_n_threads(threads, batch_threads)
+        llama.n_threads, llama.n_threads_batch = threads, batch_threads
+
+    def _intensity(self) -> Intensity:
+        """The governor's levers, taken up between tokens (cheap when nothing changed)."""
+        intensity = self.intensity
+        if intensity is None:
+            raise GenerationError("the model is not loaded")
+        if intensity.version != self._threads_version:
+            self._threads_version = intensity.version
+            state = intensity.state
+            self.set_threads(state.decode_threads, state.batch_threads)
+        return intensity
 
     def _chatml(self) -> ChatML:
         llama = self._llama
@@ -358,6 +398,9 @@ class Engine:
                 start = self.clock()
                 stats.prompt_tokens = len(tokens)
                 stats.cached_tokens = self.cached_prefix(tokens)
+                intensity = self._intensity()
+                intensity.phase("prompt")  # the prompt's clock cap while it evaluates
+                last = start
                 stream = llama.generate(
                     tokens,
                     top_k=s.top_k,
@@ -371,6 +414,7 @@ class Engine:
                         now = self.clock()
                         if not gen.token_ids:
                             stats.first_token_s = now - start
+                            intensity.phase("decode")
                         if token in self._stop_ids:
                             stats.stop_reason = "stop"
                             break
@@ -383,8 +427,13 @@ class Engine:
                         stats.stop_reason = self._should_stop(gen.token_ids, s, now - start, cancel)
                         if stats.stop_reason:
                             break
+                        self._intensity()
+                        if len(gen.token_ids) > 1:  # pace decode, not the prompt
+                            intensity.pace(now - last, cancel)
+                        last = self.clock()
                 finally:
                     stream.close()
+                    intensity.phase("idle")
                     stats.total_s = self.clock() - start
                     stats.stop_reason = stats.stop_reason or "cancelled"
             tail = decoder.decode(b"", final=True)

@@ -1,10 +1,12 @@
 """Admission: who may use the one engine, and when.
 
-A token bucket (``rate_per_min`` + ``burst``) paces requests; the governor moves its rate
-with the temperature. Admitted requests wait in a bounded priority queue (voice before
-API, first come first served within a priority) for the engine, which runs one request
-at a time. A request that cannot be admitted gets :class:`Busy` with an honest
-``retry_after`` instead of waiting forever.
+A token bucket (``rate_per_min`` + ``burst``) paces API requests; the governor lowers its
+rate only when its other levers are spent. Admitted requests wait in a bounded priority
+queue (voice before API, first come first served within a priority) for the engine, which
+runs one request at a time. An API request waits while its honest expected wait fits the
+caller's limit (``api.queue_timeout_s``) and is refused beyond it; voice skips the bucket
+and is refused only when the SoC is too hot. A request that cannot be admitted gets
+:class:`Busy` with an honest ``retry_after`` instead of waiting forever.
 
 Pure and clock-injected: no threads of its own, no I/O. The engine's users hold a
 :meth:`Admission.slot`; the simulation calls :meth:`admit` and :meth:`release` with a
@@ -47,8 +49,9 @@ class Priority(IntEnum):
 class Busy(AssistantError):
     """Not admitted now; ``retry_after`` seconds is the honest estimate of when to retry.
 
-    ``reason`` is ``"rate"`` (over the admitted rate), ``"queue"`` (queue full, or a
-    blocking wait for the engine timed out) or ``"hot"`` (above thermal.critical_c).
+    ``reason`` is ``"rate"`` (over the admitted rate), ``"queue"`` (queue full, the expected
+    wait over the caller's limit, or a blocking wait for the engine timed out) or ``"hot"``
+    (above thermal.critical_c).
     """
 
     exit_code = EX_TEMPFAIL
@@ -200,28 +203,47 @@ class Admission:
 
     # -- requests ------------------------------------------------------------------------
 
-    def admit(self, priority: Priority, on_grant: Callable[[Ticket], None] | None = None) -> Ticket:
-        """Take a place in line or raise :class:`Busy`. Granted at once if the engine is free."""
+    def admit(
+        self,
+        priority: Priority,
+        on_grant: Callable[[Ticket], None] | None = None,
+        *,
+        wait_limit_s: float | None = None,
+    ) -> Ticket:
+        """Take a place in line or raise :class:`Busy`. Granted at once if the engine is free.
+
+        ``wait_limit_s``: refuse an API request now, with the honest estimate, when its
+        expected wait for the engine is longer (rather than let it time out in the queue).
+        """
         with self._lock:
             if self._stopped:
                 self.outcomes["hot"] += 1
                 raise Busy("hot", self._stop_retry, self._stopped)
-            if len(self._waiting) >= self.settings.queue_size:
+            voice = priority is Priority.VOICE
+            waiting = sum(1 for w in self._waiting if (w[0] is Priority.VOICE) == voice)
+            if waiting >= self.settings.queue_size:
                 self.outcomes["queue"] += 1
                 raise Busy(
                     "queue",
                     self._queue_wait_locked(),
-                    f"{len(self._waiting)} requests already waiting (thermal.queue_size)",
+                    f"{waiting} requests already waiting (thermal.queue_size)",
                 )
-            # API requests leave the bucket's last token to voice, so a flood of API
-            # calls cannot starve someone talking to the device.
-            reserve = 1.0 if priority is Priority.API and self.bucket.burst > 1 else 0.0
-            wait = self.bucket.take(reserve)
-            if wait > 0:
-                self.outcomes["rate"] += 1
-                rate = self.bucket.rate_per_min
-                why = f" ({self._why})" if self._why else ""
-                raise Busy("rate", wait, f"admitting {rate:.1f} requests/min now{why}")
+            if not voice:
+                expected = self._expected_wait_locked(priority)
+                if wait_limit_s is not None and expected > wait_limit_s:
+                    self.outcomes["queue"] += 1
+                    raise Busy(
+                        "queue",
+                        self._queue_wait_locked(),
+                        f"the wait for the engine would be about {expected:.0f} s, longer than "
+                        f"{wait_limit_s:g} s (api.queue_timeout_s)",
+                    )
+                wait = self.bucket.take()
+                if wait > 0:
+                    self.outcomes["rate"] += 1
+                    rate = self.bucket.rate_per_min
+                    why = f" ({self._why})" if self._why else ""
+                    raise Busy("rate", wait, f"admitting {rate:.1f} requests/min now{why}")
             self.outcomes["admitted"] += 1
             ticket = Ticket(priority, next(self._numbers), self._clock(), on_grant=on_grant)
             heapq.heappush(self._waiting, (priority, ticket.number, ticket))
@@ -286,6 +308,15 @@ class Admission:
             ticket.granted.set()
             if ticket.on_grant is not None:
                 ticket.on_grant(ticket)
+
+    def _expected_wait_locked(self, priority: Priority) -> float:
+        """Seconds a new request of ``priority`` would wait: the running answer's remainder
+        and a mean service time for each request that goes before it."""
+        if self.running is None and not self._waiting:
+            return 0.0
+        ahead = sum(1 for w in self._waiting if w[0] <= priority)
+        running = self._queue_wait_locked() if self.running is not None else 0.0
+        return running + ahead * self._service_s
 
     def _queue_wait_locked(self) -> float:
         """Until a queue place frees: the running answer's remainder at the latest, from its

@@ -1,13 +1,17 @@
-"""The governor: temperature → fan duty and admitted rate, once per ``interval_s``.
+"""The governor: temperature → a heat budget → fan, work intensity, clock, pacing, admission.
 
-Each :meth:`Governor.tick` reads the thermometer, smooths the reading, sets the fan from
-the curve and sets the admission rate from a PI controller on the temperature error
-(``target_c - smoothed``). At or above ``critical_c`` nothing new is admitted until the
-SoC is :data:`RESUME_MARGIN_C` below it. A failed reading is "sensor lost": fan at full,
-admission at its floor, until good readings return.
+Each :meth:`Governor.tick` reads the thermometer, smooths the reading, and turns the
+envelope of the readings into a power budget (:mod:`.budget`, after Linux's
+``power_allocator``). The budget is spent on the levers in order of what they cost a
+person waiting: the fan first (full whenever the budget binds; the curve otherwise), then
+threads and the CPU clock cap (:mod:`.actors`), then pacing, and the admitted rate last.
+At or above ``critical_c`` nothing new is admitted, voice included, until the SoC is
+:data:`RESUME_MARGIN_C` below it. A failed reading is "sensor lost": fan at full, every
+lever at its floor, until good readings return. A machine with no thermal zone at all
+(``sensor_path = "auto"``: a VM, a container) has no thermal control, with one warning.
 
 The daemon, the CLI and the simulation run this same class; the simulation only swaps
-the thermometer, the fan and the clock.
+the thermometer, the fan, the clock cap and the clock.
 """
 
 from __future__ import annotations
@@ -17,19 +21,28 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ..config import Config, Thermal
+from .actors import CPUFREQ_POLICY, ClockCap, Intensity
 from .admission import Admission
+from .budget import HeatBudget, Ladder, OperatingPoint
 from .fan import Fan, FanCurve, NoFan, make_fan
-from .sensor import FileThermometer, SensorError, Thermometer, ThrottleFlags, read_throttled
+from .sensor import (
+    FileThermometer,
+    SensorError,
+    Thermometer,
+    ThrottleFlags,
+    find_sensor,
+    read_throttled,
+)
 
 __all__ = [
     "RESUME_MARGIN_C",
+    "BudgetController",
     "FixedRate",
     "Governor",
-    "RateController",
     "ThermalStatus",
 ]
 
@@ -46,88 +59,88 @@ THROTTLE_POLL_S = 60.0
 
 
 class Controller(Protocol):
-    def update(self, celsius: float, dt: float) -> float: ...
+    """Temperature in, an operating point for the levers out."""
 
-    def reset(self, rate_per_min: float) -> None: ...
+    budget_w: float
 
-    def configure(self, settings: Thermal) -> None: ...
+    def update(self, celsius: float, dt: float) -> OperatingPoint: ...
+
+    def floor(self) -> OperatingPoint: ...
+
+    def configure(self, settings: Thermal, ladder: Ladder) -> None: ...
 
 
-class RateController:
-    """PID control of the admitted rate (requests/min) on the temperature error.
+class BudgetController:
+    """The heat budget (:class:`~.budget.HeatBudget`) spent down the :class:`~.budget.Ladder`."""
 
-    ``rate = integral + kp * error - kd * slope`` with ``integral += ki * error * dt``,
-    ``error = target_c - celsius`` and ``slope`` the temperature's rise in °C/s; the
-    integral and the rate are clamped to ``[min_rate_per_min, rate_per_min]`` so the
-    integral cannot wind up while the rate is pinned at a limit. The slope term brakes
-    before the target is reached: the board heats for minutes after a load step.
-    Starts at the full rate: a cold device has headroom.
-    """
+    def __init__(self, settings: Thermal, ladder: Ladder) -> None:
+        self.ladder = ladder
+        self.budget = HeatBudget(settings, ladder)
 
-    def __init__(self, settings: Thermal) -> None:
-        self.integral = self.rate = settings.rate_per_min
-        self.configure(settings)
-        self.last: float | None = None
-        self.slope = 0.0  # °C/s, averaged over ~10 s
+    @property
+    def budget_w(self) -> float:
+        return self.budget.budget_w
 
-    def configure(self, settings: Thermal) -> None:
-        self.target_c = settings.target_c
-        self.kp = settings.control_kp
-        self.ki = settings.control_ki
-        self.kd = settings.control_kd
-        self.lo = settings.min_rate_per_min
-        self.hi = settings.rate_per_min
-        self.integral = min(self.hi, max(self.lo, self.integral))
+    def update(self, celsius: float, dt: float) -> OperatingPoint:
+        return self.ladder.spend(self.budget.update(celsius, dt))
 
-    def update(self, celsius: float, dt: float) -> float:
-        error = self.target_c - celsius
-        if self.last is not None and dt > 0:
-            self.slope += min(1.0, dt / 10.0) * ((celsius - self.last) / dt - self.slope)
-        self.last = celsius
-        self.integral = min(self.hi, max(self.lo, self.integral + self.ki * error * dt))
-        rate = self.integral + self.kp * error - self.kd * self.slope
-        self.rate = min(self.hi, max(self.lo, rate))
-        return self.rate
+    def floor(self) -> OperatingPoint:
+        """Sensor lost: the least heat every lever allows (the integral restarts there)."""
+        self.budget.reset(self.ladder.floor_w)
+        return self.ladder.spend(self.ladder.floor_w)
 
-    def reset(self, rate_per_min: float) -> None:
-        self.integral = self.rate = min(self.hi, max(self.lo, rate_per_min))
-        self.last = None
-        self.slope = 0.0
-
-    def run(self, temperatures: list[float], dt: float) -> list[float]:
-        """List in, list out: the rate after each reading ``dt`` seconds apart."""
-        return [self.update(t, dt) for t in temperatures]
+    def configure(self, settings: Thermal, ladder: Ladder) -> None:
+        self.ladder = ladder
+        self.budget.configure(settings, ladder)
 
 
 class FixedRate:
-    """No feedback: always the same rate (the simulation's ``best_fixed`` policy)."""
+    """No feedback: every lever at full and always the same admitted rate (the
+    simulation's ``best_fixed`` policy)."""
 
-    def __init__(self, rate_per_min: float) -> None:
+    def __init__(self, rate_per_min: float, settings: Thermal, ladder: Ladder) -> None:
         self.rate = rate_per_min
+        self.ladder = ladder
+        self.configure(settings, ladder)
 
-    def update(self, celsius: float, dt: float) -> float:
-        return self.rate
+    def update(self, celsius: float, dt: float) -> OperatingPoint:
+        return self.point
 
-    def reset(self, rate_per_min: float) -> None:
-        pass
+    def floor(self) -> OperatingPoint:
+        return self.point
 
-    def configure(self, settings: Thermal) -> None:
-        pass
+    def configure(self, settings: Thermal, ladder: Ladder) -> None:
+        self.ladder = ladder
+        factor = min(1.0, self.rate / settings.rate_per_min)
+        self.point = replace(ladder.points[0], rate_factor=factor)
+        self.budget_w = ladder.full_w * factor
 
 
 @dataclass(frozen=True)
 class ThermalStatus:
-    state: str  # "ok", "cooling" (holding back), "hot" (nothing admitted), "sensor lost"
+    state: str  # "ok", "cooling" (holding back), "hot" (nothing admitted), "sensor lost", "off"
     celsius: float | None  # smoothed; None when there is no reading
     fan_duty: float  # 0..1
     rate_per_min: float  # admitted now
     configured_per_min: float  # thermal.rate_per_min
     problem: str  # why the sensor is lost, "" otherwise
     throttled: str | None  # vcgencmd's flags, None where there is no vcgencmd
+    budget_w: float | None = None  # the work's power budget now (None: no thermal control)
+    full_w: float = 0.0  # what the work uses with every lever at full
+    threads: int = 0  # decode threads now, of max_threads
+    max_threads: int = 0
+    batch_threads: int = 0  # prompt-evaluation threads now, of max_batch_threads
+    max_batch_threads: int = 0
+    clock_mhz: int | None = None  # the cap while decoding (None: not capped by the governor)
+    prompt_clock_mhz: int | None = None  # the cap while a prompt is evaluated
+    clock_problem: str = ""  # why the clock lever is not available ("" = it is)
+    pacing: float = 1.0
+    levers: str = ""  # "threads 2/4 · clock ≤ 1.8 GHz · pacing 0.9" when any holds back
+    no_sensor: str = ""  # why there is no thermal control ("" = there is)
 
 
 class Governor:
-    """Temperature in; fan duty and admitted rate out."""
+    """Temperature in; fan duty, threads, clock cap, pacing and admitted rate out."""
 
     def __init__(
         self,
@@ -136,15 +149,22 @@ class Governor:
         fan: Fan,
         admission: Admission,
         *,
+        intensity: Intensity | None = None,
+        clock_cap: ClockCap | None = None,
         controller: Controller | None = None,
         clock: Callable[[], float] = time.monotonic,
         throttle_reader: Callable[[], ThrottleFlags | None] | None = None,
+        no_sensor: str = "",
     ) -> None:
         self.settings = settings
         self.thermometer = thermometer
         self.fan = fan
         self.admission = admission
-        self.controller = controller or RateController(settings)
+        self.intensity = intensity or Intensity(4, 4)
+        self.clock_cap = clock_cap
+        self.ladder = self._ladder(settings)
+        self.controller = controller or BudgetController(settings, self.ladder)
+        self.point = self.ladder.points[0]
         self.curve = FanCurve(settings.fan_curve, settings.fan_hysteresis_c)
         self._clock = clock
         self._throttle_reader = throttle_reader
@@ -156,7 +176,15 @@ class Governor:
         self._slope = 0.0  # °C/s, smoothed: for the "too hot, retry in" estimate
         self.problem = ""
         self.hot = False
+        #: why there is no thermal control (no sensor on this machine); "" = there is
+        self.no_sensor = no_sensor if thermometer is None else ""
         self._lock = threading.RLock()  # a SIGHUP handler may reload mid-call
+        if self.no_sensor:
+            log.warning("%s: thermal control off", self.no_sensor)
+        if clock_cap is not None and not clock_cap.available:
+            log.warning("clock cap unavailable (%s): using the other levers", clock_cap.problem)
+        elif clock_cap is not None:  # the engine's phase decides which cap is in force
+            self.intensity.on_clock = clock_cap.set
 
     @classmethod
     def from_config(
@@ -166,13 +194,40 @@ class Governor:
         drive_fan: bool = True,
         pin_factory: object = None,
         clock: Callable[[], float] = time.monotonic,
+        intensity: Intensity | None = None,
     ) -> Governor:
-        """The daemon's governor (``drive_fan=False`` for a CLI beside the service)."""
+        """The daemon's governor (``drive_fan=False`` for a CLI beside the service: it drives
+        neither the fan nor the clock cap, which belong to the service)."""
         t = config.thermal
-        thermometer = FileThermometer(t.sensor_path, stale_s=t.stale_s) if t.sensor_path else None
+        path, why = find_sensor(t.sensor_path)
+        thermometer = FileThermometer(path, stale_s=t.stale_s) if path else None
         fan = make_fan(t, pin_factory=pin_factory) if drive_fan else NoFan()
+        cap = None
+        if drive_fan and t.clock_path:
+            cap = ClockCap(CPUFREQ_POLICY if t.clock_path == "auto" else t.clock_path)
+        if intensity is None:
+            from ..llm.engine import engine_threads
+
+            intensity = Intensity(*engine_threads(config.llm))
         admission = Admission(t, clock=clock)
-        return cls(t, thermometer, fan, admission, clock=clock, throttle_reader=read_throttled)
+        return cls(
+            t,
+            thermometer,
+            fan,
+            admission,
+            intensity=intensity,
+            clock_cap=cap,
+            clock=clock,
+            throttle_reader=read_throttled,
+            no_sensor=why,
+        )
+
+    def _ladder(self, settings: Thermal) -> Ladder:
+        i = self.intensity
+        return Ladder(settings, i.max_threads, i.max_batch_threads, clock=self._has_clock())
+
+    def _has_clock(self) -> bool:
+        return self.clock_cap is not None and self.clock_cap.available
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -223,7 +278,7 @@ class Governor:
         if self.problem:
             log.warning("thermal sensor is back: %.1f °C", celsius)
             self.problem = ""
-            self.celsius = self.peak = None  # start smoothing afresh; the controller's
+            self.celsius = self.peak = None  # start smoothing afresh; the budget's
             # integral is still at the floor where _lost() left it
         if self.celsius is None or t.smoothing_s <= 0:
             smoothed = celsius
@@ -235,8 +290,11 @@ class Governor:
         self.celsius = smoothed
         decay = PEAK_DECAY_C_PER_S * dt
         self.peak = celsius if self.peak is None else max(celsius, self.peak - decay)
-        self._set_fan(self.curve.update(smoothed))
-        rate = self.controller.update(self.peak, dt)
+        point = self.controller.update(self.peak, dt)
+        binding = self.controller.budget_w < self.ladder.full_w - 1e-6
+        # the fan is the free lever: full whenever the budget binds, else the curve
+        curve = self.curve.update(smoothed)
+        self._set_fan(1.0 if binding and not isinstance(self.controller, FixedRate) else curve)
         if smoothed >= t.critical_c:
             if not self.hot:
                 log.warning(
@@ -255,22 +313,44 @@ class Governor:
             )
         else:
             self.admission.resume()
-        self.admission.set_rate(rate, f"SoC at {smoothed:.1f} °C" if rate < t.rate_per_min else "")
+        self._apply(point, f"SoC at {smoothed:.1f} °C")
+
+    def _apply(self, point: OperatingPoint, why: str) -> None:
+        """Move the levers to ``point``: threads and pacing, the clock cap, the rate."""
+        if point.clock_mhz is not None and not self._has_clock():  # a cpufreq write failed
+            self.intensity.on_clock = None
+            self._reladder()
+            point = self.ladder.spend(self.controller.budget_w)
+        self.point = point
+        i = self.intensity
+        i.set(
+            point.decode_threads,
+            point.batch_threads,
+            point.pacing,
+            point.clock_mhz,
+            point.prompt_clock_mhz,
+        )
+        rate = self.settings.rate_per_min * point.rate_factor
+        self.admission.set_rate(rate, why if point.rate_factor < 1.0 else "")
+
+    def _reladder(self) -> None:
+        self.ladder = self._ladder(self.settings)
+        self.controller.configure(self.settings, self.ladder)
 
     def _lost(self, problem: str) -> None:
         if problem != self.problem:
-            log.warning("thermal sensor lost (%s): fan full, admission at its floor", problem)
+            log.warning("thermal sensor lost (%s): fan full, every lever at its floor", problem)
         self.problem = problem
         self.hot = False
         self._set_fan(1.0)
-        self.controller.reset(self.settings.min_rate_per_min)
         self.admission.resume()
+        self._apply(self.controller.floor(), f"thermal sensor lost: {problem}")
         self.admission.set_rate(self.settings.min_rate_per_min, f"thermal sensor lost: {problem}")
 
     def _no_sensor(self) -> None:
-        """``sensor_path = ""``: no thermal control; a driven fan runs at full."""
+        """No thermometer: no thermal control; a driven fan runs at full, the work at full."""
         self._set_fan(1.0)
-        self.admission.set_rate(self.settings.rate_per_min)
+        self._apply(self.ladder.points[0], "")
 
     def _set_fan(self, duty: float) -> None:
         try:
@@ -296,17 +376,20 @@ class Governor:
     # -- reload and shutdown ---------------------------------------------------------------
 
     def reload(self, settings: Thermal) -> None:
-        """Apply new limits, curve and target; the model, fan driver and sensor stay."""
+        """Apply new limits, curve, target and levers; the model, fan driver and sensor stay."""
         with self._lock:
             self.settings = settings
             self.curve.retune(settings.fan_curve, settings.fan_hysteresis_c)
-            self.controller.configure(settings)
+            self.ladder = self._ladder(settings)
+            self.controller.configure(settings, self.ladder)
             self.admission.configure(settings)
 
     def close(self) -> None:
-        """Leave the fan in ``thermal.fan_safe_state``."""
+        """Leave the fan in ``thermal.fan_safe_state`` and give the CPU its clock back."""
         with self._lock:
             self.fan.close(self.settings.fan_safe_state)
+            if self.clock_cap is not None:
+                self.clock_cap.close()
 
     # -- status ----------------------------------------------------------------------------
 
@@ -316,14 +399,21 @@ class Governor:
 
     def _status(self) -> ThermalStatus:
         rate = self.admission.bucket.rate_per_min
+        control = self.thermometer is not None
+        budget = self.controller.budget_w if control else None
         if self.problem:
             state = "sensor lost"
+        elif not control:
+            state = "off"
         elif self.hot:
             state = "hot"
-        elif rate < self.settings.rate_per_min - 0.05:
+        elif budget is not None and budget < self.ladder.full_w - 1e-6:
             state = "cooling"
         else:
             state = "ok"
+        i = self.intensity
+        p = self.point
+        held = p != self.ladder.points[0]
         return ThermalStatus(
             state=state,
             celsius=None if self.problem else self.celsius,
@@ -332,4 +422,16 @@ class Governor:
             configured_per_min=self.settings.rate_per_min,
             problem=self.problem,
             throttled=self._throttled.describe() if self._throttled else None,
+            budget_w=budget,
+            full_w=self.ladder.full_w,
+            threads=i.state.decode_threads,
+            max_threads=i.max_threads,
+            batch_threads=i.state.batch_threads,
+            max_batch_threads=i.max_batch_threads,
+            clock_mhz=p.clock_mhz if self._has_clock() else None,
+            prompt_clock_mhz=p.prompt_clock_mhz if self._has_clock() else None,
+            clock_problem="not driven here" if self.clock_cap is None else self.clock_cap.problem,
+            pacing=i.state.pacing,
+            levers=p.describe(i.max_threads, i.max_batch_threads) if held else "",
+            no_sensor=self.no_sensor,
         )

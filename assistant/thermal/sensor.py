@@ -25,9 +25,13 @@ __all__ = [
     "SensorError",
     "Thermometer",
     "ThrottleFlags",
+    "find_sensor",
     "parse_throttled",
     "read_throttled",
 ]
+
+#: Where ``sensor_path = "auto"`` looks: the Pi's SoC zone first, then any thermal zone.
+THERMAL_ROOT = Path("/sys/class/thermal")
 
 #: Readings outside this range are a broken sensor, not a temperature: the SoC shuts down
 #: long before 125 °C and a Pi does not run at -40 °C.
@@ -37,6 +41,24 @@ MAX_PLAUSIBLE_C = 125.0
 
 class SensorError(AssistantError, OSError):
     """The thermometer gave no usable reading."""
+
+
+def find_sensor(setting: str, root: Path | None = None) -> tuple[str, str]:
+    """``(path, why_none)`` for thermal.sensor_path.
+
+    ``"auto"``: the Pi's ``thermal_zone0``, else the first zone there is; a machine with no
+    thermal zone at all (a VM, a container) has none, and ``why_none`` says so. ``""``: off.
+    Any other value is the path itself, and a missing file there is a *lost* sensor.
+    """
+    if setting == "":
+        return "", 'thermal.sensor_path = ""'
+    if setting != "auto":
+        return setting, ""
+    root = root or THERMAL_ROOT
+    zones = sorted(root.glob("thermal_zone*/temp"), key=lambda p: (len(str(p)), str(p)))
+    if zones:
+        return str(zones[0]), ""
+    return "", f"no thermal sensor on this machine (nothing in {root}/thermal_zone*/temp)"
 
 
 class Thermometer(Protocol):

@@ -1,22 +1,22 @@
 """One simulated hour of a Pi 5 under more requests than it can serve.
 
 The proof that the governor works, without a Pi. Everything the daemon runs is real
-code here — :class:`~assistant.thermal.governor.Governor`, its PI controller, the fan
-curve, :class:`~assistant.thermal.admission.Admission` with its token bucket and
-priority queue. The simulation replaces only the thermometer (it reads the model's die
-temperature), the fan (it sets the model's airflow) and the clock (simulated seconds).
+code here — :class:`~assistant.thermal.governor.Governor`, its heat budget and ladder,
+the fan curve, :class:`~assistant.thermal.admission.Admission` with its bucket, queue and
+wait limit, and the :class:`~assistant.thermal.actors.Intensity` the engine reads. The
+simulation replaces only the thermometer (it reads the model's die temperature), the fan
+(it sets the model's airflow), the clock cap (it sets the model's clock) and the clock
+(simulated seconds). The board itself is :mod:`.board`; the reports are :mod:`.report`.
 
-The thermal model has two nodes: the die (small heat capacity, what the SoC sensor
-reads) and the board with its heatsink (large capacity), cooled to the ambient air
-through a conductance that grows with fan duty. The firmware throttles the ARM clock
-between 80 and 85 °C; a lower clock means less heat and fewer tokens/s. Parameters and
-their sources are in :class:`Hardware` and docs/thermal.md.
+Policies, on the same arrivals: ``firmware`` (no daemon: the kernel's fan curve on the fan
+header, every request queued, the throttle the only limit), ``none`` (the daemon with no
+governor), ``best_fixed`` (every lever at full and the best fixed rate, with hindsight) and
+``governor``. Clients give up after ``api.queue_timeout_s`` in the queue, under every policy.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 import statistics
@@ -25,15 +25,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Thermal
-from ..errors import AssistantError
 from .admission import Admission, Busy, Priority, Ticket
-from .fan import FanCurve, NoFan
+from .board import (
+    ACTIVE_COOLER,
+    BARE_BOARD,
+    KIOSK,
+    SOFT_LIMIT_C,
+    STEP_S,
+    Board,
+    Hardware,
+    SimFan,
+    SimThermometer,
+    calibration,
+)
+from .fan import FanCurve
 from .governor import FixedRate, Governor
 
 __all__ = [
     "ACTIVE_COOLER",
     "BARE_BOARD",
     "KIOSK",
+    "PATIENCE_S",
+    "POLICIES",
+    "Board",
     "Hardware",
     "Outcome",
     "Request",
@@ -42,58 +56,12 @@ __all__ = [
     "compare",
     "make_requests",
     "run_policy",
+    "sweep",
 ]
 
-SOFT_LIMIT_C = 80.0  # firmware starts cutting the ARM clock (frequency-management.adoc)
-HARD_LIMIT_C = 85.0  # ARM and GPU at their floor
-F_MAX_GHZ = 2.4
-F_MIN_GHZ = 1.5
-STEP_S = 0.25  # integration step; the die's time constant is ~3 s
-
-
-@dataclass(frozen=True)
-class Hardware:
-    """A Pi 5, its cooling and the air around it. Watts, kelvin, joules, seconds.
-
-    Calibrated against published figures (../shared/pi5-facts.md), checked by
-    :func:`calibration`: bare board idle 45-50 °C and throttled at 85-89 °C under full
-    load; Active Cooler 60-72 °C under full load; decode ~6.4 W, full load ~11 W.
-    """
-
-    name: str
-    ambient_c: float = 25.0
-    #: board power: idle, and what each kind of work adds at 2.4 GHz
-    idle_w: float = 2.7
-    prefill_core_w: float = 7.3  # all four cores computing (full load ~11 W)
-    prefill_mem_w: float = 1.0
-    decode_core_w: float = 2.2  # decode is memory-bound: ~6.4 W board in total
-    decode_mem_w: float = 1.5
-    #: core power ~ f * V^2 with voltage tracking frequency: exponent 2 in f
-    core_power_exp: float = 2.0
-    #: speed at 2.4 GHz and how it scales with clock (decode is bandwidth-bound)
-    decode_tok_s: float = 25.8  # Qwen2.5-0.5B Q4_K_M, 4 threads (llama.cpp#26484)
-    prefill_tok_s: float = 150.0
-    decode_clock_exp: float = 0.5  # 1.5 GHz -> 79 % speed (estimate 18-23 of 25.8)
-    prefill_clock_exp: float = 1.0
-    #: two thermal nodes
-    die_j_per_k: float = 2.0
-    die_to_board_k_per_w: float = 1.5
-    board_j_per_k: float = 30.0
-    #: board -> air conductance (W/K) with the fan off, and what full duty adds
-    still_air_w_per_k: float = 0.147
-    fan_w_per_k: float = 0.0
-
-    def conductance(self, duty: float) -> float:
-        return self.still_air_w_per_k + self.fan_w_per_k * duty
-
-
-#: No heatsink, no fan, room air.
-BARE_BOARD = Hardware("bare board")
-#: The official Active Cooler (heatsink + fan on the fan header) in room air.
-ACTIVE_COOLER = Hardware("active cooler", still_air_w_per_k=0.2, fan_w_per_k=0.69)
-#: The scenario the comparison runs: a sealed kiosk cabinet at 40 °C inside, the Pi 5 with
-#: a small case fan on a GPIO pin. The fan helps, but not enough for continuous LLM work.
-KIOSK = Hardware("kiosk", ambient_c=40.0, fan_w_per_k=0.04)
+POLICIES = ("firmware", "none", "best_fixed", "governor")
+#: How long a client waits in the queue before it gives up: api.queue_timeout_s's default.
+PATIENCE_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +83,7 @@ class Workload:
     completion: tuple[int, int] = (32, 256)
     duration_s: float = 3600.0
     seed: int = 1
+    patience_s: float = PATIENCE_S
 
 
 def make_requests(workload: Workload) -> list[Request]:
@@ -137,95 +106,34 @@ def make_requests(workload: Workload) -> list[Request]:
         )
 
 
-class Board:
-    """The thermal model: state, physics, and the firmware's throttle."""
-
-    def __init__(self, hw: Hardware) -> None:
-        self.hw = hw
-        # start at idle equilibrium with the fan off
-        r_air = 1.0 / hw.conductance(0.0)
-        self.board_c = hw.ambient_c + hw.idle_w * r_air
-        self.die_c = self.board_c + hw.idle_w * hw.die_to_board_k_per_w
-        self.duty = 0.0
-        self.clock_ghz = F_MAX_GHZ
-
-    def firmware(self) -> None:
-        """Soft zone: the clock falls in 100 MHz steps from 2.4 GHz at 80 °C to 1.5 at 85."""
-        over = (self.die_c - SOFT_LIMIT_C) / (HARD_LIMIT_C - SOFT_LIMIT_C)
-        f = F_MAX_GHZ - max(0.0, min(1.0, over)) * (F_MAX_GHZ - F_MIN_GHZ)
-        self.clock_ghz = math.ceil(round(f * 10, 6)) / 10
-
-    def power(self, phase: str) -> float:
-        hw, ratio = self.hw, self.clock_ghz / F_MAX_GHZ
-        core = float(ratio**hw.core_power_exp)
-        if phase == "prefill":
-            return hw.idle_w + hw.prefill_core_w * core + hw.prefill_mem_w * self.speed(phase)
-        if phase == "decode":
-            return hw.idle_w + hw.decode_core_w * core + hw.decode_mem_w * self.speed(phase)
-        return hw.idle_w
-
-    def speed(self, phase: str) -> float:
-        """Fraction of the 2.4 GHz speed at the current clock."""
-        ratio = self.clock_ghz / F_MAX_GHZ
-        exp = self.hw.decode_clock_exp if phase == "decode" else self.hw.prefill_clock_exp
-        return float(ratio**exp)
-
-    def step(self, watts: float, dt: float) -> None:
-        hw = self.hw
-        to_board = (self.die_c - self.board_c) / hw.die_to_board_k_per_w
-        to_air = (self.board_c - hw.ambient_c) * hw.conductance(self.duty)
-        self.die_c += (watts - to_board) * dt / hw.die_j_per_k
-        self.board_c += (to_board - to_air) * dt / hw.board_j_per_k
-
-
-class SimClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class SimThermometer:
-    source = "simulated die sensor"
-
-    def __init__(self, board: Board) -> None:
-        self.board = board
-
-    def read(self) -> float:
-        return round(self.board.die_c, 1)  # the sysfs sensor's resolution is coarse
-
-
-class SimFan(NoFan):
-    """Sets the model's airflow instead of a pin."""
-
-    name = "simulated"
-
-    def __init__(self, board: Board) -> None:
-        super().__init__()
-        self.board = board
-
-    def set(self, duty: float) -> None:
-        super().set(duty)
-        self.board.duty = self.duty
-
-
 @dataclass
 class Outcome:
-    """What one policy did over the run; the first five fields are the headline."""
+    """What one policy did over the run."""
 
     served: int = 0
     tokens: int = 0
+    voice_served: int = 0
+    voice_refused: int = 0
+    api_refused: int = 0  # refused at the door or gave up waiting
     throttle_s: float = 0.0
+    p50_wait_voice_s: float = 0.0
+    p95_wait_voice_s: float = 0.0
+    p50_wait_api_s: float = 0.0
+    p95_wait_api_s: float = 0.0
     tok_s_cv: float = 0.0
-    p95_wait_s: float = 0.0
-    rejected: int = 0
+    j_per_token: float = 0.0
     mean_tok_s: float = 0.0
     max_c: float = 0.0
     mean_c: float = 0.0
     mean_fan: float = 0.0
     rate_per_min: float | None = None  # the fixed rate, for best_fixed
-    trace: list[tuple[float, float, float, float, float]] = field(default_factory=list)
+    #: (minute, °C, fan 0-1, admitted/min, tok/s, budget W, threads, clock GHz, pacing,
+    #:  refused in the window, mean wait of the requests started in the window)
+    trace: list[tuple[float, ...]] = field(default_factory=list)
+
+    @property
+    def refused(self) -> int:
+        return self.voice_refused + self.api_refused
 
     def headline(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -253,66 +161,109 @@ class _Run:
         settings: Thermal,
         hw: Hardware,
         requests: Sequence[Request],
+        *,
         fixed_rate: float | None,
+        patience_s: float,
     ) -> None:
         self.hw = hw
-        self.clock = SimClock()
+        self.clock = _SimClock()
         self.board = Board(hw)
-        if policy == "none":  # no governor: the fan stays off, the bucket never runs dry
+        self.patience_s = patience_s
+        self.wait_limit: float | None = patience_s
+        if policy in ("none", "firmware"):  # nothing paces: the bucket never runs dry
             settings = dataclasses.replace(settings, rate_per_min=600.0, burst=100)
+        if policy == "firmware":  # no daemon: every request is queued
+            settings = dataclasses.replace(settings, queue_size=1_000_000)
+            self.wait_limit = None
         self.settings = settings
         self.admission = Admission(settings, clock=self.clock)
         self.governor: Governor | None = None
-        if policy != "none":
-            controller = FixedRate(fixed_rate) if fixed_rate is not None else None
+        self.kernel_fan: FanCurve | None = None
+        if policy in ("fixed", "governor"):
             self.governor = Governor(
                 settings,
                 SimThermometer(self.board),
                 SimFan(self.board),
                 self.admission,
-                controller=controller,
+                intensity=self.board.intensity,
+                clock_cap=self.board.cap,  # type: ignore[arg-type]
                 clock=self.clock,
             )
+            if fixed_rate is not None:
+                self.governor.controller = FixedRate(fixed_rate, settings, self.governor.ladder)
+        elif hw.fan_header:  # the kernel drives the Active Cooler with or without a daemon
+            self.kernel_fan = FanCurve(Thermal().fan_curve, Thermal().fan_hysteresis_c)
+        self.fan = SimFan(self.board)
         self.pending = list(reversed(requests))
-        self.by_ticket: dict[int, Request] = {}
+        self.queued: dict[int, tuple[Ticket, Request]] = {}
         self.job: _Job | None = None
         self.out = Outcome(rate_per_min=fixed_rate)
-        self.waits: list[float] = []
+        self.waits: dict[Priority, list[float]] = {Priority.VOICE: [], Priority.API: []}
         self.speeds: list[float] = []
         self.tokens = 0.0
-        self.window_tokens = 0.0
+        self.joules = 0.0
+        self.window = [0.0, 0, 0.0, 0]  # tokens, refused, waits summed, started
+
+    def _refuse(self, request: Request) -> None:
+        if request.priority is Priority.VOICE:
+            self.out.voice_refused += 1
+        else:
+            self.out.api_refused += 1
+        self.window[1] += 1
 
     def arrivals(self) -> None:
         while self.pending and self.pending[-1].at <= self.clock.now:
             request = self.pending.pop()
             try:
-                ticket = self.admission.admit(request.priority)
+                ticket = self.admission.admit(request.priority, wait_limit_s=self.wait_limit)
             except Busy:
-                self.out.rejected += 1
+                self._refuse(request)
             else:
-                self.by_ticket[ticket.number] = request
+                ticket.max_tokens = 256
+                self.queued[ticket.number] = (ticket, request)
+
+    def give_up(self) -> None:
+        """Clients whose wait passed their patience leave the queue."""
+        now = self.clock.now
+        for number, (ticket, request) in list(self.queued.items()):
+            if ticket.started_at is None and now - ticket.admitted_at > self.patience_s:
+                del self.queued[number]
+                self.admission.release(ticket)
+                self._refuse(request)
 
     def work(self) -> str:
         """Advance the running request by one step; returns the phase for the power model."""
         ticket = self.admission.running
         if self.job is None and ticket is not None:
-            request = self.by_ticket.pop(ticket.number)
+            _, request = self.queued.pop(ticket.number)
             self.job = _Job(request, ticket, request.prompt_tokens, request.completion_tokens)
-            self.waits.append(ticket.waited_s or 0.0)
+            waited = ticket.waited_s or 0.0
+            self.waits[request.priority].append(waited)
+            self.window[2] += waited
+            self.window[3] += 1
         job = self.job
+        phase = self.board.intensity.phase  # what the engine tells the governor's clock cap
         if job is None:
+            phase("idle")
             return "idle"
         if job.prefill_left > 0:
+            phase("prompt")
             job.prefill_left -= self.hw.prefill_tok_s * self.board.speed("prefill") * STEP_S
             return "prefill"
+        phase("decode")
         tok_s = self.hw.decode_tok_s * self.board.speed("decode")
+        tok_s *= self.board.intensity.state.pacing
         made = min(job.decode_left, tok_s * STEP_S)
         job.decode_left -= made
         job.decode_s += made / tok_s
         self.tokens += made
-        self.window_tokens += made
+        self.window[0] += made
+        done = job.request.completion_tokens - job.decode_left
+        job.ticket.progress(math.floor(done), self.clock.now)
         if job.decode_left <= 1e-9:
             self.out.served += 1
+            if job.request.priority is Priority.VOICE:
+                self.out.voice_served += 1
             self.speeds.append(job.request.completion_tokens / job.decode_s)
             self.admission.release(job.ticket)
             self.job = None
@@ -321,6 +272,7 @@ class _Run:
     def run(self, duration_s: float, trace_every_s: float) -> Outcome:
         out, board = self.out, self.board
         steps = round(duration_s / STEP_S)
+        per_s = round(1 / STEP_S)
         next_tick = next_trace = 0.0
         sum_c = sum_fan = 0.0
         for i in range(steps):
@@ -328,29 +280,64 @@ class _Run:
             if self.governor and now >= next_tick - 1e-9:
                 self.governor.tick()
                 next_tick += self.settings.interval_s
+            if self.kernel_fan is not None and i % per_s == 0:
+                self.fan.set(self.kernel_fan.update(board.die_c))
+            if i % per_s == 0:
+                self.give_up()
             board.firmware()
             self.arrivals()
-            board.step(board.power(self.work()), STEP_S)
+            watts = board.power(self.work())
+            board.step(watts, STEP_S)
+            self.joules += watts * STEP_S
             if board.die_c >= SOFT_LIMIT_C:
                 out.throttle_s += STEP_S
             out.max_c = max(out.max_c, board.die_c)
             sum_c += board.die_c
             sum_fan += board.duty
             if trace_every_s and now >= next_trace - 1e-9:
-                rate = self.admission.bucket.rate_per_min if self.governor else math.nan
-                tok_s = self.window_tokens / trace_every_s
-                out.trace.append((now, board.die_c, board.duty, rate, tok_s))
-                self.window_tokens = 0.0
+                self._trace(now, trace_every_s)
                 next_trace += trace_every_s
         out.tokens = round(self.tokens)
         out.mean_c = sum_c / steps
         out.mean_fan = sum_fan / steps
+        out.j_per_token = self.joules / max(1.0, self.tokens)
         if self.speeds:
             out.mean_tok_s = statistics.fmean(self.speeds)
             out.tok_s_cv = statistics.pstdev(self.speeds) / out.mean_tok_s
-        if self.waits:
-            out.p95_wait_s = _percentile(self.waits, 0.95)
+        voice, api = self.waits[Priority.VOICE], self.waits[Priority.API]
+        out.p50_wait_voice_s = _percentile(voice, 0.5)
+        out.p95_wait_voice_s = _percentile(voice, 0.95)
+        out.p50_wait_api_s, out.p95_wait_api_s = _percentile(api, 0.5), _percentile(api, 0.95)
         return out
+
+    def _trace(self, now: float, every_s: float) -> None:
+        board, gov = self.board, self.governor
+        tokens, refused, waits, started = self.window
+        state = board.intensity.state
+        self.out.trace.append(
+            (
+                now / 60,
+                board.die_c,
+                board.duty,
+                self.admission.bucket.rate_per_min if gov else math.nan,
+                tokens / every_s,
+                gov.controller.budget_w if gov else math.nan,
+                state.decode_threads,
+                board.clock_ghz,
+                state.pacing,
+                refused,
+                waits / started if started else math.nan,
+            )
+        )
+        self.window = [0.0, 0, 0.0, 0]
+
+
+class _SimClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def run_policy(
@@ -362,15 +349,19 @@ def run_policy(
     duration_s: float = 3600.0,
     fixed_rate: float | None = None,
     trace_every_s: float = 0.0,
+    patience_s: float = PATIENCE_S,
 ) -> Outcome:
-    """Run ``none`` (no governor: fan off, every request admitted while the queue has room),
-    ``fixed`` (the governor with a fixed rate instead of its controller) or ``governor``."""
+    """Run ``firmware``, ``none``, ``fixed`` (every lever at full and a fixed rate instead of
+    the budget) or ``governor`` over ``requests``."""
     if (policy == "fixed") != (fixed_rate is not None):
         raise ValueError("fixed_rate goes with policy 'fixed' and only with it")
-    return _Run(policy, settings, hw, requests, fixed_rate).run(duration_s, trace_every_s)
+    run = _Run(policy, settings, hw, requests, fixed_rate=fixed_rate, patience_s=patience_s)
+    return run.run(duration_s, trace_every_s)
 
 
 def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
@@ -384,40 +375,44 @@ def compare(
     trace_every_s: float = 0.0,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Outcome]:
-    """none, best_fixed (a sweep, with hindsight) and the governor on the same arrivals."""
+    """firmware, none, best_fixed (a sweep, with hindsight) and governor on the same arrivals."""
     workload = workload or Workload()
     requests = make_requests(workload)
-    results: dict[str, Outcome] = {}
     note = progress or (lambda _msg: None)
-    note("none")
-    results["none"] = run_policy(
-        "none", settings, hw, requests, duration_s=workload.duration_s, trace_every_s=trace_every_s
-    )
-    sweep = rates or [round(0.25 * k, 2) for k in range(2, int(settings.rate_per_min * 4) + 1)]
-    best = Outcome(throttle_s=math.inf)
-    for rate in sweep:
-        note(f"fixed {rate:g}/min")
-        outcome = run_policy(
-            "fixed",
+
+    def run(policy: str, rate: float | None = None) -> Outcome:
+        return run_policy(
+            policy,
             settings,
             hw,
             requests,
             duration_s=workload.duration_s,
             fixed_rate=rate,
             trace_every_s=trace_every_s,
+            patience_s=workload.patience_s,
         )
+
+    results: dict[str, Outcome] = {}
+    for policy in ("firmware", "none"):
+        note(policy)
+        results[policy] = run(policy)
+    top = min(settings.rate_per_min, workload.per_min)
+    sweep_rates = rates or [round(0.5 * k, 2) for k in range(1, int(top * 2) + 1)]
+    best = Outcome(throttle_s=math.inf)
+    for rate in sweep_rates:
+        note(f"fixed {rate:g}/min")
+        outcome = run("fixed", rate)
         if _better(outcome, best):
             best = outcome
+    if rates is None and best.rate_per_min is not None:  # refine around the best
+        for rate in (best.rate_per_min - 0.25, best.rate_per_min + 0.25):
+            if 0 < rate <= top:
+                outcome = run("fixed", rate)
+                if _better(outcome, best):
+                    best = outcome
     results["best_fixed"] = best
     note("governor")
-    results["governor"] = run_policy(
-        "governor",
-        settings,
-        hw,
-        requests,
-        duration_s=workload.duration_s,
-        trace_every_s=trace_every_s,
-    )
+    results["governor"] = run("governor")
     return results
 
 
@@ -430,114 +425,31 @@ def _better(a: Outcome, b: Outcome) -> bool:
     return a.throttle_s < b.throttle_s
 
 
-def calibration() -> list[tuple[str, str, float, float]]:
-    """The model under published conditions: (case, published, model mean, model peak)."""
-    cases = [
-        ("bare board, idle", "45-50 °C", BARE_BOARD, "idle"),
-        ("bare board, full load", "avg 81, peak 85-89 °C, throttled", BARE_BOARD, "prefill"),
-        ("bare board, LLM decode", "none published (6.4 W load)", BARE_BOARD, "decode"),
-        ("active cooler, full load", "avg 56-61, peak 72 °C", ACTIVE_COOLER, "prefill"),
-        ("active cooler, LLM decode", "~25 tok/s sustained", ACTIVE_COOLER, "decode"),
-    ]
+def sweep(
+    settings: Thermal,
+    seeds: Sequence[int] = range(1, 11),
+    ambients: Sequence[float] = (30.0, 35.0, 40.0, 45.0),
+    hw: Hardware = KIOSK,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """The robustness check: every policy over seeds x ambients, one row each."""
     rows = []
-    settings = Thermal()
-    for name, published, hw, phase in cases:
-        board = Board(hw)
-        curve_fan = SimFan(board)
-        curve = FanCurve(settings.fan_curve, settings.fan_hysteresis_c)
-        temps = []
-        for i in range(round(1800 / STEP_S)):
-            if hw.fan_w_per_k and i % round(1 / STEP_S) == 0:  # the fan curve, once a second
-                curve_fan.set(curve.update(board.die_c))
-            board.firmware()
-            board.step(board.power(phase), STEP_S)
-            temps.append(board.die_c)
-        tail = temps[len(temps) // 2 :]
-        rows.append((name, published, statistics.fmean(tail), max(temps)))
+    for ambient in ambients:
+        for seed in seeds:
+            if progress:
+                progress(f"{ambient:g} °C, seed {seed}")
+            scenario = dataclasses.replace(hw, ambient_c=ambient)
+            results = compare(settings, scenario, Workload(seed=seed))
+            rows.append(
+                {"ambient_c": ambient, "seed": seed}
+                | {
+                    name: {
+                        "tokens": o.tokens,
+                        "throttle_s": o.throttle_s,
+                        "voice_refused": o.voice_refused,
+                        "p95_wait_voice_s": o.p95_wait_voice_s,
+                    }
+                    for name, o in results.items()
+                }
+            )
     return rows
-
-
-def to_json(results: dict[str, Outcome]) -> str:
-    keys = ("served", "tokens", "throttle_s", "tok_s_cv", "p95_wait_s")
-    policies = {}
-    for name, outcome in results.items():
-        head = outcome.headline()
-        policies[name] = {k: head[k] for k in keys} | {
-            k: v for k, v in head.items() if k not in keys
-        }
-    return json.dumps({"policies": policies}, indent=2)
-
-
-def render(results: dict[str, Outcome], hw: Hardware, workload: Workload) -> str:
-    minutes = workload.duration_s / 60
-    lines = [
-        f"{minutes:g} simulated minutes · {hw.name} at {hw.ambient_c:g} °C · "
-        f"{workload.per_min:g} requests/min arriving ({workload.voice_share:.0%} voice)",
-        "",
-        f"{'policy':<16}{'served':>7}{'tokens':>8}{'throttle s':>11}{'tok/s cv':>9}"
-        f"{'p95 wait s':>11}{'rejected':>9}{'max °C':>8}{'fan':>6}",
-    ]
-    for name, o in results.items():
-        label = f"{name} ({o.rate_per_min:g}/min)" if o.rate_per_min is not None else name
-        lines.append(
-            f"{label:<16}{o.served:>7}{o.tokens:>8}{o.throttle_s:>11.1f}{o.tok_s_cv:>9.3f}"
-            f"{o.p95_wait_s:>11.1f}{o.rejected:>9}{o.max_c:>8.1f}{o.mean_fan:>6.0%}"
-        )
-    gov, best, none = results["governor"], results["best_fixed"], results["none"]
-    if best.tokens and none.tokens:
-        lines += [
-            "",
-            f"governor vs best_fixed tokens: {gov.tokens / best.tokens:.3f} (target >= 0.95); "
-            f"vs none: {gov.tokens / none.tokens:.3f}",
-        ]
-    return "\n".join(lines)
-
-
-def render_calibration(rows: list[tuple[str, str, float, float]]) -> str:
-    lines = [f"{'case (25 °C room, 30 min)':<28}{'published':<36}{'model avg':>10}{'peak':>7}"]
-    for name, published, mean, peak in rows:
-        lines.append(f"{name:<28}{published:<36}{mean:>10.1f}{peak:>7.1f}")
-    return "\n".join(lines)
-
-
-def check_plotting() -> None:
-    """Fail early, in one line, when matplotlib is missing."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise AssistantError(
-            "--plot needs matplotlib: pip install 'qwen-assistant[plot]'"
-        ) from None
-
-
-def plot(results: dict[str, Outcome], path: str, hw: Hardware) -> None:
-    """Temperature, fan duty, admitted rate and tokens/s over time, one panel each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(4, 1, figsize=(10, 10), sharex=True)
-    for name, outcome in results.items():
-        if not outcome.trace:
-            continue
-        label = f"{name} ({outcome.rate_per_min:g}/min)" if outcome.rate_per_min else name
-        t = [row[0] / 60 for row in outcome.trace]
-        for ax, col in zip(axes, (1, 2, 3, 4), strict=True):
-            values = [row[col] * (100 if col == 2 else 1) for row in outcome.trace]
-            ax.plot(t, values, label=label, linewidth=1)
-    axes[0].axhline(SOFT_LIMIT_C, color="red", linestyle="--", linewidth=0.8, label="throttle")
-    titles = ("SoC °C", "fan duty %", "admitted req/min", "tokens/s (30 s)")
-    for ax, title in zip(axes, titles, strict=True):
-        ax.set_ylabel(title)
-        ax.grid(alpha=0.3)
-    axes[0].legend(loc="lower right", fontsize=8)
-    axes[0].set_title(f"Simulated Pi 5, {hw.name} at {hw.ambient_c:g} °C")
-    axes[-1].set_xlabel("minutes")
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=100)
-    except OSError as exc:
-        raise AssistantError(f"{path}: cannot write the plot: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
