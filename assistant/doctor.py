@@ -161,6 +161,9 @@ def _thermal(config: Config) -> Iterator[Check]:
     if not t.clock_path:
         yield Check("OK", "clock", 'thermal.clock_path = "": the governor leaves the clock alone')
         return
+    if not path:
+        yield Check("OK", "clock", "no thermal control: the governor leaves the clock alone")
+        return
     cap = ClockCap(CPUFREQ_POLICY if t.clock_path == "auto" else t.clock_path)
     if cap.available:
         yield Check(

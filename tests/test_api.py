@@ -343,6 +343,13 @@ def test_status_and_metrics_render_the_same_snapshot(loading: ServerThread) -> N
     assert "qwen_assistant_up 0" in lines
     assert "qwen_assistant_configured_rate_per_minute 600" in lines
     assert "qwen_assistant_temperature_celsius NaN" in lines  # no sensor configured
+    # the governor's levers: no thermal control here, so no budget and every lever at full
+    assert "qwen_assistant_heat_budget_watts NaN" in lines
+    assert "qwen_assistant_clock_cap_mhz NaN" in lines
+    assert "qwen_assistant_pacing_ratio 1" in lines
+    threads = status["thermal"]["max_threads"]
+    assert f"qwen_assistant_decode_threads {threads}" in lines
+    assert status["thermal"]["state"] == "off" and status["thermal"]["levers"] == ""
     assert any(
         line.startswith("qwen_assistant_time_to_first_token_seconds_bucket") for line in lines
     )

@@ -316,13 +316,33 @@ def test_chat_without_a_sensor_runs_at_the_floor_and_says_why(
     config.write_text(
         f'[llm]\nmodel = "{smollm_path}"\nmax_tokens = 4\n[thermal]\nsensor_path = "{sensor}"\n'
     )
-    result = run("chat", "--config", str(config), stdin="one\ntwo\nthree\n")
-    assert result.returncode == 0  # two answers from the burst (the last token is voice's)
-    assert len(result.stdout.strip().splitlines()) >= 2
-    assert result.stderr.strip().splitlines() == [
+    questions = "".join(f"question {n}\n" for n in range(1, 8))
+    result = run("chat", "--config", str(config), stdin=questions)
+    assert result.returncode == 0  # five answers from the burst, then the floor's rate
+    assert len(result.stdout.strip().splitlines()) >= 5
+    refusal = (
         "qwen-assistant: busy: admitting 0.5 requests/min now (thermal sensor lost: "
-        f"{sensor}: no such file); retry in 120 s"
-    ]
+        f"{sensor}: no such file); retry in "
+    )
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith(refusal) for line in lines), lines
+
+
+@pytest.mark.slow
+def test_chat_on_a_machine_without_a_thermal_sensor_answers_every_question() -> None:
+    """The default config, nothing named: `sensor_path = "auto"` finds no thermal zone on a
+    VM (this project's machines have none), so there is no thermal control and no refusal.
+    (With a zone, the questions are answered too: the SoC is cool.)"""
+    from assistant.thermal.sensor import find_sensor
+
+    questions = [f"What is {n} plus {n}? Answer with one number." for n in range(1, 7)]
+    result = run("chat", stdin="".join(q + "\n" for q in questions), timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "busy" not in result.stderr and "retry in" not in result.stderr
+    answers = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(answers) >= len(questions), result.stdout
+    if not find_sensor("auto")[0]:
+        assert "thermal" not in result.stderr  # quiet: the CLI keeps the governor's warning
 
 
 def exit_table() -> dict[int, str]:

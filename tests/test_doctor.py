@@ -35,6 +35,32 @@ def test_doctor_names_each_problem_and_its_fix(tmp_path: Path) -> None:
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_doctor_checks_the_clock_lever(tmp_path: Path) -> None:
+    from assistant.doctor import _thermal
+
+    sensor = tmp_path / "temp"
+    sensor.write_text("61000\n")
+    policy = tmp_path / "policy0"
+    policy.mkdir()
+    for name, khz in (("cpuinfo_max_freq", 2400000), ("cpuinfo_min_freq", 1500000)):
+        (policy / name).write_text(f"{khz}\n")
+    (policy / "scaling_max_freq").write_text("2400000\n")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[thermal]\nsensor_path = "{sensor}"\nclock_path = "{policy}"\n')
+    rows = [(c.level, c.name, c.detail) for c in _thermal(load_config(config))]
+    assert rows == [
+        ("OK", "thermal", f"{sensor}: 61.0 °C"),
+        ("OK", "clock", f"{policy / 'scaling_max_freq'}: writable, 1500-2400 MHz (now ≤ 2400 MHz)"),
+    ]
+    config.write_text(f'[thermal]\nsensor_path = "{sensor}"\nclock_path = "{tmp_path}/none"\n')
+    clock = list(_thermal(load_config(config)))[1]
+    assert (clock.level, clock.name) == ("WARN", "clock")
+    assert clock.detail == (
+        f"{tmp_path}/none: no cpufreq policy on this machine: the governor uses threads, "
+        "pacing and admission instead"
+    )
+
+
 def test_doctor_reports_a_bad_config_and_checks_the_rest(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text("[thermal]\nrate_per_min = -1\n")

@@ -74,6 +74,8 @@ class GenerationStats:
     total_s: float = 0.0
     #: "stop", "length", "time", "cancelled", "repetition"
     stop_reason: str = ""
+    #: seconds the decode loop idled for the governor's pacing (part of total_s)
+    paced_s: float = 0.0
 
     @property
     def prefill_tokens(self) -> int:
@@ -429,7 +431,7 @@ class Engine:
                             break
                         self._intensity()
                         if len(gen.token_ids) > 1:  # pace decode, not the prompt
-                            intensity.pace(now - last, cancel)
+                            stats.paced_s += intensity.pace(now - last, cancel)
                         last = self.clock()
                 finally:
                     stream.close()

@@ -126,7 +126,7 @@ PANELS = (
     (2, "fan duty %", 100.0),
     (4, "tokens/s (30 s)", 1.0),
     (5, "heat budget W", 1.0),
-    (7, "clock GHz", 1.0),
+    (7, "mean clock GHz", 1.0),
     (10, "mean wait s", 1.0),
     (9, "refused / 30 s", 1.0),
 )

@@ -127,7 +127,7 @@ class Outcome:
     mean_c: float = 0.0
     mean_fan: float = 0.0
     rate_per_min: float | None = None  # the fixed rate, for best_fixed
-    #: (minute, °C, fan 0-1, admitted/min, tok/s, budget W, threads, clock GHz, pacing,
+    #: (minute, °C, fan 0-1, admitted/min, tok/s, budget W, threads, mean clock GHz, pacing,
     #:  refused in the window, mean wait of the requests started in the window)
     trace: list[tuple[float, ...]] = field(default_factory=list)
 
@@ -202,7 +202,7 @@ class _Run:
         self.speeds: list[float] = []
         self.tokens = 0.0
         self.joules = 0.0
-        self.window = [0.0, 0, 0.0, 0]  # tokens, refused, waits summed, started
+        self.window = [0.0, 0, 0.0, 0, 0.0]  # tokens, refused, waits summed, started, GHz·s
 
     def _refuse(self, request: Request) -> None:
         if request.priority is Priority.VOICE:
@@ -289,6 +289,7 @@ class _Run:
             watts = board.power(self.work())
             board.step(watts, STEP_S)
             self.joules += watts * STEP_S
+            self.window[4] += board.clock_ghz * STEP_S
             if board.die_c >= SOFT_LIMIT_C:
                 out.throttle_s += STEP_S
             out.max_c = max(out.max_c, board.die_c)
@@ -312,8 +313,11 @@ class _Run:
 
     def _trace(self, now: float, every_s: float) -> None:
         board, gov = self.board, self.governor
-        tokens, refused, waits, started = self.window
+        tokens, refused, waits, started, ghz_s = self.window
         state = board.intensity.state
+        budget = gov.controller.budget_w if isinstance(gov, Governor) else math.nan
+        if gov is not None and isinstance(gov.controller, FixedRate):
+            budget = math.nan  # a fixed rate spends no budget
         self.out.trace.append(
             (
                 now / 60,
@@ -321,15 +325,15 @@ class _Run:
                 board.duty,
                 self.admission.bucket.rate_per_min if gov else math.nan,
                 tokens / every_s,
-                gov.controller.budget_w if gov else math.nan,
+                budget,
                 state.decode_threads,
-                board.clock_ghz,
+                ghz_s / every_s if now else board.clock_ghz,
                 state.pacing,
                 refused,
                 waits / started if started else math.nan,
             )
         )
-        self.window = [0.0, 0, 0.0, 0]
+        self.window = [0.0, 0, 0.0, 0, 0.0]
 
 
 class _SimClock:
