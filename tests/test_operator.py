@@ -30,7 +30,7 @@ from assistant.config import API, LLM, Config, Thermal, load_config
 from assistant.errors import ConfigError
 from assistant.service import Service
 from assistant.systemd import Notifier
-from assistant.thermal.admission import Admission, Priority
+from assistant.thermal.admission import Admission, Busy, Priority
 from assistant.thermal.governor import Governor
 from tests.fakes import FakeEngine
 
@@ -340,6 +340,18 @@ async def test_retry_after_follows_the_running_answers_own_progress() -> None:
         await anext(pieces)
     # 9 tokens in 2.25 s, the first at 0.25 s: 4 tok/s, 91 to go at most → 22.75 s
     assert admission.timed_out().retry_after == 23  # a running mean said 8
+    # the route's call (api.queue_timeout_s as the limit): a wait past it is refused at once
+    with pytest.raises(Busy) as busy:
+        await brain.admit(Priority.API, 10)
+    assert busy.value.reason == "queue" and busy.value.retry_after == 23
+    assert "the wait for the engine would be about 23 s, longer than 10 s" in str(busy.value)
+    waiting = asyncio.ensure_future(brain.admit(Priority.API, 60))  # fits: it queues
+    voice = asyncio.ensure_future(brain.admit(Priority.VOICE, 1))  # voice is never refused
+    await asyncio.sleep(0)  # one turn of the loop (no waiting): both take their place
+    assert admission.snapshot().queue == 2 and not waiting.done()
+    waiting.cancel()
+    voice.cancel()
+    await asyncio.gather(waiting, voice, return_exceptions=True)
     engine.release(91)
     async for _ in pieces:
         pass

@@ -113,7 +113,7 @@ class FixedRate:
         self.ladder = ladder
         factor = min(1.0, self.rate / settings.rate_per_min)
         self.point = replace(ladder.points[0], rate_factor=factor)
-        self.budget_w = ladder.full_w * factor
+        self.budget_w = ladder.full_w  # it spends no budget: the fan keeps to its curve
 
 
 @dataclass(frozen=True)
@@ -294,7 +294,7 @@ class Governor:
         binding = self.controller.budget_w < self.ladder.full_w - 1e-6
         # the fan is the free lever: full whenever the budget binds, else the curve
         curve = self.curve.update(smoothed)
-        self._set_fan(1.0 if binding and not isinstance(self.controller, FixedRate) else curve)
+        self._set_fan(1.0 if binding else curve)
         if smoothed >= t.critical_c:
             if not self.hot:
                 log.warning(
