@@ -35,7 +35,7 @@ def register(top: Any, add: Add, group: Group) -> None:
         sim.add_argument(
             "--sweep",
             action="store_true",
-            help="the robustness check: seeds 1-10 x ambients 30/35/40/45 °C (about 2 minutes)",
+            help="the robustness check: seeds 1-10 x ambients 30/35/40/45 °C (several minutes)",
         )
         sim.add_argument(
             "--cooling",
