@@ -536,3 +536,24 @@ def test_from_config_auto_without_any_thermal_zone_is_off_and_a_named_missing_fi
     named = dataclasses.replace(Config().thermal, sensor_path=str(tmp_path / "gone" / "temp"))
     lost = Governor.from_config(dataclasses.replace(Config(), thermal=named), drive_fan=False)
     assert lost.tick().state == "sensor lost"  # a sensor that was named and is gone fails safe
+
+
+def test_without_cpufreq_the_governor_says_so_once_unless_there_is_no_control(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Thermal()
+    with caplog.at_level(logging.WARNING, "assistant.thermal"):
+        cap = ClockCap(tmp_path / "none")
+        Governor(settings, None, NoFan(), Admission(settings), clock_cap=cap, no_sensor="none")
+    assert caplog.messages == ["none: thermal control off"]  # not a word about the clock
+    caplog.clear()
+    rig = Rig(tmp_path)
+    with caplog.at_level(logging.WARNING, "assistant.thermal"):
+        gov = Governor(
+            rig.settings, rig.governor.thermometer, NoFan(), rig.admission, clock_cap=cap
+        )
+    assert caplog.messages == [
+        f"clock cap unavailable ({tmp_path / 'none'}: no cpufreq policy on this machine): "
+        "using the other levers"
+    ]
+    assert all(p.clock_mhz is None for p in gov.ladder.points)  # a ladder without the clock

@@ -181,7 +181,7 @@ class Governor:
         self._lock = threading.RLock()  # a SIGHUP handler may reload mid-call
         if self.no_sensor:
             log.warning("%s: thermal control off", self.no_sensor)
-        if clock_cap is not None and not clock_cap.available:
+        elif clock_cap is not None and not clock_cap.available and thermometer is not None:
             log.warning("clock cap unavailable (%s): using the other levers", clock_cap.problem)
         elif clock_cap is not None:  # the engine's phase decides which cap is in force
             self.intensity.on_clock = clock_cap.set
