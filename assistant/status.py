@@ -97,7 +97,10 @@ def status_line(s: dict[str, Any]) -> str:
     parts.append(f"fan {t['fan_duty'] * 100:.0f}%")
     if t.get("levers"):
         parts.append(t["levers"])
-    parts.append(f"{a['rate_per_min']:.1f}/{a['configured_per_min']:g} req/min")
+    if a.get("paced", True):
+        parts.append(f"{a['rate_per_min']:.1f}/{a['configured_per_min']:g} req/min")
+    else:
+        parts.append("no rate limit")
     parts.append(f"queue {a['queue']}")
     if last.get("first_audio_s") is not None:
         parts.append(
@@ -160,8 +163,12 @@ def describe(s: dict[str, Any], now: float) -> str:
         ("levers", _levers(t)),
         (
             "requests",
-            f"{a['rate_per_min']:.1f} of {a['configured_per_min']:g} per minute admitted, "
-            f"queue {a['queue']}, {'one running' if a['running'] else 'none running'}",
+            (
+                f"{a['rate_per_min']:.1f} of {a['configured_per_min']:g} per minute admitted"
+                if a.get("paced", True)
+                else "no rate limit (no thermal control)"
+            )
+            + f", queue {a['queue']}, {'one running' if a['running'] else 'none running'}",
         ),
         ("api", s.get("api") or "off"),
         ("voice", s["voice"] + (f" ({s['voice_off']})" if s.get("voice_off") else "")),

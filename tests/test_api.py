@@ -386,7 +386,7 @@ def test_the_status_line_is_one_line_from_the_same_snapshot() -> None:
 
     state = make_state(make_config())
     line = status_line(state.snapshot())
-    assert line == "loading · no thermal sensor · fan 0% · 600.0/600 req/min · queue 0"
+    assert line == "loading · no thermal sensor · fan 0% · no rate limit · queue 0"
     state.brain.load_error = "model.gguf: not a GGUF file"
     assert status_line(state.snapshot()).startswith("error · ")
     assert status_line(state.snapshot()).endswith("model.gguf: not a GGUF file")

@@ -480,6 +480,9 @@ def test_no_sensor_means_no_thermal_control_with_one_warning(
     assert (status.state, status.rate_per_min, status.fan_duty) == ("off", 30.0, 1.0)
     assert (status.threads, status.pacing, status.budget_w) == (4, 1.0, None)
     assert caplog.messages == ["no sensor here: thermal control off"]
+    for _ in range(50):  # the bucket (a thermal lever) paces nothing: no clock needed
+        gov.admission.release(gov.admission.admit(Priority.API))
+    assert not gov.admission.snapshot().paced
 
 
 def test_governor_keeps_going_when_the_fan_fails(
@@ -524,15 +527,13 @@ def test_from_config_auto_without_any_thermal_zone_is_off_and_a_named_missing_fi
     from assistant.thermal import sensor
 
     monkeypatch.setattr(sensor, "THERMAL_ROOT", tmp_path / "thermal")  # a VM: no zones
-    clock = Clock()
-    gov = Governor.from_config(Config(), drive_fan=False, clock=clock)
+    gov = Governor.from_config(Config(), drive_fan=False, clock=Clock())
     status = gov.tick()
     assert (status.state, status.rate_per_min) == ("off", 30.0)
     assert status.no_sensor.startswith("no thermal sensor on this machine")
     assert gov.clock_cap is None  # a CLI beside the service never touches the clock
-    for _ in range(40):  # a chat's worth of questions, none refused
+    for _ in range(40):  # a chat's worth of questions back to back, none refused
         gov.admission.release(gov.admission.admit(Priority.API))
-        clock.now += 2.0  # a question every 2 s
     named = dataclasses.replace(Config().thermal, sensor_path=str(tmp_path / "gone" / "temp"))
     lost = Governor.from_config(dataclasses.replace(Config(), thermal=named), drive_fan=False)
     assert lost.tick().state == "sensor lost"  # a sensor that was named and is gone fails safe

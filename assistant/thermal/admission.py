@@ -157,6 +157,7 @@ class AdmissionStatus:
     running: bool
     stopped: str  # why nothing is admitted ("" = admitting)
     outcomes: dict[str, int]  # admitted, rate, queue, hot
+    paced: bool = True  # False: no thermal control, the bucket is not applied
 
 
 class Admission:
@@ -171,6 +172,8 @@ class Admission:
         self._stopped = ""
         self._stop_retry = 0.0
         self._why = ""
+        #: the bucket applies to API requests (False where there is no thermal control)
+        self.paced = True
         self._service_s = 10.0  # running mean of engine time per request, for estimates
         self._decode_tok_s = 0.0  # the last finished answer's decode speed
         self.outcomes = {"admitted": 0, "rate": 0, "queue": 0, "hot": 0}
@@ -190,6 +193,11 @@ class Admission:
         with self._lock:
             self.bucket.set_rate(rate_per_min)
             self._why = why
+
+    def set_paced(self, paced: bool) -> None:
+        """Apply the bucket to API requests, or not (no thermal control: nothing to pace)."""
+        with self._lock:
+            self.paced = paced
 
     def stop(self, detail: str, retry_after: float) -> None:
         """Admit nothing new (too hot); waiting and running requests carry on."""
@@ -238,7 +246,7 @@ class Admission:
                         f"the wait for the engine would be about {expected:.0f} s, longer than "
                         f"{wait_limit_s:g} s (api.queue_timeout_s)",
                     )
-                wait = self.bucket.take()
+                wait = self.bucket.take() if self.paced else 0.0
                 if wait > 0:
                     self.outcomes["rate"] += 1
                     rate = self.bucket.rate_per_min
@@ -298,6 +306,7 @@ class Admission:
                 running=self.running is not None,
                 stopped=self._stopped,
                 outcomes=dict(self.outcomes),
+                paced=self.paced,
             )
 
     def _grant_locked(self) -> None:

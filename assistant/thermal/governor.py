@@ -179,6 +179,8 @@ class Governor:
         #: why there is no thermal control (no sensor on this machine); "" = there is
         self.no_sensor = no_sensor if thermometer is None else ""
         self._lock = threading.RLock()  # a SIGHUP handler may reload mid-call
+        if thermometer is None:  # no thermal control: the bucket paces nothing
+            admission.set_paced(False)
         if self.no_sensor:
             log.warning("%s: thermal control off", self.no_sensor)
         elif clock_cap is not None and not clock_cap.available and thermometer is not None:
@@ -313,6 +315,7 @@ class Governor:
             )
         else:
             self.admission.resume()
+        self.admission.set_paced(True)
         self._apply(point, f"SoC at {smoothed:.1f} °C")
 
     def _apply(self, point: OperatingPoint, why: str) -> None:
@@ -344,13 +347,16 @@ class Governor:
         self.hot = False
         self._set_fan(1.0)
         self.admission.resume()
+        self.admission.set_paced(True)
         self._apply(self.controller.floor(), f"thermal sensor lost: {problem}")
         self.admission.set_rate(self.settings.min_rate_per_min, f"thermal sensor lost: {problem}")
 
     def _no_sensor(self) -> None:
-        """No thermometer: no thermal control; a driven fan runs at full, the work at full."""
+        """No thermometer: no thermal control; a driven fan runs at full, the work at full,
+        and the bucket (a thermal lever) paces nothing."""
         self._set_fan(1.0)
         self._apply(self.ladder.points[0], "")
+        self.admission.set_paced(False)
 
     def _set_fan(self, duty: float) -> None:
         try:
