@@ -83,3 +83,20 @@ def test_the_clock_cap_follows_the_engines_phase(levers: tuple[Engine, Intensity
     generation = engine.generate(decode_prompt(engine), max_tokens=4, temperature=0.0)
     list(generation)
     assert caps == [1500, 2000, 2000]  # prompt, then decode, then idle at the decode cap
+
+
+def test_bench_threads_runs_as_documented_with_the_default_config() -> None:
+    """`qwen-assistant bench threads` (docs/performance.md), no model named: the model
+    `models fetch` installed, every thread count, the mid-answer check."""
+    import json
+
+    from tests.test_cli import run
+
+    result = run("bench", "threads", "--json", "--tokens", "16", "--runs", "1", timeout=600)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [r["threads"] for r in data["rows"]] == list(range(1, len(data["rows"]) + 1))
+    full = next(r for r in data["rows"] if r["threads"] == data["threads"])
+    assert full["decode_ratio"] == 1.0  # ratios are to the engine's threads at full
+    assert all(r["decode_tok_s"] > 0 and r["prefill_tok_s"] > 0 for r in data["rows"])
+    assert data["midway_same_text"] is True
