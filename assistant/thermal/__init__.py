@@ -3,9 +3,16 @@ and its simulation."""
 
 from .actors import ClockCap, Intensity
 from .admission import Admission, AdmissionStatus, Busy, Priority, Ticket, TokenBucket
-from .budget import HeatBudget, Ladder, OperatingPoint, PowerModel
+from .budget import (
+    BudgetController,
+    FixedRate,
+    HeatBudget,
+    Ladder,
+    OperatingPoint,
+    PowerModel,
+)
 from .fan import Fan, FanCurve, FanError, NoFan, OnOffFan, PWMFan, SysfsFan, make_fan
-from .governor import BudgetController, FixedRate, Governor, ThermalStatus
+from .governor import Governor, ThermalStatus
 from .sensor import FileThermometer, SensorError, Thermometer, ThrottleFlags, parse_throttled
 
 __all__ = [

@@ -24,10 +24,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from ..config import Thermal
 
-__all__ = ["HeatBudget", "Ladder", "OperatingPoint", "PowerModel", "decode_speed"]
+__all__ = [
+    "BudgetController",
+    "Controller",
+    "FixedRate",
+    "HeatBudget",
+    "Ladder",
+    "OperatingPoint",
+    "PowerModel",
+    "decode_speed",
+]
 
 #: The Pi 5's clock range and step (raspberrypi/documentation frequency-management.adoc).
 F_MAX_MHZ = 2400
@@ -216,3 +226,61 @@ class HeatBudget:
     def run(self, temperatures: list[float], dt: float) -> list[float]:
         """List in, list out: the budget after each reading ``dt`` seconds apart."""
         return [self.update(t, dt) for t in temperatures]
+
+
+class Controller(Protocol):
+    """Temperature in, an operating point for the levers out."""
+
+    budget_w: float
+
+    def update(self, celsius: float, dt: float) -> OperatingPoint: ...
+
+    def floor(self) -> OperatingPoint: ...
+
+    def configure(self, settings: Thermal, ladder: Ladder) -> None: ...
+
+
+class BudgetController:
+    """The heat budget (:class:`~.budget.HeatBudget`) spent down the :class:`~.budget.Ladder`."""
+
+    def __init__(self, settings: Thermal, ladder: Ladder) -> None:
+        self.ladder = ladder
+        self.budget = HeatBudget(settings, ladder)
+
+    @property
+    def budget_w(self) -> float:
+        return self.budget.budget_w
+
+    def update(self, celsius: float, dt: float) -> OperatingPoint:
+        return self.ladder.spend(self.budget.update(celsius, dt))
+
+    def floor(self) -> OperatingPoint:
+        """Sensor lost: the least heat every lever allows (the integral restarts there)."""
+        self.budget.reset(self.ladder.floor_w)
+        return self.ladder.spend(self.ladder.floor_w)
+
+    def configure(self, settings: Thermal, ladder: Ladder) -> None:
+        self.ladder = ladder
+        self.budget.configure(settings, ladder)
+
+
+class FixedRate:
+    """No feedback: every lever at full and always the same admitted rate (the
+    simulation's ``best_fixed`` policy)."""
+
+    def __init__(self, rate_per_min: float, settings: Thermal, ladder: Ladder) -> None:
+        self.rate = rate_per_min
+        self.ladder = ladder
+        self.configure(settings, ladder)
+
+    def update(self, celsius: float, dt: float) -> OperatingPoint:
+        return self.point
+
+    def floor(self) -> OperatingPoint:
+        return self.point
+
+    def configure(self, settings: Thermal, ladder: Ladder) -> None:
+        self.ladder = ladder
+        factor = min(1.0, self.rate / settings.rate_per_min)
+        self.point = replace(ladder.points[0], rate_factor=factor)
+        self.budget_w = ladder.full_w  # it spends no budget: the fan keeps to its curve

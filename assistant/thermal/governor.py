@@ -21,13 +21,12 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import dataclass
 
 from ..config import Config, Thermal
 from .actors import CPUFREQ_POLICY, ClockCap, Intensity
 from .admission import Admission
-from .budget import HeatBudget, Ladder, OperatingPoint
+from .budget import BudgetController, Controller, Ladder, OperatingPoint
 from .fan import Fan, FanCurve, NoFan, make_fan
 from .sensor import (
     FileThermometer,
@@ -38,13 +37,7 @@ from .sensor import (
     read_throttled,
 )
 
-__all__ = [
-    "RESUME_MARGIN_C",
-    "BudgetController",
-    "FixedRate",
-    "Governor",
-    "ThermalStatus",
-]
+__all__ = ["RESUME_MARGIN_C", "Governor", "ThermalStatus"]
 
 log = logging.getLogger(__name__)
 
@@ -56,64 +49,6 @@ RESUME_MARGIN_C = 2.0
 PEAK_DECAY_C_PER_S = 0.01
 #: How often the firmware's throttle flags are polled (vcgencmd forks a process).
 THROTTLE_POLL_S = 60.0
-
-
-class Controller(Protocol):
-    """Temperature in, an operating point for the levers out."""
-
-    budget_w: float
-
-    def update(self, celsius: float, dt: float) -> OperatingPoint: ...
-
-    def floor(self) -> OperatingPoint: ...
-
-    def configure(self, settings: Thermal, ladder: Ladder) -> None: ...
-
-
-class BudgetController:
-    """The heat budget (:class:`~.budget.HeatBudget`) spent down the :class:`~.budget.Ladder`."""
-
-    def __init__(self, settings: Thermal, ladder: Ladder) -> None:
-        self.ladder = ladder
-        self.budget = HeatBudget(settings, ladder)
-
-    @property
-    def budget_w(self) -> float:
-        return self.budget.budget_w
-
-    def update(self, celsius: float, dt: float) -> OperatingPoint:
-        return self.ladder.spend(self.budget.update(celsius, dt))
-
-    def floor(self) -> OperatingPoint:
-        """Sensor lost: the least heat every lever allows (the integral restarts there)."""
-        self.budget.reset(self.ladder.floor_w)
-        return self.ladder.spend(self.ladder.floor_w)
-
-    def configure(self, settings: Thermal, ladder: Ladder) -> None:
-        self.ladder = ladder
-        self.budget.configure(settings, ladder)
-
-
-class FixedRate:
-    """No feedback: every lever at full and always the same admitted rate (the
-    simulation's ``best_fixed`` policy)."""
-
-    def __init__(self, rate_per_min: float, settings: Thermal, ladder: Ladder) -> None:
-        self.rate = rate_per_min
-        self.ladder = ladder
-        self.configure(settings, ladder)
-
-    def update(self, celsius: float, dt: float) -> OperatingPoint:
-        return self.point
-
-    def floor(self) -> OperatingPoint:
-        return self.point
-
-    def configure(self, settings: Thermal, ladder: Ladder) -> None:
-        self.ladder = ladder
-        factor = min(1.0, self.rate / settings.rate_per_min)
-        self.point = replace(ladder.points[0], rate_factor=factor)
-        self.budget_w = ladder.full_w  # it spends no budget: the fan keeps to its curve
 
 
 @dataclass(frozen=True)

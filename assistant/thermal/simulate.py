@@ -38,8 +38,9 @@ from .board import (
     SimThermometer,
     calibration,
 )
+from .budget import FixedRate
 from .fan import FanCurve
-from .governor import FixedRate, Governor
+from .governor import Governor
 
 __all__ = [
     "ACTIVE_COOLER",
