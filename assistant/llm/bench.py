@@ -16,6 +16,8 @@ import os
 import resource
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,17 @@ DECODE_PROMPT = (
     "Tell me, in as much detail as you can, the story of how the first computers were built."
 )
 QUESTIONS = ("When does the planetarium show start?", "How much is a ticket for my daughter?")
+
+
+@contextmanager
+def loaded_engine(config: Config, model: str | Path | None) -> Iterator[Engine]:
+    """The configured (or named) model, loaded for a benchmark and closed after it."""
+    engine = Engine.from_config(config, model)
+    engine.load()
+    try:
+        yield engine
+    finally:
+        engine.close()
 
 
 def decode_prompt(engine: Engine) -> list[int]:
@@ -120,9 +133,7 @@ def _hash_time(path: Path) -> float:
 def bench_llm(
     config: Config, *, model: str | Path | None = None, tokens: int = 128, runs: int = 3
 ) -> dict[str, Any]:
-    engine = Engine.from_config(config, model)
-    engine.load()
-    try:
+    with loaded_engine(config, model) as engine:
         prompt = decode_prompt(engine)
         tokens = min(tokens, engine.settings.max_tokens)
         bare, ours, counts = [], [], []
@@ -165,8 +176,6 @@ def bench_llm(
             "n_ctx": engine.settings.n_ctx,
             "runs": runs,
         }
-    finally:
-        engine.close()
 
 
 def same_text_when_threads_change(engine: Engine, tokens: list[int], n: int) -> tuple[str, str]:
@@ -198,9 +207,7 @@ def bench_threads(
     config: Config, *, model: str | Path | None = None, tokens: int = 64, runs: int = 3
 ) -> dict[str, Any]:
     """Decode and prompt tokens/s for 1..N threads, as ratios to N (the thread lever)."""
-    engine = Engine.from_config(config, model)
-    engine.load()
-    try:
+    with loaded_engine(config, model) as engine:
         prompt = decode_prompt(engine)
         tokens = min(tokens, engine.settings.max_tokens)
         full, batch = engine.threads, int(engine.llama.n_threads_batch)
@@ -243,8 +250,6 @@ def bench_threads(
             "midway_same_text": before == after,
             "midway_threads": f"{full}->{max(1, full // 2)} after {max(1, tokens // 4)} tokens",
         }
-    finally:
-        engine.close()
 
 
 def render_threads(r: dict[str, Any]) -> str:

@@ -83,16 +83,15 @@ class TokenBucket:
         self._refill()
         return self.tokens
 
-    def take(self, reserve: float = 0.0) -> float:
-        """Take one token if ``1 + reserve`` are there: returns 0.0; else seconds to wait."""
+    def take(self) -> float:
+        """Take one token if there is one: returns 0.0; else seconds until there is."""
         self._refill()
-        need = 1.0 + reserve
-        if self.tokens >= need - 1e-9:
+        if self.tokens >= 1.0 - 1e-9:
             self.tokens -= 1.0
             return 0.0
         if self.rate_per_min <= 0:
             return math.inf
-        return (need - self.tokens) * 60 / self.rate_per_min
+        return (1.0 - self.tokens) * 60 / self.rate_per_min
 
     def set_rate(self, rate_per_min: float) -> None:
         self._refill()

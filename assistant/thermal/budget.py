@@ -143,7 +143,6 @@ class Ladder:
     ) -> None:
         self.threads, self.batch_threads = max(1, threads), max(1, batch_threads)
         self.model = model or PowerModel(cores=max(self.threads, self.batch_threads))
-        self.settings = settings
         top = F_MAX_MHZ if clock else None
         full = OperatingPoint(self.threads, self.batch_threads, top, 1.0, prompt_clock_mhz=top)
         points = [full]
@@ -169,8 +168,9 @@ class Ladder:
         self.points = points
         self.watts = [self.model.work_w(p) for p in points]
         self.full_w = self.watts[0]
-        lo_rate = settings.min_rate_per_min / settings.rate_per_min
-        self.floor_w = self.watts[-1] * lo_rate
+        #: the admitted rate's floor, as a fraction of rate_per_min (the last lever)
+        self.lo_rate = settings.min_rate_per_min / settings.rate_per_min
+        self.floor_w = self.watts[-1] * self.lo_rate
 
     def spend(self, budget_w: float) -> OperatingPoint:
         """The first rung whose work fits ``budget_w``; past the last, a lower admitted rate."""
@@ -178,8 +178,7 @@ class Ladder:
             if watts <= budget_w + 1e-9:
                 return point
         last, last_w = self.points[-1], self.watts[-1]
-        lo = self.settings.min_rate_per_min / self.settings.rate_per_min
-        return replace(last, rate_factor=max(lo, min(1.0, budget_w / last_w)))
+        return replace(last, rate_factor=max(self.lo_rate, min(1.0, budget_w / last_w)))
 
 
 class HeatBudget:

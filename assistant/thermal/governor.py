@@ -114,14 +114,14 @@ class Governor:
         #: why there is no thermal control (no sensor on this machine); "" = there is
         self.no_sensor = no_sensor if thermometer is None else ""
         self._lock = threading.RLock()  # a SIGHUP handler may reload mid-call
-        if thermometer is None:  # no thermal control: the bucket paces nothing
+        if thermometer is None:  # no thermal control: the bucket (a thermal lever) paces nothing
             admission.set_paced(False)
+        elif clock_cap is not None and clock_cap.available:  # the engine's phase decides
+            self.intensity.on_clock = clock_cap.set  # which cap is in force
         if self.no_sensor:
             log.warning("%s: thermal control off", self.no_sensor)
-        elif clock_cap is not None and not clock_cap.available and thermometer is not None:
+        elif thermometer is not None and clock_cap is not None and not clock_cap.available:
             log.warning("clock cap unavailable (%s): using the other levers", clock_cap.problem)
-        elif clock_cap is not None:  # the engine's phase decides which cap is in force
-            self.intensity.on_clock = clock_cap.set
 
     @classmethod
     def from_config(
@@ -165,6 +165,10 @@ class Governor:
 
     def _has_clock(self) -> bool:
         return self.clock_cap is not None and self.clock_cap.available
+
+    def _binding(self) -> bool:
+        """The budget holds the work back (below what every lever at full uses)."""
+        return self.controller.budget_w < self.ladder.full_w - 1e-6
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -228,10 +232,9 @@ class Governor:
         decay = PEAK_DECAY_C_PER_S * dt
         self.peak = celsius if self.peak is None else max(celsius, self.peak - decay)
         point = self.controller.update(self.peak, dt)
-        binding = self.controller.budget_w < self.ladder.full_w - 1e-6
         # the fan is the free lever: full whenever the budget binds, else the curve
         curve = self.curve.update(smoothed)
-        self._set_fan(1.0 if binding else curve)
+        self._set_fan(1.0 if self._binding() else curve)
         if smoothed >= t.critical_c:
             if not self.hot:
                 log.warning(
@@ -250,7 +253,6 @@ class Governor:
             )
         else:
             self.admission.resume()
-        self.admission.set_paced(True)
         self._apply(point, f"SoC at {smoothed:.1f} °C")
 
     def _apply(self, point: OperatingPoint, why: str) -> None:
@@ -282,16 +284,14 @@ class Governor:
         self.hot = False
         self._set_fan(1.0)
         self.admission.resume()
-        self.admission.set_paced(True)
         self._apply(self.controller.floor(), f"thermal sensor lost: {problem}")
         self.admission.set_rate(self.settings.min_rate_per_min, f"thermal sensor lost: {problem}")
 
     def _no_sensor(self) -> None:
-        """No thermometer: no thermal control; a driven fan runs at full, the work at full,
-        and the bucket (a thermal lever) paces nothing."""
+        """No thermometer: no thermal control; a driven fan runs at full, the work at full
+        (and the bucket paces nothing: set once, at construction)."""
         self._set_fan(1.0)
         self._apply(self.ladder.points[0], "")
-        self.admission.set_paced(False)
 
     def _set_fan(self, duty: float) -> None:
         try:
@@ -348,7 +348,7 @@ class Governor:
             state = "off"
         elif self.hot:
             state = "hot"
-        elif budget is not None and budget < self.ladder.full_w - 1e-6:
+        elif self._binding():
             state = "cooling"
         else:
             state = "ok"
