@@ -224,3 +224,22 @@ def test_built_wheel_carries_the_default_config(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         assert zf.read("assistant/config.toml") == (ROOT / "config.toml").read_bytes()
         assert "assistant/py.typed" in zf.namelist()
+
+
+def test_the_governors_lever_keys_reject_bad_values_each_on_its_line(tmp_path: Path) -> None:
+    """`qwen-assistant config check` on out-of-range lever settings: exit 78, one line each."""
+    from tests.test_cli import run
+
+    path = write(
+        tmp_path,
+        "[thermal]\nmin_clock_mhz = 3000\nmin_pacing = 0.0\nmin_threads = 0\nclock_path = 7\n",
+    )
+    result = run("config", "check", "--config", str(path))
+    assert result.returncode == 78
+    assert result.stderr.strip().splitlines() == [
+        f"{path}:2:1: thermal.min_clock_mhz: must be between 1500 and 2400, got 3000",
+        f"{path}:3:1: thermal.min_pacing: must be between 0.1 and 1, got 0",
+        f"{path}:4:1: thermal.min_threads: must be between 1 and 64, got 0",
+        f"{path}:5:1: thermal.clock_path: must be a string, got 7",
+    ]
+    assert "Traceback" not in result.stderr

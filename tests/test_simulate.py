@@ -79,6 +79,20 @@ def test_the_targets_table_says_what_was_met(results: dict[str, sim.Outcome]) ->
     assert "governor p95_wait_voice_s: " in text and "MISSED" in text
 
 
+def test_the_sweep_table_reads_one_scenario_per_row(results: dict[str, sim.Outcome]) -> None:
+    """What `simulate --sweep` prints, for the default scenario (40 °C, seed 1)."""
+    gov = results["governor"]
+    text = report.render_sweep([sim.sweep_row(40.0, 1, results)])
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["ambient", "seed", "gov"]
+    assert lines[1].split()[:3] == ["40", "1", str(gov.tokens)]
+    ratio = gov.tokens / results["best_fixed"].tokens
+    assert lines[-1] == (
+        f"worst governor/best_fixed tokens: {ratio:.3f} (target >= 1.0); "
+        "most throttled: 0 s of 3600 (target <= 36)"
+    )
+
+
 def test_a_governor_whose_power_estimate_is_wrong_still_keeps_out_of_the_throttle() -> None:
     # the board's cores draw 30 % more than the governor's PowerModel assumes: the feedback
     # corrects it, all but a moment (0.5 s of the 30 minutes measured, peak 80.4 °C)

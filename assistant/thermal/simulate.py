@@ -58,6 +58,7 @@ __all__ = [
     "make_requests",
     "run_policy",
     "sweep",
+    "sweep_row",
 ]
 
 POLICIES = ("firmware", "none", "best_fixed", "governor")
@@ -444,17 +445,18 @@ def sweep(
             if progress:
                 progress(f"{ambient:g} °C, seed {seed}")
             scenario = dataclasses.replace(hw, ambient_c=ambient)
-            results = compare(settings, scenario, Workload(seed=seed))
-            rows.append(
-                {"ambient_c": ambient, "seed": seed}
-                | {
-                    name: {
-                        "tokens": o.tokens,
-                        "throttle_s": o.throttle_s,
-                        "voice_refused": o.voice_refused,
-                        "p95_wait_voice_s": o.p95_wait_voice_s,
-                    }
-                    for name, o in results.items()
-                }
-            )
+            rows.append(sweep_row(ambient, seed, compare(settings, scenario, Workload(seed=seed))))
     return rows
+
+
+def sweep_row(ambient: float, seed: int, results: dict[str, Outcome]) -> dict[str, Any]:
+    """One scenario of the sweep: what each policy made, threw away and kept waiting."""
+    return {"ambient_c": ambient, "seed": seed} | {
+        name: {
+            "tokens": o.tokens,
+            "throttle_s": o.throttle_s,
+            "voice_refused": o.voice_refused,
+            "p95_wait_voice_s": o.p95_wait_voice_s,
+        }
+        for name, o in results.items()
+    }
