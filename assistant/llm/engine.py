@@ -34,6 +34,7 @@ from ..thermal.actors import Intensity
 from .backend import Backend, choose_backend, cpu_description
 from .conversation import Chat, ChatML, Conversation
 from .gguf import FIX, GGUFInfo, read_gguf
+from .grammar import Constraint, decode_json
 
 __all__ = ["Engine", "Generation", "GenerationStats", "Sampling", "is_degenerate"]
 
@@ -76,6 +77,9 @@ class GenerationStats:
     stop_reason: str = ""
     #: seconds the decode loop idled for the governor's pacing (part of total_s)
     paced_s: float = 0.0
+    #: constrained tokens, and how many of them needed the whole vocabulary masked
+    grammar_tokens: int = 0
+    grammar_masked: int = 0
 
     @property
     def prefill_tokens(self) -> int:
@@ -125,7 +129,10 @@ class Generation:
         self._pieces: Iterator[str] = iter(())
         self.stats = GenerationStats()
         self.token_ids: list[int] = []
+        #: the free text (what a voice would speak)
         self.text = ""
+        #: the constrained JSON, when a Constraint started (tool call or schema answer)
+        self.json = ""
         self._callbacks: list[Callable[[Generation], None]] = []
 
     def on_finish(self, callback: Callable[[Generation], None]) -> None:
@@ -177,6 +184,8 @@ class Engine:
         self._llama: Any = None
         self._fmt: ChatML | None = None
         self._stop_ids: frozenset[int] = frozenset()
+        #: Qwen's <tool_call> token (None when the vocabulary has no such single token)
+        self.tool_call_id: int | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -256,6 +265,8 @@ class Engine:
             self.backend = replace(self.backend, device=cpu_description())
         self._fmt = self._chatml()
         self._stop_ids = frozenset({self._llama.token_eos(), self._fmt.im_end})
+        ids = self._llama.tokenize(b"<tool_call>", add_bos=False, special=True)
+        self.tool_call_id = int(ids[0]) if len(ids) == 1 else None
         self._canary()
         self.load_s = self.clock() - start
 
@@ -371,9 +382,17 @@ class Engine:
 
     # -- generation --------------------------------------------------------------------
     def generate(
-        self, tokens: list[int], *, cancel: threading.Event | None = None, **overrides: Any
+        self,
+        tokens: list[int],
+        *,
+        cancel: threading.Event | None = None,
+        constraint: Constraint | None = None,
+        **overrides: Any,
     ) -> Generation:
-        """Stream text for ``tokens``. ``overrides`` replace Sampling fields; caps never grow."""
+        """Stream text for ``tokens``. ``overrides`` replace Sampling fields; caps never grow.
+
+        With a ``constraint`` the JSON part streams as :class:`JsonPiece` and ends the
+        answer (``stop_reason`` "tool_call" for a lazy one, "stop" otherwise)."""
         sampling = replace(self.sampling, **{k: v for k, v in overrides.items() if v is not None})
         sampling = replace(
             sampling,
@@ -386,23 +405,42 @@ class Engine:
                 f"{sampling.max_tokens} exceeds llm.n_ctx {self.settings.n_ctx}"
             )
         generation = Generation()
-        generation._pieces = self._run(generation, tokens, sampling, cancel or threading.Event())
+        generation._pieces = self._run(
+            generation, tokens, sampling, cancel or threading.Event(), constraint
+        )
         return generation
 
+    def _lead(self, constraint: Constraint | None, gen: Generation, token: int) -> list[int] | None:
+        """None while ``token`` is free text; else the tokens to keep before the JSON:
+        Qwen's <tool_call> and a newline, or nothing (a ``{`` is re-sampled under the
+        grammar, as is the first token of a constraint that starts now)."""
+        if constraint is None:
+            return None
+        if constraint.start == "now":
+            return []
+        if token == self.tool_call_id:
+            return [token, *self.chat_format.encode("\n")]
+        if gen.token_ids or gen.text.strip():
+            return None
+        return [] if self.llama.detokenize([token]).lstrip().startswith(b"{") else None
+
     def _run(
-        self, gen: Generation, tokens: list[int], s: Sampling, cancel: threading.Event
+        self,
+        gen: Generation,
+        tokens: list[int],
+        s: Sampling,
+        cancel: threading.Event,
+        constraint: Constraint | None = None,
     ) -> Iterator[str]:
         stats = gen.stats
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
             with self._lock:
                 llama = self.llama
-                start = self.clock()
-                stats.prompt_tokens = len(tokens)
-                stats.cached_tokens = self.cached_prefix(tokens)
+                start = last = self.clock()
+                stats.prompt_tokens, stats.cached_tokens = len(tokens), self.cached_prefix(tokens)
                 intensity = self._intensity()
                 intensity.phase("prompt")  # the prompt's clock cap while it evaluates
-                last = start
                 stream = llama.generate(
                     tokens,
                     top_k=s.top_k,
@@ -411,12 +449,16 @@ class Engine:
                     repeat_penalty=s.repeat_penalty,
                     reset=True,
                 )
+                lead: list[int] | None = None  # set when the constrained part starts
                 try:
                     for token in stream:
                         now = self.clock()
                         if not gen.token_ids:
                             stats.first_token_s = now - start
                             intensity.phase("decode")
+                        lead = self._lead(constraint, gen, token)
+                        if lead is not None:
+                            break
                         if token in self._stop_ids:
                             stats.stop_reason = "stop"
                             break
@@ -433,6 +475,10 @@ class Engine:
                         if len(gen.token_ids) > 1:  # pace decode, not the prompt
                             stats.paced_s += intensity.pace(now - last, cancel)
                         last = self.clock()
+                    if lead is not None and constraint is not None:  # (stream stays paused)
+                        yield from self._json(
+                            gen, s, constraint=constraint, cancel=cancel, start=start, lead=lead
+                        )
                 finally:
                     stream.close()
                     intensity.phase("idle")
@@ -445,6 +491,33 @@ class Engine:
         finally:
             for callback in gen._callbacks:
                 callback(gen)
+
+    def _json(
+        self,
+        gen: Generation,
+        s: Sampling,
+        *,
+        constraint: Constraint,
+        cancel: threading.Event,
+        start: float,
+        lead: list[int],
+    ) -> Iterator[str]:
+        """The constrained part of the answer (see :func:`~.grammar.decode_json`)."""
+        return decode_json(
+            self.llama,
+            gen,
+            constraint,
+            lead=lead,
+            sampling=(s.temperature, s.top_k, s.top_p, self.settings.seed),
+            end_ids=sorted(self._stop_ids),
+            stop=lambda: self._should_stop(
+                gen.token_ids,
+                replace(s, repetition_abort_tokens=0),  # JSON repeats its quotes and braces
+                self.clock() - start,
+                cancel,
+            ),
+            between=self._intensity,
+        )
 
     @staticmethod
     def _should_stop(ids: list[int], s: Sampling, elapsed: float, cancel: threading.Event) -> str:
