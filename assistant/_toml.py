@@ -15,6 +15,7 @@ from typing import Any
 __all__ = ["dumps", "key_positions", "syntax_position"]
 
 _HEADER = re.compile(r"\s*\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\s*(#.*)?$")
+_ARRAY = re.compile(r"\s*\[\[\s*([A-Za-z0-9_\-]+)\s*\]\]\s*(#.*)?$")
 _KEY = re.compile(r"(\s*)([A-Za-z0-9_\-]+(?:\s*\.\s*[A-Za-z0-9_\-]+)*|\"[^\"]*\")\s*=")
 _INLINE_KEY = re.compile(r"([A-Za-z0-9_\-]+)\s*=")
 _AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
@@ -55,6 +56,7 @@ def key_positions(text: str) -> dict[tuple[str, str], Position]:
     positions: dict[tuple[str, str], Position] = {}
     section = ""
     depth = 0
+    arrays: dict[str, int] = {}  # [[name]] tables seen so far: name[0], name[1], …
     open_quote: str | None = None
     for lineno, line in enumerate(text.splitlines(), start=1):
         if open_quote:
@@ -63,6 +65,14 @@ def key_positions(text: str) -> dict[tuple[str, str], Position]:
             continue
         code, open_quote = _code(line)
         if depth == 0:
+            array = _ARRAY.match(line)
+            if array:
+                name = array.group(1).strip()
+                index = arrays[name] = arrays.get(name, -1) + 1
+                section = f"{name}[{index}]"
+                positions.setdefault((section, ""), (lineno, line.index("[") + 1))
+                positions.setdefault((name, ""), (lineno, line.index("[") + 1))
+                continue
             header = _HEADER.match(line)
             if header and not line.lstrip().startswith("[["):
                 section = header.group(1).strip().strip("\"'")
@@ -112,13 +122,22 @@ def _value(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items() if v is not None)
+        return "{ " + items + " }" if items else "{}"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
-def dumps(data: dict[str, dict[str, Any]]) -> str:
-    """Write {section: {key: value}} as TOML."""
+def _key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_\-]+", key) else json.dumps(key)
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """Write {section: {key: value}} as TOML; a list of tables becomes [[section]] tables."""
     chunks = []
-    for section, table in data.items():
-        lines = [f"[{section}]"] + [f"{k} = {_value(v)}" for k, v in table.items()]
-        chunks.append("\n".join(lines))
+    for section, value in data.items():
+        for table in value if isinstance(value, list) else [value]:
+            head = f"[[{section}]]" if isinstance(value, list) else f"[{section}]"
+            lines = [head] + [f"{_key(k)} = {_value(v)}" for k, v in table.items() if v is not None]
+            chunks.append("\n".join(lines))
     return "\n\n".join(chunks) + "\n"

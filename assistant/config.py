@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._toml import dumps, key_positions, syntax_position
+from .actions.spec import Action, parse_actions
 from .errors import ConfigError
 
 __all__ = [
@@ -273,16 +274,23 @@ class Config:
     thermal: Thermal = field(default_factory=Thermal)
     api: API = field(default_factory=API)
     service: Service = field(default_factory=Service)
+    #: the [[actions]] tables: what the device may do (none by default)
+    actions: tuple[Action, ...] = ()
     #: the file this was loaded from, or None for the built-in default
     source: Path | None = None
 
     def to_toml(self) -> str:
-        data = {f.name: dataclasses.asdict(getattr(self, f.name)) for f in _sections()}
+        data: dict[str, Any] = {
+            f.name: dataclasses.asdict(getattr(self, f.name)) for f in _sections()
+        }
+        if self.actions:
+            data["actions"] = [a.as_table() for a in self.actions]
         return dumps(data)
 
 
 def _sections() -> list[dataclasses.Field[Any]]:
-    return [f for f in dataclasses.fields(Config) if f.name != "source"]
+    """The [section] tables (not the [[actions]] array, nor the source)."""
+    return [f for f in dataclasses.fields(Config) if f.name not in ("source", "actions")]
 
 
 def data_dir() -> Path:
@@ -334,7 +342,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
     sections = {f.name: f for f in _sections()}
     built: dict[str, Any] = {}
+    actions = parse_actions(raw.get("actions"), report, path.parent.resolve())
     for name, value in raw.items():
+        if name == "actions":
+            continue
         if name not in sections:
             report(name, None, "unknown section" + _did_you_mean(name, sections))
         elif not isinstance(value, dict):
@@ -345,7 +356,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         built[name] = _build_section(name, cls, table if isinstance(table, dict) else {}, report)
     if problems:
         raise ConfigError([msg for _, msg in sorted(problems)])
-    config = Config(**built, source=path)
+    config = Config(**built, actions=actions, source=path)
     return _resolve_paths(config, raw, path.parent.resolve())
 
 
