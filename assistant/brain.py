@@ -23,6 +23,7 @@ from typing import Any
 
 from .errors import AssistantError
 from .llm.engine import GenerationStats
+from .llm.grammar import JsonPiece
 from .thermal.admission import Admission, Priority, Ticket
 
 __all__ = ["Brain", "Job", "NotReady", "StopMatcher", "TurnRecord"]
@@ -105,6 +106,8 @@ class Job:
         self.matcher = StopMatcher(stops)
         self.stats = GenerationStats()
         self.text = ""
+        #: the constrained JSON (a tool call or a schema answer); its pieces are JsonPiece
+        self.json = ""
         #: clock() when the engine produced the first token
         self.first_at: float | None = None
         #: why the service cut this answer ("" = it was not cut; a client leaving is not a cut)
@@ -259,6 +262,10 @@ class Brain:
                     ticket.progress(generation.stats.completion_tokens, now)
                     if job.first_at is None:
                         job.first_at = now
+                    if isinstance(piece, JsonPiece):  # stop strings never cut the JSON
+                        job.json += piece
+                        job._put(piece)
+                        continue
                     job._emit(job.matcher.feed(piece))
                     if job.matcher.hit:
                         break
@@ -278,12 +285,14 @@ class Brain:
         outcome: str = "",
         *,
         first_audio_s: float | None = None,
+        turn_id: int | None = None,
     ) -> TurnRecord:
         """Remember a finished request; ``arrived`` is its clock() at arrival (for a voice
-        turn: the end of speech)."""
+        turn: the end of speech). ``turn_id``: one taken with :meth:`next_id` before (an
+        action's log lines carry it)."""
         s = job.stats
         turn = TurnRecord(
-            id=self.next_id(),
+            id=turn_id if turn_id is not None else self.next_id(),
             kind=kind,
             outcome=outcome or job.finish,
             prompt_tokens=s.prompt_tokens,

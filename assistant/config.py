@@ -244,6 +244,7 @@ class API:
     queue_timeout_s: float = opt(120.0, lo=1.0, hi=3600.0)
     header_timeout_s: float = opt(10.0, lo=0.5, hi=300.0)
     max_connections: int = opt(32, lo=1, hi=4096)
+    allow_actions: bool = opt(False)
 
     def check(self) -> list[tuple[str, str]]:
         if not is_loopback(self.host) and not self.api_key:

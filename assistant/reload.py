@@ -60,6 +60,7 @@ LIVE_KEYS: dict[str, frozenset[str]] = {
             "queue_timeout_s",
             "header_timeout_s",
             "max_connections",
+            "allow_actions",
         }
     ),
 }
@@ -91,7 +92,7 @@ class Reloaded:
 def _changes(old: Config, new: Config) -> list[tuple[str, str, Any, Any]]:
     found = []
     for sec in dataclasses.fields(Config):
-        if sec.name == "source":
+        if sec.name in ("source", "actions"):  # actions: compared whole, in reload_config
             continue
         a, b = getattr(old, sec.name), getattr(new, sec.name)
         for f in dataclasses.fields(a):
@@ -128,6 +129,10 @@ def reload_config(current: Config, governor: Any = None) -> Reloaded:
             )
         else:
             pending.append(f"{section}.{key}")
+    if new.actions != current.actions:  # the allow-list applies from the next turn
+        effective = dataclasses.replace(effective, actions=new.actions)
+        names = ", ".join(a.name for a in new.actions) or "none"
+        applied.append(f"actions: {len(current.actions)} → {len(new.actions)} ({names})")
     if governor is not None:
         governor.reload(effective.thermal)
     if applied:

@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .actions.actor import Actor
 from .api.app import ApiState, create_app
 from .api.server import Server
 from .brain import Brain
@@ -100,6 +101,8 @@ class Service:
         self.last_reload: Reloaded | None = None
         #: why the voice loop is not running ("" while it runs)
         self.voice_off = "voice.enabled = false" if not config.voice.enabled else ""
+        #: the [[actions]] every front end offers (updated on reload)
+        self.actor = Actor(config.actions)
 
     def _default_engine(self) -> Any:
         from .llm.engine import Engine
@@ -154,6 +157,7 @@ class Service:
         self.reloads += 1
         self.last_reload = outcome
         self.config = self.state.config = outcome.config
+        self.actor.update(outcome.config.actions)
         self.state.reload = outcome.as_dict(self.reloads)
         self._set_stall_limits()
         line = self._publish(self.state, send=False)  # `qwen-assistant reload` waits for it
@@ -222,7 +226,7 @@ class Service:
         brain.heartbeat = inference.beat
         self._set_stall_limits()
         self.state = state = ApiState(
-            config, brain, governor, liveness=self.liveness, starting=True
+            config, brain, governor, liveness=self.liveness, starting=True, actor=self.actor
         )
         state.runtime_dir = str(self._runtime.path) if self._runtime else ""
         state.voice_off = self.voice_off
@@ -301,7 +305,11 @@ class Service:
         if indicators is not None and indicators.leds:
             self._gpio.append(indicators)
         voice = VoiceLoop(
-            config, mic, ears, Voice(config, state.brain, state.mouth), indicators=indicators
+            config,
+            mic,
+            ears,
+            Voice(config, state.brain, state.mouth, actor=self.actor),
+            indicators=indicators,
         )
         if config.voice.button_pin:
             try:

@@ -20,8 +20,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .actions.actor import CANNOT, Actor
 from .config import Config
 from .llm.conversation import stateless_prompt
+from .llm.grammar import JsonPiece
 from .speech.audio import MicLost
 from .speech.sentences import SentenceSplitter, split_all
 from .speech.stt import Ears, Heard
@@ -54,9 +56,17 @@ class TurnResult:
 
 class Voice:
     def __init__(
-        self, config: Config, brain: Any, mouth: Any, *, clock: Callable[[], float] = time.monotonic
+        self,
+        config: Config,
+        brain: Any,
+        mouth: Any,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        actor: Actor | None = None,
     ) -> None:
         self.config = config
+        #: the configured actions (the service shares one and updates it on reload)
+        self.actor = actor if actor is not None else Actor(config.actions)
         self.brain = brain
         self.mouth = mouth
         self.clock = clock
@@ -77,39 +87,53 @@ class Voice:
             self.job.cancel()
 
     async def answer(self, heard: Heard, question: str, *, streaming: bool = True) -> TurnResult:
-        """Think and speak. ``streaming=False``: the whole answer, then the whole synthesis."""
-        llm, brain = self.config.llm, self.brain
+        """Think and speak. ``streaming=False``: the whole answer, then the whole synthesis.
+
+        A call of one of the configured actions is checked, run and answered by the
+        :class:`Actor`; a yes or no to its "Shall I …?" is answered without the model."""
+        llm, brain, actor = self.config.llm, self.brain, self.actor
+        turn_id = brain.next_id()
+        decision = await actor.confirmation(question, turn_id)
+        if decision is not None:
+            return await self._reply(heard, question, decision.said, turn_id)
         prompt = stateless_prompt(
             brain.engine.chat_format,
             [*self.history, ("user", question)],
-            llm.system_prompt,
+            actor.system_prompt(llm.system_prompt),
             llm.n_ctx,
             llm.max_tokens,
         )
         ticket = await brain.admit(Priority.VOICE, self.config.api.queue_timeout_s)
-        self.job = job = brain.generate(ticket, prompt.tokens, max_tokens=llm.max_tokens)
+        self.job = job = brain.generate(
+            ticket, prompt.tokens, max_tokens=llm.max_tokens, constraint=actor.constraint()
+        )
         self.utterance = utterance = self.mouth.start(self.on_first_audio)
         splitter = SentenceSplitter()
         try:
             async for piece in job:
-                if streaming:
+                if streaming and not isinstance(piece, JsonPiece):
                     for chunk in splitter.feed(piece):
                         utterance.add(chunk)
         finally:
             job.cancel()
             await job.done
+        said = ""
+        if job.json:  # the model called an action: what happened is the answer
+            complete = job.finish == "tool_call"
+            said = (await actor.act(job.json, question, turn_id)).said if complete else CANNOT
         answered = self.clock()
         if streaming:
-            for chunk in splitter.flush():
-                utterance.add(chunk)
+            for chunk in [*splitter.flush(), said]:
+                if chunk:
+                    utterance.add(chunk)
         else:
             # one piper call for everything; every chunk ends a sentence, as when streaming
-            chunks = [c if c[-1] in ".!?…:;," else f"{c}." for c in split_all([job.text])]
+            chunks = [c if c[-1] in ".!?…:;," else f"{c}." for c in split_all([job.text, said])]
             utterance.add(" ".join(chunks))
         utterance.end()
         await asyncio.get_running_loop().run_in_executor(None, utterance.done.wait)
         end = self.clock()
-        spoken = utterance.spoken() if utterance.stopped else job.text
+        spoken = utterance.spoken() if utterance.stopped else f"{job.text} {said}".strip()
         self.history += [("user", question), ("assistant", spoken)] if spoken else []
         self.last_turn_at = end
         self.job = self.utterance = None
@@ -134,6 +158,7 @@ class Voice:
             heard.speech_end,
             "cancelled" if utterance.stopped else "",
             first_audio_s=result.first_audio_s if first_audio is not None else None,
+            turn_id=turn_id,
         )
         log.info(
             "turn %d voice: %r → %d tokens; %.2f s to final transcript, %.2f s to first token, "
@@ -151,6 +176,31 @@ class Voice:
             extra={"TURN_ID": turn.id},
         )
         return result
+
+    async def _reply(self, heard: Heard, question: str, text: str, turn_id: int) -> TurnResult:
+        """Say ``text`` without the model (the answer to a "Shall I …?")."""
+        self.utterance = utterance = self.mouth.start(self.on_first_audio)
+        utterance.add(text)
+        utterance.end()
+        await asyncio.get_running_loop().run_in_executor(None, utterance.done.wait)
+        end = self.clock()
+        self.history += [("user", question), ("assistant", text)]
+        self.last_turn_at, self.utterance = end, None
+        first_audio = utterance.first_audio_at
+        log.info("turn %d voice: %r → %s", turn_id, heard.text, text, extra={"TURN_ID": turn_id})
+        return TurnResult(
+            transcript=heard.text,
+            answer=text,
+            spoken=utterance.spoken() if utterance.stopped else text,
+            stt_final_s=heard.stt_final_s,
+            first_token_s=0.0,
+            first_audio_s=first_audio - heard.speech_end if first_audio is not None else 0.0,
+            total_s=end - heard.speech_end,
+            answer_done_s=0.0,
+            stt_rtf=heard.stt_s / heard.audio_s if heard.audio_s else 0.0,
+            tts_rtf=utterance.tts_rtf,
+            interrupted=utterance.stopped,
+        )
 
 
 def _words(text: str) -> list[str]:

@@ -63,6 +63,8 @@ class ApiState:
     api_url: str = ""
     #: the last reload's outcome (reload.Reloaded.as_dict), None before the first
     reload: dict[str, Any] | None = None
+    #: the device's [[actions]] (offered to API clients only with api.allow_actions)
+    actor: Any = None
 
     def snapshot(self) -> dict[str, Any]:
         """The one status: /status serves it, status.json and the STATUS= line render it."""

@@ -32,9 +32,15 @@ class ChatML:
     im_end: int
     encode: Callable[[str], list[int]]
     bos: tuple[int, ...] = ()
+    #: like ``encode`` but Qwen's tool markup (``<tool_call>``) may become its token: for
+    #: the system turn (the tools section) and the assistant's own calls, never for text a
+    #: user or a tool wrote (None: same as ``encode``)
+    encode_markup: Callable[[str], list[int]] | None = None
 
     def message(self, role: str, content: str) -> list[int]:
-        return [*self.header(role), *self.encode(content), *self.footer()]
+        trusted = role in ("system", "assistant") and self.encode_markup is not None
+        encode = self.encode_markup if trusted and self.encode_markup else self.encode
+        return [*self.header(role), *encode(content), *self.footer()]
 
     def header(self, role: str) -> list[int]:
         return [self.im_start, *self.encode(f"{role}\n")]

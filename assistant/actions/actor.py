@@ -1,0 +1,175 @@
+"""The device acting on a request: configured actions offered as tools, a call checked, run
+and answered honestly.
+
+Qwen2.5-0.5B calls a tool for almost any request that sounds like a command, so a call is
+run only when it is *grounded* in what was asked: each enum argument (a room, a direction)
+must be named in the request, and the request must share a word with the action's name,
+description or keywords. An argument outside its enum is said to be unknown, not forced onto
+a listed value (the grammar leaves local actions' enums to the validator for that reason).
+With no actions at all, the system prompt tells the model it cannot act, so it says so
+instead of pretending. Nothing here claims an action ran unless :class:`Runner` ran it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..llm.grammar import Constraint
+from .runner import Outcome, Runner
+from .spec import Action
+from .tools import NO_ACTIONS, ToolError, call_schema, parse_call, tools_prompt
+
+__all__ = ["CANNOT", "Actor", "Decision", "grounded"]
+
+log = logging.getLogger(__name__)
+
+CANNOT = "Sorry, I can't do that."
+#: a "Shall I …?" waits this long for its yes
+CONFIRM_WINDOW_S = 60.0
+#: appended after the tools section of a voice or CLI turn
+ONLY_THESE = (
+    "These functions are the only things you can do. If the user asks for something that "
+    "no function does, do not call a function: say that you can't do that."
+)
+_STOP_WORDS = (
+    "a an the to of in on at for and or is are be it this that with from by as please "
+    "can could would you me my i turn set get make do your our some any"
+)
+_STOP = frozenset(_STOP_WORDS.split())
+_YES = re.compile(r"^(yes|yeah|yep|sure|ok|okay|do it|go ahead|please do)\b", re.I)
+_NO = re.compile(r"^(no|nope|don't|do not|cancel|stop|never mind)\b", re.I)
+
+
+def _words(text: str) -> set[str]:
+    words = set()
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        words.add(word)
+        if len(word) > 3 and word.endswith("s"):  # lights → light
+            words.add(word[:-1])
+    return words
+
+
+def grounded(action: Action, arguments: dict[str, Any], request: str) -> str:
+    """ "" when ``request`` asks for this call; else why it does not."""
+    said = _words(request)
+    props = action.parameters.get("properties", {})
+    for key, value in arguments.items():
+        if "enum" in props.get(key, {}) and isinstance(value, str) and not _words(value) <= said:
+            return f"{key} {value!r} is not named in the request"
+    terms = _words(" ".join([action.name.replace("_", " "), action.description, *action.keywords]))
+    if not (terms - _STOP) & said:
+        return f"the request shares no word with {action.name}'s name, description or keywords"
+    return ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What became of a model's tool call."""
+
+    said: str
+    action: str = ""
+    arguments: dict[str, Any] | None = None
+    #: "ran", "failed", "refused" (invalid, unknown or ungrounded), "confirm", "no_action"
+    outcome: str = "refused"
+
+
+@dataclass
+class _Pending:
+    action: Action
+    arguments: dict[str, Any]
+    asked_at: float
+
+
+class Actor:
+    """The configured actions for voice, ``ask`` and ``chat`` turns (and the API if allowed)."""
+
+    def __init__(
+        self,
+        actions: Iterable[Action] = (),
+        *,
+        runner: Runner | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.actions: tuple[Action, ...] = tuple(actions)
+        self.runner = runner or Runner(clock=clock)
+        self.clock = clock
+        self._pending: _Pending | None = None
+
+    def update(self, actions: Iterable[Action]) -> None:
+        """A reloaded [[actions]] list: applies from the next turn (a pending yes is dropped)."""
+        self.actions = tuple(actions)
+        self._pending = None
+
+    def system_prompt(self, base: str) -> str:
+        if not self.actions:
+            return f"{base.rstrip()} {NO_ACTIONS}".strip()
+        return tools_prompt(base, [a.tool for a in self.actions], ONLY_THESE)
+
+    def constraint(self) -> Constraint | None:
+        """The lazy grammar of a call to one of the actions (enums left to the validator)."""
+        if not self.actions:
+            return None
+        return Constraint(call_schema([a.tool for a in self.actions], enums=False), "tool_call")
+
+    async def confirmation(self, text: str, turn_id: int = 0) -> Decision | None:
+        """The answer to a pending "Shall I …?", or None when ``text`` is a new request."""
+        pending, self._pending = self._pending, None
+        if pending is None or self.clock() - pending.asked_at > CONFIRM_WINDOW_S:
+            return None
+        reply = text.strip()
+        if _YES.match(reply):
+            return await self._run(pending.action, pending.arguments, turn_id)
+        if _NO.match(reply):
+            log.info("turn %d action %s: not confirmed", turn_id, pending.action.name)
+            return Decision("OK, I won't.", pending.action.name, pending.arguments, "refused")
+        return None
+
+    async def act(self, call_json: str, request: str, turn_id: int = 0) -> Decision:
+        """Check the model's call against the actions and ``request``; run it if it fits."""
+        by_name = {a.name: a for a in self.actions}
+        try:
+            call = parse_call(call_json, [a.tool for a in self.actions])
+        except ToolError as exc:
+            log.info("turn %d: tool call refused: %s: %s", turn_id, exc, call_json[:200])
+            return Decision(f"{CANNOT} {_speakable(str(exc))}", outcome="refused")
+        action = by_name[call.name]
+        why = grounded(action, call.arguments, request)
+        if why:
+            log.info(
+                "turn %d: the model chose %s(%s) but %s: not run",
+                turn_id,
+                call.name,
+                call.arguments_json(),
+                why,
+                extra={"TURN_ID": turn_id},
+            )
+            return Decision(CANNOT, call.name, call.arguments, "refused")
+        if action.confirm:
+            self._pending = _Pending(action, call.arguments, self.clock())
+            return Decision(_question(action, call.arguments), call.name, call.arguments, "confirm")
+        return await self._run(action, call.arguments, turn_id)
+
+    async def _run(self, action: Action, arguments: dict[str, Any], turn_id: int) -> Decision:
+        outcome: Outcome = await self.runner.run(action, arguments, turn_id)
+        return Decision(outcome.said, action.name, arguments, "ran" if outcome.ok else "failed")
+
+
+def _speakable(problem: str) -> str:
+    """'light_on: arguments.room 'garage' is not one of …' → "room 'garage' is not one of …"."""
+    text = re.sub(r"^[\w-]+: ", "", problem).replace("arguments.", "")
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def _question(action: Action, arguments: dict[str, Any]) -> str:
+    what = action.description.rstrip(".")
+    what = what[:1].lower() + what[1:]
+    details = ", ".join(
+        f"{k} {json.dumps(v) if not isinstance(v, str) else v}" for k, v in arguments.items()
+    )
+    return f"Shall I {what}{f' ({details})' if details else ''}?"
