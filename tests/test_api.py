@@ -297,7 +297,9 @@ def test_a_slow_client_times_out_with_408(loading: ServerThread) -> None:
         (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
         (b'{"messages": [{"role": "user", "content": "\\ud800"}]}', "UTF-8"),
         (b'{"messages": []}', "messages"),
-        (b'{"messages": [{"role": "tool", "content": "x"}]}', "role"),
+        (b'{"messages": [{"role": "tool", "content": "x"}]}', "tool_call_id"),
+        (b'{"messages": [{"role": "robot", "content": "x"}]}', "role"),
+        (b'{"messages": [{"role": "user"}]}', "content"),
         (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": -1}', "max_tokens"),
         (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', "max_tokens"),
         (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": "9"}', "max_tokens"),
@@ -306,7 +308,18 @@ def test_a_slow_client_times_out_with_408(loading: ServerThread) -> None:
         (b'{"messages": [{"role": "user", "content": "x"}], "top_p": 0}', "top_p"),
         (b'{"messages": [{"role": "user", "content": "x"}], "n": 2}', "n"),
         (b'{"messages": [{"role": "user", "content": "x"}], "seed": 1}', "unknown parameter"),
-        (b'{"messages": [{"role": "user", "content": "x"}], "tools": []}', "unknown parameter"),
+        (
+            b'{"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}',
+            "tools",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}}',
+            "response_format",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": "x"}], "logprobs": true}',
+            "unknown parameter",
+        ),
         (
             b'{"messages": [{"role": "user", "content": "x"}], "stop": ["a","b","c","d","e"]}',
             "stop",

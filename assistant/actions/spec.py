@@ -11,6 +11,7 @@ problem is reported with the file, line and key like any other config key.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -129,7 +130,7 @@ def parse_actions(raw: Any, report: Report, base_dir: Path) -> tuple[Action, ...
     seen: set[str] = set()
     for i, table in enumerate(raw):
         where = f"actions[{i}]"
-        action = _parse_one(table, lambda key, msg, w=where: report(w, key, msg), base_dir)
+        action = _parse_one(table, functools.partial(report, where), base_dir)
         if action is None:
             continue
         if action.name in seen:

@@ -119,7 +119,7 @@ class GrammarSampler:
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy()
 
     def allows(self, token: int) -> bool:
-        self._one[0].id, self._one[0].logit, self._one[0].p = token, 0.0, 0.0
+        self._one[0].id, self._one[0].logit, self._one[0].p = token, 0.0, 0.0  # type: ignore[assignment]
         self._one_array.size, self._one_array.selected, self._one_array.sorted = 1, -1, False
         self._lib.llama_sampler_apply(self._smpl, ctypes.byref(self._one_array))
         return not math.isinf(self._one[0].logit)

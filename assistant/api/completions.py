@@ -1,0 +1,377 @@
+"""Chat completions: plan, admit, generate, answer (whole or streamed) and account.
+
+Stateless like OpenAI's API: the client sends the history and the token budget trims its
+oldest turns. Every completion is admitted by the governor at API priority (voice goes
+first): over the rate → 429, queue full or too hot → 503, each with the governor's
+Retry-After. Tools and ``response_format`` are planned by :mod:`.tools`; with
+``api.allow_actions`` a plain request may trigger the device's own [[actions]].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from ..brain import Job, NotReady
+from ..errors import PromptTooLong
+from ..llm.conversation import stateless_prompt
+from ..llm.grammar import JsonPiece
+from ..thermal.admission import Busy, Priority
+from .guard import error_body
+from .schema import ChatRequest
+from .tools import CallStream, Plan, PlanError, ToolError, plan, tool_calls
+
+if TYPE_CHECKING:
+    from .app import ApiState
+
+__all__ = ["LOADING_RETRY_S", "ApiError", "complete"]
+
+log = logging.getLogger(__name__)
+
+#: Retry-After while the model loads; loading the 0.5B model takes about a second
+LOADING_RETRY_S = 5
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        retry_after: float | None = None,
+        outcome: str = "bad_request",
+    ) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.code, self.param = status, kind, code, param
+        self.retry_after = retry_after
+        self.outcome = outcome  # the requests_total label it counts under
+
+    def response(self) -> Response:
+        headers = {"Retry-After": f"{self.retry_after:.0f}"} if self.retry_after else None
+        return Response(
+            error_body(str(self), self.kind, self.code, self.param),
+            status_code=self.status,
+            media_type="application/json",
+            headers=headers,
+        )
+
+
+BUSY = {  # Busy.reason → status, error code, metrics outcome
+    "rate": (429, "rate_limit_exceeded", "rate_limited"),
+    "queue": (503, "queue_full", "queue_full"),
+    "hot": (503, "too_hot", "too_hot"),
+}
+
+
+def _busy(exc: Busy) -> ApiError:
+    status, code, outcome = BUSY[exc.reason]
+    kind = "rate_limit_error" if status == 429 else "server_error"
+    return ApiError(status, str(exc), kind, code=code, retry_after=exc.retry_after, outcome=outcome)
+
+
+def _not_ready(message: str) -> ApiError:
+    return ApiError(
+        503,
+        message,
+        "server_error",
+        code="not_ready",
+        retry_after=LOADING_RETRY_S,
+        outcome="not_ready",
+    )
+
+
+async def _until_disconnected(receive: Callable[[], Awaitable[Any]]) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _or_gone(request: Request, work: Awaitable[Any]) -> tuple[bool, Any]:
+    """Run ``work`` unless the client disconnects first: (gone, result)."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_until_disconnected(request.receive))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if task.done():
+        return False, task.result()
+    task.cancel()
+    return True, None
+
+
+async def complete(state: ApiState, body: ChatRequest, request: Request) -> Response:
+    arrived = state.brain.clock()
+    brain, llm, metrics = state.brain, state.config.llm, state.metrics
+    if body.speak and state.mouth is None:
+        raise ApiError(400, "speak: this device has no voice output", param="speak")
+    if not brain.ready:
+        raise _not_ready(brain.load_error or "the model is still loading")
+    max_tokens = min(body.requested_tokens or llm.max_tokens, llm.max_tokens)
+    how, tokens = _prepare(state, body, max_tokens)
+    try:
+        gone, ticket = await _or_gone(
+            request, brain.admit(Priority.API, state.config.api.queue_timeout_s)
+        )
+    except Busy as exc:
+        raise _busy(exc) from None
+    except NotReady as exc:
+        raise _not_ready(str(exc)) from None
+    if gone:
+        metrics.outcome("cancelled")
+        return Response(status_code=499)  # nobody is listening
+    job = brain.generate(
+        ticket,
+        tokens,
+        stops=body.stops,
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        constraint=how.constraint,
+    )
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    turn_id = brain.next_id()
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            _sse(
+                state,
+                job,
+                completion_id,
+                arrived,
+                usage=include_usage,
+                speak=body.speak,
+                how=how,
+                turn_id=turn_id,
+            ),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def collect() -> None:
+        async for _ in job:
+            pass
+
+    try:
+        gone, _ = await _or_gone(request, collect())
+    finally:
+        job.cancel()  # no-op when finished; stops the engine when the client left
+    await job.done
+    said = await _act(state, job, how, turn_id) if not gone and not job.cut else ""
+    _finish(state, job, arrived, body.speak, cancelled=gone, turn_id=turn_id, said=said)
+    if gone:
+        return Response(status_code=499)
+    if job.cut:  # the service stopped mid-answer: say so, never a partial "length"
+        raise ApiError(503, _cut_message(job), "server_error", code="shutdown", outcome="cancelled")
+    message, reason = _message(job, how, said)
+    return JSONResponse(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": state.model_id,
+            "choices": [{"index": 0, "message": message, "finish_reason": reason}],
+            "usage": _usage(job),
+        }
+    )
+
+
+def _prepare(state: ApiState, body: ChatRequest, max_tokens: int) -> tuple[Plan, list[int]]:
+    """The plan and the prompt's tokens, or the ApiError (400) that says what is wrong."""
+    llm = state.config.llm
+    try:
+        how = plan(body, llm.system_prompt)
+    except PlanError as exc:
+        raise ApiError(400, str(exc), param=exc.param) from None
+    actor = state.actor
+    if how.mode == "text" and state.config.api.allow_actions and actor and actor.actions:
+        how = how.with_actions(actor)
+    fmt = state.brain.engine.chat_format
+    try:
+        prompt = stateless_prompt(fmt, how.messages, llm.system_prompt, llm.n_ctx, max_tokens)
+    except PromptTooLong as exc:
+        raise ApiError(400, str(exc), code="context_length_exceeded", param="messages") from None
+    except ValueError as exc:
+        raise ApiError(400, str(exc), param="messages") from None
+    opening = (fmt.encode_markup or fmt.encode)(how.opening) if how.opening else []
+    return how, prompt.tokens + opening
+
+
+def _complete_json(job: Job) -> bool:
+    """The constrained JSON was finished (not cut by a cap)."""
+    return bool(job.json) and job.stats.stop_reason in ("tool_call", "stop")
+
+
+async def _act(state: ApiState, job: Job, how: Plan, turn_id: int) -> str:
+    """Device mode: run the model's call of a device action; what to answer about it."""
+    if how.mode != "device" or not job.json:
+        return ""
+    if not _complete_json(job):
+        return "Sorry, I can't do that."
+    return str((await state.actor.act(job.json, how.request, turn_id)).said)
+
+
+def _message(job: Job, how: Plan, said: str) -> tuple[dict[str, Any], str]:
+    """The answer's message and finish_reason."""
+    content = job.text
+    if how.mode == "tools" and _complete_json(job):
+        try:
+            calls = tool_calls(job.json, how.tools)
+        except ToolError as exc:  # the grammar makes this unreachable; never a 500
+            log.error("tool call does not fit its schema: %s", exc)
+        else:
+            return {"role": "assistant", "content": content.strip() or None, "tool_calls": calls}, (
+                "tool_calls"
+            )
+    if how.mode == "json":
+        content = job.json
+    elif said:
+        content = f"{content.strip()} {said}".strip()
+    return {"role": "assistant", "content": content}, _reason(job)
+
+
+def _reason(job: Job) -> str:
+    """OpenAI's finish_reason: "stop" or "length" (token, time and repetition caps)."""
+    return "stop" if job.finish in ("stop", "tool_call") else "length"
+
+
+def _cut_message(job: Job) -> str:
+    n = job.stats.completion_tokens
+    return f"the answer was cut after {n} token{'s' if n != 1 else ''}: {job.cut}; ask again"
+
+
+def _usage(job: Job) -> dict[str, int]:
+    s = job.stats
+    return {
+        "prompt_tokens": s.prompt_tokens,
+        "completion_tokens": s.completion_tokens,
+        "total_tokens": s.prompt_tokens + s.completion_tokens,
+    }
+
+
+def _finish(
+    state: ApiState,
+    job: Job,
+    arrived: float,
+    speak: bool,
+    *,
+    cancelled: bool,
+    turn_id: int | None = None,
+    said: str = "",
+) -> None:
+    outcome = job.finish if job.cut or not cancelled else "cancelled"
+    turn = state.brain.record("api", job, arrived, outcome, turn_id=turn_id)
+    metrics = state.metrics
+    metrics.outcome(
+        {"stop": "ok", "tool_call": "ok", "cancelled": "cancelled", "shutdown": "cancelled"}.get(
+            outcome, "length"
+        )
+    )
+    metrics.tokens(job.stats.completion_tokens)
+    if turn.completion_tokens:
+        metrics.observe_first_token(turn.first_token_s)
+    log.info(
+        "turn %d api: %s, %d prompt tokens (%d cached), %d tokens, %.2f s to first token, "
+        "%.1f tok/s, %.2f s",
+        turn.id,
+        outcome,
+        turn.prompt_tokens,
+        turn.cached_tokens,
+        turn.completion_tokens,
+        turn.first_token_s,
+        turn.decode_tok_s,
+        turn.total_s,
+        extra={"TURN_ID": turn.id},
+    )
+    spoken = f"{job.text} {said}".strip()
+    if speak and not cancelled and not job.cut and spoken and state.mouth is not None:
+
+        def heard(at: float) -> None:
+            metrics.observe_first_audio(at - arrived)
+
+        if not state.mouth.say(spoken, heard):
+            log.warning("turn %d: not spoken, the device is already speaking", turn.id)
+
+
+def _event(completion_id: str, model: str, choices: list[Any], **extra: Any) -> str:
+    data = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        **extra,
+    }
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _chunk(completion_id: str, model: str, delta: dict[str, Any], finish: str | None) -> str:
+    return _event(completion_id, model, [{"index": 0, "delta": delta, "finish_reason": finish}])
+
+
+async def _sse(
+    state: ApiState,
+    job: Job,
+    cid: str,
+    arrived: float,
+    *,
+    usage: bool,
+    speak: bool,
+    how: Plan,
+    turn_id: int,
+) -> AsyncIterator[str]:
+    model = state.model_id
+    finished = False
+    said = ""
+    calls = CallStream()
+    try:
+        yield _chunk(cid, model, {"role": "assistant", "content": ""}, None)
+        try:
+            async for piece in job:
+                if not isinstance(piece, JsonPiece) or how.mode == "json":
+                    yield _chunk(cid, model, {"content": piece}, None)
+                elif how.mode == "tools":
+                    for delta in calls.feed(piece):
+                        yield _chunk(cid, model, {"tool_calls": [delta]}, None)
+        except Exception as exc:  # noqa: BLE001 - the engine failed mid-answer: tell the client
+            log.error("generation failed: %s", exc)
+            yield f"data: {error_body(str(exc), 'server_error').decode()}\n\n"
+            return
+        if job.cut:  # an error event: the openai client raises, curl shows it
+            yield f"data: {error_body(_cut_message(job), 'server_error', 'shutdown').decode()}\n\n"
+            finished = True
+            return
+        reason = _reason(job)
+        if how.mode == "tools" and calls.text:
+            for delta in calls.finish():
+                yield _chunk(cid, model, {"tool_calls": [delta]}, None)
+            reason = "tool_calls" if _complete_json(job) else reason
+        elif how.mode == "device":
+            await job.done
+            said = await _act(state, job, how, turn_id)
+            if said:
+                yield _chunk(cid, model, {"content": f" {said}" if job.text else said}, None)
+        yield _chunk(cid, model, {}, reason)
+        if usage:
+            yield _event(cid, model, [], usage=_usage(job))
+        yield "data: [DONE]\n\n"
+        finished = True
+    finally:
+        # done, or the client left: Starlette cancels this generator, and every await in
+        # its cancelled scope would be cancelled again, so the bookkeeping waits in a callback
+        job.cancel()
+        job.done.add_done_callback(
+            lambda _: _finish(
+                state, job, arrived, speak, cancelled=not finished, turn_id=turn_id, said=said
+            )
+        )
