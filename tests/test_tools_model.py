@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import openai
 import pytest
@@ -20,7 +20,7 @@ from tests.test_api import make_config, make_state
 
 pytestmark = pytest.mark.slow
 
-LIGHT = {
+LIGHT: Any = {
     "type": "function",
     "function": {
         "name": "light_on",
@@ -32,7 +32,7 @@ LIGHT = {
         },
     },
 }
-MOVE = {
+MOVE: Any = {
     "type": "function",
     "function": {
         "name": "move",
@@ -119,7 +119,7 @@ def test_required_and_named_choices_force_a_valid_call(client: openai.OpenAI) ->
             model="q",
             messages=ask("What is the capital of France?"),
             tools=TOOLS,
-            tool_choice=choice,  # type: ignore[arg-type]
+            tool_choice=cast(Any, choice),
             temperature=0,
         )
         calls = reply.choices[0].message.tool_calls
@@ -159,7 +159,7 @@ def test_a_tool_result_in_the_history_is_accepted(client: openai.OpenAI) -> None
         },
         {"role": "tool", "tool_call_id": "call_1", "content": '{"celsius": 23.5}'},
     ]
-    tool = {
+    tool: Any = {
         "type": "function",
         "function": {
             "name": "read_temperature",
@@ -177,7 +177,7 @@ def test_a_tool_result_in_the_history_is_accepted(client: openai.OpenAI) -> None
     message = reply.choices[0].message
     for call in message.tool_calls or []:
         arguments = json.loads(call.function.arguments)  # type: ignore[union-attr]
-        assert validate(tool["function"]["parameters"], arguments) == []  # type: ignore[index]
+        assert validate(tool["function"]["parameters"], arguments) == []
     assert message.tool_calls or message.content
 
 
