@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .actions.actor import CANNOT, Actor
+from .actions.actor import CANNOT, Actor, ClaimGuard, Decision
 from .config import Config
 from .llm.conversation import stateless_prompt
 from .llm.grammar import JsonPiece
@@ -93,9 +93,9 @@ class Voice:
         :class:`Actor`; a yes or no to its "Shall I …?" is answered without the model."""
         llm, brain, actor = self.config.llm, self.brain, self.actor
         turn_id = brain.next_id()
-        decision = await actor.confirmation(question, turn_id)
-        if decision is not None:
-            return await self._reply(heard, question, decision.said, turn_id)
+        reply = await actor.confirmation(question, turn_id)
+        if reply is not None:
+            return await self._reply(heard, question, reply, turn_id)
         prompt = stateless_prompt(
             brain.engine.chat_format,
             [*self.history, ("user", question)],
@@ -109,18 +109,14 @@ class Voice:
         )
         self.utterance = utterance = self.mouth.start(self.on_first_audio)
         splitter = SentenceSplitter()
-        try:
-            async for piece in job:
-                if streaming and not isinstance(piece, JsonPiece):
-                    for chunk in splitter.feed(piece):
-                        utterance.add(chunk)
-        finally:
-            job.cancel()
-            await job.done
-        said = ""
+        shown = await self._speak_stream(job, utterance, splitter if streaming else None, turn_id)
+        decision = None
         if job.json:  # the model called an action: what happened is the answer
             complete = job.finish == "tool_call"
-            said = (await actor.act(job.json, question, turn_id)).said if complete else CANNOT
+            decision = (
+                await actor.act(job.json, question, turn_id) if complete else Decision(CANNOT)
+            )
+        said = decision.said if decision is not None else ""
         answered = self.clock()
         if streaming:
             for chunk in [*splitter.flush(), said]:
@@ -128,13 +124,16 @@ class Voice:
                     utterance.add(chunk)
         else:
             # one piper call for everything; every chunk ends a sentence, as when streaming
-            chunks = [c if c[-1] in ".!?…:;," else f"{c}." for c in split_all([job.text, said])]
+            chunks = [c if c[-1] in ".!?…:;," else f"{c}." for c in split_all([shown, said])]
             utterance.add(" ".join(chunks))
         utterance.end()
         await asyncio.get_running_loop().run_in_executor(None, utterance.done.wait)
         end = self.clock()
-        spoken = utterance.spoken() if utterance.stopped else f"{job.text} {said}".strip()
-        self.history += [("user", question), ("assistant", spoken)] if spoken else []
+        spoken = utterance.spoken() if utterance.stopped else f"{shown} {said}".strip()
+        if decision is not None and not utterance.stopped:
+            self.history += decision.history(question)
+        elif spoken:
+            self.history += [("user", question), ("assistant", spoken)]
         self.last_turn_at = end
         self.job = self.utterance = None
         first_token = job.first_at - heard.speech_end if job.first_at is not None else 0.0
@@ -177,14 +176,44 @@ class Voice:
         )
         return result
 
-    async def _reply(self, heard: Heard, question: str, text: str, turn_id: int) -> TurnResult:
-        """Say ``text`` without the model (the answer to a "Shall I …?")."""
+    async def _speak_stream(
+        self, job: Any, utterance: Any, splitter: SentenceSplitter | None, turn_id: int
+    ) -> str:
+        """Feed the model's text to the mouth sentence by sentence (``splitter`` None: not
+        yet) and return it as said: without a tool call's JSON, and ending at a sentence
+        that claims an action nothing ran (it is replaced by "Sorry, I can't do that.")."""
+        guard = ClaimGuard()
+        shown = ""
+        try:
+            async for piece in job:
+                if isinstance(piece, JsonPiece):
+                    continue
+                text = guard.feed(piece)
+                shown += text
+                for chunk in splitter.feed(text) if splitter else ():
+                    utterance.add(chunk)
+                if guard.hit:
+                    log.info("turn %d: the model claimed an action it did not call", turn_id)
+                    break
+        finally:
+            job.cancel()
+            await job.done
+        tail = guard.flush()
+        for chunk in splitter.feed(tail) if splitter and tail else ():
+            utterance.add(chunk)
+        return shown + tail
+
+    async def _reply(
+        self, heard: Heard, question: str, decision: Decision, turn_id: int
+    ) -> TurnResult:
+        """Say what came of a yes or no to "Shall I …?" (no model needed)."""
+        text = decision.said
         self.utterance = utterance = self.mouth.start(self.on_first_audio)
         utterance.add(text)
         utterance.end()
         await asyncio.get_running_loop().run_in_executor(None, utterance.done.wait)
         end = self.clock()
-        self.history += [("user", question), ("assistant", text)]
+        self.history += decision.history(question)
         self.last_turn_at, self.utterance = end, None
         first_audio = utterance.first_audio_at
         log.info("turn %d voice: %r → %s", turn_id, heard.text, text, extra={"TURN_ID": turn_id})

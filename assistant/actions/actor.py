@@ -12,6 +12,7 @@ instead of pretending. Nothing here claims an action ran unless :class:`Runner` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -23,9 +24,18 @@ from typing import Any
 from ..llm.grammar import Constraint
 from .runner import Outcome, Runner
 from .spec import Action
-from .tools import NO_ACTIONS, ToolError, call_schema, parse_call, tools_prompt
+from .tools import (
+    NO_ACTIONS,
+    ToolCall,
+    ToolError,
+    call_schema,
+    parse_call,
+    render_call,
+    render_responses,
+    tools_prompt,
+)
 
-__all__ = ["CANNOT", "Actor", "Decision", "grounded"]
+__all__ = ["CANNOT", "Actor", "ClaimGuard", "Decision", "claims_action", "grounded"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,66 @@ _STOP_WORDS = (
 _STOP = frozenset(_STOP_WORDS.split())
 _YES = re.compile(r"^(yes|yeah|yep|sure|ok|okay|do it|go ahead|please do)\b", re.I)
 _NO = re.compile(r"^(no|nope|don't|do not|cancel|stop|never mind)\b", re.I)
+
+
+_VERBS = (
+    r"(turn|turned|switch|switched|open|opened|close|closed|unlock|unlocked|lock|locked"
+    r"|move|moved|dim|dimmed|play|played)"
+)
+_CLAIMS = [
+    re.compile(r"^\W*(done|ok|okay|all set)\W*$", re.I),
+    re.compile(
+        r"\b(i'?ve|i have|i'?ll|i will|i am going to|i'?m going to|i just)\s+(now\s+)?"
+        + _VERBS
+        + r"\b",
+        re.I,
+    ),
+    re.compile(r"\b(turning|switching|opening|unlocking|locking|moving)\s+(on|off|the|it)\b", re.I),
+    re.compile(r"\b(is|are) now (on|off|open|closed|locked|unlocked)\b", re.I),
+]
+
+
+def claims_action(sentence: str) -> bool:
+    """Does this sentence of the model's own text claim (or promise) that it acted?
+
+    Only the Runner acts, and what it says is not model text: a model sentence like
+    "Done." or "I'll turn on the light." is never true, so it is not said.
+    """
+    return any(p.search(sentence) for p in _CLAIMS)
+
+
+class ClaimGuard:
+    """Model text → text safe to show, sentence by sentence; a sentence that claims an
+    action ends the answer with :data:`CANNOT` (``hit`` tells the caller to stop)."""
+
+    _END = re.compile(r"[.!?…]+[\"')\]]*(\s+|$)|\n")
+
+    def __init__(self) -> None:
+        self._held = ""
+        self.hit = False
+
+    def feed(self, piece: str) -> str:
+        if self.hit:
+            return ""
+        self._held += piece
+        out, start = "", 0
+        for end in self._END.finditer(self._held):
+            sentence = self._held[start : end.end()]
+            if claims_action(sentence):
+                self.hit, self._held = True, ""
+                return f"{out}{CANNOT}"
+            out, start = out + sentence, end.end()
+        self._held = self._held[start:]
+        return out
+
+    def flush(self) -> str:
+        rest, self._held = self._held, ""
+        if self.hit:
+            return ""
+        if claims_action(rest):
+            self.hit = True
+            return CANNOT
+        return rest
 
 
 def _words(text: str) -> set[str]:
@@ -75,8 +145,30 @@ class Decision:
     said: str
     action: str = ""
     arguments: dict[str, Any] | None = None
-    #: "ran", "failed", "refused" (invalid, unknown or ungrounded), "confirm", "no_action"
+    #: "ran", "failed", "refused" (invalid, unknown or ungrounded), "confirm", "declined"
     outcome: str = "refused"
+
+    #: the request this answers (for a yes: the request that was asked about)
+    request: str = ""
+
+    def history(self, request: str) -> list[tuple[str, str]]:
+        """This turn for the conversation history, in Qwen's tool format: the request, the
+        call, its result, what was said. A history of bare "Done." answers would teach the
+        model to say "Done." without calling anything. A "Shall I …?" and a no are left
+        out (a yes is remembered as the request it confirmed, run)."""
+        request = self.request or request
+        if self.outcome in ("confirm", "declined"):
+            return []
+        if not self.action or self.arguments is None:
+            return [("user", request), ("assistant", self.said)]
+        call = render_call(ToolCall(self.action, self.arguments))
+        result = json.dumps({"outcome": self.outcome, "said": self.said}, ensure_ascii=False)
+        return [
+            ("user", request),
+            ("assistant", call),
+            ("user", render_responses([result])),
+            ("assistant", self.said),
+        ]
 
 
 @dataclass
@@ -84,6 +176,7 @@ class _Pending:
     action: Action
     arguments: dict[str, Any]
     asked_at: float
+    request: str
 
 
 class Actor:
@@ -106,6 +199,11 @@ class Actor:
         self.actions = tuple(actions)
         self._pending = None
 
+    @property
+    def waiting(self) -> bool:
+        """A "Shall I …?" awaits its yes or no."""
+        return self._pending is not None
+
     def system_prompt(self, base: str) -> str:
         if not self.actions:
             return f"{base.rstrip()} {NO_ACTIONS}".strip()
@@ -124,10 +222,12 @@ class Actor:
             return None
         reply = text.strip()
         if _YES.match(reply):
-            return await self._run(pending.action, pending.arguments, turn_id)
+            ran = await self._run(pending.action, pending.arguments, turn_id)
+            return dataclasses.replace(ran, request=pending.request)
         if _NO.match(reply):
             log.info("turn %d action %s: not confirmed", turn_id, pending.action.name)
-            return Decision("OK, I won't.", pending.action.name, pending.arguments, "refused")
+            name, args = pending.action.name, pending.arguments
+            return Decision("OK, I won't.", name, args, "declined", pending.request)
         return None
 
     async def act(self, call_json: str, request: str, turn_id: int = 0) -> Decision:
@@ -151,7 +251,7 @@ class Actor:
             )
             return Decision(CANNOT, call.name, call.arguments, "refused")
         if action.confirm:
-            self._pending = _Pending(action, call.arguments, self.clock())
+            self._pending = _Pending(action, call.arguments, self.clock(), request)
             return Decision(_question(action, call.arguments), call.name, call.arguments, "confirm")
         return await self._run(action, call.arguments, turn_id)
 

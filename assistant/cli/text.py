@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 from ..config import Config
@@ -41,6 +43,11 @@ def register(top: Any, add: Add) -> None:
         help="the question (quote it, or give several words); - reads it from stdin",
     )
     llm_options(ask)
+    ask.add_argument(
+        "--json-schema",
+        metavar="FILE",
+        help="answer with JSON that fits the JSON schema in FILE (constrained by a grammar)",
+    )
     ask.add_argument(
         "--server",
         metavar="URL",
@@ -91,13 +98,28 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"max_tokens": args.max_tokens, "temperature": args.temperature}
 
 
-def _stream(generation: Any, stats: bool) -> None:
+def _stream(generation: Any, stats: bool, *, json_out: bool = False) -> None:
+    """Print the answer as it comes. ``json_out``: the JSON answer; otherwise the text,
+    without a tool call's JSON and without a sentence that claims an action it did not
+    call (:class:`~assistant.actions.actor.ClaimGuard`)."""
+    from ..actions.actor import ClaimGuard
+    from ..llm.grammar import JsonPiece
+
     out = sys.stdout
+    guard = ClaimGuard()
+    wrote = False
     with generation:  # a failed write (closed pipe, Ctrl-C) must still release the engine
         for piece in generation:
-            out.write(piece)
+            text = piece if json_out else "" if isinstance(piece, JsonPiece) else guard.feed(piece)
+            out.write(text)
             out.flush()
-    out.write("\n")
+            wrote = wrote or bool(text.strip())
+            if guard.hit:
+                break
+    tail = "" if json_out else guard.flush()
+    out.write(tail)
+    if wrote or tail.strip():
+        out.write("\n")
     out.flush()
     s = generation.stats
     if stats:
@@ -132,32 +154,90 @@ def question(words: list[str], stdin: TextIO) -> str:
     return text.strip()
 
 
+def json_schema(path: str) -> dict[str, Any]:
+    """The JSON schema in ``path``, or one line naming the file and what is wrong."""
+    import json
+
+    try:
+        schema = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise AssistantError(f"{path}: cannot read the JSON schema ({exc.strerror})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AssistantError(f"{path}: not JSON ({exc}); give a JSON schema file") from None
+    if not isinstance(schema, dict):
+        raise AssistantError(f'{path}: a JSON schema is an object ({{"type": "object", …}})')
+    return schema
+
+
+def _act(actor: Any, generation: Any, text: str) -> Any:
+    """What came of a tool call the model made in ``generation`` (None if it made none)."""
+    import asyncio
+
+    from ..actions.actor import CANNOT, Decision
+
+    if not generation.json:
+        return None
+    if generation.stats.stop_reason != "tool_call":
+        return Decision(CANNOT)
+    return asyncio.run(actor.act(generation.json, text))
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     args.text = question(args.question, sys.stdin)
+    schema = json_schema(args.json_schema) if args.json_schema else None
     if args.server:
-        return _ask_server(args)
+        return _ask_server(args, schema)
+    from ..actions.actor import Actor
+    from ..api.tools import JSON_HINT
+    from ..llm.grammar import Constraint
+
     config = load(args)
     governor = _governor(config)
+    actor = Actor(config.actions)
+    base = config.llm.system_prompt
     with _slot(governor):  # too hot or busy: say so before loading the model
         engine = _open(config, args, governor)
         try:
-            _stream(engine.new_chat().ask(args.text, **_overrides(args)), args.stats)
+            constraint: Constraint | None = None
+            if schema is not None:
+                hint = f"{JSON_HINT} Its JSON schema: {json.dumps(schema)}"
+                chat = engine.new_chat(f"{base}\n\n{hint}")
+                constraint = Constraint(schema, "now")
+            else:
+                chat = engine.new_chat(actor.system_prompt(base))
+                constraint = actor.constraint()
+            generation = chat.ask(args.text, constraint=constraint, **_overrides(args))
+            _stream(generation, args.stats, json_out=schema is not None)
+            decision = _act(actor, generation, args.text) if schema is None else None
+            if decision is not None:
+                print(decision.said)
+            if actor.waiting:
+                print(
+                    f"{PROG}: ask has no next turn to say yes in: confirm in chat or by voice",
+                    file=sys.stderr,
+                )
         finally:
             engine.close()
     return 0
 
 
-def _ask_server(args: argparse.Namespace) -> int:
+def _ask_server(args: argparse.Namespace, schema: dict[str, Any] | None) -> int:
     from ..api.client import stream_chat
 
     if args.model:
         raise AssistantError("--model cannot be used with --server: the service runs its model")
+    response_format = (
+        {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+        if schema is not None
+        else None
+    )
     stream = stream_chat(
         args.server,
         [{"role": "user", "content": args.text}],
         api_key=args.api_key,
         max_tokens=args.max_tokens,
         temperature=args.temperature,
+        response_format=response_format,
     )
     out = sys.stdout
     for piece in stream:
@@ -217,31 +297,78 @@ class Prompt:
             return line
 
 
+class ChatSession:
+    """One ``chat``: the engine, the conversation, the actions and the typed commands."""
+
+    def __init__(self, config: Config, args: argparse.Namespace, governor: Any) -> None:
+        from ..actions.actor import Actor
+
+        self.config, self.args, self.governor = config, args, governor
+        self.actor = Actor(config.actions)
+        self.engine = _open(config, args, governor)
+        self.stats = args.stats
+        self.chat = self.new_chat()
+
+    def new_chat(self) -> Any:
+        return self.engine.new_chat(self.actor.system_prompt(self.config.llm.system_prompt))
+
+    def reload(self) -> None:
+        from ..reload import reload_config
+
+        self.config = reload_config(self.config, self.governor).config
+        self.actor.update(self.config.actions)  # the next turn's prompt offers the new list
+
+    def command(self, text: str) -> bool:
+        """A /command; False to leave."""
+        if text in ("/exit", "/quit"):
+            return False
+        if text == "/reset":
+            self.chat = self.new_chat()
+            print("[new conversation]", file=sys.stderr)
+        elif text == "/stats":
+            self.stats = not self.stats
+        else:
+            print(CHAT_HELP, file=sys.stderr)
+        return True
+
+    def turn(self, text: str) -> None:
+        import asyncio
+
+        actor, chat = self.actor, self.chat
+        reply = asyncio.run(actor.confirmation(text))
+        if reply is not None:  # a yes or no to "Shall I …?": no model needed
+            print(reply.said)
+            chat.remember(reply.history(text))
+            return
+        if chat.conversation.system_prompt != actor.system_prompt(self.config.llm.system_prompt):
+            self.chat = chat = self.new_chat()  # the actions changed on reload
+            print("[actions reloaded: new conversation]", file=sys.stderr)
+        with _slot(self.governor):
+            generation = chat.ask(text, constraint=actor.constraint(), **_overrides(self.args))
+            _stream(generation, self.stats)
+        decision = _act(actor, generation, text)
+        if decision is not None:
+            print(decision.said)
+            chat.remember(decision.history(text))
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from ..reload import reload_config
-
     config = load(args)
     governor = _governor(config)
-    engine = _open(config, args, governor)
+    session = ChatSession(config, args, governor)
     interactive = sys.stdin.isatty()
-    stats = args.stats
     stop = threading.Event()
     ticker = threading.Thread(target=governor.run, args=(stop,), name="governor", daemon=True)
     ticker.start()
-
-    def on_hup(_signum: int, _frame: Any) -> None:
-        nonlocal config
-        config = reload_config(config, governor).config
-
-    previous = signal.signal(signal.SIGHUP, on_hup)
+    previous = signal.signal(signal.SIGHUP, lambda _s, _f: session.reload())
     try:
-        chat = engine.new_chat()
         if interactive:
+            info = session.engine.info
             print(
-                f"{engine.info.name if engine.info else 'model'} ready. /help for commands; "
+                f"{info.name if info else 'model'} ready. /help for commands; "
                 "Ctrl-C stops an answer, Ctrl-D leaves.",
                 file=sys.stderr,
             )
@@ -251,19 +378,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
             if not text:
                 continue
             if text.startswith("/"):
-                if text in ("/exit", "/quit"):
+                if not session.command(text):
                     break
-                if text == "/reset":
-                    chat = engine.new_chat()
-                    print("[new conversation]", file=sys.stderr)
-                elif text == "/stats":
-                    stats = not stats
-                else:
-                    print(CHAT_HELP, file=sys.stderr)
                 continue
             try:
-                with _slot(governor):
-                    _stream(chat.ask(text, **_overrides(args)), stats)
+                session.turn(text)
             except KeyboardInterrupt:
                 print("\n[stopped]", file=sys.stderr)
             except AssistantError as exc:  # too long, busy: say so, keep chatting
@@ -271,5 +390,5 @@ def cmd_chat(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGHUP, previous)
         stop.set()
-        engine.close()
+        session.engine.close()
     return 0

@@ -199,8 +199,23 @@ class Chat:
         generation = self.engine.generate(prompt.tokens, max_tokens=max_tokens, **overrides)
 
         def record(done: GenerationLike) -> None:
+            if getattr(done, "json", "") and "constraint" in overrides:
+                return  # a constrained answer: the caller remembers what it made of it
             if done.token_ids:
                 self.conversation.add(prompt, done.text, done.token_ids)
 
         generation.on_finish(record)
         return generation
+
+    def remember(self, messages: Sequence[tuple[str, str]]) -> None:
+        """Add a turn whose answer was not generated as such: (role, text) messages, the
+        request first (an action's call, its result and what was said)."""
+        if not messages:
+            return
+        fmt = self.conversation.fmt
+        (_, user_text), *answer = messages
+        tokens = [t for role, text in answer for t in fmt.message(role, text)]
+        said = answer[-1][1] if answer else ""
+        self.conversation.turns.append(
+            Turn(user_text, said, tuple(fmt.message("user", user_text)), tuple(tokens))
+        )
