@@ -11,6 +11,7 @@ from typing import Any
 from assistant.config import LLM
 from assistant.llm.conversation import ChatML
 from assistant.llm.engine import Generation
+from assistant.llm.grammar import JsonPiece
 
 
 class FakeEngine:
@@ -24,8 +25,12 @@ class FakeEngine:
         settings: LLM | None = None,
         gated: bool = False,
         tick: Callable[[], None] = lambda: None,
+        call: str = "",
     ) -> None:
         self.words = words
+        #: the JSON a constrained answer ends with (a tool call), when the caller constrains
+        self.call = call
+        self.constraints: list[Any] = []
         self.settings = settings or LLM(max_tokens=64)
         self.gate = threading.Semaphore(0) if gated else None
         self.tick = tick
@@ -39,10 +44,15 @@ class FakeEngine:
     def generate(self, tokens: list[int], *, cancel: Any = None, **overrides: Any) -> Generation:
         cap = min(overrides.get("max_tokens") or self.settings.max_tokens, self.settings.max_tokens)
         generation = Generation()
-        generation._pieces = self._run(generation, cap, cancel or threading.Event())
+        constraint = overrides.get("constraint")
+        self.constraints.append(constraint)
+        call = self.call if constraint is not None else ""
+        generation._pieces = self._run(generation, cap, cancel or threading.Event(), call)
         return generation
 
-    def _run(self, gen: Generation, cap: int, cancel: threading.Event) -> Iterator[str]:
+    def _run(
+        self, gen: Generation, cap: int, cancel: threading.Event, call: str = ""
+    ) -> Iterator[str]:
         stats = gen.stats
         stats.prompt_tokens = 5
         try:
@@ -62,6 +72,13 @@ class FakeEngine:
                 if stats.completion_tokens >= cap:
                     stats.stop_reason = "length"
                     return
+            if call:
+                for i in range(0, len(call), 8):
+                    gen.json += call[i : i + 8]
+                    stats.completion_tokens += 1
+                    yield JsonPiece(call[i : i + 8])
+                stats.stop_reason = "tool_call"
+                return
             stats.stop_reason = "stop"
         finally:
             stats.stop_reason = stats.stop_reason or "cancelled"

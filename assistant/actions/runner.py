@@ -63,12 +63,14 @@ def expand(template: str, values: Mapping[str, Any], escape: Callable[[str], str
 
 
 def _argv(action: Action, arguments: Mapping[str, Any]) -> list[str]:
+    """The argv: ``{p}`` alone is dropped when p was not given; inside text it is ""."""
+    values = dict.fromkeys(action.parameters.get("properties", {}), "") | dict(arguments)
     argv = []
     for part in action.command:
         whole = PLACEHOLDER.fullmatch(part)
         if whole and whole.group(1) not in arguments:
             continue  # an optional parameter that was not given: no argument at all
-        argv.append(expand(part, arguments))
+        argv.append(expand(part, values))
     return argv
 
 

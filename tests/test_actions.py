@@ -1,0 +1,452 @@
+"""Actions without a model: the [[actions]] config, the runner's real subprocesses and HTTP
+requests, the tool format and validator, grounding, confirmation and the claim guard."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from assistant.actions.actor import CANNOT, Actor, ClaimGuard, claims_action, grounded
+from assistant.actions.runner import OUTPUT_LIMIT, Runner
+from assistant.actions.spec import Action, Http
+from assistant.actions.tools import (
+    NO_ACTIONS,
+    Tool,
+    ToolCall,
+    ToolError,
+    call_schema,
+    parse_call,
+    render_call,
+    render_responses,
+    strict,
+    validate,
+)
+from assistant.config import load_config
+from assistant.errors import ConfigError
+from assistant.reload import reload_config
+
+ROOM = {"type": "string", "enum": ["kitchen", "bedroom", "hall"]}
+LIGHT_PARAMS = {"type": "object", "properties": {"room": ROOM}, "required": ["room"]}
+
+GOOD = """
+[[actions]]
+name = "light_on"
+description = "Turn on the light in a room"
+parameters = { type = "object", properties = { room = { type = "string", enum = ["kitchen", "hall"] } }, required = ["room"] }
+http = { url = "http://127.0.0.1:1/api/services/light/turn_on", headers = { Authorization = "Bearer {token}" }, body = { entity_id = "light.{room}" }, token_file = "token" }
+say = "The {room} light is on."
+
+[[actions]]
+name = "move"
+description = "Move the robot"
+parameters = { type = "object", properties = { direction = { type = "string" } } }
+command = ["/usr/local/bin/robot", "move", "{direction}"]
+timeout_s = 3
+"""  # noqa: E501 - TOML inline tables are one line
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    return info.value.problems
+
+
+# -- the config ------------------------------------------------------------------------------
+def test_good_actions_load_and_show_round_trips(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    light, move = config.actions
+    assert light.http is not None and light.http.token_file == str(tmp_path / "token")
+    assert move.command == ("/usr/local/bin/robot", "move", "{direction}")
+    assert move.timeout_s == 3.0 and move.say == "Done." and not move.confirm
+    again = load_config(write(tmp_path, config.to_toml()))  # `config show` output loads back
+    assert again.actions == config.actions
+
+
+def test_no_actions_by_default() -> None:
+    assert load_config(None).actions == ()
+
+
+@pytest.mark.parametrize(
+    ("table", "fragment"),
+    [
+        ('name = "x"\ndescription = "d"', "actions[0]: needs exactly one effect"),
+        (
+            'name = "x"\ndescription = "d"\ncommand = ["/bin/true"]\nhttp = { url = "http://a" }',
+            "exactly one effect",
+        ),
+        ('name = "x"\ndescription = "d"\ncommand = ["robot"]', "must be an absolute path"),
+        ('name = "x"\ndescription = "d"\ncommand = ["/bin/{x}"]', "no placeholder"),
+        ('name = "x"\ndescription = "d"\ncommand = ["/bin/echo", "{room}"]', "{room} is not a"),
+        ('name = "x"\ndescription = "d"\ncommand = ["/bin/true"]\ntimeout = 3', "'timeout_s'"),
+        ('name = "x"\ndescription = "d"\ncommand = ["/bin/true"]\ntimeout_s = 0', "timeout_s"),
+        ('name = "x y"\ndescription = "d"\ncommand = ["/bin/true"]', "actions[0].name"),
+        ('name = "x"\ncommand = ["/bin/true"]', "actions[0].description: required"),
+        (
+            'name = "x"\ndescription = "d"\nhttp = { url = "ftp://a" }',
+            "must start with http://",
+        ),
+        (
+            'name = "x"\ndescription = "d"\n'
+            'http = { url = "http://a", headers = { A = "{token}" } }',
+            "no token_file",
+        ),
+        (
+            'name = "x"\ndescription = "d"\ncommand = ["/bin/true"]\n'
+            'parameters = { type = "object", properties = { n = { type = "float" } } }',
+            "type 'float'",
+        ),
+        ('name = "x"\ndescription = "d"\ncommand = ["/bin/true"]\nsay = "{nope}"', "{nope}"),
+    ],
+)
+def test_bad_actions_are_named_with_file_line_and_key(
+    tmp_path: Path, table: str, fragment: str
+) -> None:
+    found = problems(tmp_path, f"[llm]\nmax_tokens = 64\n\n[[actions]]\n{table}\n")
+    assert any(fragment in p for p in found), found
+    assert all(p.startswith(f"{tmp_path / 'config.toml'}:") for p in found)
+    assert any(f":{n}:" in p for n in (4, 5, 6, 7, 8) for p in found), found
+
+
+def test_the_second_table_is_numbered_and_names_are_unique(tmp_path: Path) -> None:
+    text = GOOD + '\n[[actions]]\nname = "move"\ndescription = "again"\ncommand = ["/bin/true"]\n'
+    (problem,) = problems(tmp_path, text)
+    line = text.splitlines().index("[[actions]]", 15) + 1
+    assert f"config.toml:{line}:" in problem or f"config.toml:{line + 1}:" in problem
+    assert "actions[2].name: 'move' is used by an earlier action" in problem
+
+
+def test_reload_applies_a_changed_action_list_live(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    config = load_config(path)
+    path.write_text(GOOD.split('[[actions]]\nname = "move"', maxsplit=1)[0])
+    outcome = reload_config(config)
+    assert outcome.ok and [a.name for a in outcome.config.actions] == ["light_on"]
+    assert "actions: 2 → 1 (light_on)" in outcome.applied
+    path.write_text(GOOD + "\n[[actions]]\nname = 1\n")
+    rejected = reload_config(outcome.config)
+    assert not rejected.ok and rejected.config.actions == outcome.config.actions
+
+
+# -- the runner ------------------------------------------------------------------------------
+ARGV = [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))"]
+
+
+def command(*argv: str, **kw: Any) -> Action:
+    return Action(
+        name="run",
+        description="Run it",
+        parameters={"type": "object", "properties": {"text": {"type": "string"}}},
+        command=tuple(argv),
+        **kw,
+    )
+
+
+def run(action: Action, arguments: dict[str, Any], runner: Runner | None = None) -> Any:
+    return asyncio.run((runner or Runner()).run(action, arguments, 7))
+
+
+def test_hostile_text_is_one_literal_argument() -> None:
+    hostile = '"; rm -rf / #$(reboot) `id` && echo pwned\n--flag'
+    action = command(*ARGV, "say", "{text}", say="{output}")
+    outcome = run(action, {"text": hostile})
+    assert outcome.ok
+    assert json.loads(outcome.output) == ["say", hostile]
+
+
+def test_a_missing_optional_argument_is_no_argument_at_all() -> None:
+    outcome = run(command(*ARGV, "say", "{text}", "--to={text}"), {})
+    assert json.loads(outcome.output) == ["say", "--to="]
+
+
+def test_a_command_that_fails_or_hangs_is_said_to_have_failed() -> None:
+    failed = run(command(sys.executable, "-c", "import sys; sys.exit(3)"), {})
+    assert not failed.ok and "exited with status 3" in failed.said
+    assert failed.said.startswith("Sorry, that did not work")
+    hung = run(command(sys.executable, "-c", "import time; time.sleep(30)", timeout_s=0.3), {})
+    assert not hung.ok and "did not finish within 0.3 seconds" in hung.said
+    missing = run(command("/no/such/program"), {})
+    assert not missing.ok and "could not start" in missing.said
+
+
+def test_output_is_kept_up_to_the_limit() -> None:
+    outcome = run(command(sys.executable, "-c", "print('x' * 1_000_000)"), {})
+    assert outcome.ok and len(outcome.output) == OUTPUT_LIMIT
+
+
+def test_the_rate_limit_refuses_honestly() -> None:
+    now = [0.0]
+    runner = Runner(clock=lambda: now[0])
+    action = command("/bin/true", rate_per_min=2)
+    assert run(action, {}, runner).ok and run(action, {}, runner).ok
+    refused = run(action, {}, runner)
+    assert not refused.ok and refused.said.startswith("I did not do that")
+    now[0] = 61.0
+    assert run(action, {}, runner).ok
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    requests: ClassVar[list[tuple[str, str, str, bytes]]] = []
+    status = 200
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.requests.append((self.command, self.path, self.headers["Authorization"], body))
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'[{"entity_id": "light.kitchen", "state": "on"}]')
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def controller() -> Iterator[str]:
+    Recorder.requests, Recorder.status = [], 200
+    server = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def light(url: str, token_file: Path) -> Action:
+    return Action(
+        name="light_on",
+        description="Turn on the light in a room",
+        parameters=LIGHT_PARAMS,
+        http=Http(
+            f"{url}/api/services/light/turn_on/{{room}}",
+            "POST",
+            (("Authorization", "Bearer {token}"),),
+            {"entity_id": "light.{room}", "room": "{room}"},
+            str(token_file),
+        ),
+        say="The {room} light is on.",
+    )
+
+
+def test_an_http_action_sends_one_request_with_the_token(controller: str, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    outcome = run(light(controller, token), {"room": "kitchen"})
+    assert outcome.ok and outcome.said == "The kitchen light is on."
+    ((method, path, auth, body),) = Recorder.requests
+    assert (method, path, auth) == ("POST", "/api/services/light/turn_on/kitchen", "Bearer s3cret")
+    assert json.loads(body) == {"entity_id": "light.kitchen", "room": "kitchen"}
+
+
+def test_http_values_cannot_break_out_of_their_place(controller: str, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t")
+    action = light(controller, token)
+    outcome = run(action, {"room": 'a/../b?x=1", "admin": true'})
+    assert outcome.ok
+    ((_, path, _, body),) = Recorder.requests
+    assert path == "/api/services/light/turn_on/a%2F..%2Fb%3Fx%3D1%22%2C%20%22admin%22%3A%20true"
+    assert json.loads(body)["room"] == 'a/../b?x=1", "admin": true'
+
+
+def test_http_failures_are_said(controller: str, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t")
+    Recorder.status = 401
+    refused = run(light(controller, token), {"room": "kitchen"})
+    assert not refused.ok and "answered 401" in refused.said
+    unreachable = run(light("http://127.0.0.1:9", token), {"room": "kitchen"})
+    assert not unreachable.ok and "could not be reached" in unreachable.said
+    no_token = run(light(controller, tmp_path / "missing"), {"room": "kitchen"})
+    assert not no_token.ok and "token file" in no_token.said
+
+
+# -- the tool format and the validator -------------------------------------------------------
+def test_strict_closes_objects_and_can_leave_enums_to_the_validator() -> None:
+    closed = strict(LIGHT_PARAMS)
+    assert closed["additionalProperties"] is False
+    assert "enum" in closed["properties"]["room"]
+    assert "enum" not in strict(LIGHT_PARAMS, enums=False)["properties"]["room"]
+    schema = call_schema([Tool("a", "A", LIGHT_PARAMS), Tool("b", "B", {"type": "object"})])
+    assert [o["properties"]["name"]["const"] for o in schema["anyOf"]] == ["a", "b"]
+
+
+def test_parse_call_checks_name_and_arguments() -> None:
+    tools = [Tool("light_on", "Light", LIGHT_PARAMS)]
+    call = parse_call('{"name": "light_on", "arguments": {"room": "hall"}}', tools)
+    assert call == ToolCall("light_on", {"room": "hall"})
+    for bad, fragment in [
+        ("{", "not JSON"),
+        ('{"name": "unlock", "arguments": {}}', "no tool named"),
+        ('{"name": "light_on", "arguments": {"room": "garage"}}', "not one of"),
+        ('{"name": "light_on", "arguments": {}}', "required"),
+        ('{"name": "light_on", "arguments": {"room": "hall", "x": 1}}', "not a parameter"),
+    ]:
+        with pytest.raises(ToolError, match=fragment):
+            parse_call(bad, tools)
+
+
+@pytest.mark.parametrize(
+    ("schema", "value", "ok"),
+    [
+        ({"type": "integer"}, 3, True),
+        ({"type": "integer"}, True, False),
+        ({"type": "number"}, 2.5, True),
+        ({"type": "boolean"}, 1, False),
+        ({"type": "string", "maxLength": 3}, "abcd", False),
+        ({"type": "number", "minimum": 0, "maximum": 10}, 11, False),
+        ({"type": "array", "items": {"type": "string"}}, ["a", 2], False),
+        ({"anyOf": [{"type": "string"}, {"type": "null"}]}, None, True),
+        ({"const": "x"}, "y", False),
+    ],
+)
+def test_validate(schema: dict[str, Any], value: Any, ok: bool) -> None:
+    assert (validate(schema, value) == []) is ok
+
+
+def test_calls_and_results_render_as_qwen_writes_them() -> None:
+    text = render_call(ToolCall("light_on", {"room": "hall"}))
+    assert text == '<tool_call>\n{"name": "light_on", "arguments": {"room": "hall"}}\n</tool_call>'
+    assert render_responses(["1", "2"]) == (
+        "<tool_response>\n1\n</tool_response>\n<tool_response>\n2\n</tool_response>"
+    )
+
+
+# -- the actor -------------------------------------------------------------------------------
+class FakeRunner(Runner):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ran: list[tuple[str, dict[str, Any]]] = []
+
+    async def run(self, action: Action, arguments: Any, turn_id: int = 0) -> Any:
+        from assistant.actions.runner import Outcome
+
+        self.ran.append((action.name, dict(arguments)))
+        return Outcome(True, action.say.replace("{room}", str(arguments.get("room", ""))))
+
+
+LIGHT = Action(
+    name="light_on",
+    description="Turn on the light in a room",
+    parameters=LIGHT_PARAMS,
+    command=("/bin/true",),
+    say="The {room} light is on.",
+)
+DOOR = Action(
+    name="unlock_door", description="Unlock the front door", command=("/bin/true",), confirm=True
+)
+
+
+def actor(*actions: Action, clock: Any = None) -> tuple[Actor, FakeRunner]:
+    runner = FakeRunner()
+    kw = {"clock": clock} if clock else {}
+    return Actor(actions, runner=runner, **kw), runner
+
+
+def call(name: str, **arguments: Any) -> str:
+    return json.dumps({"name": name, "arguments": arguments})
+
+
+def test_a_grounded_call_runs_and_says_its_template() -> None:
+    a, runner = actor(LIGHT)
+    decision = asyncio.run(a.act(call("light_on", room="kitchen"), "Turn on the kitchen light"))
+    assert decision.outcome == "ran" and decision.said == "The kitchen light is on."
+    assert runner.ran == [("light_on", {"room": "kitchen"})]
+
+
+@pytest.mark.parametrize(
+    "request_text",
+    ["Unlock the front door.", "Make me a coffee.", "Turn on the light."],
+)
+def test_a_call_the_request_does_not_name_is_not_run(request_text: str) -> None:
+    a, runner = actor(LIGHT)
+    decision = asyncio.run(a.act(call("light_on", room="kitchen"), request_text))
+    assert decision.said == CANNOT and decision.outcome == "refused" and not runner.ran
+
+
+def test_an_unknown_room_is_said_to_be_unknown_not_forced() -> None:
+    a, runner = actor(LIGHT)
+    decision = asyncio.run(a.act(call("light_on", room="garage"), "Light the garage"))
+    assert decision.said.startswith(CANNOT) and "'garage' is not one of" in decision.said
+    assert not runner.ran
+
+
+def test_grounding_uses_name_description_and_keywords() -> None:
+    lamp = Action(name="light_on", description="Light", command=("/bin/true",), keywords=("lamp",))
+    assert grounded(lamp, {}, "switch the lamp on") == ""
+    assert grounded(lamp, {}, "open the garage") != ""
+
+
+def test_confirm_asks_then_runs_only_on_yes() -> None:
+    now = [0.0]
+    a, runner = actor(DOOR, clock=lambda: now[0])
+
+    def waits() -> bool:  # (a function: mypy would narrow a.waiting between the asserts)
+        return a.waiting
+
+    asked = asyncio.run(a.act(call("unlock_door"), "Unlock the front door"))
+    assert asked.said == "Shall I unlock the front door?" and not runner.ran and waits()
+    assert asked.history("Unlock the front door") == []  # remembered once answered
+    done = asyncio.run(a.confirmation("Yes please"))
+    assert done is not None and done.outcome == "ran" and runner.ran == [("unlock_door", {})]
+    assert done.history("Yes please")[0] == ("user", "Unlock the front door")
+    asyncio.run(a.act(call("unlock_door"), "Unlock the front door"))
+    no = asyncio.run(a.confirmation("no"))
+    assert no is not None and no.said == "OK, I won't." and len(runner.ran) == 1
+    asyncio.run(a.act(call("unlock_door"), "Unlock the front door"))
+    assert asyncio.run(a.confirmation("what time is it?")) is None and not waits()
+    asyncio.run(a.act(call("unlock_door"), "Unlock the front door"))
+    now[0] = 61.0
+    assert asyncio.run(a.confirmation("yes")) is None and len(runner.ran) == 1
+
+
+def test_without_actions_the_prompt_says_the_assistant_cannot_act() -> None:
+    a, _ = actor()
+    assert a.system_prompt("Be brief.") == f"Be brief. {NO_ACTIONS}"
+    assert a.constraint() is None
+    with_light, _ = actor(LIGHT)
+    prompt = with_light.system_prompt("Be brief.")
+    assert "<tools>" in prompt and '"name": "light_on"' in prompt
+    constraint = with_light.constraint()
+    assert constraint is not None and constraint.start == "tool_call"
+
+
+@pytest.mark.parametrize(
+    ("sentence", "claims"),
+    [
+        ("Done.", True),
+        ("OK, I'll turn on the kitchen light.", True),
+        ("I have unlocked the door for you.", True),
+        ("The light is now on.", True),
+        ("Turning on the light now.", True),
+        ("The capital of France is Paris.", False),
+        ("Shall I turn on the light?", False),
+        ("I can't turn on lights.", False),
+        ("Let me explain how a lock works.", False),
+    ],
+)
+def test_claims_action(sentence: str, claims: bool) -> None:
+    assert claims_action(sentence) is claims
+
+
+def test_the_claim_guard_passes_text_and_ends_at_a_claim() -> None:
+    guard = ClaimGuard()
+    pieces = ["Paris is", " the capital.\n1. a", "\n2. b. Do", "ne. More."]
+    out = "".join(guard.feed(p) for p in pieces) + guard.flush()
+    assert out == f"Paris is the capital.\n1. a\n2. b. {CANNOT}" and guard.hit
+    clean = ClaimGuard()
+    text = "".join(clean.feed(p) for p in ["It is ", "sunny"]) + clean.flush()
+    assert text == "It is sunny" and not clean.hit
