@@ -140,7 +140,7 @@ class Voice:
         first_audio = utterance.first_audio_at
         result = TurnResult(
             transcript=heard.text,
-            answer=job.text,
+            answer=f"{shown} {said}".strip(),
             spoken=spoken,
             stt_final_s=heard.stt_final_s,
             first_token_s=first_token,
