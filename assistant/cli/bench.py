@@ -150,7 +150,42 @@ def register(top: Any, add: Add, group: Group) -> None:
             hi=2048,
         )
 
+        actions = add(
+            bench,
+            "actions",
+            "tool calls: valid JSON, right action and arguments, false actions, grammar cost",
+            cmd_bench_actions,
+            "Run a fixed set of 8 actions (enums, numbers, free text) with 66 requests that "
+            "should call one and 24 that should call none through the voice turn's prompt, "
+            "grammar and checks (nothing is run). Prints valid_json_rate, right_action_rate, "
+            "right_arguments_rate, false_action_rate, and first-token time and decode tokens/s "
+            "of each call with and without the grammar (decode_ratio), with every miss.",
+        )
+        actions.add_argument("--json", action="store_true", help="print one JSON object")
+        actions.add_argument("--model", metavar="GGUF", help="the LLM (default: llm.model)")
+        actions.add_argument(
+            "--limit",
+            type=bounded(int, 1, 1000),
+            metavar="N",
+            help="only the first N requests of each set (a quick check)",
+        )
+
     bench_commands()
+
+
+def cmd_bench_actions(args: argparse.Namespace) -> int:
+    from ..actions.bench import NO_ACTION, REQUESTS, bench_actions, render
+
+    total = min(args.limit or 10**6, len(REQUESTS)) + min(args.limit or 10**6, len(NO_ACTION))
+    progress = Progress("requests", total) if sys.stderr.isatty() else None
+    result = bench_actions(
+        load(args), model=args.model, limit=args.limit or 0,
+        progress=progress.step if progress else None,
+    )  # fmt: skip
+    if progress:
+        progress.done()
+    print(json.dumps(result) if args.json else render(result))
+    return 0
 
 
 def cmd_bench_voice(args: argparse.Namespace) -> int:
