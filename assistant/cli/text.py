@@ -156,16 +156,28 @@ def question(words: list[str], stdin: TextIO) -> str:
 
 def json_schema(path: str) -> dict[str, Any]:
     """The JSON schema in ``path``, or one line naming the file and what is wrong."""
-    import json
-
     try:
         schema = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise AssistantError(f"{path}: cannot read the JSON schema ({exc.strerror})") from None
+        raise AssistantError(
+            f"{path}: cannot read the JSON schema ({exc.strerror})", exit_code=EX_USAGE
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise AssistantError(f"{path}: not JSON ({exc}); give a JSON schema file") from None
+        raise AssistantError(
+            f"{path}: not JSON ({exc}); give a JSON schema file", exit_code=EX_USAGE
+        ) from None
     if not isinstance(schema, dict):
-        raise AssistantError(f'{path}: a JSON schema is an object ({{"type": "object", …}})')
+        raise AssistantError(
+            f'{path}: a JSON schema is an object ({{"type": "object", …}})', exit_code=EX_USAGE
+        )
+    try:
+        from ..llm.grammar import gbnf_for_schema
+
+        gbnf_for_schema(schema)
+    except Exception as exc:  # noqa: BLE001 - llama.cpp's converter raises bare exceptions
+        raise AssistantError(
+            f"{path}: the schema cannot be made a grammar ({exc})", exit_code=EX_USAGE
+        ) from None
     return schema
 
 

@@ -1,0 +1,53 @@
+"""The action commands README.md and docs/actions.md show, run exactly as written: the
+default config (no --config, no $QWEN_ASSISTANT_CONFIG, no model paths), the models
+`qwen-assistant models fetch` installed, the venv's command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).parent.parent
+
+
+def documented() -> list[list[str]]:
+    """Every command line of docs/actions.md and of README.md's Actions section."""
+    readme = (ROOT / "README.md").read_text().split("\n## Actions\n", 1)[1].split("\n## ")[0]
+    lines = [*readme.splitlines(), *(ROOT / "docs/actions.md").read_text().splitlines()]
+    prefix = ".venv/bin/qwen-assistant "
+    return [shlex.split(line) for line in lines if line.startswith(prefix)]
+
+
+def test_the_documented_action_commands_work_with_the_default_config(tmp_path: Path) -> None:
+    commands = documented()
+    assert [c[1] for c in commands] == ["ask", "ask", "bench"], commands
+    exe = Path(sys.executable).parent / "qwen-assistant"
+    env = {k: v for k, v in os.environ.items() if k != "QWEN_ASSISTANT_CONFIG"}
+    for words in commands:
+        done = subprocess.run(
+            [str(exe), *words[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=1200, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, (words, done.stderr)
+        assert "Traceback" not in done.stderr
+        if words[1] == "ask":  # no actions by default: it says it cannot, never that it did
+            answer = done.stdout.lower()
+            assert "can't" in answer or "cannot" in answer, done.stdout
+            assert "i'll" not in answer and "done" not in answer, done.stdout
+        else:
+            figures = json.loads(done.stdout)
+            assert figures["action_requests"] >= 60 and figures["actions"] >= 6
+            assert figures["no_action_requests"] >= 20
+            assert figures["valid_json_rate"] == 1.0  # the grammar's promise
+            assert figures["false_action_rate"] == 0.0  # grounding's promise
+            for key in ("right_action_rate", "right_arguments_rate", "decode_ratio",
+                        "first_token_s_constrained", "first_token_s_free"):  # fmt: skip
+                assert figures[key] > 0, figures
