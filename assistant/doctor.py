@@ -219,6 +219,24 @@ def _groups() -> Iterator[Check]:
             yield Check("WARN", "groups", f"not in {name!r}: sudo usermod -aG {name} {user}")
 
 
+def _actions(config: Config) -> Iterator[Check]:
+    """Each [[actions]] table's effect can run here: its program, its token file."""
+    if not config.actions:
+        yield Check("OK", "actions", "none configured: the assistant says it cannot act")
+    for action in config.actions:
+        name, http = action.name, action.http
+        program = Path(action.command[0]) if action.command else None
+        if program is not None and not (program.is_file() and os.access(program, os.X_OK)):
+            fix = "install it or fix its command"
+            yield Check("FAIL", "actions", f"{name}: {program} is not an executable file; {fix}")
+        elif http is not None and http.token_file and not os.access(http.token_file, os.R_OK):
+            fix = "create it (mode 0640, group qwen-assistant)"
+            yield Check("FAIL", "actions", f"{name}: cannot read {http.token_file}; {fix}")
+        else:
+            target = str(program) if program is not None else http.url if http else ""
+            yield Check("OK", "actions", f"{name}: {action.effect} {target}")
+
+
 def _memory() -> Iterator[Check]:
     try:
         fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
@@ -249,6 +267,7 @@ def run_checks(config: Config, *, config_problem: str = "") -> list[Check]:
         lambda: _audio(config),
         lambda: _thermal(config),
         lambda: _gpio(config),
+        lambda: _actions(config),
         _groups,
         _memory,
     ]

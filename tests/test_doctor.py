@@ -104,3 +104,23 @@ def test_audio_devices_are_looked_up_by_name_like_the_service(
         ),
         ("OK", "output: 'USB PnP Sound Device'"),
     ]
+
+
+def test_doctor_checks_each_actions_program_and_token_file(tmp_path: Path) -> None:
+    from assistant.doctor import _actions
+
+    assert [c.level for c in _actions(load_config(None))] == ["OK"]
+    (tmp_path / "token").write_text("t")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[[actions]]\nname = "ok"\ndescription = "d"\ncommand = ["/bin/true"]\n'
+        '[[actions]]\nname = "gone"\ndescription = "d"\ncommand = ["/no/robot"]\n'
+        '[[actions]]\nname = "ha"\ndescription = "d"\n'
+        'http = { url = "http://a/x", headers = { A = "{token}" }, token_file = "token" }\n'
+        '[[actions]]\nname = "ha2"\ndescription = "d"\n'
+        'http = { url = "http://a/x", headers = { A = "{token}" }, token_file = "nope" }\n'
+    )
+    checks = list(_actions(load_config(config)))
+    assert [c.level for c in checks] == ["OK", "FAIL", "OK", "FAIL"]
+    assert "/no/robot is not an executable file" in checks[1].detail
+    assert f"cannot read {tmp_path / 'nope'}" in checks[3].detail

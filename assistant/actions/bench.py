@@ -280,6 +280,7 @@ def _measure(
 
     calls = valid = right_action = right_args = 0
     timings: dict[str, list[float]] = {"first_c": [], "first_f": [], "tok_c": [], "tok_f": []}
+    grammar_steps = masked_steps = 0
     misses: list[dict[str, Any]] = []
     for i, (text, name, arguments) in enumerate(requests):
         if i % 2:  # alternate which runs first (the second finds the prompt in the KV cache)
@@ -291,16 +292,15 @@ def _measure(
         runner.ran.clear()
         if gen.json:
             calls += 1
-            try:
-                data = json.loads(gen.json)
-            except ValueError:
-                data = None
-            valid += data is not None and not validate(shape, data)
+            grammar_steps += gen.stats.grammar_tokens
+            masked_steps += gen.stats.grammar_masked
+            valid += _valid(gen.json, shape)
             if gen.stats.completion_tokens > 2 and free.stats.completion_tokens > 2:
-                timings["first_c"].append(gen.stats.first_token_s)
-                timings["first_f"].append(free.stats.first_token_s)
-                timings["tok_c"].append(gen.stats.decode_tok_s)
-                timings["tok_f"].append(free.stats.decode_tok_s)
+                for key, value in (("first_c", gen.stats.first_token_s),
+                                   ("first_f", free.stats.first_token_s),
+                                   ("tok_c", gen.stats.decode_tok_s),
+                                   ("tok_f", free.stats.decode_tok_s)):  # fmt: skip
+                    timings[key].append(value)
             decision = asyncio.run(actor.act(gen.json, text))
         else:
             decision = None
@@ -337,6 +337,8 @@ def _measure(
         "decode_tok_s_constrained": decode_c,
         "decode_tok_s_free": decode_f,
         "decode_ratio": round(decode_c / decode_f, 3) if decode_f else 0.0,
+        #: constrained tokens for which the model's own pick was refused (vocabulary masked)
+        "grammar_masked_share": round(masked_steps / grammar_steps, 3) if grammar_steps else 0.0,
         "targets": {
             "valid_json_rate": ">= 1.0",
             "right_action_rate": ">= 0.9",
@@ -349,6 +351,15 @@ def _measure(
         "at": time.time(),
     }
     return result
+
+
+def _valid(text: str, shape: dict[str, Any]) -> bool:
+    """The call parses as JSON and fits the grammar's schema."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return False
+    return not validate(shape, data)
 
 
 def _false_actions(
