@@ -432,6 +432,11 @@ def test_without_actions_the_prompt_says_the_assistant_cannot_act() -> None:
         ("I have unlocked the door for you.", True),
         ("The light is now on.", True),
         ("Turning on the light now.", True),
+        ("Sure, I can turn on the kitchen light.", True),
+        ("I cannot turn on the light.", False),
+        ("The kitchen light is on, it's time to have a nice day!", True),
+        ("The party is on Friday.", False),
+        ("Okay, let's turn on the kitchen light for you!", True),
         ("The capital of France is Paris.", False),
         ("Shall I turn on the light?", False),
         ("I can't turn on lights.", False),
@@ -447,6 +452,9 @@ def test_the_claim_guard_passes_text_and_ends_at_a_claim() -> None:
     pieces = ["Paris is", " the capital.\n1. a", "\n2. b. Do", "ne. More."]
     out = "".join(guard.feed(p) for p in pieces) + guard.flush()
     assert out == f"Paris is the capital.\n1. a\n2. b. {CANNOT}" and guard.hit
+    spaced = ClaimGuard()
+    out = spaced.feed("Okay, a game!") + spaced.feed("Done.") + spaced.flush()
+    assert out == f"Okay, a game! {CANNOT}"
     clean = ClaimGuard()
     text = "".join(clean.feed(p) for p in ["It is ", "sunny"]) + clean.flush()
     assert text == "It is sunny" and not clean.hit

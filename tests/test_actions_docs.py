@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from assistant.actions.actor import claims_action
 
 pytestmark = pytest.mark.slow
 
@@ -38,10 +41,10 @@ def test_the_documented_action_commands_work_with_the_default_config(tmp_path: P
         )  # fmt: skip
         assert done.returncode == 0, (words, done.stderr)
         assert "Traceback" not in done.stderr
-        if words[1] == "ask":  # no actions by default: it says it cannot, never that it did
-            answer = done.stdout.lower()
-            assert "can't" in answer or "cannot" in answer, done.stdout
-            assert "i'll" not in answer and "done" not in answer, done.stdout
+        if words[1] == "ask":  # no actions by default: never a claim that it acted
+            # (the default temperature is 0.7: the wording varies, the honesty must not)
+            sentences = re.split(r"(?<=[.!?])\s+", done.stdout.strip())
+            assert sentences and not any(claims_action(s) for s in sentences), done.stdout
         else:
             figures = json.loads(done.stdout)
             assert figures["action_requests"] >= 60 and figures["actions"] >= 6

@@ -63,13 +63,18 @@ _VERBS = (
 _CLAIMS = [
     re.compile(r"^\W*(done|ok|okay|all set)\W*$", re.I),
     re.compile(
-        r"\b(i'?ve|i have|i'?ll|i will|i am going to|i'?m going to|i just)\s+(now\s+)?"
-        + _VERBS
-        + r"\b",
+        r"\b(i'?ve|i have|i'?ll|i will|i am going to|i'?m going to|i just|let'?s|let me)"
+        r"\s+(now\s+)?" + _VERBS + r"\b",
         re.I,
     ),
     re.compile(r"\b(turning|switching|opening|unlocking|locking|moving)\s+(on|off|the|it)\b", re.I),
     re.compile(r"\b(is|are) now (on|off|open|closed|locked|unlocked)\b", re.I),
+    re.compile(r"\bi can (now )?" + _VERBS + r"\b", re.I),  # "Sure, I can turn on the light."
+    re.compile(
+        r"\b(light|lights|lamp|door|heating|music|tv|television|fan|robot)\b[^.!?]{0,24}?"
+        r"\b(is|are) (now )?(on|off|open|closed|locked|unlocked|playing)\b",
+        re.I,
+    ),  # "The kitchen light is on."
 ]
 
 
@@ -90,7 +95,17 @@ class ClaimGuard:
 
     def __init__(self) -> None:
         self._held = ""
+        self._last = ""  # the last character let through
         self.hit = False
+
+    def _cannot(self, before: str) -> str:
+        self.hit, self._held = True, ""
+        last = before[-1:] or self._last
+        return f"{before}{' ' if last and not last.isspace() else ''}{CANNOT}"
+
+    def _out(self, text: str) -> str:
+        self._last = text[-1:] or self._last
+        return text
 
     def feed(self, piece: str) -> str:
         if self.hit:
@@ -100,20 +115,16 @@ class ClaimGuard:
         for end in self._END.finditer(self._held):
             sentence = self._held[start : end.end()]
             if claims_action(sentence):
-                self.hit, self._held = True, ""
-                return f"{out}{CANNOT}"
+                return self._cannot(out)
             out, start = out + sentence, end.end()
         self._held = self._held[start:]
-        return out
+        return self._out(out)
 
     def flush(self) -> str:
         rest, self._held = self._held, ""
         if self.hit:
             return ""
-        if claims_action(rest):
-            self.hit = True
-            return CANNOT
-        return rest
+        return self._cannot("") if claims_action(rest) else self._out(rest)
 
 
 def _words(text: str) -> set[str]:

@@ -33,8 +33,9 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
 #: appended to the system prompt of a voice or CLI turn when no action fits or exists
 NO_ACTIONS = (
-    "You cannot act on anything: you control no lights, doors, devices or motors. "
-    "When asked to do something, say that you can't do that; never say you did it or will do it."
+    "You have no way to operate devices: no lights, doors, heating, music or motors. If the "
+    "user asks you to operate a device, say that you can't do that. Otherwise help as usual, "
+    "with stories, facts and advice."
 )
 
 _TOOLS_HEAD = (
