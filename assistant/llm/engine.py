@@ -21,7 +21,6 @@ from __future__ import annotations
 import codecs
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,24 +35,11 @@ from .backend import Backend, choose_backend, cpu_description
 from .conversation import Chat, ChatML, Conversation
 from .gguf import FIX, GGUFInfo, read_gguf
 from .grammar import Constraint, decode_json
+from .vocab import chatml_for
 
 __all__ = ["Engine", "Generation", "GenerationStats", "Sampling", "is_degenerate"]
 
 log = logging.getLogger(__name__)
-
-#: added tokens that are text in Qwen's vocabulary (not control tokens): tool-call markup
-MARKUP = (
-    "<tool_call>",
-    "</tool_call>",
-    "<tool_response>",
-    "</tool_response>",
-    "<|fim_prefix|>",
-    "<|fim_middle|>",
-    "<|fim_suffix|>",
-    "<|fim_pad|>",
-    "<|repo_name|>",
-    "<|file_sep|>",
-)
 
 
 @dataclass(frozen=True)
@@ -351,47 +337,8 @@ class Engine:
         return intensity
 
     def _chatml(self) -> ChatML:
-        llama = self._llama
-
-        def special(text: str) -> int:
-            ids = llama.tokenize(text.encode(), add_bos=False, special=True)
-            if len(ids) != 1:
-                raise ModelError(f"{self.model_path}: {text} is not one token; {FIX}")
-            return int(ids[0])
-
-        def encode_markup(text: str) -> list[int]:
-            return [int(t) for t in llama.tokenize(text.encode(), add_bos=False, special=False)]
-
-        # llama.cpp matches "user-defined" added tokens even with special=False: Qwen's
-        # <tool_call> typed by a user would become the real token. Such text is split at
-        # its "<" so it stays text.
-        markup = {}
-        for text in MARKUP:
-            ids = llama.tokenize(text.encode(), add_bos=False, special=False)
-            if len(ids) == 1:
-                markup[int(ids[0])] = text
-
-        def encode(text: str) -> list[int]:
-            ids = encode_markup(text)
-            if not markup.keys() & set(ids):
-                return ids
-            out: list[int] = []
-            for part in re.split(r"(?=<)", text):
-                if part.startswith("<") and any(part.startswith(m) for m in markup.values()):
-                    out += encode_markup("<") + encode_markup(part[1:])
-                elif part:
-                    out += encode_markup(part)
-            return out
-
-        bos = llama.token_bos()
         add_bos = bool(self.info and self.info.metadata.get("tokenizer.ggml.add_bos_token", False))
-        return ChatML(
-            special("<|im_start|>"),
-            special("<|im_end|>"),
-            encode,
-            (bos,) if add_bos and bos >= 0 else (),
-            encode_markup,
-        )
+        return chatml_for(self._llama, add_bos, self.model_path)
 
     def warm(self, tokens: Sequence[int]) -> None:
         """Evaluate ``tokens`` (the system prompt) now so every later prompt reuses them."""
