@@ -111,7 +111,7 @@ class Voice:
         splitter = SentenceSplitter()
         shown = await self._speak_stream(job, utterance, splitter if streaming else None, turn_id)
         decision = None
-        if job.json:  # the model called an action: what happened is the answer
+        if job.json and not utterance.stopped:  # it called an action: what happened is the answer
             complete = job.finish == "tool_call"
             decision = (
                 await actor.act(job.json, question, turn_id) if complete else Decision(CANNOT)

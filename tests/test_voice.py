@@ -535,3 +535,71 @@ def test_an_api_say_does_not_cut_off_a_voice_answer() -> None:
         for _ in range(100):
             speaker.gate.release()
         mouth.close()
+
+
+# -- actions in a voice turn ------------------------------------------------------------------
+class NullSpeaker:
+    def start(self, rate: int) -> None:
+        pass
+
+    def write(self, pcm: bytes) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def _voice_with(words: list[str], call: str, tmp_path: Path) -> tuple[Any, FakeTTS, Path]:
+    from assistant.actions.actor import Actor
+    from assistant.actions.spec import Action
+    from assistant.brain import Brain
+    from assistant.config import Thermal
+    from assistant.thermal.admission import Admission
+    from assistant.voice import Voice as VoiceTurn
+    from tests.fakes import FakeEngine
+
+    marker = tmp_path / "ran"
+    action = Action(
+        name="light_on",
+        description="Turn on the light in a room",
+        parameters={
+            "type": "object",
+            "properties": {"room": {"type": "string", "enum": ["kitchen", "hall"]}},
+        },
+        command=("/usr/bin/touch", str(marker)),
+        say="The {room} light is on.",
+    )
+    tts = FakeTTS()
+    brain = Brain(Admission(Thermal(sensor_path="")), FakeEngine(words, call=call))
+    voice = VoiceTurn(Config(), brain, Mouth(tts, NullSpeaker()), actor=Actor([action]))
+    return voice, tts, marker
+
+
+@sync
+async def test_a_voice_turn_runs_the_called_action_and_says_what_happened(tmp_path: Path) -> None:
+    call = '{"name": "light_on", "arguments": {"room": "kitchen"}}'
+    voice, tts, marker = _voice_with([], call, tmp_path)
+    heard = Heard("Turn on the kitchen light.", 0.0, 0.0, 1.0, 0.1)
+    result = await voice.answer(heard, "Turn on the kitchen light.")
+    voice.mouth.close()
+    assert marker.exists()  # the command really ran
+    assert result.answer == result.spoken == "The kitchen light is on."
+    assert tts.synthesised == ["The kitchen light is on."]  # the JSON was never spoken
+    assert voice.history[0] == ("user", "Turn on the kitchen light.")
+    assert voice.history[1][1].startswith("<tool_call>\n")  # the call, in Qwen's format
+    assert voice.history[-1] == ("assistant", "The kitchen light is on.")
+    assert voice.brain.turns[-1].outcome == "tool_call"
+
+
+@sync
+async def test_a_voice_claim_without_a_call_is_not_said(tmp_path: Path) -> None:
+    voice, tts, marker = _voice_with(["OK, I'll turn on ", "the light. ", "Bye."], "", tmp_path)
+    heard = Heard("Light please", 0.0, 0.0, 1.0, 0.1)
+    result = await voice.answer(heard, "Light please")
+    voice.mouth.close()
+    assert not marker.exists()
+    assert result.spoken == "Sorry, I can't do that."
+    assert "I'll" not in " ".join(tts.synthesised)
