@@ -458,3 +458,20 @@ def test_the_claim_guard_passes_text_and_ends_at_a_claim() -> None:
     clean = ClaimGuard()
     text = "".join(clean.feed(p) for p in ["It is ", "sunny"]) + clean.flush()
     assert text == "It is sunny" and not clean.hit
+
+
+def test_the_examples_in_docs_actions_md_and_config_toml_are_valid(tmp_path: Path) -> None:
+    """Every ```toml block of docs/actions.md, and config.toml's commented example once
+    uncommented, loads as written."""
+    import re
+
+    root = Path(__file__).parent.parent
+    blocks = re.findall(r"```toml\n(.*?)```", (root / "docs/actions.md").read_text(), re.S)
+    assert len(blocks) == 2
+    shipped = (root / "config.toml").read_text()
+    example = shipped[shipped.index("# [[actions]]\n") :]
+    blocks.append("\n".join(line[2:] for line in example.splitlines() if line.startswith("# ")))
+    names = []
+    for block in blocks:
+        names += [a.name for a in load_config(write(tmp_path, block)).actions]
+    assert names == ["move", "go_to", "show_text", "light_on", "unlock_door", "light_on"]
