@@ -31,10 +31,11 @@ from ..actions.tools import (
     render_responses,
     tools_prompt,
 )
+from ..llm.conversation import split_system
 from ..llm.grammar import Constraint
 from .schema import ChatRequest, Message
 
-__all__ = ["CallStream", "Plan", "PlanError", "ToolError", "plan", "tool_calls"]
+__all__ = ["CallStream", "Plan", "PlanError", "ToolError", "json_hint", "plan", "tool_calls"]
 
 JSON_HINT = "Answer with one JSON object and nothing else."
 
@@ -107,15 +108,20 @@ def _with_system(
     messages: list[tuple[str, str]], default: str, extra: str, tools: list[Tool]
 ) -> list[tuple[str, str]]:
     """The leading system messages (else ``default``) with the tools section and ``extra``."""
-    leading = 0
-    while leading < len(messages) and messages[leading][0] == "system":
-        leading += 1
-    system = "\n\n".join(t for _, t in messages[:leading]) if leading else default
+    system, rest = split_system(messages, default)
     if tools:
         system = tools_prompt(system, tools, extra)
     elif extra:
         system = f"{system.rstrip()}\n\n{extra}".strip()
-    return [("system", system), *messages[leading:]]
+    return [("system", system), *rest]
+
+
+def json_hint(schema: dict[str, Any]) -> str:
+    """What the system prompt says about a JSON answer (the model picks better values when
+    it sees the fields; a bare object schema needs no mention)."""
+    if schema == {"type": "object"}:
+        return JSON_HINT
+    return f"{JSON_HINT} Its JSON schema: {json.dumps(schema, ensure_ascii=False)}"
 
 
 def plan(body: ChatRequest, default_system: str) -> Plan:
@@ -133,9 +139,7 @@ def plan(body: ChatRequest, default_system: str) -> Plan:
         schema: dict[str, Any] = {"type": "object"}
         if fmt.type == "json_schema" and fmt.json_schema is not None:
             schema = fmt.json_schema.json_schema
-        hint = JSON_HINT
-        if schema != {"type": "object"}:
-            hint += " Its JSON schema: " + json.dumps(schema, ensure_ascii=False)
+        hint = json_hint(schema)
         try:
             constraint = Constraint(schema, "now")
             constraint.gbnf  # noqa: B018 - a schema the converter refuses is the client's 400

@@ -200,7 +200,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.server:
         return _ask_server(args, schema)
     from ..actions.actor import Actor
-    from ..api.tools import JSON_HINT
+    from ..api.tools import json_hint
     from ..llm.grammar import Constraint
 
     config = load(args)
@@ -212,8 +212,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         try:
             constraint: Constraint | None = None
             if schema is not None:
-                hint = f"{JSON_HINT} Its JSON schema: {json.dumps(schema)}"
-                chat = engine.new_chat(f"{base}\n\n{hint}")
+                chat = engine.new_chat(f"{base}\n\n{json_hint(schema)}")
                 constraint = Constraint(schema, "now")
             else:
                 chat = engine.new_chat(actor.system_prompt(base))

@@ -18,7 +18,16 @@ from typing import Any, Protocol
 
 from ..errors import PromptTooLong
 
-__all__ = ["Chat", "ChatML", "Conversation", "Prompt", "Turn", "fit_turns", "stateless_prompt"]
+__all__ = [
+    "Chat",
+    "ChatML",
+    "Conversation",
+    "Prompt",
+    "Turn",
+    "fit_turns",
+    "split_system",
+    "stateless_prompt",
+]
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,18 @@ class Conversation:
         self.turns.clear()
 
 
+def split_system(
+    messages: Sequence[tuple[str, str]], default_system: str
+) -> tuple[str, Sequence[tuple[str, str]]]:
+    """(the system prompt, the other messages): leading system messages, joined, replace
+    ``default_system``."""
+    leading = 0
+    while leading < len(messages) and messages[leading][0] == "system":
+        leading += 1
+    system = "\n\n".join(t for _, t in messages[:leading]) if leading else default_system
+    return system, messages[leading:]
+
+
 def stateless_prompt(
     fmt: ChatML,
     messages: Sequence[tuple[str, str]],
@@ -144,11 +165,7 @@ def stateless_prompt(
     turns, each starting at a user message, and the oldest turns are dropped until prompt +
     ``max_tokens`` fits ``n_ctx``. The system prompt and the last message are always kept.
     """
-    leading = 0
-    while leading < len(messages) and messages[leading][0] == "system":
-        leading += 1
-    system = "\n\n".join(t for _, t in messages[:leading]) if leading else default_system
-    rest = messages[leading:]
+    system, rest = split_system(messages, default_system)
     if not rest or rest[-1][0] != "user":
         raise ValueError("the last message must have role 'user'")
     *history, (_, last) = rest
