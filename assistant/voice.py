@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .actions.actor import CANNOT, Actor, ClaimGuard, Decision
+from .actions.actor import Actor, ClaimGuard, Decision
 from .config import Config
 from .llm.conversation import stateless_prompt
 from .llm.grammar import JsonPiece
@@ -110,12 +110,10 @@ class Voice:
         self.utterance = utterance = self.mouth.start(self.on_first_audio)
         splitter = SentenceSplitter()
         shown = await self._speak_stream(job, utterance, splitter if streaming else None, turn_id)
-        decision = None
-        if job.json and not utterance.stopped:  # it called an action: what happened is the answer
-            complete = job.finish == "tool_call"
-            decision = (
-                await actor.act(job.json, question, turn_id) if complete else Decision(CANNOT)
-            )
+        decision = None  # a call of an action: what happened is the answer
+        if not utterance.stopped:  # (after a barge-in nothing is run or said)
+            finished = job.finish == "tool_call"
+            decision = await actor.decide(job.json, finished, question, turn_id)
         said = decision.said if decision is not None else ""
         answered = self.clock()
         if streaming:

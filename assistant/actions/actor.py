@@ -200,15 +200,20 @@ class Actor:
         runner: Runner | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.actions: tuple[Action, ...] = tuple(actions)
         self.runner = runner or Runner(clock=clock)
         self.clock = clock
-        self._pending: _Pending | None = None
+        self.update(actions)
 
     def update(self, actions: Iterable[Action]) -> None:
-        """A reloaded [[actions]] list: applies from the next turn (a pending yes is dropped)."""
-        self.actions = tuple(actions)
-        self._pending = None
+        """A reloaded [[actions]] list: applies from the next turn (a pending yes is dropped).
+
+        The tools and their grammar are built here, once per list, not once per turn."""
+        self.actions: tuple[Action, ...] = tuple(actions)
+        self._tools = [a.tool for a in self.actions]
+        # enums are left to the validator: an unknown room is said to be unknown
+        schema = call_schema(self._tools, enums=False) if self._tools else None
+        self._constraint = Constraint(schema, "tool_call") if schema is not None else None
+        self._pending: _Pending | None = None
 
     @property
     def waiting(self) -> bool:
@@ -218,13 +223,11 @@ class Actor:
     def system_prompt(self, base: str) -> str:
         if not self.actions:
             return f"{base.rstrip()} {NO_ACTIONS}".strip()
-        return tools_prompt(base, [a.tool for a in self.actions], ONLY_THESE)
+        return tools_prompt(base, self._tools, ONLY_THESE)
 
     def constraint(self) -> Constraint | None:
         """The lazy grammar of a call to one of the actions (enums left to the validator)."""
-        if not self.actions:
-            return None
-        return Constraint(call_schema([a.tool for a in self.actions], enums=False), "tool_call")
+        return self._constraint
 
     async def confirmation(self, text: str, turn_id: int = 0) -> Decision | None:
         """The answer to a pending "Shall I …?", or None when ``text`` is a new request."""
@@ -241,11 +244,22 @@ class Actor:
             return Decision("OK, I won't.", name, args, "declined", pending.request)
         return None
 
+    async def decide(
+        self, call_json: str, finished: bool, request: str, turn_id: int = 0
+    ) -> Decision | None:
+        """What came of an answer's call: None when the model called nothing, "I can't" for
+        a call a cap cut short (``finished`` False), else :meth:`act`."""
+        if not call_json:
+            return None
+        if not finished:
+            return Decision(CANNOT)
+        return await self.act(call_json, request, turn_id)
+
     async def act(self, call_json: str, request: str, turn_id: int = 0) -> Decision:
         """Check the model's call against the actions and ``request``; run it if it fits."""
         by_name = {a.name: a for a in self.actions}
         try:
-            call = parse_call(call_json, [a.tool for a in self.actions])
+            call = parse_call(call_json, self._tools)
         except ToolError as exc:
             log.info("turn %d: tool call refused: %s: %s", turn_id, exc, call_json[:200])
             return Decision(f"{CANNOT} {_speakable(str(exc))}", outcome="refused")

@@ -214,11 +214,10 @@ def _complete_json(job: Job) -> bool:
 
 async def _act(state: ApiState, job: Job, how: Plan, turn_id: int) -> str:
     """Device mode: run the model's call of a device action; what to answer about it."""
-    if how.mode != "device" or not job.json:
+    if how.mode != "device":
         return ""
-    if not _complete_json(job):
-        return "Sorry, I can't do that."
-    return str((await state.actor.act(job.json, how.request, turn_id)).said)
+    decision = await state.actor.decide(job.json, _complete_json(job), how.request, turn_id)
+    return str(decision.said) if decision is not None else ""
 
 
 def _message(job: Job, how: Plan, said: str) -> tuple[dict[str, Any], str]:

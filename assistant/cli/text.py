@@ -185,13 +185,8 @@ def _act(actor: Any, generation: Any, text: str) -> Any:
     """What came of a tool call the model made in ``generation`` (None if it made none)."""
     import asyncio
 
-    from ..actions.actor import CANNOT, Decision
-
-    if not generation.json:
-        return None
-    if generation.stats.stop_reason != "tool_call":
-        return Decision(CANNOT)
-    return asyncio.run(actor.act(generation.json, text))
+    finished = generation.stats.stop_reason == "tool_call"
+    return asyncio.run(actor.decide(generation.json, finished, text))
 
 
 def cmd_ask(args: argparse.Namespace) -> int:

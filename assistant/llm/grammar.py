@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import functools
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -36,8 +37,9 @@ class Constraint:
     #: "now": from the first token; "tool_call": at <tool_call> or an answer opening with {
     start: str = "now"
 
-    @property
+    @functools.cached_property
     def gbnf(self) -> str:
+        """The grammar (converted once: checking a schema and decoding under it share it)."""
         return gbnf_for_schema(self.schema)
 
 
