@@ -3,6 +3,8 @@ whose answers the test paces: each token can wait for the test to let it through
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,3 +92,16 @@ class FakeEngine:
 
     def close(self) -> None:
         self.closed = True
+
+
+@contextlib.contextmanager
+def serve_http(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A real HTTP server on a free loopback port, in a thread; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

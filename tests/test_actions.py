@@ -7,7 +7,6 @@ import asyncio
 import http.server
 import json
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +31,7 @@ from assistant.actions.tools import (
 from assistant.config import load_config
 from assistant.errors import ConfigError
 from assistant.reload import reload_config
+from tests.fakes import serve_http
 
 ROOM = {"type": "string", "enum": ["kitchen", "bedroom", "hall"]}
 LIGHT_PARAMS = {"type": "object", "properties": {"room": ROOM}, "required": ["room"]}
@@ -217,12 +217,8 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def controller() -> Iterator[str]:
     Recorder.requests, Recorder.status = [], 200
-    server = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_http(Recorder) as url:
+        yield url
 
 
 def light(url: str, token_file: Path) -> Action:

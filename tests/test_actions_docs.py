@@ -5,16 +5,13 @@ default config (no --config, no $QWEN_ASSISTANT_CONFIG, no model paths), the mod
 from __future__ import annotations
 
 import json
-import os
 import re
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from assistant.actions.actor import claims_action
+from tests.test_cli import documented_commands, run_as_documented
 
 pytestmark = pytest.mark.slow
 
@@ -24,23 +21,14 @@ ROOT = Path(__file__).parent.parent
 def documented() -> list[list[str]]:
     """Every command line of docs/actions.md and of README.md's Actions section."""
     readme = (ROOT / "README.md").read_text().split("\n## Actions\n", 1)[1].split("\n## ")[0]
-    lines = [*readme.splitlines(), *(ROOT / "docs/actions.md").read_text().splitlines()]
-    prefix = ".venv/bin/qwen-assistant "
-    return [shlex.split(line) for line in lines if line.startswith(prefix)]
+    return documented_commands(readme) + documented_commands((ROOT / "docs/actions.md").read_text())
 
 
 def test_the_documented_action_commands_work_with_the_default_config(tmp_path: Path) -> None:
     commands = documented()
     assert [c[1] for c in commands] == ["ask", "ask", "bench"], commands
-    exe = Path(sys.executable).parent / "qwen-assistant"
-    env = {k: v for k, v in os.environ.items() if k != "QWEN_ASSISTANT_CONFIG"}
     for words in commands:
-        done = subprocess.run(
-            [str(exe), *words[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
-            timeout=1200, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, (words, done.stderr)
-        assert "Traceback" not in done.stderr
+        done = run_as_documented(words, tmp_path, timeout=1200)
         if words[1] == "ask":  # no actions by default: never a claim that it acted
             # (the default temperature is 0.7: the wording varies, the honesty must not)
             sentences = re.split(r"(?<=[.!?])\s+", done.stdout.strip())

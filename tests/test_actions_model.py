@@ -5,8 +5,6 @@ real HTTP request to a local controller, and honest answers when no action fits.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -108,12 +106,7 @@ def test_a_hostile_argument_reaches_the_command_as_one_argument(
         f'command = ["{script}", "show", "{{text}}"]\nsay = "It is on the screen."\n'
     )
     hostile = "hello; rm -rf / && $(reboot)"
-    env = {k: v for k, v in os.environ.items() if k != "QWEN_ASSISTANT_CONFIG"}
-    exe = Path(sys.executable).parent / "qwen-assistant"
-    done = subprocess.run(
-        [str(exe), "--config", str(config), "ask", f"Show the text {hostile!r} on the screen."],
-        capture_output=True, text=True, timeout=300, check=False, env=env,
-    )  # fmt: skip
+    done = run("--config", str(config), "ask", f"Show the text {hostile!r} on the screen.")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "It is on the screen.", done.stdout
     argv = json.loads(log.read_text())

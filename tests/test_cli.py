@@ -55,6 +55,33 @@ def run(
     )
 
 
+PREFIX = ".venv/bin/qwen-assistant "
+
+
+def documented_commands(text: str) -> list[list[str]]:
+    """The command lines a document shows (those starting with the venv's command), as argv."""
+    import shlex
+
+    return [shlex.split(line) for line in text.splitlines() if line.startswith(PREFIX)]
+
+
+def run_as_documented(
+    words: list[str], cwd: Path, *, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run a documented command exactly as written: the venv's command, the default config
+    (no --config, no $QWEN_ASSISTANT_CONFIG, no model paths), what `models fetch` installed.
+    It must exit 0 without a traceback."""
+    exe = Path(sys.executable).parent / "qwen-assistant"
+    env = {k: v for k, v in os.environ.items() if k != "QWEN_ASSISTANT_CONFIG"}
+    done = subprocess.run(
+        [str(exe), *words[1:]], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, (words, done.stderr)
+    assert "Traceback" not in done.stderr
+    return done
+
+
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "top")
 def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:

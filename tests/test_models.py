@@ -22,6 +22,7 @@ from assistant.models import catalog, fetch, store
 from assistant.models.catalog import FileSpec, ModelSpec, Part
 from assistant.models.fetch import Fetcher, Unreachable, probe
 from assistant.models.store import ModelStore, resolve_model
+from tests.fakes import serve_http
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -55,12 +56,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     Handler.files, Handler.requests = {}, []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_http(Handler) as url:
+        yield url
 
 
 def closed_port() -> int:

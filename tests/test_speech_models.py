@@ -22,7 +22,7 @@ from assistant.speech.audio import read_wav
 from assistant.speech.stt import Ears, VoskRecognizer, WhisperRecognizer, transcribe_pcm
 from assistant.speech.tts import PiperTTS
 from assistant.speech.vad import Segmenter
-from tests.test_cli import run
+from tests.test_cli import documented_commands, run, run_as_documented
 
 pytestmark = pytest.mark.slow
 
@@ -254,36 +254,22 @@ def test_bench_voice_reports_every_figure(
 
 def documented_voice_commands() -> list[list[str]]:
     """The voice commands README.md and docs/voice.md show, in their order, as argv."""
-    import shlex
-
     root = Path(__file__).parent.parent
-    commands = []
-    for doc in ("README.md", "docs/voice.md"):
-        for line in (root / doc).read_text().splitlines():
-            words = shlex.split(line) if line.startswith(".venv/bin/qwen-assistant ") else []
-            if len(words) > 1 and words[1] in ("say", "listen", "transcribe"):
-                commands.append(words)
-    return commands
+    return [
+        words
+        for doc in ("README.md", "docs/voice.md")
+        for words in documented_commands((root / doc).read_text())
+        if len(words) > 1 and words[1] in ("say", "listen", "transcribe")
+    ]
 
 
 def test_the_documented_voice_commands_work_with_the_default_config(tmp_path: Path) -> None:
     """Exactly as written: the default config (no --config, no $QWEN_ASSISTANT_CONFIG, no
     model paths), the models `qwen-assistant models fetch` installed, the venv's command."""
-    import os
-    import subprocess
-    import sys
-
     commands = documented_voice_commands()
     assert [c[1] for c in commands] == ["say", "listen", "say", "listen", "transcribe"]
-    exe = Path(sys.executable).parent / "qwen-assistant"
-    env = {k: v for k, v in os.environ.items() if k != "QWEN_ASSISTANT_CONFIG"}
     for words in commands:
-        done = subprocess.run(
-            [str(exe), *words[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
-            timeout=600, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, (words, done.stderr)
-        assert "Traceback" not in done.stderr
+        done = run_as_documented(words, tmp_path)
         if words[1] == "listen":
             assert "you said:  What is the capital of France?" in done.stdout, done.stdout
             assert "Paris" in done.stdout
