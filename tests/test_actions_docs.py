@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from assistant.actions.actor import claims_action
+from assistant.actions.tools import validate
 from tests.test_cli import documented_commands, run_as_documented
 
 pytestmark = pytest.mark.slow
@@ -42,3 +43,19 @@ def test_the_documented_action_commands_work_with_the_default_config(tmp_path: P
             for key in ("right_action_rate", "right_arguments_rate", "decode_ratio",
                         "first_token_s_constrained", "first_token_s_free"):  # fmt: skip
                 assert figures[key] > 0, figures
+
+
+def test_ask_json_schema_as_docs_cli_md_shows_it(tmp_path: Path) -> None:
+    """docs/cli.md's block: write person.json, then ask for a person that fits it."""
+    import subprocess
+
+    text = (ROOT / "docs/cli.md").read_text()
+    block = text.split("ask --json-schema FILE", 1)[1].split("```sh\n", 1)[1].split("```")[0]
+    lines = [line.strip() for line in block.splitlines() if line.strip()]
+    assert len(lines) == 2 and lines[0].startswith("echo ")
+    subprocess.run(["/bin/bash", "-c", lines[0]], cwd=tmp_path, check=True)
+    (words,) = documented_commands(lines[1])
+    done = run_as_documented(words, tmp_path)
+    person = json.loads(done.stdout)
+    schema = json.loads((tmp_path / "person.json").read_text())
+    assert validate(schema, person) == [], person
