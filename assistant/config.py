@@ -34,6 +34,7 @@ __all__ = [
     "Speech",
     "Thermal",
     "Voice",
+    "Wyoming",
     "default_config_path",
     "find_config",
     "is_loopback",
@@ -258,6 +259,57 @@ class API:
         return []
 
 
+def _tcp_host_port(uri: str) -> tuple[str, int] | None:
+    """(host, port) of ``tcp://HOST:PORT``, else None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme != "tcp" or not parts.hostname or port is None:
+        return None
+    return parts.hostname, port
+
+
+@dataclass(frozen=True)
+class Wyoming:
+    enabled: bool = opt(False)
+    uri: str = opt("tcp://127.0.0.1:10700")
+    zeroconf: bool = opt(False)
+    allow_lan: bool = opt(False)
+    max_connections: int = opt(8, lo=1, hi=256)
+    max_audio_s: float = opt(30.0, lo=1.0, hi=600.0)
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.uri.startswith("unix://"):
+            if len(self.uri) <= len("unix://"):
+                return [("uri", 'must name a socket path, e.g. "unix:///run/qwen-assistant/wy"')]
+            if self.zeroconf:
+                return [("zeroconf", "announces a TCP port; it needs a tcp:// uri")]
+            return []
+        address = _tcp_host_port(self.uri)
+        host = address[0] if address else ""
+        problem = ""
+        if address is None:
+            problem = f'must be "tcp://HOST:PORT" or "unix://PATH", got {self.uri!r}'
+        elif not is_loopback(host) and not self.allow_lan:
+            problem = (
+                f"binding {host!r} lets anyone on the network use the assistant (Wyoming "
+                "has no authentication); set wyoming.allow_lan = true or use 127.0.0.1"
+            )
+        elif self.zeroconf and is_loopback(host):
+            return [
+                (
+                    "zeroconf",
+                    "announces the service to the network, but wyoming.uri binds loopback; "
+                    'bind a LAN address (e.g. "tcp://0.0.0.0:10700") with allow_lan = true',
+                )
+            ]
+        return [("uri", problem)] if problem else []
+
+
 @dataclass(frozen=True)
 class Service:
     status_interval_s: float = opt(5.0, lo=1.0, hi=60.0)
@@ -274,6 +326,7 @@ class Config:
     voice: Voice = field(default_factory=Voice)
     thermal: Thermal = field(default_factory=Thermal)
     api: API = field(default_factory=API)
+    wyoming: Wyoming = field(default_factory=Wyoming)
     service: Service = field(default_factory=Service)
     #: the [[actions]] tables: what the device may do (none by default)
     actions: tuple[Action, ...] = ()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -103,6 +104,8 @@ class Service:
         self.voice_off = "voice.enabled = false" if not config.voice.enabled else ""
         #: the [[actions]] every front end offers (updated on reload)
         self.actor = Actor(config.actions)
+        self.wyoming: Any = None  # wyoming.server.WyomingServer while it listens
+        self._wyoming_parts: Any = None
 
     def _default_engine(self) -> Any:
         from .llm.engine import Engine
@@ -266,6 +269,8 @@ class Service:
                 state.voice.heartbeat = heard.beat
                 self._set_stall_limits()
                 self._voice_task = asyncio.create_task(state.voice.run(self.stopping), name="voice")
+        if config.wyoming.enabled:
+            await self._start_wyoming(state)
         log.info(
             "ready: %s loaded in %.1f s on %s%s",
             state.model_id,
@@ -318,6 +323,61 @@ class Service:
                 log.warning("push-to-talk button off: %s", exc)
         voice.open_microphone()
         return voice
+
+    async def _start_wyoming(self, state: ApiState) -> None:
+        """The Wyoming server on the parts the voice loop has (loading what it lacks); a
+        part that cannot load, or a uri that cannot be bound, is logged and the rest of
+        the service serves on."""
+        from .speech.stt import make_recognizer
+        from .speech.tts import PiperTTS
+        from .wyoming.agent import Agent
+        from .wyoming.handler import Handler
+        from .wyoming.info import Parts
+        from .wyoming.server import WyomingServer
+
+        loop = asyncio.get_running_loop()
+        config = self.config
+        parts = self._wyoming_parts = Parts(
+            agent=Agent(lambda: self.config, state.brain, self.actor),
+            model_id=state.model_id,
+            home_control=bool(config.actions),
+        )
+        if state.voice is not None:
+            parts.recognizer = state.voice.ears.recognizer
+        else:
+            try:
+                parts.recognizer = await self._loading(
+                    loop.run_in_executor(self._loader, make_recognizer, config)
+                )
+            except AssistantError as exc:
+                log.warning("wyoming: no speech-to-text or wake phrase: %s", exc)
+                parts.missing["asr"] = parts.missing["wake"] = str(exc)
+        if parts.recognizer is not None:
+            parts.stt_model = Path(str(parts.recognizer.path)).name
+            parts.wake_phrase = config.voice.wake_phrase.strip()
+        if state.mouth is not None:
+            parts.tts = state.mouth.tts
+        else:
+            tts = PiperTTS.from_config(config)
+            try:
+                await self._loading(loop.run_in_executor(self._loader, tts.load))
+                parts.tts = tts
+            except AssistantError as exc:
+                log.warning("wyoming: no text-to-speech: %s", exc)
+                parts.missing["tts"] = str(exc)
+        server = WyomingServer(
+            config.wyoming, functools.partial(Handler, parts, config.wyoming.max_audio_s)
+        )
+        try:
+            await server.start()
+        except AssistantError as exc:
+            log.error("wyoming off (the API and voice still serve): %s", exc)
+            state.wyoming_off = str(exc)
+            return
+        self.wyoming = server
+        state.wyoming = server
+        offered = [k for k in ("asr", "tts", "wake", "handle") if k not in parts.missing]
+        log.info("wyoming listening on %s (%s)", server.url, ", ".join(offered))
 
     async def _loading(self, work: Awaitable[T]) -> T:
         """Await ``work``, asking systemd for more start-up time while it runs.
@@ -425,6 +485,10 @@ class Service:
             with contextlib.suppress(Exception):
                 part.close()
         await self._drain(state)
+        if self.wyoming is not None:  # after the drain: running answers were delivered
+            await self.wyoming.stop()
+        if self._wyoming_parts is not None:
+            self._wyoming_parts.close()
         if state is not None:
             if self.abandoned:
                 state.brain.close(wait=False)

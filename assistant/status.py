@@ -146,6 +146,15 @@ def _ago(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
+def _wyoming(w: dict[str, Any] | None) -> str:
+    if not w:
+        return "off"
+    if not w["url"]:
+        return f"off ({w['off']})"
+    n = w["connections"]
+    return f"{w['url']}, {n} connection{'s' if n != 1 else ''}"
+
+
 def describe(s: dict[str, Any], now: float) -> str:
     """``qwen-assistant status``: the running service's status.json, for a person to read."""
     t, a = s["thermal"], s["admission"]
@@ -172,6 +181,7 @@ def describe(s: dict[str, Any], now: float) -> str:
         ),
         ("api", s.get("api") or "off"),
         ("voice", s["voice"] + (f" ({s['voice_off']})" if s.get("voice_off") else "")),
+        ("wyoming", _wyoming(s.get("wyoming"))),
         ("runtime", s.get("runtime_dir") or "(none)"),
     ]
     if s.get("model_sha256"):

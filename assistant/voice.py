@@ -11,9 +11,7 @@ follow-up window, idle reset, half-duplex or barge-in, the microphone's loss and
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +25,7 @@ from .llm.grammar import JsonPiece
 from .speech.audio import MicLost
 from .speech.sentences import SentenceSplitter, split_all
 from .speech.stt import Ears, Heard
+from .speech.wake import match_wake
 from .thermal.admission import Priority
 
 __all__ = ["TurnResult", "Voice", "VoiceLoop", "match_wake"]
@@ -228,26 +227,6 @@ class Voice:
             tts_rtf=utterance.tts_rtf,
             interrupted=utterance.stopped,
         )
-
-
-def _words(text: str) -> list[str]:
-    return re.sub(r"[^\w\s']", " ", text.lower()).split()
-
-
-def match_wake(text: str, phrase: str, *, cutoff: float = 0.8) -> str | None:
-    """What follows the wake phrase at the start of ``text`` ("" = nothing), or None.
-
-    Fuzzy, because recognisers spell names freely ("hey robot" ~ "Hey, Robot!" ~ "hey robo").
-    """
-    words, wake = _words(text), _words(phrase)
-    if not wake or len(words) < len(wake):
-        return None
-    for heard, wanted in zip(words, wake, strict=False):  # word by word: "they rob" ≠ "hey robot"
-        if difflib.SequenceMatcher(None, heard, wanted).ratio() < cutoff:
-            return None
-    # the rest in its original spelling: drop as many words as the phrase has
-    rest = text.split(None, len(wake))
-    return rest[len(wake)].lstrip(" ,.!?") if len(rest) > len(wake) else ""
 
 
 class VoiceLoop:

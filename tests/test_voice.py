@@ -88,6 +88,9 @@ class ScriptedRecognizer:
     def reset(self) -> None:
         self._got = 0
 
+    def sibling(self) -> ScriptedRecognizer:
+        return ScriptedRecognizer(self.texts)
+
 
 class FakeVoice:
     """Implements what VoiceLoop uses of Voice; answers when released."""

@@ -213,12 +213,17 @@ class Actor:
         # enums are left to the validator: an unknown room is said to be unknown
         schema = call_schema(self._tools, enums=False) if self._tools else None
         self._constraint = Constraint(schema, "tool_call") if schema is not None else None
-        self._pending: _Pending | None = None
+        #: the "Shall I …?" awaiting a yes or no, per conversation ("" = the voice's)
+        self._pending: dict[str, _Pending] = {}
+
+    def forget(self, key: str) -> None:
+        """Conversation ``key`` ended: drop its pending "Shall I …?"."""
+        self._pending.pop(key, None)
 
     @property
     def waiting(self) -> bool:
-        """A "Shall I …?" awaits its yes or no."""
-        return self._pending is not None
+        """A "Shall I …?" awaits its yes or no (in any conversation)."""
+        return bool(self._pending)
 
     def system_prompt(self, base: str) -> str:
         if not self.actions:
@@ -229,9 +234,10 @@ class Actor:
         """The lazy grammar of a call to one of the actions (enums left to the validator)."""
         return self._constraint
 
-    async def confirmation(self, text: str, turn_id: int = 0) -> Decision | None:
-        """The answer to a pending "Shall I …?", or None when ``text`` is a new request."""
-        pending, self._pending = self._pending, None
+    async def confirmation(self, text: str, turn_id: int = 0, key: str = "") -> Decision | None:
+        """The answer to conversation ``key``'s pending "Shall I …?", or None when ``text``
+        is a new request."""
+        pending = self._pending.pop(key, None)
         if pending is None or self.clock() - pending.asked_at > CONFIRM_WINDOW_S:
             return None
         reply = text.strip()
@@ -245,7 +251,7 @@ class Actor:
         return None
 
     async def decide(
-        self, call_json: str, finished: bool, request: str, turn_id: int = 0
+        self, call_json: str, finished: bool, request: str, turn_id: int = 0, key: str = ""
     ) -> Decision | None:
         """What came of an answer's call: None when the model called nothing, "I can't" for
         a call a cap cut short (``finished`` False), else :meth:`act`."""
@@ -253,10 +259,11 @@ class Actor:
             return None
         if not finished:
             return Decision(CANNOT)
-        return await self.act(call_json, request, turn_id)
+        return await self.act(call_json, request, turn_id, key)
 
-    async def act(self, call_json: str, request: str, turn_id: int = 0) -> Decision:
-        """Check the model's call against the actions and ``request``; run it if it fits."""
+    async def act(self, call_json: str, request: str, turn_id: int = 0, key: str = "") -> Decision:
+        """Check the model's call against the actions and ``request``; run it if it fits
+        (one that needs a yes waits for it in conversation ``key``)."""
         by_name = {a.name: a for a in self.actions}
         try:
             call = parse_call(call_json, self._tools)
@@ -276,7 +283,7 @@ class Actor:
             )
             return Decision(CANNOT, call.name, call.arguments, "refused")
         if action.confirm:
-            self._pending = _Pending(action, call.arguments, self.clock(), request)
+            self._pending[key] = _Pending(action, call.arguments, self.clock(), request)
             return Decision(_question(action, call.arguments), call.name, call.arguments, "confirm")
         return await self._run(action, call.arguments, turn_id)
 

@@ -55,6 +55,8 @@ class ApiState:
     reload: dict[str, Any] | None = None
     #: the device's [[actions]] (offered to API clients only with api.allow_actions)
     actor: Any = None
+    wyoming: Any = None  # wyoming.server.WyomingServer while it listens
+    wyoming_off: str = ""  # why it does not ("" while it does, or when not enabled)
 
     def snapshot(self) -> dict[str, Any]:
         """The one status: /status serves it, status.json and the STATUS= line render it."""
@@ -78,7 +80,17 @@ class ApiState:
             "backend": self.backend,
             "runtime_dir": self.runtime_dir,
             "api": self.api_url,
+            "wyoming": self._wyoming(),
         }
+
+    def _wyoming(self) -> dict[str, Any]:
+        server = self.wyoming
+        if server is None:
+            why = self.wyoming_off or (
+                "wyoming.enabled = false" if not self.config.wyoming.enabled else "starting"
+            )
+            return {"url": "", "off": why, "connections": 0}
+        return {"url": server.url, "off": "", "connections": server.connections}
 
 
 def create_app(state: ApiState) -> Any:

@@ -47,6 +47,8 @@ class Recognizer(Protocol):
 
     def reset(self) -> None: ...
 
+    def sibling(self) -> Recognizer: ...
+
 
 def model_kind(path: Path) -> str:
     """ "vosk", "whisper" or "" for a model directory."""
@@ -88,6 +90,20 @@ class VoskRecognizer:
         self._done: list[str] = []
         self._endpoints = 0  # pieces vosk's endpointing closed, empty ones included
         self._new()
+
+    def sibling(self) -> VoskRecognizer:
+        """A recognizer of its own (its own utterance) on the same loaded model: Kaldi
+        recognizers may share one model across threads."""
+        twin = object.__new__(VoskRecognizer)
+        twin.path, twin._model, twin.rate, twin._grammar = (
+            self.path,
+            self._model,
+            self.rate,
+            self._grammar,
+        )
+        twin._done, twin._endpoints = [], 0
+        twin._new()
+        return twin
 
     def _new(self) -> None:
         import vosk
@@ -146,6 +162,19 @@ class WhisperRecognizer:
         self._chunks: list[bytes] = []
         self._worker = ThreadPoolExecutor(1, "whisper")  # one thread: one ctranslate2 state
         self.busy_s = 0.0  # seconds spent transcribing (for the real-time factor)
+
+    def sibling(self) -> WhisperRecognizer:
+        """A recognizer of its own (its own utterance) on the same model and the same
+        worker thread, so transcriptions for several users take turns on one model."""
+        twin = object.__new__(WhisperRecognizer)
+        twin.path, twin._model, twin.rate, twin._worker = (
+            self.path,
+            self._model,
+            self.rate,
+            self._worker,
+        )
+        twin._chunks, twin.busy_s = [], 0.0
+        return twin
 
     def accept(self, pcm: bytes) -> str:
         self._chunks.append(pcm)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,11 @@ def resolve_voice(config: Config) -> Path:
     from ..models.store import ModelStore
 
     return ModelStore(config.paths.models_dir).path_for("tts")
+
+
+#: piper's phonemizer (espeak-ng) keeps global state: one synthesis at a time per process
+#: (the mouth and the Wyoming server both speak)
+_SYNTH_LOCK = threading.Lock()
 
 
 class PiperTTS:
@@ -64,5 +70,6 @@ class PiperTTS:
         if steady:
             syn.noise_scale = 0.0
             syn.noise_w_scale = 0.0
-        for chunk in self._voice.synthesize(text, syn_config=syn):
-            yield chunk.audio_int16_bytes
+        with _SYNTH_LOCK:  # all of it now: a slow consumer must not hold the lock
+            chunks = [c.audio_int16_bytes for c in self._voice.synthesize(text, syn_config=syn)]
+        yield from chunks

@@ -1,0 +1,78 @@
+"""The wake phrase: found at the start of what a recognizer hears.
+
+:func:`match_wake` is the fuzzy match the voice loop uses on each transcript.
+:class:`PhraseWake` runs it over a stream of audio of its own (the Wyoming server's
+``Detect``): its own recognizer state on the loaded speech-to-text model, its own
+voice-activity detector, a detection as soon as a partial transcript starts with the phrase.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from .audio import FRAME_S
+from .stt import RATE, Ears, Recognizer
+from .vad import Segmenter
+
+__all__ = ["PhraseWake", "match_wake", "wake_name"]
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^\w\s']", " ", text.lower()).split()
+
+
+def match_wake(text: str, phrase: str, *, cutoff: float = 0.8) -> str | None:
+    """What follows the wake phrase at the start of ``text`` ("" = nothing), or None.
+
+    Fuzzy, because recognisers spell names freely ("hey robot" ~ "Hey, Robot!" ~ "hey robo").
+    """
+    words, wake = _words(text), _words(phrase)
+    if not wake or len(words) < len(wake):
+        return None
+    for heard, wanted in zip(words, wake, strict=False):  # word by word: "they rob" ≠ "hey robot"
+        if difflib.SequenceMatcher(None, heard, wanted).ratio() < cutoff:
+            return None
+    # the rest in its original spelling: drop as many words as the phrase has
+    rest = text.split(None, len(wake))
+    return rest[len(wake)].lstrip(" ,.!?") if len(rest) > len(wake) else ""
+
+
+def wake_name(phrase: str) -> str:
+    """The model name a phrase goes by ("Hey Robot" → "hey_robot")."""
+    return "_".join(_words(phrase))
+
+
+class PhraseWake:
+    """16 kHz mono int16 audio in, a detection when the phrase is heard.
+
+    Blocking (the recognizer runs here): call it from a worker thread.
+    """
+
+    def __init__(self, recognizer: Recognizer, phrase: str) -> None:
+        self.phrase = phrase
+        self.name = wake_name(phrase)
+        self._ears = Ears(recognizer.sibling(), Segmenter(trailing_silence_s=0.3))
+        self._frame = 2 * round(RATE * FRAME_S)
+        self._held = b""
+        self.heard_s = 0.0  # audio fed so far
+
+    def feed(self, pcm: bytes) -> float | None:
+        """Seconds into the stream where the phrase was heard, or None. After a detection
+        it listens afresh (the same words are not detected twice)."""
+        data = self._held + pcm
+        cut = len(data) - len(data) % self._frame
+        self._held = data[cut:]
+        found = None
+        for i in range(0, cut, self._frame):
+            self.heard_s += FRAME_S
+            heard = self._ears.feed(data[i : i + self._frame])
+            text = heard.text if heard is not None else self._ears.partial
+            if found is None and text and match_wake(text, self.phrase) is not None:
+                found = self.heard_s
+                self._ears.reset()
+        return found
+
+    def finish(self) -> float | None:
+        """The end of the stream: the last utterance is closed with silence and matched."""
+        return self.feed(bytes(self._frame * round(0.6 / FRAME_S)))

@@ -1,0 +1,367 @@
+"""One Wyoming connection: its events mapped onto the device's own parts.
+
+- ``describe`` → ``info`` (:func:`~assistant.wyoming.info.describe`).
+- ``transcribe``? + ``audio-start`` / ``audio-chunk``… / ``audio-stop`` → ``transcript``, with
+  the configured recognizer (any rate, width and channels converted to 16 kHz mono;
+  longer than ``wyoming.max_audio_s``: an error and the connection closes).
+- ``synthesize`` → ``audio-start`` / ``audio-chunk``… / ``audio-stop`` with the piper voice;
+  ``synthesize-start`` / ``synthesize-chunk``… / ``synthesize-stop`` → the same audio,
+  spoken sentence by sentence as the text arrives (the project's splitter), then
+  ``synthesize-stopped``; the compatibility ``synthesize`` inside a stream is not spoken.
+- ``detect`` + audio → ``detection`` (as soon as the wake phrase is heard) or, at
+  ``audio-stop``, ``not-detected``.
+- ``transcript`` (with ``context.conversation_id``) → ``handled`` with Qwen's answer, or
+  an ``error`` saying why it was not admitted.
+
+Events are read by a task of their own, so a client that leaves mid-answer is noticed at
+once and its answer cancelled. A malformed event gets an ``error`` (the connection stays);
+bytes that are not Wyoming get an ``error`` and the connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from wyoming.asr import Transcript
+from wyoming.audio import AudioChunk, AudioChunkConverter, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.handle import Handled, NotHandled
+from wyoming.server import AsyncEventHandler
+from wyoming.tts import (
+    SynthesizeStopped,
+)
+from wyoming.wake import Detect, Detection, NotDetected
+
+from ..brain import NotReady
+from ..errors import PromptTooLong
+from ..speech.sentences import SentenceSplitter, split_all
+from ..speech.stt import RATE, transcribe_pcm
+from ..speech.wake import PhraseWake, wake_name
+from ..thermal.admission import Busy
+from .info import Parts, describe
+from .server import IDLE_S, ProtocolError, read_event
+
+__all__ = ["Handler"]
+
+log = logging.getLogger(__name__)
+
+SAMPLES_PER_CHUNK = 1024  # audio sent to the client in chunks of this many samples
+_QUEUE = 16  # events read ahead of the one being handled (backpressure beyond)
+
+
+class BadEvent(Exception):
+    """An event we understand but cannot take (missing fields, out-of-range values)."""
+
+    def __init__(self, message: str, code: str = "bad_event") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Handler(AsyncEventHandler):
+    def __init__(
+        self,
+        parts: Parts,
+        max_audio_s: float,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        super().__init__(reader, writer)
+        self.parts = parts
+        self.max_bytes = round(max_audio_s * RATE) * 2
+        self.max_audio_s = max_audio_s
+        self._audio: bytearray | None = None  # a transcription's 16 kHz mono audio
+        self._converter: AudioChunkConverter | None = None
+        self._wake: PhraseWake | None = None
+        self._detected = False
+        self._stream: SentenceSplitter | None = None  # a synthesize-start … stream
+        self._stream_started = False
+        self.peer = str(writer.get_extra_info("peername") or "unix socket")
+
+    # -- the connection --------------------------------------------------------------------
+    async def run(self) -> None:
+        """Read events on one task, handle them on this one, until either side ends."""
+        events: asyncio.Queue[Event | None] = asyncio.Queue(_QUEUE)
+        reading = asyncio.create_task(self._read(events), name="wyoming read")
+        try:
+            while True:
+                event = await events.get()
+                if event is None:
+                    return
+                handling = asyncio.ensure_future(self.handle_event(event))
+                await asyncio.wait({handling, reading}, return_when=asyncio.FIRST_COMPLETED)
+                if not handling.done():  # the client left (or broke the protocol) meanwhile
+                    handling.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await handling
+                    return
+                if not handling.result():
+                    return
+        finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reading
+            await self.disconnect()
+            self.writer.close()
+
+    async def _read(self, events: asyncio.Queue[Event | None]) -> None:
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(read_event(self.reader), IDLE_S)
+                except TimeoutError:
+                    log.info("wyoming %s: idle for %.0f s, disconnected", self.peer, IDLE_S)
+                    event = None
+                if event is None:
+                    return
+                await events.put(event)
+        except ProtocolError as exc:
+            log.warning("wyoming %s: %s; closing the connection", self.peer, exc)
+            with contextlib.suppress(Exception):
+                await self.write_event(Error(text=str(exc), code="protocol").event())
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(asyncio.QueueFull):
+                events.put_nowait(None)
+
+    async def disconnect(self) -> None:
+        self._audio = self._wake = self._stream = None
+
+    async def handle_event(self, event: Event) -> bool:
+        """Answer one event; False closes the connection."""
+        try:
+            return await self._dispatch(event)
+        except BadEvent as exc:
+            log.info("wyoming %s: %s event refused: %s", self.peer, event.type, exc)
+            await self.write_event(Error(text=str(exc), code=exc.code).event())
+            return exc.code != "too_long"
+        except (ConnectionError, OSError):
+            return False
+
+    async def _dispatch(self, event: Event) -> bool:
+        act = self._actions.get(event.type)
+        if act is None:
+            log.debug("wyoming %s: ignored %s event", self.peer, event.type)
+            return True
+        await act(event)
+        return True
+
+    @property
+    def _actions(self) -> dict[str, Any]:
+        return {
+            "describe": self._describe,
+            "transcribe": self._transcribe,
+            "detect": self._detect,
+            "audio-start": self._audio_start,
+            "audio-chunk": self._chunk,
+            "audio-stop": self._audio_stop,
+            "synthesize": self._synthesize_event,
+            "synthesize-start": self._stream_start,
+            "synthesize-chunk": self._stream_chunk,
+            "synthesize-stop": self._stream_stop,
+            "transcript": self._handle,
+        }
+
+    async def _describe(self, _event: Event) -> None:
+        await self.write_event(describe(self.parts).event())
+
+    def _need(self, what: str, part: Any) -> None:
+        if part is None:
+            why = self.parts.missing.get(what, "not available on this device")
+            raise BadEvent(f"no {what} here: {why}", f"no_{what}")
+
+    # -- audio in: transcription and wake --------------------------------------------------
+    async def _transcribe(self, _event: Event) -> None:
+        self._need("asr", self.parts.recognizer)
+        self._audio, self._converter, self._wake = bytearray(), None, None
+
+    async def _audio_start(self, _event: Event) -> None:
+        if self._wake is None and self._audio is None:  # audio without transcribe
+            self._need("asr", self.parts.recognizer)
+            self._audio = bytearray()
+        self._converter = AudioChunkConverter(rate=RATE, width=2, channels=1)
+
+    async def _detect(self, event: Event) -> None:
+        self._need("wake", self.parts.wake_phrase or None)
+        detect = Detect.from_event(event)
+        ours = wake_name(self.parts.wake_phrase)
+        wanted = [wake_name(n) for n in detect.names or []]
+        if wanted and ours not in wanted:
+            raise BadEvent(
+                f"no wake word {', '.join(detect.names or [])!r} here; this device has {ours!r}",
+                "unknown_wake_word",
+            )
+        self._wake = PhraseWake(self.parts.recognizer, self.parts.wake_phrase)
+        self._audio, self._detected = None, False
+
+    async def _chunk(self, event: Event) -> None:
+        chunk = _audio_chunk(event)
+        if self._audio is None and self._wake is None:
+            raise BadEvent("audio-chunk without transcribe, detect or audio-start")
+        if self._converter is None:
+            self._converter = AudioChunkConverter(rate=RATE, width=2, channels=1)
+        try:
+            pcm = self._converter.convert(chunk).audio
+        except Exception as exc:  # noqa: BLE001 - audioop's errors for odd formats
+            raise BadEvent(f"audio-chunk cannot be converted: {exc}") from None
+        if self._wake is not None:
+            await self._feed_wake(self._wake, pcm)
+            return
+        audio = self._audio
+        if audio is None:
+            return
+        audio += pcm
+        if len(audio) > self.max_bytes:
+            self._audio = None
+            raise BadEvent(
+                f"audio longer than {self.max_audio_s:g} s (wyoming.max_audio_s); "
+                "end the utterance sooner",
+                "too_long",
+            )
+
+    async def _feed_wake(self, wake: PhraseWake, pcm: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        at = await loop.run_in_executor(self.parts.executor, wake.feed, pcm)
+        if at is not None:
+            await self._detection(wake, at)
+
+    async def _detection(self, wake: PhraseWake, at: float) -> None:
+        self._detected = True
+        log.info("wyoming %s: wake phrase %r at %.2f s", self.peer, wake.phrase, at)
+        await self.write_event(Detection(name=wake.name, timestamp=round(at * 1000)).event())
+
+    async def _audio_stop(self, _event: Event) -> None:
+        loop = asyncio.get_running_loop()
+        if self._wake is not None:
+            wake, self._wake = self._wake, None
+            at = await loop.run_in_executor(self.parts.executor, wake.finish)
+            if at is not None:
+                await self._detection(wake, at)
+            if not self._detected:
+                await self.write_event(NotDetected().event())
+            return
+        if self._audio is None:
+            raise BadEvent("audio-stop without audio")
+        pcm, self._audio = bytes(self._audio), None
+        began = time.monotonic()
+        rec = self.parts.recognizer.sibling()
+        text = await loop.run_in_executor(self.parts.executor, transcribe_pcm, rec, pcm)
+        took = time.monotonic() - began
+        audio_s = len(pcm) / 2 / RATE
+        log.info(
+            "wyoming %s: transcribed %.1f s of audio in %.2f s: %r", self.peer, audio_s, took, text
+        )
+        await self.write_event(Transcript(text=text).event())
+
+    # -- audio out: synthesis ----------------------------------------------------------------
+    async def _synthesize_event(self, event: Event) -> None:
+        if self._stream is None:  # inside a stream it only repeats the text
+            await self._synthesize(_text(event, "synthesize"))
+
+    async def _stream_start(self, _event: Event) -> None:
+        self._need("tts", self.parts.tts)
+        self._stream, self._stream_started = SentenceSplitter(), False
+
+    async def _stream_chunk(self, event: Event) -> None:
+        if self._stream is None:
+            raise BadEvent("synthesize-chunk without synthesize-start")
+        for sentence in self._stream.feed(_text(event, "synthesize-chunk")):
+            await self._speak(sentence)
+
+    async def _stream_stop(self, _event: Event) -> None:
+        if self._stream is None:
+            raise BadEvent("synthesize-stop without synthesize-start")
+        stream, self._stream = self._stream, None
+        for sentence in stream.flush():
+            await self._speak(sentence)
+        if self._stream_started:
+            await self.write_event(AudioStop().event())
+        await self.write_event(SynthesizeStopped().event())
+
+    async def _synthesize(self, text: str) -> None:
+        self._need("tts", self.parts.tts)
+        self._stream_started = False
+        for sentence in split_all([text]):
+            await self._speak(sentence)
+        if not self._stream_started:  # nothing to say: an empty sound, not silence forever
+            await self._start_audio()
+        await self.write_event(AudioStop().event())
+
+    async def _start_audio(self) -> None:
+        self._stream_started = True
+        await self.write_event(
+            AudioStart(rate=self.parts.tts.sample_rate, width=2, channels=1).event()
+        )
+
+    async def _speak(self, sentence: str) -> None:
+        tts = self.parts.tts
+        loop = asyncio.get_running_loop()
+        pcm = await loop.run_in_executor(
+            self.parts.executor, lambda: b"".join(tts.synthesize(sentence))
+        )
+        if not self._stream_started:
+            await self._start_audio()
+        step = SAMPLES_PER_CHUNK * 2
+        for i in range(0, len(pcm), step):
+            chunk = AudioChunk(rate=tts.sample_rate, width=2, channels=1, audio=pcm[i : i + step])
+            await self.write_event(chunk.event())
+
+    # -- the conversation agent ----------------------------------------------------------------
+    async def _handle(self, event: Event) -> None:
+        agent = self.parts.agent
+        if agent is None:
+            self._need("handle", None)
+            return
+        question = _text(event, "transcript").strip()
+        context = event.data.get("context")
+        if context is not None and not isinstance(context, dict):
+            raise BadEvent("transcript: context must be an object")
+        conversation = str((context or {}).get("conversation_id") or "")
+        if not question:
+            await self.write_event(
+                NotHandled(text="I did not hear a question.", context=context).event()
+            )
+            return
+        try:
+            answer = await agent.answer(question, conversation)
+        except Busy as exc:
+            raise BadEvent(str(exc), f"busy_{exc.reason}") from None
+        except NotReady as exc:
+            raise BadEvent(str(exc), "not_ready") from None
+        except PromptTooLong as exc:
+            raise BadEvent(str(exc), "too_long_prompt") from None
+        if not answer.text:
+            await self.write_event(
+                NotHandled(text="I have no answer to that.", context=context).event()
+            )
+            return
+        await self.write_event(Handled(text=answer.text, context=context).event())
+
+
+def _text(event: Event, what: str) -> str:
+    text = event.data.get("text")
+    if not isinstance(text, str):
+        raise BadEvent(f'{what}: "text" must be a string')
+    return text
+
+
+def _audio_chunk(event: Event) -> AudioChunk:
+    data = event.data
+    try:
+        rate, width, channels = int(data["rate"]), int(data["width"]), int(data["channels"])
+    except (KeyError, TypeError, ValueError):
+        raise BadEvent("audio-chunk needs whole numbers rate, width and channels") from None
+    if not (1000 <= rate <= 192000 and width in (1, 2, 3, 4) and channels in (1, 2)):
+        raise BadEvent(
+            f"audio-chunk: unsupported audio: rate {rate}, width {width}, channels {channels} "
+            "(rate 1000-192000, width 1-4 bytes, 1 or 2 channels)"
+        )
+    audio = event.payload or b""
+    if len(audio) % (width * channels):
+        raise BadEvent("audio-chunk: the payload is not a whole number of samples")
+    return AudioChunk(rate=rate, width=width, channels=channels, audio=audio)
