@@ -15,7 +15,10 @@ from .audio import FRAME_S
 from .stt import RATE, Ears, Recognizer
 from .vad import Segmenter
 
-__all__ = ["PhraseWake", "match_wake", "wake_name"]
+__all__ = ["REFRACTORY_S", "PhraseWake", "match_wake", "wake_name"]
+
+#: after a detection, the phrase is not detected again for this long (its echo, a repeat)
+REFRACTORY_S = 2.0
 
 
 def _words(text: str) -> list[str]:
@@ -56,10 +59,11 @@ class PhraseWake:
         self._frame = 2 * round(RATE * FRAME_S)
         self._held = b""
         self.heard_s = 0.0  # audio fed so far
+        self._quiet_until = 0.0  # no detection before (stream seconds)
 
     def feed(self, pcm: bytes) -> float | None:
         """Seconds into the stream where the phrase was heard, or None. After a detection
-        it listens afresh (the same words are not detected twice)."""
+        it listens afresh, and detects nothing for :data:`REFRACTORY_S`."""
         data = self._held + pcm
         cut = len(data) - len(data) % self._frame
         self._held = data[cut:]
@@ -68,9 +72,11 @@ class PhraseWake:
             self.heard_s += FRAME_S
             heard = self._ears.feed(data[i : i + self._frame])
             text = heard.text if heard is not None else self._ears.partial
-            if found is None and text and match_wake(text, self.phrase) is not None:
-                found = self.heard_s
+            if text and match_wake(text, self.phrase) is not None:
                 self._ears.reset()
+                if found is None and self.heard_s >= self._quiet_until:
+                    found = self.heard_s
+                    self._quiet_until = self.heard_s + REFRACTORY_S
         return found
 
     def finish(self) -> float | None:

@@ -102,17 +102,19 @@ class Handler(AsyncEventHandler):
                 if not handling.result():
                     return
         finally:
+            self.writer.close()  # first: a read in progress ends with the connection
             reading.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reading
             await self.disconnect()
-            self.writer.close()
 
     async def _read(self, events: asyncio.Queue[Event | None]) -> None:
         try:
             while True:
                 try:
-                    event = await asyncio.wait_for(read_event(self.reader), IDLE_S)
+                    # (not wait_for: in 3.11 it can swallow a cancel that races a read)
+                    async with asyncio.timeout(IDLE_S):
+                        event = await read_event(self.reader)
                 except TimeoutError:
                     log.info("wyoming %s: idle for %.0f s, disconnected", self.peer, IDLE_S)
                     event = None

@@ -188,6 +188,8 @@ class WyomingServer(AsyncServer):
         self._tasks.add(task)
         try:
             await self._make_handler(reader, writer).run()
+        except asyncio.CancelledError:  # stop() ends it: not an error of the connection
+            pass
         except Exception as exc:  # one connection's bug never stops the server
             log.exception("wyoming: connection failed: %s", exc)
         finally:

@@ -1,0 +1,500 @@
+"""The Wyoming server with the real protocol (wyoming's AsyncTcpClient, what Home Assistant
+uses) over a real socket, on fake speech parts and a fake engine behind the real Brain,
+admission and actions. The real models: tests/test_wyoming_model.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import math
+import struct
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+from wyoming.asr import Transcribe, Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.event import Event
+from wyoming.handle import Handled
+from wyoming.info import Describe, Info
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
+from wyoming.wake import Detect
+
+from assistant.actions.actor import Actor
+from assistant.brain import Brain
+from assistant.config import Config, Thermal, Wyoming, load_config
+from assistant.errors import ConfigError
+from assistant.thermal.governor import Governor
+from assistant.wyoming import handler as handler_module
+from assistant.wyoming.agent import Agent
+from assistant.wyoming.handler import Handler
+from assistant.wyoming.info import Parts
+from assistant.wyoming.server import MAX_PAYLOAD_BYTES, WyomingServer
+from tests.fakes import FakeEngine
+
+RATE = 16000
+
+
+def tone(seconds: float, rate: int = RATE, channels: int = 1, amplitude: int = 8000) -> bytes:
+    """A loud 440 Hz tone (speech to the energy VAD), int16, interleaved channels."""
+    samples = []
+    for i in range(int(seconds * rate)):
+        value = int(amplitude * math.sin(2 * math.pi * 440 * i / rate))
+        samples += [value] * channels
+    return struct.pack(f"<{len(samples)}h", *samples)
+
+
+class FakeRecognizer:
+    """A streaming recognizer that "hears" ``text`` in any utterance; counts the audio."""
+
+    rate = RATE
+    streaming = True
+    path = Path("fake-stt-model")
+
+    def __init__(self, text: str, *, partial_after: int = 0) -> None:
+        self.text = text
+        self.partial_after = partial_after  # bytes of speech before the partial says it
+        self.got = 0
+        self.siblings: list[FakeRecognizer] = []
+
+    def accept(self, pcm: bytes) -> str:
+        self.got += len(pcm)
+        return self.text if self.partial_after and self.got >= self.partial_after else ""
+
+    def final(self) -> str:
+        return self.text if self.got else ""
+
+    def reset(self) -> None:
+        self.got = 0
+
+    def sibling(self) -> FakeRecognizer:
+        twin = FakeRecognizer(self.text, partial_after=self.partial_after)
+        self.siblings.append(twin)
+        return twin
+
+
+class FakeTTS:
+    sample_rate = 22050
+    voice_path = Path("en_US-fake-medium.onnx")
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def synthesize(self, text: str) -> list[bytes]:
+        self.said.append(text)
+        return [bytes(2 * 100 * len(text))]  # 100 samples per character
+
+
+def make_config(**wyoming: Any) -> Config:
+    thermal = Thermal(sensor_path="", rate_per_min=600.0, burst=50)
+    return Config(thermal=thermal, wyoming=dataclasses.replace(Wyoming(), **wyoming))
+
+
+def make_parts(config: Config, engine: Any = None, **changes: Any) -> Parts:
+    governor = Governor.from_config(config, drive_fan=False)
+    brain = Brain(governor.admission, engine or FakeEngine(["Paris", " is", " the", " capital."]))
+    actor = Actor(config.actions)
+    parts = Parts(
+        agent=Agent(lambda: config, brain, actor),
+        recognizer=FakeRecognizer("hey robot turn on the light"),
+        stt_model="fake-stt-model",
+        tts=FakeTTS(),
+        wake_phrase="hey robot",
+        model_id="fake-model",
+    )
+    return dataclasses.replace(parts, **changes)
+
+
+@contextlib.asynccontextmanager
+async def serving(parts: Parts, config: Config | None = None) -> AsyncIterator[WyomingServer]:
+    config = config or make_config()
+    settings = dataclasses.replace(config.wyoming, uri="tcp://127.0.0.1:0")
+    server = WyomingServer(settings, partial(Handler, parts, settings.max_audio_s))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+        parts.close()
+
+
+def client(server: WyomingServer) -> AsyncTcpClient:
+    return AsyncTcpClient("127.0.0.1", server.port)
+
+
+async def until(c: AsyncTcpClient, *types: str) -> list[Event]:
+    """Events up to and including the first of ``types`` (None: the server closed)."""
+    events: list[Event] = []
+    while True:
+        event = await asyncio.wait_for(c.read_event(), 10)
+        if event is None:
+            raise AssertionError(f"closed after {[e.type for e in events]}")
+        events.append(event)
+        if event.type in types:
+            return events
+
+
+async def closed(c: AsyncTcpClient) -> list[str]:
+    """The event types the server sent before it closed the connection."""
+    seen = []
+    while (event := await asyncio.wait_for(c.read_event(), 10)) is not None:
+        seen.append(event.type)
+    return seen
+
+
+async def send_audio(c: AsyncTcpClient, pcm: bytes, rate: int = RATE, channels: int = 1) -> None:
+    await c.write_event(AudioStart(rate=rate, width=2, channels=channels).event())
+    step = 2048 * channels
+    for i in range(0, len(pcm), step):
+        chunk = AudioChunk(rate=rate, width=2, channels=channels, audio=pcm[i : i + step])
+        await c.write_event(chunk.event())
+    await c.write_event(AudioStop().event())
+
+
+# -- describe --------------------------------------------------------------------------------
+async def test_describe_advertises_what_the_device_has() -> None:
+    parts = make_parts(make_config())
+    async with serving(parts) as server, client(server) as c:
+        await c.write_event(Describe().event())
+        info = Info.from_event((await until(c, "info"))[-1])
+    assert [m.name for p in info.asr for m in p.models] == ["fake-stt-model"]
+    assert [v.name for p in info.tts for v in p.voices] == ["en_US-fake-medium"]
+    assert info.tts[0].supports_synthesize_streaming
+    assert [(m.name, m.phrase) for p in info.wake for m in p.models] == [("hey_robot", "hey robot")]
+    assert [m.name for p in info.handle for m in p.models] == ["fake-model"]
+    assert not info.handle[0].supports_home_control  # no [[actions]]
+
+
+async def test_a_missing_part_is_not_advertised_and_its_events_say_why() -> None:
+    parts = make_parts(make_config(), tts=None, missing={"tts": "no such piper voice"})
+    async with serving(parts) as server, client(server) as c:
+        await c.write_event(Describe().event())
+        info = Info.from_event((await until(c, "info"))[-1])
+        assert info.tts == [] and info.asr
+        await c.write_event(Synthesize(text="Hello.").event())
+        error = (await until(c, "error"))[-1]
+        assert error.data["code"] == "no_tts"
+        assert "no such piper voice" in error.data["text"]
+        await c.write_event(Describe().event())  # the connection still serves
+        await until(c, "info")
+
+
+# -- speech to text ----------------------------------------------------------------------------
+async def test_transcribe_converts_any_rate_and_channels_to_16_khz_mono() -> None:
+    parts = make_parts(make_config())
+    async with serving(parts) as server, client(server) as c:
+        await c.write_event(Transcribe(language="en").event())
+        await send_audio(c, tone(1.0, rate=44100, channels=2), rate=44100, channels=2)
+        transcript = Transcript.from_event((await until(c, "transcript"))[-1])
+    assert transcript.text == "hey robot turn on the light"
+    (heard,) = parts.recognizer.siblings  # a recognizer state of its own, on the same model
+    # 1 s of 16 kHz mono int16 (plus the silence that ends the utterance); unconverted
+    # 44.1 kHz stereo would be 5.5 times as much
+    assert 2 * RATE <= heard.got <= 1.6 * 2 * RATE
+
+
+async def test_audio_longer_than_max_audio_s_is_an_error_and_the_connection_closes() -> None:
+    config = make_config(max_audio_s=1.0)
+    parts = make_parts(config)
+    async with serving(parts, config) as server:
+        async with client(server) as c:
+            await c.write_event(Transcribe().event())
+            await c.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
+            for _ in range(20):  # 2.6 s: "audio forever"
+                await c.write_event(
+                    AudioChunk(rate=RATE, width=2, channels=1, audio=tone(0.13)).event()
+                )
+            seen = await closed(c)
+        assert seen == ["error"]
+        async with client(server) as c:  # the server itself serves on
+            await c.write_event(Describe().event())
+            await until(c, "info")
+
+
+# -- text to speech ----------------------------------------------------------------------------
+async def test_synthesize_sends_one_sound_in_chunks() -> None:
+    parts = make_parts(make_config())
+    async with serving(parts) as server, client(server) as c:
+        await c.write_event(Synthesize(text="Hello there. How are you?").event())
+        events = await until(c, "audio-stop")
+    kinds = [e.type for e in events]
+    assert kinds[0] == "audio-start" and kinds[-1] == "audio-stop"
+    assert set(kinds[1:-1]) == {"audio-chunk"}
+    assert events[0].data["rate"] == FakeTTS.sample_rate
+    audio = b"".join(e.payload or b"" for e in events)
+    assert len(audio) == 2 * 100 * sum(len(t) for t in parts.tts.said)
+    assert parts.tts.said == ["Hello there.", "How are you?"]
+
+
+async def test_streaming_synthesis_speaks_each_sentence_as_it_arrives_and_not_twice() -> None:
+    parts = make_parts(make_config())
+    async with serving(parts) as server, client(server) as c:
+        await c.write_event(SynthesizeStart().event())
+        for word in ["The", "first", "sentence", "is", "here.", "And"]:
+            await c.write_event(SynthesizeChunk(text=word + " ").event())
+        # the first sentence is heard before the text stream ends
+        first = await until(c, "audio-chunk")
+        assert next(e.type for e in first) == "audio-start"
+        assert parts.tts.said == ["The first sentence is here."]
+        await c.write_event(SynthesizeChunk(text="the second one.").event())
+        # Home Assistant repeats the whole text for servers that do not stream: not spoken
+        await c.write_event(
+            Synthesize(text="The first sentence is here. And the second one.").event()
+        )
+        await c.write_event(SynthesizeStop().event())
+        rest = await until(c, "synthesize-stopped")
+    kinds = [e.type for e in first + rest]
+    assert kinds.count("audio-start") == 1 and kinds.count("audio-stop") == 1
+    assert kinds[-2:] == ["audio-stop", "synthesize-stopped"]
+    assert parts.tts.said == ["The first sentence is here.", "And the second one."]
+
+
+async def test_a_synthesize_chunk_outside_a_stream_is_an_error_not_a_crash() -> None:
+    async with serving(make_parts(make_config())) as server, client(server) as c:
+        await c.write_event(SynthesizeChunk(text="hello").event())
+        assert (await until(c, "error"))[-1].data["code"] == "bad_event"
+        await c.write_event(Synthesize(text="Still here.").event())
+        await until(c, "audio-stop")
+
+
+# -- wake ----------------------------------------------------------------------------------------
+async def test_detect_reports_the_wake_phrase_while_the_audio_streams() -> None:
+    parts = make_parts(make_config(), recognizer=FakeRecognizer("hey robot", partial_after=8000))
+    async with serving(parts) as server, client(server) as c:
+        await c.write_event(Detect(names=["hey_robot"]).event())
+        await c.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
+        for _ in range(10):  # 1.3 s of "speech": the partial transcript matches after 0.25 s
+            await c.write_event(
+                AudioChunk(rate=RATE, width=2, channels=1, audio=tone(0.13)).event()
+            )
+        detection = (await until(c, "detection"))[-1]  # before audio-stop
+        assert detection.data["name"] == "hey_robot"
+        assert 0 < detection.data["timestamp"] < 1300
+        await c.write_event(AudioStop().event())
+        await c.write_event(Describe().event())
+        # no not-detected after a detection
+        assert [e.type for e in await until(c, "info")] == ["info"]
+
+
+async def test_detect_without_the_phrase_is_not_detected() -> None:
+    parts = make_parts(make_config(), recognizer=FakeRecognizer("what time is it"))
+    async with serving(parts) as server, client(server) as c:
+        await c.write_event(Detect().event())
+        await send_audio(c, tone(1.0) + bytes(RATE))
+        assert [e.type for e in await until(c, "not-detected")] == ["not-detected"]
+
+
+async def test_detect_of_a_wake_word_the_device_lacks_says_which_it_has() -> None:
+    async with serving(make_parts(make_config())) as server, client(server) as c:
+        await c.write_event(Detect(names=["okay_nabu"]).event())
+        error = (await until(c, "error"))[-1]
+        assert error.data["code"] == "unknown_wake_word"
+        assert "hey_robot" in error.data["text"]
+
+
+# -- the conversation agent ----------------------------------------------------------------------
+async def test_handle_answers_and_keeps_each_conversations_history() -> None:
+    parts = make_parts(make_config())
+    agent = parts.agent
+    assert agent is not None
+    async with serving(parts) as server, client(server) as c:
+        for conversation in ("kitchen", "kitchen", "hall"):
+            context = {"conversation_id": conversation}
+            await c.write_event(Transcript(text="Capital of France?", context=context).event())
+            handled = Handled.from_event((await until(c, "handled"))[-1])
+            assert handled.text == "Paris is the capital."
+            assert handled.context == context
+    talks = agent._conversations
+    assert len(talks["kitchen"].history) == 4 and len(talks["hall"].history) == 2
+    assert [t.kind for t in agent.brain.turns] == ["wyoming"] * 3
+
+
+async def test_handle_refused_by_admission_is_an_error_with_the_honest_reason() -> None:
+    parts = make_parts(make_config())
+    assert parts.agent is not None
+    parts.agent.brain.admission.stop("83.0 °C is above thermal.critical_c", 30)
+    async with serving(parts) as server, client(server) as c:
+        await c.write_event(Transcript(text="Capital of France?").event())
+        error = (await until(c, "error"))[-1]
+    assert error.data["code"] == "busy_hot"
+    assert "critical_c" in error.data["text"] and "retry in 30 s" in error.data["text"]
+    assert not parts.agent.brain.turns  # nothing ran
+
+
+async def test_handle_runs_a_configured_action(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    (tmp_path / "config.toml").write_text(
+        "[thermal]\nsensor_path = ''\n[[actions]]\nname = 'light_on'\n"
+        "description = 'Turn on the light'\n"
+        f"command = ['/usr/bin/touch', '{marker}']\nsay = 'The light is on.'\n"
+    )
+    config = load_config(tmp_path / "config.toml")
+    call = json.dumps({"name": "light_on", "arguments": {}})
+    parts = make_parts(config, engine=FakeEngine([], call=call))
+    assert parts.agent is not None
+    parts.agent.actor.update(config.actions)
+    async with serving(parts, config) as server, client(server) as c:
+        await c.write_event(
+            Transcript(text="Turn on the light", context={"conversation_id": "x"}).event()
+        )
+        handled = Handled.from_event((await until(c, "handled"))[-1])
+    assert handled.text == "The light is on."
+    assert marker.exists()
+
+
+async def test_a_client_leaving_mid_answer_cancels_it_and_the_server_serves_on() -> None:
+    engine = FakeEngine(["a", "b", "c", "d"], gated=True)
+    parts = make_parts(make_config(), engine=engine)
+    assert parts.agent is not None
+    brain = parts.agent.brain
+    recorded = asyncio.Event()
+    brain.listeners.append(lambda _turn: recorded.set())
+    async with serving(parts) as server:
+        async with client(server) as c:
+            await c.write_event(Transcript(text="Tell me a story").event())
+            engine.release(1)
+            await asyncio.get_running_loop().run_in_executor(None, engine.started.wait, 5)
+        # the client is gone: the answer stops after the token in progress
+        await asyncio.wait_for(recorded.wait(), 10)
+        assert brain.turns[-1].outcome == "cancelled"
+        engine.gate = None
+        async with client(server) as c:
+            await c.write_event(Transcript(text="Again").event())
+            assert Handled.from_event((await until(c, "handled"))[-1]).text == "abcd"
+
+
+# -- hostile clients -------------------------------------------------------------------------------
+async def raw(server: WyomingServer, data: bytes) -> list[str]:
+    """Send raw bytes; the event types the server answered before closing."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(data)
+    await writer.drain()
+    seen = []
+    while line := await asyncio.wait_for(reader.readline(), 10):
+        header = json.loads(line)
+        seen.append(header["type"])
+        await reader.readexactly(header.get("data_length") or 0)
+    writer.close()
+    return seen
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"this is not json\n",
+        b"[1, 2, 3]\n",
+        b'{"data": {}}\n',
+        json.dumps({"type": "audio-chunk", "payload_length": MAX_PAYLOAD_BYTES + 1}).encode()
+        + b"\n",
+        json.dumps({"type": "synthesize", "data_length": 10**9}).encode() + b"\n",
+        json.dumps({"type": "synthesize", "data_length": -5}).encode() + b"\n",
+        json.dumps({"type": "synthesize", "data_length": 3}).encode() + b"\n[1]",
+        b"{" + b" " * (80 * 1024) + b"\n",
+    ],
+    ids=[
+        "not-json",
+        "not-object",
+        "no-type",
+        "huge-payload",
+        "huge-data",
+        "negative",
+        "data-list",
+        "long-line",
+    ],
+)
+async def test_bytes_that_are_not_wyoming_get_an_error_and_a_closed_connection(data: bytes) -> None:
+    async with serving(make_parts(make_config())) as server:
+        assert await raw(server, data) == ["error"]
+        async with client(server) as c:
+            await c.write_event(Describe().event())
+            await until(c, "info")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        Event("audio-chunk", {"rate": 16000}, b"\0\0"),
+        Event("audio-chunk", {"rate": "fast", "width": 2, "channels": 1}, b"\0\0"),
+        Event("audio-chunk", {"rate": 16000, "width": 2, "channels": 6}, bytes(12)),
+        Event("audio-chunk", {"rate": 16000, "width": 2, "channels": 1}, b"\0"),
+        Event("synthesize", {"text": 42}),
+        Event("transcript", {"text": "hi", "context": "not an object"}),
+        Event("audio-stop"),
+    ],
+    ids=[
+        "no-width",
+        "bad-rate",
+        "six-channels",
+        "half-sample",
+        "text-number",
+        "context",
+        "stop-alone",
+    ],
+)
+async def test_a_malformed_event_gets_an_error_and_the_connection_stays(event: Event) -> None:
+    async with serving(make_parts(make_config())) as server, client(server) as c:
+        if event.type == "audio-chunk":
+            await c.write_event(Transcribe().event())
+        await c.write_event(event)
+        assert (await until(c, "error"))[-1].data["code"] == "bad_event"
+        await c.write_event(Describe().event())
+        await until(c, "info")
+
+
+async def test_connections_beyond_max_connections_are_closed_at_once() -> None:
+    config = make_config(max_connections=2)
+    async with serving(make_parts(config), config) as server:
+        async with client(server) as a, client(server) as b:
+            for c in (a, b):  # both are served
+                await c.write_event(Describe().event())
+                await until(c, "info")
+            async with client(server) as third:
+                assert await closed(third) == ["error"]
+        async with client(server) as c:  # a place is free again
+            await c.write_event(Describe().event())
+            await until(c, "info")
+
+
+async def test_a_silent_client_is_disconnected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handler_module, "IDLE_S", 0.05)
+    async with serving(make_parts(make_config())) as server, client(server) as c:
+        assert await closed(c) == []
+
+
+# -- configuration ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('uri = "tcp://0.0.0.0:10700"', "wyoming.uri: binding '0.0.0.0' lets anyone"),
+        ('uri = "http://127.0.0.1:10700"', 'wyoming.uri: must be "tcp://HOST:PORT"'),
+        ('uri = "tcp://127.0.0.1"', 'wyoming.uri: must be "tcp://HOST:PORT"'),
+        ("zeroconf = true", "wyoming.zeroconf: announces the service to the network"),
+        ('uri = "unix:///tmp/w.sock"\nzeroconf = true', "wyoming.zeroconf: announces a TCP port"),
+    ],
+)
+def test_a_risky_or_bad_wyoming_config_is_refused_with_the_key(
+    tmp_path: Path, table: str, message: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[wyoming]\nenabled = true\n{table}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_a_lan_bind_is_allowed_when_asked_for(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[wyoming]\nuri = "tcp://0.0.0.0:10700"\nallow_lan = true\nzeroconf = true\n')
+    assert load_config(path).wyoming.zeroconf
+
+
+def test_wyoming_is_off_and_loopback_by_default() -> None:
+    config = load_config(None)
+    assert not config.wyoming.enabled
+    assert config.wyoming.uri == "tcp://127.0.0.1:10700"
