@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .config import Config
 from .errors import AssistantError
@@ -237,6 +238,74 @@ def _actions(config: Config) -> Iterator[Check]:
             yield Check("OK", "actions", f"{name}: {action.effect} {target}")
 
 
+def _wyoming(config: Config) -> Iterator[Check]:
+    """Off, or: the running service answers Describe there, or the address is free for it."""
+    import socket
+    from urllib.parse import urlsplit
+
+    wy = config.wyoming
+    if not wy.enabled:
+        yield Check("OK", "wyoming", "off (wyoming.enabled = false; docs/homeassistant.md)")
+        return
+    unix = wy.uri.startswith("unix://")
+    parts = urlsplit(wy.uri)
+    ipv6 = ":" in (parts.hostname or "")
+    family = socket.AF_UNIX if unix else socket.AF_INET6 if ipv6 else socket.AF_INET
+    address: Any = wy.uri[len("unix://") :] if unix else (parts.hostname, parts.port)
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(3)
+        try:
+            sock.connect(address)
+        except OSError:
+            pass
+        else:
+            answer = _describe(sock)
+            level = "OK" if answer else "FAIL"
+            answer = answer or "another program listens there; free it or change wyoming.uri"
+            yield Check(level, "wyoming", f"{wy.uri}: {answer}")
+            return
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            if not unix:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+            elif not os.access(Path(address).parent, os.W_OK):
+                raise PermissionError(f"cannot create a socket in {Path(address).parent}")
+        except OSError as exc:
+            fix = "free it or change wyoming.uri"
+            yield Check("FAIL", "wyoming", f"{wy.uri}: cannot listen: {exc.strerror or exc}; {fix}")
+            return
+    yield Check("OK", "wyoming", f"{wy.uri}: free; `qwen-assistant run` will listen there")
+
+
+def _describe(sock: Any) -> str:
+    """What the service on ``sock`` advertises (a Wyoming Describe round trip); "" when
+    it does not answer Wyoming."""
+    from wyoming.event import read_event, write_event
+    from wyoming.info import Describe, Info
+
+    try:
+        with sock.makefile("rwb") as stream:
+            write_event(Describe().event(), stream)
+            event = read_event(stream)
+    except OSError:
+        return ""
+    if event is None or not Info.is_type(event.type):
+        return ""
+    info = Info.from_event(event)
+    offered = [
+        f"{kind} {', '.join(names)}"
+        for kind, names in (
+            ("stt", [m.name for p in info.asr for m in p.models]),
+            ("tts", [v.name for p in info.tts for v in p.voices]),
+            ("wake", [m.name for p in info.wake for m in p.models]),
+            ("agent", [m.name for p in info.handle for m in p.models]),
+        )
+        if names
+    ]
+    return "the running service answers: " + ("; ".join(offered) or "nothing offered")
+
+
 def _memory() -> Iterator[Check]:
     try:
         fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
@@ -268,6 +337,7 @@ def run_checks(config: Config, *, config_problem: str = "") -> list[Check]:
         lambda: _thermal(config),
         lambda: _gpio(config),
         lambda: _actions(config),
+        lambda: _wyoming(config),
         _groups,
         _memory,
     ]

@@ -498,3 +498,29 @@ def test_wyoming_is_off_and_loopback_by_default() -> None:
     config = load_config(None)
     assert not config.wyoming.enabled
     assert config.wyoming.uri == "tcp://127.0.0.1:10700"
+
+
+def test_doctor_says_whether_the_wyoming_address_is_free() -> None:
+    import socket
+    import threading
+
+    from assistant.doctor import _wyoming
+
+    def answer_http(server: socket.socket) -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    with socket.socket() as other:  # another program on the port: it does not speak Wyoming
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        threading.Thread(target=answer_http, args=(other,), daemon=True).start()
+        config = make_config(enabled=True, uri=f"tcp://127.0.0.1:{port}")
+        (check,) = _wyoming(config)
+        assert check.level == "FAIL" and "another program listens there" in check.detail
+    (check,) = _wyoming(config)
+    assert (check.level, check.detail) == (
+        "OK",
+        f"tcp://127.0.0.1:{port}: free; `qwen-assistant run` will listen there",
+    )

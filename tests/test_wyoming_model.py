@@ -9,7 +9,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -208,11 +208,15 @@ def test_status_shows_where_wyoming_listens(service: tuple[Process, int, str]) -
     from tests.test_cli import run
 
     proc, port, _ = service
-    runtime = Path(proc.proc.args[-1]).parent  # Process made the config's directory the runtime
+    runtime = Path(str(cast(list[str], proc.proc.args)[-1])).parent  # the config sits in it
     out = run("status", env={"RUNTIME_DIRECTORY": str(runtime)})
     assert out.returncode == 0, out.stderr
     (row,) = [line for line in out.stdout.splitlines() if line.strip().startswith("wyoming")]
     assert f"tcp://127.0.0.1:{port}, " in row
+    config = runtime / "config.toml"
+    out = run("doctor", "--config", str(config))
+    (row,) = [line for line in out.stdout.splitlines() if " wyoming " in line]
+    assert row.startswith("OK") and "the running service answers: stt whisper-tiny.en" in row
 
 
 async def test_zeroconf_announces_the_service_home_assistant_can_reach(tmp_path: Path) -> None:
