@@ -209,7 +209,9 @@ class Brain:
         # an API request whose honest wait is longer than it would wait is refused now
         ticket = self.admission.admit(priority, on_grant, wait_limit_s=timeout)
         try:
-            await asyncio.wait_for(granted, timeout)
+            # not wait_for: in 3.11 it drops a cancel (the client left) that races the grant
+            async with asyncio.timeout(timeout):
+                await granted
         except TimeoutError:
             self.admission.release(ticket)
             raise self.admission.timed_out() from None

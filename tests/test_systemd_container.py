@@ -267,3 +267,81 @@ def test_the_unit_starts_reports_reloads_and_recovers_under_systemd_252(
     assert not (box.root / "opt/qwen-assistant").exists()
     assert not (box.root / "etc/qwen-assistant").exists()
     assert (box.root / "var/lib/qwen-assistant").is_dir()
+
+
+def _dropin_from_docs(lan_address: str) -> str:
+    """docs/homeassistant.md's drop-in, with this machine standing in for Home Assistant."""
+    import textwrap
+
+    text = (REPO / "docs/homeassistant.md").read_text()
+    block = textwrap.dedent(text.split("```ini\n", 1)[1].split("```", 1)[0])
+    assert block.startswith("[Service]\n") and "IPAddressAllow=192.168.1.20" in block
+    return block.replace("192.168.1.20", lan_address)
+
+
+def test_wyoming_under_the_units_sandbox_loopback_then_lan_with_the_documented_dropin(
+    container: Container, qwen_path: Path, smollm_path: Path
+) -> None:
+    """The container shares the host's network: this test is Home Assistant."""
+    import asyncio
+
+    from wyoming.client import AsyncTcpClient
+    from wyoming.info import Describe, Info
+
+    from assistant.wyoming.server import _lan_address
+    from tests.test_service import free_port
+    from tests.test_wyoming_model import ask, discover
+
+    assert qwen_path.parent == smollm_path.parent  # the fixture binds that directory
+    box = container
+    box.sh("bash /srv/qwen-assistant/scripts/install.sh --no-apt --no-venv --no-models --no-start")
+    port, lan = free_port(), _lan_address()
+    config = box.root / "etc/qwen-assistant/config.toml"
+    head = (
+        f'[llm]\nmodel = "/srv/models/{qwen_path.name}"\nmax_tokens = 24\ntemperature = 0.0\n'
+        f'[thermal]\nsensor_path = ""\n[api]\nunix_socket = "{SOCKET}"\n[voice]\nenabled = false\n'
+    )
+    config.write_text(head + f'[wyoming]\nenabled = true\nuri = "tcp://127.0.0.1:{port}"\n')
+    box.sh("systemctl start qwen-assistant", timeout=180)
+    eventually(lambda: "wyoming listening on" in box.journal("-u", "qwen-assistant"), 60)
+    # no piper voice or speech model in the container: those parts are off, the agent serves
+    assert "wyoming: no text-to-speech" in box.journal("-u", "qwen-assistant")
+    assert "Paris" in asyncio.run(ask(port, "What is the capital of France?", "sandbox"))
+
+    async def describe(host: str) -> Info:
+        async with AsyncTcpClient(host, port) as c:
+            await c.write_event(Describe().event())
+            event = await asyncio.wait_for(c.read_event(), 10)
+        assert event is not None
+        return Info.from_event(event)
+
+    # the LAN: refused by the config without allow_lan, by the sandbox without the drop-in
+    config.write_text(head + f'[wyoming]\nenabled = true\nuri = "tcp://0.0.0.0:{port}"\n')
+    refused = box.sh("/opt/qwen-assistant/venv/bin/qwen-assistant config check; echo exit=$?")
+    assert "wyoming.uri: binding '0.0.0.0' lets anyone" in refused and "exit=78" in refused
+    config.write_text(
+        head + f'[wyoming]\nenabled = true\nuri = "tcp://0.0.0.0:{port}"\nallow_lan = true\n'
+        "zeroconf = true\n"
+    )
+    box.sh("systemctl restart qwen-assistant", timeout=180)
+    eventually(lambda: box.prop("StatusText").startswith("ready"), 60, "ready")
+    # does IPAddressDeny= act in this container? (systemd-nspawn may refuse systemd the BPF
+    # programs it needs; systemd then carries on without, quietly)
+    probe = box.sh(
+        "systemd-run --wait --pipe -q -p IPAddressDeny=any /usr/bin/python3 -c "
+        f"\"import socket; socket.create_connection(('127.0.0.1', {port}), 2)\"; echo exit=$?",
+        check=False,
+    )
+    firewall = "exit=0" not in probe
+    if firewall:
+        with pytest.raises((TimeoutError, OSError)):
+            asyncio.run(asyncio.wait_for(describe(lan), 3))  # IPAddressDeny=any drops it
+    assert "zeroconf announcement failed" in box.journal("-u", "qwen-assistant")
+    dropin = box.root / "etc/systemd/system/qwen-assistant.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "override.conf").write_text(_dropin_from_docs(lan))
+    box.sh("systemctl daemon-reload && systemctl restart qwen-assistant", timeout=180)
+    assert asyncio.run(discover(port)) == lan  # what Home Assistant's discovery sees
+    assert asyncio.run(describe(lan)).handle
+    box.sh("systemctl stop qwen-assistant", timeout=60)
+    assert box.prop("Result") == "success"

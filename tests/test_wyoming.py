@@ -524,3 +524,16 @@ def test_doctor_says_whether_the_wyoming_address_is_free() -> None:
         "OK",
         f"tcp://127.0.0.1:{port}: free; `qwen-assistant run` will listen there",
     )
+
+
+def test_a_wyoming_change_waits_for_a_restart_and_reload_says_so(tmp_path: Path) -> None:
+    from assistant.reload import reload_config
+
+    path = tmp_path / "config.toml"
+    path.write_text("[thermal]\nsensor_path = ''\n")
+    config = load_config(path)
+    governor = Governor.from_config(config, drive_fan=False)
+    path.write_text("[thermal]\nsensor_path = ''\n[wyoming]\nenabled = true\n")
+    outcome = reload_config(config, governor)
+    assert outcome.ok and outcome.pending == ("wyoming.enabled",)
+    assert not outcome.config.wyoming.enabled  # in force until the restart

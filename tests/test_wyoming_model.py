@@ -26,20 +26,26 @@ from tests.test_service import Process, free_port
 
 pytestmark = pytest.mark.slow
 
+ROOT = Path(__file__).parent.parent
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Process, int, str]]:
     tmp = tmp_path_factory.mktemp("wyoming")
     port, api = free_port(), free_port()
     config = tmp / "config.toml"
-    # what docs/homeassistant.md asks a user to add; the ports keep parallel runs apart
+    # what docs/homeassistant.md asks a user to add, on ports of its own, and greedy
+    # answers (the default temperature 0.7 makes "Paris" likely, not certain)
     config.write_text(
         f'[wyoming]\nenabled = true\nuri = "tcp://127.0.0.1:{port}"\n[api]\nport = {api}\n'
+        "[llm]\ntemperature = 0.0\n"
     )
     with Process(config, tmp) as proc:
         proc.wait_for("wyoming listening on", timeout=120)
         proc.wait_for("ready:", timeout=120)
         yield proc, port, f"http://127.0.0.1:{api}"
+        # the figures docs/homeassistant.md quotes (shown by `pytest -s`)
+        print("".join(line for line in proc.log if "transcribed" in line or "wyoming: '" in line))
 
 
 async def until(c: AsyncTcpClient, *types: str) -> list[Event]:
@@ -219,18 +225,12 @@ def test_status_shows_where_wyoming_listens(service: tuple[Process, int, str]) -
     assert row.startswith("OK") and "the running service answers: stt whisper-tiny.en" in row
 
 
-async def test_zeroconf_announces_the_service_home_assistant_can_reach(tmp_path: Path) -> None:
-    """What HA's Wyoming integration discovers: _wyoming._tcp with an address and port that
-    answer Describe."""
+async def discover(port: int, timeout: float = 60) -> str:
+    """The address a ``_wyoming._tcp`` announcement for ``port`` gives, as Home Assistant's
+    discovery finds it (an mDNS browser on this machine)."""
     from zeroconf import ServiceStateChange, Zeroconf
     from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
-    port = free_port()
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[wyoming]\nenabled = true\nuri = "tcp://0.0.0.0:{port}"\nallow_lan = true\n'
-        f"zeroconf = true\n[api]\nport = {free_port()}\n[voice]\nenabled = false\n"
-    )
     names: asyncio.Queue[str] = asyncio.Queue()
 
     def seen(zeroconf: Zeroconf, service_type: str, name: str, state_change: Any) -> None:
@@ -240,17 +240,75 @@ async def test_zeroconf_announces_the_service_home_assistant_can_reach(tmp_path:
     browser_zc = AsyncZeroconf()
     browser = AsyncServiceBrowser(browser_zc.zeroconf, ["_wyoming._tcp.local."], handlers=[seen])
     try:
-        with Process(config, tmp_path) as proc:
-            await asyncio.get_running_loop().run_in_executor(None, proc.wait_for, "announced as")
+        async with asyncio.timeout(timeout):
             while True:  # other services on the network may announce themselves too
-                name = await asyncio.wait_for(names.get(), 30)
+                name = await names.get()
                 info = await browser_zc.async_get_service_info("_wyoming._tcp.local.", name, 3000)
                 if info is not None and info.port == port:
-                    break
-            (address,) = info.parsed_addresses()
-            async with AsyncTcpClient(address, port) as c:
-                await c.write_event(Describe().event())
-                assert Info.from_event((await until(c, "info"))[-1]).handle
+                    (address,) = info.parsed_addresses()
+                    return str(address)
     finally:
         await browser.async_cancel()
         await browser_zc.async_close()
+
+
+async def test_zeroconf_announces_the_service_home_assistant_can_reach(tmp_path: Path) -> None:
+    """What HA's Wyoming integration discovers: _wyoming._tcp with an address and port that
+    answer Describe."""
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[wyoming]\nenabled = true\nuri = "tcp://0.0.0.0:{port}"\nallow_lan = true\n'
+        f"zeroconf = true\n[api]\nport = {free_port()}\n[voice]\nenabled = false\n"
+    )
+    with Process(config, tmp_path) as proc:
+        await asyncio.get_running_loop().run_in_executor(None, proc.wait_for, "announced as")
+        address = await discover(port)
+        async with AsyncTcpClient(address, port) as c:
+            await c.write_event(Describe().event())
+            assert Info.from_event((await until(c, "info"))[-1]).handle
+
+
+def test_the_documented_commands_work_with_the_documented_config(tmp_path: Path) -> None:
+    """docs/homeassistant.md: add its [wyoming] table to the config (nothing else), run the
+    service, then its two commands exactly as written, which find the service as they
+    would on the Pi (the config file, the runtime directory)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_cli import documented_commands
+
+    text = (ROOT / "docs/homeassistant.md").read_text()
+    table = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert table == "[wyoming]\nenabled = true\n"
+    config = tmp_path / "config.toml"
+    config.write_text(table)
+    commands = documented_commands(text)
+    assert [c[1] for c in commands] == ["status", "doctor"]
+    env = os.environ | {"QWEN_ASSISTANT_CONFIG": str(config), "RUNTIME_DIRECTORY": str(tmp_path)}
+    with Process(config, tmp_path) as proc:
+        proc.wait_for("wyoming listening on tcp://127.0.0.1:10700", timeout=120)
+        proc.wait_for("ready:", timeout=120)
+        exe = Path(sys.executable).parent / "qwen-assistant"
+        done = {
+            words[1]: subprocess.run(
+                [str(exe), *words[1:]],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=300,
+            )
+            for words in commands
+        }
+    status, doctor = done["status"], done["doctor"]
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+    assert "  wyoming      tcp://127.0.0.1:10700, " in status.stdout
+    assert "Traceback" not in doctor.stderr
+    example = text.split("offers, for example\n`", 1)[1].split("`", 1)[0]
+    assert example in doctor.stdout.splitlines(), doctor.stdout
+    # this machine has no sound card: those rows fail here, and nothing else does
+    failed = [line for line in doctor.stdout.splitlines() if line.startswith("FAIL")]
+    assert all(" audio " in line for line in failed), failed
+    assert doctor.returncode == (1 if failed else 0)
