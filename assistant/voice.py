@@ -18,10 +18,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .actions.actor import Actor, ClaimGuard, Decision
+from .actions.actor import Actor, Decision, honest_words
 from .config import Config
-from .llm.conversation import stateless_prompt
-from .llm.grammar import JsonPiece
 from .speech.audio import MicLost
 from .speech.sentences import SentenceSplitter, split_all
 from .speech.stt import Ears, Heard
@@ -95,13 +93,7 @@ class Voice:
         reply = await actor.confirmation(question, turn_id)
         if reply is not None:
             return await self._reply(heard, question, reply, turn_id)
-        prompt = stateless_prompt(
-            brain.engine.chat_format,
-            [*self.history, ("user", question)],
-            actor.system_prompt(llm.system_prompt),
-            llm.n_ctx,
-            llm.max_tokens,
-        )
+        prompt = actor.prompt(brain.engine.chat_format, llm, self.history, question)
         ticket = await brain.admit(Priority.VOICE, self.config.api.queue_timeout_s)
         self.job = job = brain.generate(
             ticket, prompt.tokens, max_tokens=llm.max_tokens, constraint=actor.constraint()
@@ -179,26 +171,18 @@ class Voice:
         """Feed the model's text to the mouth sentence by sentence (``splitter`` None: not
         yet) and return it as said: without a tool call's JSON, and ending at a sentence
         that claims an action nothing ran (it is replaced by "Sorry, I can't do that.")."""
-        guard = ClaimGuard()
         shown = ""
+        words = honest_words(job, turn_id)
         try:
-            async for piece in job:
-                if isinstance(piece, JsonPiece):
-                    continue
-                text = guard.feed(piece)
+            async for text in words:
                 shown += text
                 for chunk in splitter.feed(text) if splitter else ():
                     utterance.add(chunk)
-                if guard.hit:
-                    log.info("turn %d: the model claimed an action it did not call", turn_id)
-                    break
         finally:
+            await words.aclose()
             job.cancel()
             await job.done
-        tail = guard.flush()
-        for chunk in splitter.feed(tail) if splitter and tail else ():
-            utterance.add(chunk)
-        return shown + tail
+        return shown
 
     async def _reply(
         self, heard: Heard, question: str, decision: Decision, turn_id: int

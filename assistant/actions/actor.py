@@ -17,13 +17,18 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..llm.grammar import Constraint
+from ..llm.conversation import ChatML, Prompt, stateless_prompt
+from ..llm.grammar import Constraint, JsonPiece
 from .runner import Outcome, Runner
 from .spec import Action
+
+if TYPE_CHECKING:
+    from ..config import LLM
+
 from .tools import (
     NO_ACTIONS,
     ToolCall,
@@ -125,6 +130,22 @@ class ClaimGuard:
         if self.hit:
             return ""
         return self._cannot("") if claims_action(rest) else self._out(rest)
+
+
+async def honest_words(pieces: AsyncIterable[str], turn_id: int = 0) -> AsyncGenerator[str, None]:
+    """The model's own words from a job's ``pieces``: without a call's JSON, and through a
+    :class:`ClaimGuard` (a sentence that claims an action ends them with :data:`CANNOT`)."""
+    guard = ClaimGuard()
+    async for piece in pieces:
+        if isinstance(piece, JsonPiece):
+            continue
+        if text := guard.feed(piece):
+            yield text
+        if guard.hit:
+            log.info("turn %d: the model claimed an action it did not call", turn_id)
+            break
+    if tail := guard.flush():
+        yield tail
 
 
 def _words(text: str) -> set[str]:
@@ -229,6 +250,15 @@ class Actor:
         if not self.actions:
             return f"{base.rstrip()} {NO_ACTIONS}".strip()
         return tools_prompt(base, self._tools, ONLY_THESE)
+
+    def prompt(
+        self, fmt: ChatML, llm: LLM, history: Sequence[tuple[str, str]], request: str
+    ) -> Prompt:
+        """The prompt for ``request`` after ``history``, with these actions offered, trimmed
+        to the context like any client-held history."""
+        messages = [*history, ("user", request)]
+        system = self.system_prompt(llm.system_prompt)
+        return stateless_prompt(fmt, messages, system, llm.n_ctx, llm.max_tokens)
 
     def constraint(self) -> Constraint | None:
         """The lazy grammar of a call to one of the actions (enums left to the validator)."""

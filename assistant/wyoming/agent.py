@@ -18,11 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..actions.actor import Actor, ClaimGuard
+from ..actions.actor import Actor, honest_words
 from ..brain import Brain, NotReady
 from ..config import Config
-from ..llm.conversation import stateless_prompt
-from ..llm.grammar import JsonPiece
 from ..thermal.admission import Priority
 
 __all__ = ["MAX_CONVERSATIONS", "Agent", "Answer"]
@@ -97,28 +95,16 @@ class Agent:
             return Answer(reply.said, turn_id, reply.outcome)
         if not brain.ready:
             raise NotReady(brain.load_error or "the model is still loading")
-        prompt = stateless_prompt(
-            brain.engine.chat_format,
-            [*talk.history, ("user", question)],
-            actor.system_prompt(llm.system_prompt),
-            llm.n_ctx,
-            llm.max_tokens,
-        )
+        prompt = actor.prompt(brain.engine.chat_format, llm, talk.history, question)
         arrived = brain.clock()
         ticket = await brain.admit(Priority.API, config.api.queue_timeout_s)
         job = brain.generate(
             ticket, prompt.tokens, max_tokens=llm.max_tokens, constraint=actor.constraint()
         )
-        guard = ClaimGuard()
         shown = ""
         try:
-            async for piece in job:
-                if isinstance(piece, JsonPiece):
-                    continue
-                shown += guard.feed(piece)
-                if guard.hit:
-                    log.info("turn %d: the model claimed an action it did not call", turn_id)
-                    break
+            async for text in honest_words(job, turn_id):
+                shown += text
         except asyncio.CancelledError:  # the client left: stop, and say so in the record
             job.cancel()
             await asyncio.shield(job.done)
@@ -130,7 +116,6 @@ class Agent:
         if job.cut:
             brain.record("wyoming", job, arrived, turn_id=turn_id)
             raise NotReady(f"the answer was cut: {job.cut}")
-        shown += guard.flush()
         finished = job.finish == "tool_call"
         decision = await actor.decide(job.json, finished, question, turn_id, key)
         said = decision.said if decision is not None else ""

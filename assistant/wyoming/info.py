@@ -12,7 +12,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from wyoming.info import (
     AsrModel,
@@ -31,6 +31,8 @@ from .. import __version__
 from .agent import Agent
 
 __all__ = ["Parts", "describe"]
+
+T = TypeVar("T")
 
 PROJECT = Attribution(name="qwen-assistant", url="https://github.com/qwen-assistant/qwen-assistant")
 
@@ -67,94 +69,78 @@ def _voice_language(voice: Path) -> str:
     return str(code or "en").replace("-", "_")
 
 
+def _ours(kind: type[T], name: str, description: str, version: str | None, **fields: Any) -> T:
+    """An installed artifact of this project (a program or a model)."""
+    return kind(
+        name=name,
+        attribution=PROJECT,
+        installed=True,
+        description=description,
+        version=version,
+        **fields,
+    )
+
+
 def describe(parts: Parts) -> Info:
     """The ``info`` event's content: only what is loaded is advertised."""
     version = __version__
     info = Info()
     if parts.recognizer is not None:
-        model = AsrModel(
-            name=parts.stt_model or "speech-to-text",
-            attribution=PROJECT,
-            installed=True,
-            description=f"{type(parts.recognizer).__name__.removesuffix('Recognizer')} "
-            f"{parts.stt_model}".strip(),
-            version=None,
-            languages=["en"],
-        )
+        engine = type(parts.recognizer).__name__.removesuffix("Recognizer")
+        model = _ours(
+            AsrModel, parts.stt_model or "speech-to-text", f"{engine} {parts.stt_model}".strip(),
+            None, languages=["en"],
+        )  # fmt: skip
         info.asr.append(
-            AsrProgram(
-                name="qwen-assistant-stt",
-                attribution=PROJECT,
-                installed=True,
-                description="qwen-assistant speech-to-text",
-                version=version,
+            _ours(
+                AsrProgram,
+                "qwen-assistant-stt",
+                "qwen-assistant speech-to-text",
+                version,
                 models=[model],
             )
         )
     if parts.wake_phrase:
         from ..speech.wake import wake_name
 
+        phrase = parts.wake_phrase
+        model = _ours(
+            WakeModel, wake_name(phrase), f"the wake phrase {phrase!r}", None,
+            languages=["en"], phrase=phrase,
+        )  # fmt: skip
+        description = "qwen-assistant wake phrase (found by the speech-to-text model)"
         info.wake.append(
-            WakeProgram(
-                name="qwen-assistant-wake",
-                attribution=PROJECT,
-                installed=True,
-                description="qwen-assistant wake phrase (found by the speech-to-text model)",
-                version=version,
-                models=[
-                    WakeModel(
-                        name=wake_name(parts.wake_phrase),
-                        attribution=PROJECT,
-                        installed=True,
-                        description=f"the wake phrase {parts.wake_phrase!r}",
-                        version=None,
-                        languages=["en"],
-                        phrase=parts.wake_phrase,
-                    )
-                ],
-            )
+            _ours(WakeProgram, "qwen-assistant-wake", description, version, models=[model])
         )
     if parts.tts is not None:
         path = Path(parts.tts.voice_path)
         name = path.name.removesuffix(".onnx")
+        voice = _ours(
+            TtsVoice, name, f"piper voice {name}", None, languages=[_voice_language(path)]
+        )
         info.tts.append(
-            TtsProgram(
-                name="qwen-assistant-tts",
-                attribution=PROJECT,
-                installed=True,
-                description="qwen-assistant text-to-speech (piper)",
-                version=version,
-                voices=[
-                    TtsVoice(
-                        name=name,
-                        attribution=PROJECT,
-                        installed=True,
-                        description=f"piper voice {name}",
-                        version=None,
-                        languages=[_voice_language(path)],
-                    )
-                ],
+            _ours(
+                TtsProgram,
+                "qwen-assistant-tts",
+                "qwen-assistant text-to-speech (piper)",
+                version,
+                voices=[voice],
                 supports_synthesize_streaming=True,
             )
         )
     if parts.agent is not None:
+        model = _ours(
+            HandleModel, parts.model_id or "qwen", "the assistant's language model", None,
+            languages=["en"],
+        )  # fmt: skip
+        description = "qwen-assistant conversation agent (Qwen on llama.cpp)"
         info.handle.append(
-            HandleProgram(
-                name="qwen-assistant",
-                attribution=PROJECT,
-                installed=True,
-                description="qwen-assistant conversation agent (Qwen on llama.cpp)",
-                version=version,
-                models=[
-                    HandleModel(
-                        name=parts.model_id or "qwen",
-                        attribution=PROJECT,
-                        installed=True,
-                        description="the assistant's language model",
-                        version=None,
-                        languages=["en"],
-                    )
-                ],
+            _ours(
+                HandleProgram,
+                "qwen-assistant",
+                description,
+                version,
+                models=[model],
                 supports_home_control=parts.home_control,
             )
         )
