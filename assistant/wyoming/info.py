@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from wyoming.info import (
+    Artifact,
     AsrModel,
     AsrProgram,
     Attribution,
@@ -32,7 +33,7 @@ from .agent import Agent
 
 __all__ = ["Parts", "describe"]
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Artifact)
 
 PROJECT = Attribution(name="qwen-assistant", url="https://github.com/qwen-assistant/qwen-assistant")
 
@@ -104,13 +105,13 @@ def describe(parts: Parts) -> Info:
         from ..speech.wake import wake_name
 
         phrase = parts.wake_phrase
-        model = _ours(
+        wake_model = _ours(
             WakeModel, wake_name(phrase), f"the wake phrase {phrase!r}", None,
             languages=["en"], phrase=phrase,
         )  # fmt: skip
         description = "qwen-assistant wake phrase (found by the speech-to-text model)"
         info.wake.append(
-            _ours(WakeProgram, "qwen-assistant-wake", description, version, models=[model])
+            _ours(WakeProgram, "qwen-assistant-wake", description, version, models=[wake_model])
         )
     if parts.tts is not None:
         path = Path(parts.tts.voice_path)
@@ -129,7 +130,7 @@ def describe(parts: Parts) -> Info:
             )
         )
     if parts.agent is not None:
-        model = _ours(
+        handle_model = _ours(
             HandleModel, parts.model_id or "qwen", "the assistant's language model", None,
             languages=["en"],
         )  # fmt: skip
@@ -140,7 +141,7 @@ def describe(parts: Parts) -> Info:
                 "qwen-assistant",
                 description,
                 version,
-                models=[model],
+                models=[handle_model],
                 supports_home_control=parts.home_control,
             )
         )
