@@ -330,6 +330,7 @@ class Service:
         the service serves on."""
         from .speech.stt import make_recognizer
         from .speech.tts import PiperTTS
+        from .speech.wake import builtin_words
         from .wyoming.agent import Agent
         from .wyoming.handler import Handler
         from .wyoming.info import Parts
@@ -355,6 +356,7 @@ class Service:
         if parts.recognizer is not None:
             parts.stt_model = Path(str(parts.recognizer.path)).name
             parts.wake_phrase = config.voice.wake_phrase.strip()
+        parts.wake_words = builtin_words()  # microWakeWord needs no speech-to-text
         if state.mouth is not None:
             parts.tts = state.mouth.tts
         else:
@@ -376,7 +378,9 @@ class Service:
             return
         self.wyoming = server
         state.wyoming = server
-        offered = [k for k in ("asr", "tts", "wake", "handle") if k not in parts.missing]
+        offered = [k for k in ("asr", "tts", "handle") if k not in parts.missing]
+        if parts.wake_words or parts.wake_phrase:
+            offered.append("wake " + ", ".join([*parts.wake_words, parts.wake_phrase]).rstrip(", "))
         log.info("wyoming listening on %s (%s)", server.url, ", ".join(offered))
 
     async def _loading(self, work: Awaitable[T]) -> T:

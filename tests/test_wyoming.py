@@ -297,6 +297,22 @@ async def test_detect_of_a_wake_word_the_device_lacks_says_which_it_has() -> Non
         assert "hey_robot" in error.data["text"]
 
 
+async def test_the_bundled_wake_word_models_are_offered_and_listen_without_speech_to_text() -> None:
+    from assistant.speech.wake import builtin_words
+
+    words = builtin_words()
+    assert set(words) == {"okay_nabu", "hey_jarvis", "hey_mycroft", "alexa"}
+    parts = make_parts(make_config(), recognizer=None, wake_phrase="", wake_words=words)
+    async with serving(parts) as server, client(server) as c:
+        await c.write_event(Describe().event())
+        info = Info.from_event((await until(c, "info"))[-1])
+        offered = {m.name: m.phrase for p in info.wake for m in p.models}
+        assert offered == words
+        await c.write_event(Detect(names=["okay_nabu"]).event())
+        await send_audio(c, tone(1.0) + bytes(RATE))  # a tone is not "okay nabu"
+        assert [e.type for e in await until(c, "not-detected")] == ["not-detected"]
+
+
 # -- the conversation agent ----------------------------------------------------------------------
 async def test_handle_answers_and_keeps_each_conversations_history() -> None:
     parts = make_parts(make_config())

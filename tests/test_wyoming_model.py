@@ -102,7 +102,8 @@ async def test_describe_names_the_installed_models(service: tuple[Process, int, 
         info = Info.from_event((await until(c, "info"))[-1])
     assert [m.name for p in info.asr for m in p.models] == ["whisper-tiny.en"]
     assert [v.name for p in info.tts for v in p.voices] == ["en_US-joe-medium"]
-    assert [m.name for p in info.wake for m in p.models] == ["hey_robot"]
+    wake = [m.name for p in info.wake for m in p.models]
+    assert wake == ["okay_nabu", "hey_jarvis", "hey_mycroft", "alexa", "hey_robot"]
     assert info.handle and info.tts[0].supports_synthesize_streaming
 
 
@@ -150,18 +151,23 @@ async def test_the_wake_phrase_is_detected_and_other_speech_is_not(
     service: tuple[Process, int, str],
 ) -> None:
     _, port, _ = service
-    for text, expected in (
-        ("Hey, robot! What time is it?", "detection"),
-        ("What time is it?", "not-detected"),
+    for text, name, expected in (
+        ("Hey, robot! What time is it?", "hey_robot", "detection"),
+        ("What time is it?", "hey_robot", "not-detected"),
+        ("Okay Nabu, what is the capital of France?", "okay_nabu", "detection"),
+        ("Hey Jarvis, what time is it?", "hey_jarvis", "detection"),
+        ("What is the capital of France?", "okay_nabu", "not-detected"),
     ):
         pcm, rate = steady_speech(text)
         async with AsyncTcpClient("127.0.0.1", port) as c:
-            await c.write_event(Detect(names=["hey_robot"]).event())
+            await c.write_event(Detect(names=[name]).event())
             await stream_audio(c, pcm, rate)
             event = (await until(c, "detection", "not-detected"))[-1]
         assert event.type == expected, text
         if expected == "detection":
-            assert event.data["name"] == "hey_robot"
+            assert event.data["name"] == name
+            # (the phrase is matched once its utterance ends: up to the closing silence)
+            assert 0 < event.data["timestamp"] < (len(pcm) / 2 / rate + 1) * 1000
 
 
 async def test_two_clients_are_answered_at_once_with_their_own_history(
@@ -288,7 +294,9 @@ def test_the_documented_commands_work_with_the_documented_config(tmp_path: Path)
     assert [c[1] for c in commands] == ["status", "doctor"]
     env = os.environ | {"QWEN_ASSISTANT_CONFIG": str(config), "RUNTIME_DIRECTORY": str(tmp_path)}
     with Process(config, tmp_path) as proc:
-        proc.wait_for("wyoming listening on tcp://127.0.0.1:10700", timeout=120)
+        line = proc.wait_for("wyoming listening on tcp://127.0.0.1:10700", timeout=120)
+        logged = text.split("it offers:\n`", 1)[1].split("`", 1)[0]
+        assert logged in line  # the log line the page shows
         proc.wait_for("ready:", timeout=120)
         exe = Path(sys.executable).parent / "qwen-assistant"
         done = {

@@ -1,9 +1,13 @@
-"""The wake phrase: found at the start of what a recognizer hears.
+"""Wake words: a dedicated wake-word model, or the wake phrase in what a recognizer hears.
 
-:func:`match_wake` is the fuzzy match the voice loop uses on each transcript.
-:class:`PhraseWake` runs it over a stream of audio of its own (the Wyoming server's
-``Detect``): its own recognizer state on the loaded speech-to-text model, its own
-voice-activity detector, a detection as soon as a partial transcript starts with the phrase.
+:class:`MicroWake` is microWakeWord (``pymicro-wakeword``, Apache-2.0) with one of its
+bundled models (:data:`BUILTIN`: okay_nabu, hey_jarvis, hey_mycroft, alexa): a small
+streaming TFLite model on 10 ms feature frames, under 1 % of a core.
+:func:`match_wake` is the fuzzy match the voice loop uses on each transcript, and
+:class:`PhraseWake` runs it over a stream of audio of its own: its own recognizer state on
+the loaded speech-to-text model, its own voice-activity detector, a detection as soon as a
+partial transcript starts with the phrase. Both have the same face (``name``, ``phrase``,
+``feed``, ``finish``); the Wyoming server's ``detect`` uses them.
 """
 
 from __future__ import annotations
@@ -15,7 +19,15 @@ from .audio import FRAME_S
 from .stt import RATE, Ears, Recognizer
 from .vad import Segmenter
 
-__all__ = ["REFRACTORY_S", "PhraseWake", "match_wake", "wake_name"]
+__all__ = [
+    "BUILTIN",
+    "REFRACTORY_S",
+    "MicroWake",
+    "PhraseWake",
+    "builtin_words",
+    "match_wake",
+    "wake_name",
+]
 
 #: after a detection, the phrase is not detected again for this long (its echo, a repeat)
 REFRACTORY_S = 2.0
@@ -82,3 +94,53 @@ class PhraseWake:
     def finish(self) -> float | None:
         """The end of the stream: the last utterance is closed with silence and matched."""
         return self.feed(bytes(self._frame * round(0.6 / FRAME_S)))
+
+
+def builtin_words() -> dict[str, str]:
+    """The bundled microWakeWord models, name → phrase ({} without pymicro-wakeword)."""
+    try:
+        from pymicro_wakeword import Model
+    except ImportError:
+        return {}
+    return {model.value: BUILTIN.get(model.value, model.value.replace("_", " ")) for model in Model}
+
+
+#: the phrases the bundled microWakeWord models are trained on
+BUILTIN = {
+    "okay_nabu": "okay nabu",
+    "hey_jarvis": "hey jarvis",
+    "hey_mycroft": "hey mycroft",
+    "alexa": "alexa",
+}
+
+
+class MicroWake:
+    """16 kHz mono int16 audio in, a detection when microWakeWord's model fires.
+
+    A detection stays true for several consecutive frames: one is reported, then nothing
+    for :data:`REFRACTORY_S`."""
+
+    def __init__(self, name: str) -> None:
+        from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
+
+        self.name = name
+        self.phrase = BUILTIN.get(name, name.replace("_", " "))
+        self._model = MicroWakeWord.from_builtin(Model(name))
+        self._features = MicroWakeWordFeatures()
+        self._bytes = 0  # audio fed so far
+        self._quiet_until = 0.0
+
+    def feed(self, pcm: bytes) -> float | None:
+        """Seconds into the stream where the wake word was heard, or None."""
+        found = None
+        at = (self._bytes + len(pcm)) / 2 / RATE  # the end of this chunk
+        for frame in self._features.process_streaming(pcm):
+            fired = self._model.process_streaming(frame)
+            if fired and found is None and at >= self._quiet_until:
+                found = at
+                self._quiet_until = at + REFRACTORY_S
+        self._bytes += len(pcm)
+        return found
+
+    def finish(self) -> float | None:
+        return None  # it decides frame by frame: nothing is held back

@@ -41,12 +41,14 @@ from ..brain import NotReady
 from ..errors import PromptTooLong
 from ..speech.sentences import SentenceSplitter, split_all
 from ..speech.stt import RATE, transcribe_pcm
-from ..speech.wake import PhraseWake, wake_name
+from ..speech.wake import MicroWake, PhraseWake, wake_name
 from ..thermal.admission import Busy
 from .info import Parts, describe
 from .server import IDLE_S, ProtocolError, read_event
 
 __all__ = ["Handler"]
+
+Wake = MicroWake | PhraseWake
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ class Handler(AsyncEventHandler):
         self.max_audio_s = max_audio_s
         self._audio: bytearray | None = None  # a transcription's 16 kHz mono audio
         self._converter: AudioChunkConverter | None = None
-        self._wake: PhraseWake | None = None
+        self._wake: list[Wake] | None = None  # the detectors of a detect stream
         self._detected = False
         self._stream: SentenceSplitter | None = None  # a synthesize-start … stream
         self._stream_started = False
@@ -189,16 +191,27 @@ class Handler(AsyncEventHandler):
         self._converter = AudioChunkConverter(rate=RATE, width=2, channels=1)
 
     async def _detect(self, event: Event) -> None:
-        self._need("wake", self.parts.wake_phrase or None)
-        detect = Detect.from_event(event)
-        ours = wake_name(self.parts.wake_phrase)
-        wanted = [wake_name(n) for n in detect.names or []]
-        if wanted and ours not in wanted:
+        """Listen for the requested wake words (none named: every one this device has)."""
+        parts = self.parts
+        ours = dict.fromkeys(parts.wake_words)
+        if parts.wake_phrase:
+            ours[wake_name(parts.wake_phrase)] = None
+        if not ours:
+            self._need("wake", None)
+        names = Detect.from_event(event).names or []
+        wanted = [wake_name(n) for n in names] or list(ours)
+        if not any(n in ours for n in wanted):
             raise BadEvent(
-                f"no wake word {', '.join(detect.names or [])!r} here; this device has {ours!r}",
+                f"no wake word {', '.join(names)!r} here; this device has {', '.join(ours)}",
                 "unknown_wake_word",
             )
-        self._wake = PhraseWake(self.parts.recognizer, self.parts.wake_phrase)
+        self._wake = [
+            PhraseWake(parts.recognizer, parts.wake_phrase)
+            if n not in parts.wake_words
+            else MicroWake(n)
+            for n in wanted
+            if n in ours
+        ]
         self._audio, self._detected = None, False
 
     async def _chunk(self, event: Event) -> None:
@@ -226,24 +239,26 @@ class Handler(AsyncEventHandler):
                 "too_long",
             )
 
-    async def _feed_wake(self, wake: PhraseWake, pcm: bytes) -> None:
+    async def _feed_wake(self, wakes: list[Wake], pcm: bytes) -> None:
         loop = asyncio.get_running_loop()
-        at = await loop.run_in_executor(self.parts.executor, wake.feed, pcm)
-        if at is not None:
-            await self._detection(wake, at)
+        for wake in wakes:
+            at = await loop.run_in_executor(self.parts.executor, wake.feed, pcm)
+            if at is not None:
+                await self._detection(wake, at)
 
-    async def _detection(self, wake: PhraseWake, at: float) -> None:
+    async def _detection(self, wake: Wake, at: float) -> None:
         self._detected = True
-        log.info("wyoming %s: wake phrase %r at %.2f s", self.peer, wake.phrase, at)
+        log.info("wyoming %s: wake word %r at %.2f s", self.peer, wake.name, at)
         await self.write_event(Detection(name=wake.name, timestamp=round(at * 1000)).event())
 
     async def _audio_stop(self, _event: Event) -> None:
         loop = asyncio.get_running_loop()
         if self._wake is not None:
-            wake, self._wake = self._wake, None
-            at = await loop.run_in_executor(self.parts.executor, wake.finish)
-            if at is not None:
-                await self._detection(wake, at)
+            wakes, self._wake = self._wake, None
+            for wake in wakes:
+                at = await loop.run_in_executor(self.parts.executor, wake.finish)
+                if at is not None:
+                    await self._detection(wake, at)
             if not self._detected:
                 await self.write_event(NotDetected().event())
             return

@@ -46,7 +46,9 @@ class Parts:
     recognizer: Any = None  # speech.stt.Recognizer (each stream takes a sibling)
     stt_model: str = ""  # the model directory's name
     tts: Any = None  # speech.tts.PiperTTS, loaded
-    wake_phrase: str = ""  # "" = no wake word (no recognizer)
+    wake_phrase: str = ""  # "" = no wake phrase (no recognizer)
+    #: the bundled microWakeWord models, name → phrase ({} without pymicro-wakeword)
+    wake_words: dict[str, str] = field(default_factory=dict)
     model_id: str = ""  # the LLM, for the handle program
     home_control: bool = False  # [[actions]] are configured
     #: why a part is missing: {"asr": "…", "tts": "…", …}
@@ -101,17 +103,35 @@ def describe(parts: Parts) -> Info:
                 models=[model],
             )
         )
+    wake_models = [
+        _ours(
+            WakeModel,
+            name,
+            f"microWakeWord {name} (Apache-2.0, esphome)",
+            None,
+            languages=["en"],
+            phrase=phrase,
+        )
+        for name, phrase in parts.wake_words.items()
+    ]
     if parts.wake_phrase:
         from ..speech.wake import wake_name
 
         phrase = parts.wake_phrase
-        wake_model = _ours(
-            WakeModel, wake_name(phrase), f"the wake phrase {phrase!r}", None,
-            languages=["en"], phrase=phrase,
-        )  # fmt: skip
-        description = "qwen-assistant wake phrase (found by the speech-to-text model)"
+        wake_models.append(
+            _ours(
+                WakeModel,
+                wake_name(phrase),
+                f"the wake phrase {phrase!r} (speech-to-text)",
+                None,
+                languages=["en"],
+                phrase=phrase,
+            )
+        )
+    if wake_models:
+        description = "qwen-assistant wake words: microWakeWord, and the configured phrase"
         info.wake.append(
-            _ours(WakeProgram, "qwen-assistant-wake", description, version, models=[wake_model])
+            _ours(WakeProgram, "qwen-assistant-wake", description, version, models=wake_models)
         )
     if parts.tts is not None:
         path = Path(parts.tts.voice_path)
