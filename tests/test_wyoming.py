@@ -553,3 +553,17 @@ def test_a_wyoming_change_waits_for_a_restart_and_reload_says_so(tmp_path: Path)
     outcome = reload_config(config, governor)
     assert outcome.ok and outcome.pending == ("wyoming.enabled",)
     assert not outcome.config.wyoming.enabled  # in force until the restart
+
+
+async def test_a_client_awaiting_a_slow_answer_is_not_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handler_module, "IDLE_S", 0.05)
+    engine = FakeEngine(["slow", " answer"], gated=True)
+    parts = make_parts(make_config(), engine=engine)
+    async with serving(parts) as server, client(server) as c:
+        await c.write_event(Transcript(text="Take your time").event())
+        engine.release(1)
+        await asyncio.get_running_loop().run_in_executor(None, engine.started.wait, 5)
+        # the point is time passing: four idle periods go by while the answer is made
+        await asyncio.sleep(0.2)
+        engine.release(1)
+        assert Handled.from_event((await until(c, "handled"))[-1]).text == "slow answer"

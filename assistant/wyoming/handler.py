@@ -91,7 +91,12 @@ class Handler(AsyncEventHandler):
         reading = asyncio.create_task(self._read(events), name="wyoming read")
         try:
             while True:
-                event = await events.get()
+                try:  # idle: waiting for the client, not for an answer it awaits
+                    async with asyncio.timeout(IDLE_S):
+                        event = await events.get()
+                except TimeoutError:
+                    log.info("wyoming %s: idle for %.0f s, disconnected", self.peer, IDLE_S)
+                    return
                 if event is None:
                     return
                 handling = asyncio.ensure_future(self.handle_event(event))
@@ -112,16 +117,7 @@ class Handler(AsyncEventHandler):
 
     async def _read(self, events: asyncio.Queue[Event | None]) -> None:
         try:
-            while True:
-                try:
-                    # (not wait_for: in 3.11 it can swallow a cancel that races a read)
-                    async with asyncio.timeout(IDLE_S):
-                        event = await read_event(self.reader)
-                except TimeoutError:
-                    log.info("wyoming %s: idle for %.0f s, disconnected", self.peer, IDLE_S)
-                    event = None
-                if event is None:
-                    return
+            while (event := await read_event(self.reader)) is not None:
                 await events.put(event)
         except ProtocolError as exc:
             log.warning("wyoming %s: %s; closing the connection", self.peer, exc)
