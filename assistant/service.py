@@ -342,6 +342,7 @@ class Service:
             agent=Agent(lambda: self.config, state.brain, self.actor),
             model_id=state.model_id,
             home_control=bool(config.actions),
+            metrics=state.metrics,
         )
         if state.voice is not None:
             parts.recognizer = state.voice.ears.recognizer

@@ -26,9 +26,11 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 from wyoming.wake import Detect
 
 from assistant.actions.actor import Actor
+from assistant.api.metrics import Metrics, render
 from assistant.brain import Brain
 from assistant.config import Config, Thermal, Wyoming, load_config
 from assistant.errors import ConfigError
+from assistant.status import snapshot
 from assistant.thermal.governor import Governor
 from assistant.wyoming import handler as handler_module
 from assistant.wyoming.agent import Agent
@@ -106,6 +108,7 @@ def make_parts(config: Config, engine: Any = None, **changes: Any) -> Parts:
         tts=FakeTTS(),
         wake_phrase="hey robot",
         model_id="fake-model",
+        metrics=Metrics(),
     )
     return dataclasses.replace(parts, **changes)
 
@@ -325,6 +328,7 @@ async def test_handle_answers_and_keeps_each_conversations_history() -> None:
             handled = Handled.from_event((await until(c, "handled"))[-1])
             assert handled.text == "Paris is the capital."
             assert handled.context == context
+    assert parts.metrics.wyoming == {("handle", "ok"): 3}
     talks = agent._conversations
     assert len(talks["kitchen"].history) == 4 and len(talks["hall"].history) == 2
     assert [t.kind for t in agent.brain.turns] == ["wyoming"] * 3
@@ -338,6 +342,10 @@ async def test_handle_refused_by_admission_is_an_error_with_the_honest_reason() 
         await c.write_event(Transcript(text="Capital of France?").event())
         error = (await until(c, "error"))[-1]
     assert error.data["code"] == "busy_hot"
+    assert parts.metrics.wyoming == {("handle", "busy_hot"): 1}
+    governor = Governor.from_config(make_config(), drive_fan=False)
+    scrape = render(parts.metrics, snapshot(parts.agent.brain, governor))
+    assert 'qwen_assistant_wyoming_requests_total{program="handle",outcome="busy_hot"} 1' in scrape
     assert "critical_c" in error.data["text"] and "retry in 30 s" in error.data["text"]
     assert not parts.agent.brain.turns  # nothing ran
 

@@ -53,6 +53,14 @@ class Metrics:
         self.first_token = Histogram()
         self.first_audio = Histogram()
         self.completion_tokens = 0
+        #: Wyoming requests: (program, outcome) → count
+        self.wyoming: Counter[tuple[str, str]] = Counter()
+
+    def wyoming_request(self, program: str, outcome: str) -> None:
+        """One Wyoming request (asr, tts, wake, handle) and how it ended (ok, or an error
+        code such as busy_hot, too_long, bad_event)."""
+        with self._lock:
+            self.wyoming[program, outcome] += 1
 
     def outcome(self, outcome: str) -> None:
         with self._lock:
@@ -128,6 +136,13 @@ def render(metrics: Metrics, status: dict[str, Any]) -> str:
         name = f"{PREFIX}completion_tokens_total"
         lines += [f"# HELP {name} tokens generated for API requests", f"# TYPE {name} counter"]
         lines.append(f"{name} {metrics.completion_tokens}")
+        name = f"{PREFIX}wyoming_requests_total"
+        lines += [
+            f"# HELP {name} Wyoming requests by program and outcome",
+            f"# TYPE {name} counter",
+        ]
+        for (program, outcome), count in sorted(metrics.wyoming.items()):
+            lines.append(f'{name}{{program="{program}",outcome="{outcome}"}} {count}')
         for hist, key, help in (
             (metrics.first_token, "time_to_first_token_seconds", "request arrival to first token"),
             (metrics.first_audio, "time_to_first_audio_seconds", "request arrival to first sound"),

@@ -138,10 +138,23 @@ class Handler(AsyncEventHandler):
             return await self._dispatch(event)
         except BadEvent as exc:
             log.info("wyoming %s: %s event refused: %s", self.peer, event.type, exc)
+            self._count(self._program(event.type), exc.code)
             await self.write_event(Error(text=str(exc), code=exc.code).event())
             return exc.code != "too_long"
         except (ConnectionError, OSError):
             return False
+
+    def _program(self, kind: str) -> str:
+        """The Wyoming program an event belongs to (for the metrics)."""
+        if kind.startswith("audio-"):
+            return "wake" if self._wake is not None else "asr"
+        return {"transcribe": "asr", "detect": "wake", "transcript": "handle"}.get(
+            kind, "tts" if kind.startswith("synthesize") else kind
+        )
+
+    def _count(self, program: str, outcome: str) -> None:
+        if self.parts.metrics is not None:
+            self.parts.metrics.wyoming_request(program, outcome)
 
     async def _dispatch(self, event: Event) -> bool:
         act = self._actions.get(event.type)
@@ -245,6 +258,7 @@ class Handler(AsyncEventHandler):
     async def _detection(self, wake: Wake, at: float) -> None:
         self._detected = True
         log.info("wyoming %s: wake word %r at %.2f s", self.peer, wake.name, at)
+        self._count("wake", "detected")
         await self.write_event(Detection(name=wake.name, timestamp=round(at * 1000)).event())
 
     async def _audio_stop(self, _event: Event) -> None:
@@ -256,6 +270,7 @@ class Handler(AsyncEventHandler):
                 if at is not None:
                     await self._detection(wake, at)
             if not self._detected:
+                self._count("wake", "not_detected")
                 await self.write_event(NotDetected().event())
             return
         if self._audio is None:
@@ -269,6 +284,7 @@ class Handler(AsyncEventHandler):
         log.info(
             "wyoming %s: transcribed %.1f s of audio in %.2f s: %r", self.peer, audio_s, took, text
         )
+        self._count("asr", "ok")
         await self.write_event(Transcript(text=text).event())
 
     # -- audio out: synthesis ----------------------------------------------------------------
@@ -294,6 +310,7 @@ class Handler(AsyncEventHandler):
             await self._speak(sentence)
         if self._stream_started:
             await self.write_event(AudioStop().event())
+        self._count("tts", "ok")
         await self.write_event(SynthesizeStopped().event())
 
     async def _synthesize(self, text: str) -> None:
@@ -303,6 +320,7 @@ class Handler(AsyncEventHandler):
             await self._speak(sentence)
         if not self._stream_started:  # nothing to say: an empty sound, not silence forever
             await self._start_audio()
+        self._count("tts", "ok")
         await self.write_event(AudioStop().event())
 
     async def _start_audio(self) -> None:
@@ -336,6 +354,7 @@ class Handler(AsyncEventHandler):
             raise BadEvent("transcript: context must be an object")
         conversation = str((context or {}).get("conversation_id") or "")
         if not question:
+            self._count("handle", "not_handled")
             await self.write_event(
                 NotHandled(text="I did not hear a question.", context=context).event()
             )
@@ -349,10 +368,12 @@ class Handler(AsyncEventHandler):
         except PromptTooLong as exc:
             raise BadEvent(str(exc), "too_long_prompt") from None
         if not answer.text:
+            self._count("handle", "not_handled")
             await self.write_event(
                 NotHandled(text="I have no answer to that.", context=context).event()
             )
             return
+        self._count("handle", "ok")
         await self.write_event(Handled(text=answer.text, context=context).event())
 
 

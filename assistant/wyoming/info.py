@@ -51,6 +51,7 @@ class Parts:
     wake_words: dict[str, str] = field(default_factory=dict)
     model_id: str = ""  # the LLM, for the handle program
     home_control: bool = False  # [[actions]] are configured
+    metrics: Any = None  # api.metrics.Metrics: Wyoming requests are counted with the API's
     #: why a part is missing: {"asr": "…", "tts": "…", …}
     missing: dict[str, str] = field(default_factory=dict)
     #: recognition and synthesis run here, off the event loop
