@@ -575,3 +575,28 @@ async def test_a_client_awaiting_a_slow_answer_is_not_idle(monkeypatch: pytest.M
         await asyncio.sleep(0.2)
         engine.release(1)
         assert Handled.from_event((await until(c, "handled"))[-1]).text == "slow answer"
+
+
+async def test_many_connections_leave_no_open_files_or_tasks_behind() -> None:
+    import os
+
+    parts = make_parts(make_config())
+    async with serving(parts) as server:
+        for _ in range(5):  # warm up
+            async with client(server) as c:
+                await c.write_event(Describe().event())
+                await until(c, "info")
+        files = len(os.listdir("/proc/self/fd"))
+        tasks = len(asyncio.all_tasks())
+        for i in range(150):
+            async with client(server) as c:
+                if i % 3:
+                    await c.write_event(Synthesize(text="Hi.").event())
+                    await until(c, "audio-stop")
+                else:  # leaving mid-stream
+                    await c.write_event(Transcribe().event())
+                    await c.write_event(AudioStart(rate=RATE, width=2, channels=1).event())
+        while server.connections:  # the last ones are being closed: let them finish
+            await asyncio.sleep(0)
+        assert len(os.listdir("/proc/self/fd")) <= files
+        assert len(asyncio.all_tasks()) <= tasks
