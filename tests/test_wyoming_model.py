@@ -6,6 +6,7 @@ explicit paths), with two clients at once and hostile ones while the HTTP API se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -260,19 +261,27 @@ async def discover(port: int, timeout: float = 60) -> str:
 
 async def test_zeroconf_announces_the_service_home_assistant_can_reach(tmp_path: Path) -> None:
     """What HA's Wyoming integration discovers: _wyoming._tcp with an address and port that
-    answer Describe."""
-    port = free_port()
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[wyoming]\nenabled = true\nuri = "tcp://0.0.0.0:{port}"\nallow_lan = true\n'
-        f"zeroconf = true\n[api]\nport = {free_port()}\n[voice]\nenabled = false\n"
-    )
-    with Process(config, tmp_path) as proc:
-        await asyncio.get_running_loop().run_in_executor(None, proc.wait_for, "announced as")
-        address = await discover(port)
-        async with AsyncTcpClient(address, port) as c:
-            await c.write_event(Describe().event())
-            assert Info.from_event((await until(c, "info"))[-1]).handle
+    answer Describe. Two devices with one host name (two Pis called "raspberrypi") are
+    both announced: the second under another name."""
+    ports = [free_port(), free_port()]
+    procs = []
+    with contextlib.ExitStack() as stack:
+        for i, port in enumerate(ports):
+            (tmp_path / str(i)).mkdir()
+            config = tmp_path / str(i) / "config.toml"
+            config.write_text(
+                f'[wyoming]\nenabled = true\nuri = "tcp://0.0.0.0:{port}"\nallow_lan = true\n'
+                f"zeroconf = true\n[api]\nport = {free_port()}\n[voice]\nenabled = false\n"
+            )
+            procs.append(stack.enter_context(Process(config, tmp_path / str(i))))
+        loop = asyncio.get_running_loop()
+        names = [await loop.run_in_executor(None, p.wait_for, "announced as") for p in procs]
+        assert len({line.split("announced as ")[1].split(" on ")[0] for line in names}) == 2
+        for port in ports:
+            address = await discover(port)
+            async with AsyncTcpClient(address, port) as c:
+                await c.write_event(Describe().event())
+                assert Info.from_event((await until(c, "info"))[-1]).handle
 
 
 def test_the_documented_commands_work_with_the_documented_config(tmp_path: Path) -> None:

@@ -228,7 +228,8 @@ class WyomingServer(AsyncServer):
                 properties={"app": "qwen-assistant"},
             )
             self._zeroconf = AsyncZeroconf()
-            await self._zeroconf.async_register_service(info)
+            # two Pis called "raspberrypi" on one LAN: the second is renamed, not refused
+            await self._zeroconf.async_register_service(info, allow_name_change=True)
         except Exception as exc:  # noqa: BLE001 - mDNS is a convenience; the socket serves
             log.warning("wyoming: zeroconf announcement failed (%s); add host:port in HA", exc)
             if self._zeroconf is not None:
