@@ -329,3 +329,39 @@ def test_the_documented_commands_work_with_the_documented_config(tmp_path: Path)
     failed = [line for line in doctor.stdout.splitlines() if line.startswith("FAIL")]
     assert all(" audio " in line for line in failed), failed
     assert doctor.returncode == (1 if failed else 0)
+
+
+async def test_the_voice_loop_answers_while_wyoming_clients_come_and_go(tmp_path: Path) -> None:
+    """The device's own microphone (a WAV) and Home Assistant at once, on one recognizer:
+    a hostile client and a question over Wyoming do not stop the spoken question."""
+    import wave
+
+    pcm, rate = steady_speech("Hey robot, what is the capital of France?")
+    question, answer = tmp_path / "q.wav", tmp_path / "a.wav"
+    with wave.open(str(question), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(rate) + pcm + bytes(4 * rate))
+    port, api = free_port(), free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[wyoming]\nenabled = true\nuri = "tcp://127.0.0.1:{port}"\n[api]\nport = {api}\n'
+        '[llm]\ntemperature = 0.0\n[voice]\nwake = "phrase"\n'
+    )
+    args = ["--listen-from", str(question), "--speak-to", str(answer)]
+    with Process(config, tmp_path, args=args) as proc:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, proc.wait_for, "wyoming listening on", 120)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"not a wyoming event\n")
+        await writer.drain()
+        assert json.loads(await reader.readline())["type"] == "error"
+        writer.close()
+        assert "Paris" in await ask(port, "What is the capital of France?", "ha")
+        voiced = await loop.run_in_executor(None, proc.wait_for, "s to first audio", 120)
+        assert "capital of France" in voiced
+        async with httpx.AsyncClient() as http:
+            turns = (await http.get(f"http://127.0.0.1:{api}/status")).json()["turns"]
+    assert {t["kind"] for t in turns} == {"voice", "wyoming"}
+    assert answer.stat().st_size > 44  # the spoken answer
