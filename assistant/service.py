@@ -161,6 +161,8 @@ class Service:
         self.last_reload = outcome
         self.config = self.state.config = outcome.config
         self.actor.update(outcome.config.actions)
+        if self._wyoming_parts is not None:  # describe tells Home Assistant at once
+            self._wyoming_parts.home_control = bool(outcome.config.actions)
         self.state.reload = outcome.as_dict(self.reloads)
         self._set_stall_limits()
         line = self._publish(self.state, send=False)  # `qwen-assistant reload` waits for it

@@ -25,10 +25,6 @@ from ..llm.conversation import ChatML, Prompt, stateless_prompt
 from ..llm.grammar import Constraint, JsonPiece
 from .runner import Outcome, Runner
 from .spec import Action
-
-if TYPE_CHECKING:
-    from ..config import LLM
-
 from .tools import (
     NO_ACTIONS,
     ToolCall,
@@ -40,7 +36,10 @@ from .tools import (
     tools_prompt,
 )
 
-__all__ = ["CANNOT", "Actor", "ClaimGuard", "Decision", "claims_action", "grounded"]
+if TYPE_CHECKING:
+    from ..config import LLM
+
+__all__ = ["CANNOT", "Actor", "ClaimGuard", "Decision", "claims_action", "grounded", "honest_words"]
 
 log = logging.getLogger(__name__)
 
