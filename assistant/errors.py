@@ -8,6 +8,7 @@ under ``--debug``.
 from __future__ import annotations
 
 __all__ = [
+    "EX_CANTCREAT",
     "EX_CONFIG",
     "EX_DATAERR",
     "EX_NOPERM",
@@ -29,6 +30,7 @@ EX_USAGE = 64  # the command line or the question itself is wrong
 EX_DATAERR = 65  # the input does not fit (a prompt longer than the context window)
 EX_UNAVAILABLE = 69  # the service or the model cannot be reached
 EX_SOFTWARE = 70
+EX_CANTCREAT = 73  # an output file cannot be written
 EX_TEMPFAIL = 75  # busy or too hot: try again later
 EX_NOPERM = 77  # wrong API key
 EX_CONFIG = 78

@@ -397,6 +397,9 @@ def exit_table() -> dict[int, str]:
         (["reload", "--runtime-dir", "/nonexistent/qa"], None, "not running", "no running"),
         (["ask", "--server", "http://127.0.0.1:9", "hi"], None, "unavailable", "cannot reach"),
         (["config", "check", "--config", "/nonexistent/c.toml"], None, "configuration", "no such"),
+        (["say", ""], None, "usage", "say: the text is empty"),
+        (["say", " ", "..."], None, "usage", "say: the text is empty"),
+        (["say", "Hello", "-o", "/no/such/dir/x.wav"], None, "cannot create", "x.wav: cannot"),
     ],
 )
 def test_exit_statuses_follow_the_documented_table(
@@ -415,7 +418,7 @@ def test_the_exit_table_names_every_code_the_code_uses() -> None:
 
     codes = {v for k, v in vars(errors).items() if k.startswith("EX_")}
     assert codes <= set(exit_table()), codes
-    assert {0, 1, 3, 64, 65, 69, 75, 77, 78} <= set(exit_table())
+    assert {0, 1, 3, 64, 65, 69, 73, 75, 77, 78} <= set(exit_table())
 
 
 def test_chat_prompt_ctrl_c_clears_the_line_and_a_second_within_2_s_leaves(

@@ -81,26 +81,52 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 def cmd_say(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import EX_CANTCREAT, EX_UNAVAILABLE, EX_USAGE, AssistantError
     from ..speech.audio import SoundDeviceSpeaker, WavSpeaker
     from ..speech.mouth import Mouth
+    from ..speech.sentences import speakable
     from ..speech.tts import PiperTTS
 
+    text = " ".join(args.text).strip()
+    if not speakable(text).strip():
+        raise AssistantError("say: the text is empty; give it something to say", exit_code=EX_USAGE)
+    output = Path(args.output) if args.output else None
+    if output is not None:  # before piper loads: a path that cannot be written is one line
+        try:
+            existed = output.exists()
+            with output.open("ab"):
+                pass
+        except OSError as exc:
+            raise AssistantError(
+                f"{output}: cannot write there ({exc.strerror or exc}); choose another -o path",
+                exit_code=EX_CANTCREAT,
+            ) from None
+        if not existed:
+            output.unlink()
     config = load(args)
     tts = PiperTTS.from_config(config)
     tts.load()
-    speaker: Any = (
-        WavSpeaker(args.output) if args.output else SoundDeviceSpeaker(config.speech.output_device)
-    )
+    speaker: Any = WavSpeaker(output) if output else SoundDeviceSpeaker(config.speech.output_device)
     mouth = Mouth(tts, speaker)
     try:
         utterance = mouth.start()
-        utterance.add(" ".join(args.text))
+        utterance.add(text)
         utterance.end()
         utterance.done.wait()
+        failed = utterance.stopped or not utterance.audio_s  # the mouth logged why
     finally:
-        mouth.close()
-    if args.output:
-        print(f"wrote {args.output} ({utterance.audio_s:.1f} s of audio)")
+        mouth.close()  # (stops the current utterance: read `stopped` before)
+    if failed:
+        if output:
+            raise AssistantError(f"say: nothing was written to {output}", exit_code=EX_CANTCREAT)
+        raise AssistantError(
+            "say: nothing was played (no sound output device?); try -o OUT.wav",
+            exit_code=EX_UNAVAILABLE,
+        )
+    if output:
+        print(f"wrote {output} ({utterance.audio_s:.1f} s of audio)")
     return 0
 
 
