@@ -86,6 +86,39 @@ def _voice(config: Config) -> Iterator[Check]:
         yield Check(level, "voice", f"{voice}: no such piper voice; {fix}")
 
 
+def _speech(config: Config) -> Iterator[Check]:
+    """The speech-to-text model loads with the engine that runs it (what the voice loop and
+    Wyoming load), and the wake words there are."""
+    from .speech.stt import make_recognizer
+    from .speech.wake import builtin_words
+
+    needed = config.voice.enabled or config.wyoming.enabled
+    try:
+        recognizer = make_recognizer(config)
+    except AssistantError as exc:
+        yield Check("FAIL" if needed else "WARN", "stt", str(exc))
+    else:
+        engine = type(recognizer).__name__.removesuffix("Recognizer").lower()
+        yield Check("OK", "stt", f"{engine} model {recognizer.path} (loads)")
+    vc = config.voice
+    listens = {
+        "phrase": f"the phrase {vc.wake_phrase!r} (by speech-to-text)",
+        "button": f"the button on {vc.button_pin}",
+        "always": "always (no wake word)",
+    }[vc.wake]
+    words = builtin_words()
+    if words:
+        offered = f"; microWakeWord for Wyoming: {', '.join(words)}"
+        yield Check("OK", "wake", f"the voice loop wakes on {listens}{offered}")
+    else:
+        fix = "pip install pymicro-wakeword (scripts/setup.sh does)"
+        yield Check(
+            "WARN",
+            "wake",
+            f"the voice loop wakes on {listens}; no microWakeWord for Wyoming; {fix}",
+        )
+
+
 def _llama() -> Iterator[Check]:
     try:
         import llama_cpp
@@ -332,6 +365,7 @@ def run_checks(config: Config, *, config_problem: str = "") -> list[Check]:
     steps: list[Callable[[], Iterator[Check]]] = [
         lambda: _models(config),
         lambda: _voice(config),
+        lambda: _speech(config),
         _llama,
         lambda: _audio(config),
         lambda: _thermal(config),

@@ -32,7 +32,20 @@ def test_doctor_names_each_problem_and_its_fix(tmp_path: Path) -> None:
     assert any(line.startswith("OK    thermal") and "48.2 °C" in line for line in lines), lines
     assert any(line.startswith("OK    config") for line in lines)
     assert any(line.startswith("OK    memory") for line in lines)
+    # no speech-to-text model in that models directory: a WARN with voice off, and the fix
+    (stt,) = [line for line in lines if line.startswith(("WARN  stt", "FAIL  stt"))]
+    assert stt.startswith("WARN") and "models fetch stt" in stt, stt
+    assert any(line.startswith("OK    wake") and "'hey robot'" in line for line in lines)
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_doctor_fails_a_missing_speech_model_when_voice_is_on(tmp_path: Path) -> None:
+    from assistant.doctor import _speech
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[speech]\nstt_model = "{tmp_path}/nothing"\n')
+    stt, _wake = _speech(load_config(config))
+    assert stt.level == "FAIL" and f"{tmp_path}/nothing: no such speech-to-text model" in stt.detail
 
 
 def test_doctor_checks_the_clock_lever(tmp_path: Path) -> None:
