@@ -31,6 +31,7 @@ COMMANDS = [
     ["listen"],
     ["say"],
     ["transcribe"],
+    ["wake"],
     ["audio"],
     ["audio", "devices"],
     ["bench", "voice"],
@@ -397,6 +398,7 @@ def exit_table() -> dict[int, str]:
         (["reload", "--runtime-dir", "/nonexistent/qa"], None, "not running", "no running"),
         (["ask", "--server", "http://127.0.0.1:9", "hi"], None, "unavailable", "cannot reach"),
         (["config", "check", "--config", "/nonexistent/c.toml"], None, "configuration", "no such"),
+        (["wake", "/dev/null", "--word", "hey_siri"], None, "usage", "not one of okay_nabu"),
         (["say", ""], None, "usage", "say: the text is empty"),
         (["say", " ", "..."], None, "usage", "say: the text is empty"),
         (["say", "Hello", "-o", "/no/such/dir/x.wav"], None, "cannot create", "x.wav: cannot"),
@@ -444,3 +446,22 @@ def test_chat_prompt_ctrl_c_clears_the_line_and_a_second_within_2_s_leaves(
     assert prompt.next() == "again"  # two Ctrl-C, but 3 s apart: still chatting
     assert prompt.next() is None  # two within 2 s: leave
     assert capsys.readouterr().err.count("line cleared; Ctrl-C again within 2 s") == 4
+
+
+def test_wake_reports_no_detection_in_a_recording_without_the_word(tmp_path: Path) -> None:
+    import math
+    import struct
+    import wave
+
+    path = tmp_path / "tone.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        tone = [int(8000 * math.sin(2 * math.pi * 440 * i / 16000)) for i in range(32000)]
+        w.writeframes(struct.pack(f"<{len(tone)}h", *tone))
+    out = run("wake", str(path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("no detections in 2.0 s of audio (okay_nabu, hey_jarvis")
+    shown = json.loads(run("wake", str(path), "--json", "--word", "alexa").stdout)
+    assert shown["detections"] == [] and shown["audio_s"] == 2.0 and shown["rtf"] > 0

@@ -259,7 +259,7 @@ def documented_voice_commands() -> list[list[str]]:
         words
         for doc in ("README.md", "docs/voice.md")
         for words in documented_commands((root / doc).read_text())
-        if len(words) > 1 and words[1] in ("say", "listen", "transcribe")
+        if len(words) > 1 and words[1] in ("say", "listen", "transcribe", "wake")
     ]
 
 
@@ -267,7 +267,9 @@ def test_the_documented_voice_commands_work_with_the_default_config(tmp_path: Pa
     """Exactly as written: the default config (no --config, no $QWEN_ASSISTANT_CONFIG, no
     model paths), the models `qwen-assistant models fetch` installed, the venv's command."""
     commands = documented_voice_commands()
-    assert [c[1] for c in commands] == ["say", "listen", "say", "listen", "transcribe"]
+    assert [c[1] for c in commands] == [
+        "say", "listen", "say", "listen", "transcribe", "say", "wake",
+    ]  # fmt: skip
     for words in commands:
         done = run_as_documented(words, tmp_path)
         if words[1] == "listen":
@@ -275,3 +277,7 @@ def test_the_documented_voice_commands_work_with_the_default_config(tmp_path: Pa
             assert "Paris" in done.stdout
         if words[1] == "transcribe":
             assert "paris" in done.stdout.lower(), done.stdout
+        if words[1] == "wake":  # "Okay Nabu, …": heard once, by its own model
+            lines = done.stdout.splitlines()
+            assert len(lines) == 2 and lines[0].endswith(" s  okay_nabu"), done.stdout
+            assert lines[1].startswith("1 detection in "), done.stdout

@@ -42,6 +42,25 @@ def register(top: Any, add: Add, group: Group) -> None:
     )
     transcribe.add_argument("file", metavar="FILE.wav")
     stt_options(transcribe)
+    wake = add(
+        top,
+        "wake",
+        "Print where wake words are heard in a WAV file.",
+        cmd_wake,
+        "Run wake-word detectors over a recording (a microphone's, or speech made with `say`) "
+        "and print each detection with its time. Test a microphone, a room or a custom "
+        "microWakeWord model before a device listens for it.",
+    )
+    wake.add_argument("file", metavar="FILE.wav")
+    wake.add_argument(
+        "--word",
+        action="append",
+        metavar="NAME",
+        help="a bundled microWakeWord model (okay_nabu, hey_jarvis, hey_mycroft, alexa), the "
+        ".json of a custom one, or 'phrase' (voice.wake_phrase, by speech-to-text); "
+        "repeat for several; default: every bundled model",
+    )
+    wake.add_argument("--json", action="store_true", help="print one JSON object")
     audio = group("audio", "Sound devices.", "action")
     add(
         audio,
@@ -127,6 +146,53 @@ def cmd_say(args: argparse.Namespace) -> int:
         )
     if output:
         print(f"wrote {output} ({utterance.audio_s:.1f} s of audio)")
+    return 0
+
+
+def cmd_wake(args: argparse.Namespace) -> int:
+    import time
+
+    from ..errors import EX_USAGE, AssistantError
+    from ..speech.audio import read_wav
+    from ..speech.stt import RATE, make_recognizer
+    from ..speech.wake import BUILTIN, MicroWake, PhraseWake, builtin_words
+
+    names = args.word or list(BUILTIN)
+    if not builtin_words() and any(n != "phrase" for n in names):
+        raise AssistantError("wake: pymicro-wakeword is not installed; run scripts/setup.sh")
+    detectors: list[MicroWake | PhraseWake] = []
+    for name in names:
+        if name == "phrase":
+            config = load(args)
+            detectors.append(PhraseWake(make_recognizer(config), config.voice.wake_phrase))
+        elif name.endswith(".json") or name in BUILTIN:
+            detectors.append(MicroWake(name))
+        else:
+            known = ", ".join([*BUILTIN, "phrase", "a model's .json"])
+            raise AssistantError(f"wake: --word {name!r}: not one of {known}", exit_code=EX_USAGE)
+    pcm, _ = read_wav(args.file, RATE)
+    found = []
+    began = time.perf_counter()
+    step = 2 * 1024  # 64 ms chunks, as a microphone or a Wyoming satellite sends them
+    for i in range(0, len(pcm), step):
+        for detector in detectors:
+            at = detector.feed(pcm[i : i + step])
+            if at is not None:
+                found.append({"name": detector.name, "at_s": round(at, 2)})
+    for detector in detectors:
+        if (at := detector.finish()) is not None:
+            found.append({"name": detector.name, "at_s": round(at, 2)})
+    audio_s = len(pcm) / 2 / RATE
+    rtf = (time.perf_counter() - began) / audio_s if audio_s else 0.0
+    if args.json:
+        print(json.dumps({"detections": found, "audio_s": round(audio_s, 2), "rtf": round(rtf, 4)}))
+        return 0
+    for hit in found:
+        print(f"{hit['at_s']:7.2f} s  {hit['name']}")
+    print(
+        f"{len(found) or 'no'} detection{'s' if len(found) != 1 else ''} in {audio_s:.1f} s "
+        f"of audio ({', '.join(d.name for d in detectors)}; RTF {rtf:.3f})"
+    )
     return 0
 
 

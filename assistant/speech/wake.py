@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from pathlib import Path
 
+from ..errors import ModelError
 from .audio import FRAME_S
 from .stt import RATE, Ears, Recognizer
 from .vad import Segmenter
@@ -121,11 +123,23 @@ class MicroWake:
     for :data:`REFRACTORY_S`."""
 
     def __init__(self, name: str) -> None:
+        """``name``: a bundled model (:data:`BUILTIN`) or the path of a custom model's
+        ``.json`` (its ``.tflite`` beside it)."""
         from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
 
-        self.name = name
-        self.phrase = BUILTIN.get(name, name.replace("_", " "))
-        self._model = MicroWakeWord.from_builtin(Model(name))
+        if name.endswith(".json"):
+            try:
+                self._model = MicroWakeWord.from_config(name)
+            except Exception as exc:  # noqa: BLE001 - json, KeyError, TFLite's own errors
+                raise ModelError(f"{name}: not a microWakeWord model ({exc})") from None
+            self.name = Path(name).stem
+            self.phrase = str(getattr(self._model, "wake_word", self.name))
+        elif name in BUILTIN:
+            self.name, self.phrase = name, BUILTIN[name]
+            self._model = MicroWakeWord.from_builtin(Model(name))
+        else:
+            known = ", ".join(BUILTIN)
+            raise ModelError(f"{name!r}: no such microWakeWord model; bundled: {known}")
         self._features = MicroWakeWordFeatures()
         self._bytes = 0  # audio fed so far
         self._quiet_until = 0.0
