@@ -140,8 +140,10 @@ class Speech:
 @dataclass(frozen=True)
 class Voice:
     enabled: bool = opt(True)
-    wake: str = opt("phrase", choices=("phrase", "button", "always"))
+    wake: str = opt("phrase", choices=("phrase", "word", "button", "always"))
     wake_phrase: str = opt("hey robot")
+    wake_word: str = opt("okay_nabu")
+    wake_threshold: float = opt(0.0, lo=0.0, hi=1.0)
     follow_up_s: float = opt(8.0, lo=0.0, hi=120.0)
     idle_reset_s: float = opt(120.0, lo=0.0, hi=86400.0)
     barge_in: bool = opt(False)
@@ -158,6 +160,14 @@ class Voice:
             ]
         if self.wake == "phrase" and not self.wake_phrase.strip():
             return [("wake_phrase", 'must not be empty when voice.wake = "phrase"')]
+        if self.wake == "word" and not self.wake_word.strip():
+            return [
+                (
+                    "wake_word",
+                    'must name a model when voice.wake = "word": okay_nabu, hey_jarvis, '
+                    "hey_mycroft, alexa, or a custom model's .json",
+                )
+            ]
         return []
 
 

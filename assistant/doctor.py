@@ -103,10 +103,19 @@ def _speech(config: Config) -> Iterator[Check]:
     vc = config.voice
     listens = {
         "phrase": f"the phrase {vc.wake_phrase!r} (by speech-to-text)",
+        "word": f"the wake word {vc.wake_word} (microWakeWord)",
         "button": f"the button on {vc.button_pin}",
         "always": "always (no wake word)",
     }[vc.wake]
     words = builtin_words()
+    if vc.wake == "word":
+        from .speech.wake import MicroWake
+
+        try:
+            MicroWake(vc.wake_word, vc.wake_threshold)
+        except AssistantError as exc:
+            yield Check("FAIL" if vc.enabled else "WARN", "wake", f"voice.wake_word: {exc}")
+            return
     if words:
         offered = f"; microWakeWord for Wyoming: {', '.join(words)}"
         yield Check("OK", "wake", f"the voice loop wakes on {listens}{offered}")

@@ -304,6 +304,16 @@ class Service:
             else SoundDeviceMicrophone(config.speech.input_device, rate=recognizer.rate)
         )
         ears = Ears(recognizer, Segmenter(trailing_silence_s=config.speech.trailing_silence_s))
+        wake = None
+        if config.voice.wake == "word":
+            from .speech.wake import MicroWake
+
+            try:
+                wake = MicroWake(config.voice.wake_word, config.voice.wake_threshold)
+            except AssistantError as exc:
+                log.error("voice off (the API still serves text): voice.wake_word: %s", exc)
+                self.voice_off = f"voice.wake_word: {exc}"
+                return None
         indicators = None
         try:
             indicators = Indicators(config.voice)
@@ -317,6 +327,7 @@ class Service:
             ears,
             Voice(config, state.brain, state.mouth, actor=self.actor),
             indicators=indicators,
+            wake=wake,
         )
         if config.voice.button_pin:
             try:

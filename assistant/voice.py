@@ -228,8 +228,12 @@ class VoiceLoop:
         heartbeat: Callable[[], None] = lambda: None,
         backoff_s: float = 1.0,
         backoff_max_s: float = 30.0,
+        wake: Any = None,
     ) -> None:
         self.config = config
+        #: voice.wake = "word": the wake-word detector (speech.wake.MicroWake's face:
+        #: ``feed(pcm) -> seconds | None``, ``name``); the recognizer waits for it
+        self.wake = wake
         self.mic = mic
         self.ears = ears
         self.voice = voice
@@ -360,6 +364,11 @@ class VoiceLoop:
                 # half-duplex: never hear ourselves. The ears are already clear: the
                 # question's end reset them, and _answer resets them when it finishes.
                 return
+            if vc.wake == "word":  # the wake word stops the answer; nothing is transcribed
+                if self._wake_heard(pcm):
+                    self._barge_in("wake word")
+                    self.armed_until = now + vc.follow_up_s
+                return
             heard = self.ears.feed(pcm)
             text = heard.text if heard is not None else self.ears.partial
             if vc.wake == "phrase" and text and match_wake(text, vc.wake_phrase) is not None:
@@ -369,6 +378,13 @@ class VoiceLoop:
         if now - self.voice.last_turn_at > vc.idle_reset_s and self.voice.history:
             log.info("voice: idle for %.0f s, starting a new conversation", vc.idle_reset_s)
             self.voice.reset()
+        if vc.wake == "word" and now >= self.armed_until and not self.ears.hearing:
+            # the wake word's model listens; the recognizer runs only once it is heard
+            if self._wake_heard(pcm):
+                self.armed_until = now + vc.follow_up_s
+                self.ears.reset()
+                log.info("voice: wake word %s heard", getattr(self.wake, "name", "?"))
+            return
         heard = self.ears.feed(pcm)
         if heard is None or not heard.text:
             return
@@ -376,8 +392,13 @@ class VoiceLoop:
         if question:
             self._answering = asyncio.ensure_future(self._answer(heard, question))
 
+    def _wake_heard(self, pcm: bytes) -> bool:
+        return self.wake is not None and self.wake.feed(pcm) is not None
+
     def _question(self, heard: Heard, now: float) -> str:
         vc = self.config.voice
+        if vc.wake == "word":  # the ears heard it because the wake word (or a turn) armed them
+            return heard.text
         if vc.wake == "always" or now < self.armed_until:
             rest = match_wake(heard.text, vc.wake_phrase) if vc.wake == "phrase" else None
             return rest if rest else heard.text

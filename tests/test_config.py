@@ -148,7 +148,8 @@ def test_multiline_values_and_dotted_keys_are_located(tmp_path: Path) -> None:
     dotted = write(tmp_path, 'llm.n_ctx = 1\nvoice = { wake = "clap" }\n')
     assert problems(dotted) == [
         f"{dotted}:1:1: llm.n_ctx: must be between 512 and 32768, got 1",
-        f"{dotted}:2:11: voice.wake: must be one of 'phrase', 'button', 'always', got 'clap'",
+        f"{dotted}:2:11: voice.wake: must be one of 'phrase', 'word', 'button', 'always', "
+        "got 'clap'",
     ]
 
 

@@ -137,3 +137,19 @@ def test_doctor_checks_each_actions_program_and_token_file(tmp_path: Path) -> No
     assert [c.level for c in checks] == ["OK", "FAIL", "OK", "FAIL"]
     assert "/no/robot is not an executable file" in checks[1].detail
     assert f"cannot read {tmp_path / 'nope'}" in checks[3].detail
+
+
+@pytest.mark.parametrize(
+    ("word", "level", "text"),
+    [
+        ("hey_jarvis", "OK", "the voice loop wakes on the wake word hey_jarvis (microWakeWord)"),
+        ("hey_siri", "FAIL", "voice.wake_word: 'hey_siri': no such microWakeWord model"),
+    ],
+)
+def test_doctor_checks_the_wake_word(tmp_path: Path, word: str, level: str, text: str) -> None:
+    from assistant.doctor import _speech
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[voice]\nwake = "word"\nwake_word = "{word}"\n')
+    _stt, wake = _speech(load_config(config))
+    assert wake.level == level and text in wake.detail, wake

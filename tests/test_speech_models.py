@@ -281,3 +281,46 @@ def test_the_documented_voice_commands_work_with_the_default_config(tmp_path: Pa
             lines = done.stdout.splitlines()
             assert len(lines) == 2 and lines[0].endswith(" s  okay_nabu"), done.stdout
             assert lines[1].startswith("1 detection in "), done.stdout
+
+
+def test_the_service_wakes_on_okay_nabu_and_on_nothing_else(tmp_path: Path) -> None:
+    """`run --listen-from q.wav --speak-to a.wav` with voice.wake = "word": 12 s of talk
+    without the wake word wakes nothing (the recognizer never runs on it); "Okay Nabu, what
+    is the capital of France?" is answered aloud."""
+    from assistant.config import load_config
+    from assistant.speech.stt import make_recognizer
+    from tests.test_service import Process, free_port
+
+    default = load_config(None)
+    tts = PiperTTS.from_config(default)
+    tts.load()
+    talk = " ".join(
+        [
+            "The weather today is mild with a light breeze from the west.",
+            "Tomorrow there may be some rain in the afternoon.",
+            "Please remember to water the plants on the balcony.",
+        ]
+    )
+    pcm = b""
+    for text in (talk, "Okay Nabu, what is the capital of France?"):
+        pcm += b"".join(tts.synthesize(text, steady=True)) + bytes(2 * tts.sample_rate)
+    question, answer = tmp_path / "q.wav", tmp_path / "a.wav"
+    with wave.open(str(question), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(tts.sample_rate)
+        w.writeframes(pcm + bytes(4 * tts.sample_rate))
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[voice]\nwake = "word"\n[llm]\ntemperature = 0.0\n[api]\nport = {free_port()}\n'
+    )
+    args = ["--listen-from", str(question), "--speak-to", str(answer)]
+    with Process(config, tmp_path, args=args) as proc:
+        heard = proc.wait_for("voice: wake word okay_nabu heard", timeout=120)
+        turn = proc.wait_for("s to first audio", timeout=120)
+        proc.proc.terminate()
+        proc.proc.wait(30)
+    assert "turn" not in "".join(proc.log[: proc.log.index(heard)])  # the talk woke nothing
+    assert "capital of France" in turn and "weather" not in turn, turn
+    said, _ = read_wav(answer, 16000)
+    assert "paris" in transcribe_pcm(make_recognizer(default), said).lower()

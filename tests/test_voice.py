@@ -214,6 +214,77 @@ async def test_the_conversation_resets_after_the_idle_timeout() -> None:
     assert voice.resets == 1 and voice.history == [("user", "again")]
 
 
+class FakeWake:
+    """A wake-word detector that "hears" the word once ``say()`` was called; counts frames."""
+
+    name = "okay_nabu"
+
+    def __init__(self) -> None:
+        self.fed = 0
+        self._fire = False
+
+    def say(self) -> None:
+        self._fire = True
+
+    def feed(self, pcm: bytes) -> float | None:
+        self.fed += 1
+        if self._fire:
+            self._fire = False
+            return self.fed * FRAME_S
+        return None
+
+
+def word_rig(texts: list[str], **voice: Any) -> tuple[VoiceLoop, FakeVoice, Clock, Any, FakeWake]:
+    loop, fake, clock, recognizer = rig(texts, wake="word", **voice)
+    loop.wake = wake = FakeWake()
+    return loop, fake, clock, recognizer, wake
+
+
+@sync
+async def test_a_wake_word_arms_the_recognizer_which_is_idle_until_then() -> None:
+    loop, voice, clock, recognizer, wake = word_rig(["what time is it", "and tomorrow"])
+    voice.release.set()
+    await speak(loop, clock, utterance())  # no wake word: the recognizer hears nothing
+    assert voice.questions == [] and recognizer.heard == [] and wake.fed > 0
+    wake.say()
+    await speak(loop, clock, frames(bytes(FRAME)))  # "okay nabu"
+    await speak(loop, clock, utterance())
+    await settle(loop)
+    assert voice.questions == ["what time is it"]  # the whole utterance is the question
+    await speak(loop, clock, utterance())  # the follow-up window: no wake word needed
+    await settle(loop)
+    assert voice.questions == ["what time is it", "and tomorrow"]
+    clock.now += loop.config.voice.follow_up_s + 1
+    fed = len(recognizer.heard)
+    await speak(loop, clock, utterance())  # the window has closed: the model listens again
+    assert len(recognizer.heard) == fed and voice.questions == ["what time is it", "and tomorrow"]
+
+
+@sync
+async def test_the_wake_word_barges_in_while_speaking() -> None:
+    loop, voice, clock, recognizer, wake = word_rig(["tell me a story"], barge_in=True)
+    wake.say()
+    await speak(loop, clock, frames(bytes(FRAME)) + utterance())
+    assert loop.speaking
+    heard = len(recognizer.heard)
+    await speak(loop, clock, utterance())  # someone talks over it: no wake word, no barge-in
+    assert voice.interrupted == 0
+    wake.say()
+    await speak(loop, clock, frames(bytes(FRAME)))
+    assert voice.interrupted == 1 and len(recognizer.heard) == heard  # nothing transcribed
+    await settle(loop)
+
+
+def test_voice_wake_word_must_name_a_model(tmp_path: Path) -> None:
+    from assistant.config import load_config
+    from assistant.errors import ConfigError
+
+    path = tmp_path / "config.toml"
+    path.write_text('[voice]\nwake = "word"\nwake_word = ""\n')
+    with pytest.raises(ConfigError, match=r"voice\.wake_word: must name a model"):
+        load_config(path)
+
+
 # -- half duplex and barge-in ------------------------------------------------------------------
 @sync
 async def test_half_duplex_ignores_the_microphone_while_speaking() -> None:
@@ -606,3 +677,14 @@ async def test_a_voice_claim_without_a_call_is_not_said(tmp_path: Path) -> None:
     assert not marker.exists()
     assert result.spoken == "Sorry, I can't do that."
     assert "I'll" not in " ".join(tts.synthesised)
+
+
+def test_the_wake_word_example_of_docs_voice_md_loads(tmp_path: Path) -> None:
+    from assistant.config import load_config
+
+    text = (Path(__file__).parent.parent / "docs" / "voice.md").read_text()
+    example = text.split('### A wake word: `voice.wake = "word"`', 1)[1].split("```toml\n")[1]
+    path = tmp_path / "config.toml"
+    path.write_text(example.split("```")[0])
+    voice = load_config(path).voice
+    assert (voice.wake, voice.wake_word) == ("word", "okay_nabu")

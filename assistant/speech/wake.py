@@ -122,10 +122,15 @@ class MicroWake:
     A detection stays true for several consecutive frames: one is reported, then nothing
     for :data:`REFRACTORY_S`."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, threshold: float = 0.0) -> None:
         """``name``: a bundled model (:data:`BUILTIN`) or the path of a custom model's
-        ``.json`` (its ``.tflite`` beside it)."""
-        from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
+        ``.json`` (its ``.tflite`` beside it); ``threshold``: the cut-off (0: the model's)."""
+        try:
+            from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
+        except ImportError as exc:
+            raise ModelError(
+                f"pymicro-wakeword is not installed ({exc}); run scripts/setup.sh"
+            ) from None
 
         if name.endswith(".json"):
             try:
@@ -140,6 +145,8 @@ class MicroWake:
         else:
             known = ", ".join(BUILTIN)
             raise ModelError(f"{name!r}: no such microWakeWord model; bundled: {known}")
+        if threshold:
+            self._model.probability_cutoff = threshold
         self._features = MicroWakeWordFeatures()
         self._bytes = 0  # audio fed so far
         self._quiet_until = 0.0
