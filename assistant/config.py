@@ -131,6 +131,7 @@ class Speech:
     stt_engine: str = opt("auto", choices=("auto", "vosk", "whisper"))
     stt_model: str = opt("auto", path=True)
     trailing_silence_s: float = opt(0.5, lo=0.1, hi=5.0)
+    vad: str = opt("silero", choices=("silero", "energy"))
     tts_voice: str = opt("auto", path=True)
     tts_speed: float = opt(1.0, lo=0.5, hi=2.0)
     input_device: str = opt("")

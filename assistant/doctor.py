@@ -100,6 +100,15 @@ def _speech(config: Config) -> Iterator[Check]:
     else:
         engine = type(recognizer).__name__.removesuffix("Recognizer").lower()
         yield Check("OK", "stt", f"{engine} model {recognizer.path} (loads)")
+    if config.speech.vad == "silero":
+        from .speech.vad import silero_model
+
+        try:
+            yield Check("OK", "vad", f"Silero VAD {silero_model()}")
+        except AssistantError as exc:
+            yield Check("WARN", "vad", f"{exc}; the energy VAD stands in")
+    else:
+        yield Check("OK", "vad", 'the energy VAD (speech.vad = "energy")')
     vc = config.voice
     listens = {
         "phrase": f"the phrase {vc.wake_phrase!r} (by speech-to-text)",

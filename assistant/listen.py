@@ -23,7 +23,7 @@ from .speech.audio import FRAME_S, WavMicrophone, WavSpeaker
 from .speech.mouth import Mouth
 from .speech.stt import Ears, Heard, make_recognizer
 from .speech.tts import PiperTTS
-from .speech.vad import Segmenter
+from .speech.vad import make_segmenter
 from .thermal.admission import Admission
 from .voice import TurnResult, Voice
 
@@ -87,10 +87,8 @@ class VoiceRig:
     def hear(self, wav: str | Path, *, realtime: bool = True) -> Heard:
         """The first utterance in ``wav`` (blocking: runs in a thread)."""
         mic = WavMicrophone(wav, rate=self.recognizer.rate, realtime=realtime)
-        ears = Ears(
-            self.recognizer,
-            Segmenter(trailing_silence_s=self.config.speech.trailing_silence_s),
-        )
+        speech = self.config.speech
+        ears = Ears(self.recognizer, make_segmenter(speech.vad, speech.trailing_silence_s))
         mic.open()
         try:
             while pcm := mic.read():

@@ -288,7 +288,7 @@ class Service:
         from .hardware import Indicators, PushButton
         from .speech.audio import SoundDeviceMicrophone, WavMicrophone
         from .speech.stt import Ears, make_recognizer
-        from .speech.vad import Segmenter
+        from .speech.vad import make_segmenter
         from .voice import Voice, VoiceLoop
 
         config = self.config
@@ -303,7 +303,8 @@ class Service:
             if self.listen_from
             else SoundDeviceMicrophone(config.speech.input_device, rate=recognizer.rate)
         )
-        ears = Ears(recognizer, Segmenter(trailing_silence_s=config.speech.trailing_silence_s))
+        segmenter = make_segmenter(config.speech.vad, config.speech.trailing_silence_s)
+        ears = Ears(recognizer, segmenter)
         wake = None
         if config.voice.wake == "word":
             from .speech.wake import MicroWake

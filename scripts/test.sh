@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --vulkan  # .venv-vulkan too: tests/test_vulkan.py runs the Vulkan build
 # the test-only tools: systemd-analyze (the unit's checks), and systemd-nspawn + debootstrap
 # to boot the unit under a real systemd 252 (tests/test_systemd_container.py)
-TEST_PACKAGES=(systemd systemd-container debootstrap)
+# and sox, for the noise the voice-activity tests mix under speech
+TEST_PACKAGES=(systemd systemd-container debootstrap sox)
 missing=()
 for p in "${TEST_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

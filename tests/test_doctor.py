@@ -44,7 +44,7 @@ def test_doctor_fails_a_missing_speech_model_when_voice_is_on(tmp_path: Path) ->
 
     config = tmp_path / "config.toml"
     config.write_text(f'[speech]\nstt_model = "{tmp_path}/nothing"\n')
-    stt, _wake = _speech(load_config(config))
+    stt, _vad, _wake = _speech(load_config(config))
     assert stt.level == "FAIL" and f"{tmp_path}/nothing: no such speech-to-text model" in stt.detail
 
 
@@ -151,5 +151,5 @@ def test_doctor_checks_the_wake_word(tmp_path: Path, word: str, level: str, text
 
     config = tmp_path / "config.toml"
     config.write_text(f'[voice]\nwake = "word"\nwake_word = "{word}"\n')
-    _stt, wake = _speech(load_config(config))
+    _stt, _vad, wake = _speech(load_config(config))
     assert wake.level == level and text in wake.detail, wake

@@ -324,3 +324,58 @@ def test_the_service_wakes_on_okay_nabu_and_on_nothing_else(tmp_path: Path) -> N
     assert "capital of France" in turn and "weather" not in turn, turn
     said, _ = read_wav(answer, 16000)
     assert "paris" in transcribe_pcm(make_recognizer(default), said).lower()
+
+
+def noisy(speech: bytes, kind: str, snr_db: float = 10.0) -> tuple[bytes, float, float]:
+    """1 s of noise, the speech, 3 s of noise: sox's ``kind`` noise mixed at ``snr_db``
+    under the speech's level. Returns (pcm, speech start s, speech end s)."""
+    import subprocess
+
+    import numpy as np
+
+    x = np.frombuffer(speech, dtype="<i2").astype(np.float64)
+    loud = np.nonzero(np.abs(x) > 500)[0]
+    clip = np.concatenate([np.zeros(16000), x, np.zeros(3 * 16000)])
+    raw = subprocess.run(
+        ["/usr/bin/sox", "-n", "-r", "16000", "-c", "1", "-b", "16", "-t", "raw", "-",
+         "synth", f"{len(clip) / 16000 + 1:.3f}", kind],  # a second more, cut below
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    noise = np.frombuffer(raw, dtype="<i2").astype(np.float64)[: len(clip)]
+    level = np.sqrt(np.mean(x[loud[0] : loud[-1]] ** 2)) / np.sqrt(np.mean(noise**2))
+    mixed = clip + noise * level / 10 ** (snr_db / 20)
+    pcm = np.clip(mixed, -32768, 32767).astype("<i2").tobytes()
+    return pcm, 1 + loud[0] / 16000, 1 + loud[-1] / 16000
+
+
+@pytest.mark.parametrize("kind", ["brownnoise", "pinknoise", "whitenoise"])
+def test_silero_ends_an_utterance_on_time_under_steady_noise_at_10_db(
+    tts: PiperTTS, kind: str
+) -> None:
+    """A fan or a kiosk hall (sox noise, 10 dB under the speech): Silero starts at the speech
+    and ends it trailing_silence_s after it; the energy detector takes the noise for speech
+    and never ends."""
+    from assistant.speech.audio import FRAME_S, resample
+    from assistant.speech.vad import Segmenter, SileroSegmenter
+
+    speech = resample(
+        b"".join(tts.synthesize("What is the capital of France?", steady=True)),
+        tts.sample_rate,
+        16000,
+    )
+    pcm, start, end = noisy(speech, kind)
+    frame = 2 * round(16000 * FRAME_S)
+
+    def events(segmenter: Segmenter) -> list[tuple[str, float]]:
+        out = []
+        for i in range(0, len(pcm), frame):
+            event = segmenter.feed(pcm[i : i + frame]).event
+            if event in ("start", "end"):
+                out.append((event, i / 2 / 16000))
+        return out
+
+    (begun, at_start), (ended, at_end) = events(SileroSegmenter(trailing_silence_s=0.5))
+    assert (begun, ended) == ("start", "end")
+    assert start - 0.1 <= at_start <= start + 0.3, (at_start, start)
+    assert end + 0.3 <= at_end <= end + 0.8, (at_end, end)  # 0.5 s of trailing silence
+    assert [e for e, _ in events(Segmenter(trailing_silence_s=0.5))] == ["start"]

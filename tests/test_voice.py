@@ -688,3 +688,28 @@ def test_the_wake_word_example_of_docs_voice_md_loads(tmp_path: Path) -> None:
     path.write_text(example.split("```")[0])
     voice = load_config(path).voice
     assert (voice.wake, voice.wake_word) == ("word", "okay_nabu")
+
+
+def test_silero_stands_aside_for_the_energy_vad_when_its_model_is_missing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+
+    from assistant.speech.vad import SileroSegmenter, make_segmenter
+
+    assert isinstance(make_segmenter("silero", 0.5), SileroSegmenter)
+    assert type(make_segmenter("energy", 0.5)) is Segmenter
+    monkeypatch.setitem(sys.modules, "faster_whisper", None)  # not installed (a Vosk-only Pi)
+    segmenter = make_segmenter("silero", 0.7)
+    assert type(segmenter) is Segmenter and segmenter.end_frames == round(0.7 / FRAME_S)
+    assert "the Silero VAD model comes with faster-whisper" in caplog.text
+    assert "using the energy VAD" in caplog.text
+
+
+def test_silero_hears_no_speech_in_silence_or_a_steady_tone() -> None:
+    from assistant.speech.vad import SileroSegmenter
+
+    segmenter = SileroSegmenter(trailing_silence_s=0.5)
+    for pcm in frames(bytes(2 * RATE) + tone(2.0)):  # 1 s of silence, 2 s of a 220 Hz hum
+        assert segmenter.feed(pcm).event == ""
+    assert segmenter.probability < 0.5
