@@ -144,6 +144,7 @@ class Voice:
     wake: str = opt("phrase", choices=("phrase", "word", "button", "always"))
     wake_phrase: str = opt("hey robot")
     wake_word: str = opt("okay_nabu")
+    wake_engine: str = opt("microwakeword", choices=("microwakeword", "openwakeword"))
     wake_threshold: float = opt(0.0, lo=0.0, hi=1.0)
     follow_up_s: float = opt(8.0, lo=0.0, hi=120.0)
     idle_reset_s: float = opt(120.0, lo=0.0, hi=86400.0)

@@ -112,16 +112,16 @@ def _speech(config: Config) -> Iterator[Check]:
     vc = config.voice
     listens = {
         "phrase": f"the phrase {vc.wake_phrase!r} (by speech-to-text)",
-        "word": f"the wake word {vc.wake_word} (microWakeWord)",
+        "word": f"the wake word {vc.wake_word} ({vc.wake_engine})",
         "button": f"the button on {vc.button_pin}",
         "always": "always (no wake word)",
     }[vc.wake]
     words = builtin_words()
     if vc.wake == "word":
-        from .speech.wake import MicroWake
+        from .speech.wake import make_wake
 
         try:
-            MicroWake(vc.wake_word, vc.wake_threshold)
+            make_wake(vc.wake_engine, vc.wake_word, vc.wake_threshold)
         except AssistantError as exc:
             yield Check("FAIL" if vc.enabled else "WARN", "wake", f"voice.wake_word: {exc}")
             return

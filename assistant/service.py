@@ -307,10 +307,11 @@ class Service:
         ears = Ears(recognizer, segmenter)
         wake = None
         if config.voice.wake == "word":
-            from .speech.wake import MicroWake
+            from .speech.wake import make_wake
 
+            vc = config.voice
             try:
-                wake = MicroWake(config.voice.wake_word, config.voice.wake_threshold)
+                wake = make_wake(vc.wake_engine, vc.wake_word, vc.wake_threshold)
             except AssistantError as exc:
                 log.error("voice off (the API still serves text): voice.wake_word: %s", exc)
                 self.voice_off = f"voice.wake_word: {exc}"

@@ -142,7 +142,7 @@ def test_doctor_checks_each_actions_program_and_token_file(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("word", "level", "text"),
     [
-        ("hey_jarvis", "OK", "the voice loop wakes on the wake word hey_jarvis (microWakeWord)"),
+        ("hey_jarvis", "OK", "the voice loop wakes on the wake word hey_jarvis (microwakeword)"),
         ("hey_siri", "FAIL", "voice.wake_word: 'hey_siri': no such microWakeWord model"),
     ],
 )

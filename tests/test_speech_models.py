@@ -379,3 +379,18 @@ def test_silero_ends_an_utterance_on_time_under_steady_noise_at_10_db(
     assert start - 0.1 <= at_start <= start + 0.3, (at_start, start)
     assert end + 0.3 <= at_end <= end + 0.8, (at_end, end)  # 0.5 s of trailing silence
     assert [e for e, _ in events(Segmenter(trailing_silence_s=0.5))] == ["start"]
+
+
+def test_wake_finds_each_engines_words_in_speech(tmp_path: Path, tts: PiperTTS) -> None:
+    """`qwen-assistant wake` on piper's speech: microWakeWord's and openWakeWord's models
+    each find their own word, and only it."""
+    for text, engine, name in (
+        ("Hey Jarvis, what time is it?", "microwakeword", "hey_jarvis"),
+        ("Hey Rhasspy, what time is it?", "openwakeword", "hey_rhasspy"),
+    ):
+        path = tmp_path / f"{name}.wav"
+        _speak_to_wav(tts, text, path)
+        out = run("wake", str(path), "--engine", engine, "--json")
+        assert out.returncode == 0, out.stderr
+        found = json.loads(out.stdout)["detections"]
+        assert [d["name"] for d in found] == [name], found

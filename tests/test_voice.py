@@ -713,3 +713,17 @@ def test_silero_hears_no_speech_in_silence_or_a_steady_tone() -> None:
     for pcm in frames(bytes(2 * RATE) + tone(2.0)):  # 1 s of silence, 2 s of a 220 Hz hum
         assert segmenter.feed(pcm).event == ""
     assert segmenter.probability < 0.5
+
+
+def test_the_wake_word_engines_are_chosen_by_name() -> None:
+    from assistant.errors import ModelError
+    from assistant.speech.wake import MicroWake, OpenWake, make_wake
+
+    assert isinstance(make_wake("microwakeword", "okay_nabu"), MicroWake)
+    oww = make_wake("openwakeword", "hey_rhasspy")
+    assert isinstance(oww, OpenWake) and oww.phrase == "hey rhasspy"
+    assert oww.feed(bytes(2 * RATE)) is None  # a second of silence
+    with pytest.raises(ModelError, match="'hey_siri': no such openWakeWord model"):
+        make_wake("openwakeword", "hey_siri")
+    with pytest.raises(ModelError, match="'hey_siri': no such microWakeWord model"):
+        make_wake("microwakeword", "hey_siri")

@@ -60,6 +60,11 @@ def register(top: Any, add: Add, group: Group) -> None:
         ".json of a custom one, or 'phrase' (voice.wake_phrase, by speech-to-text); "
         "repeat for several; default: every bundled model",
     )
+    wake.add_argument(
+        "--engine",
+        choices=("microwakeword", "openwakeword"),
+        help="the engine of the named models (default: voice.wake_engine)",
+    )
     wake.add_argument("--json", action="store_true", help="print one JSON object")
     audio = group("audio", "Sound devices.", "action")
     add(
@@ -155,20 +160,20 @@ def cmd_wake(args: argparse.Namespace) -> int:
     from ..errors import EX_USAGE, AssistantError
     from ..speech.audio import read_wav
     from ..speech.stt import RATE, make_recognizer
-    from ..speech.wake import BUILTIN, MicroWake, PhraseWake, builtin_words
+    from ..speech.wake import BUILTIN, OPEN_BUILTIN, PhraseWake, make_wake
 
-    names = args.word or list(BUILTIN)
-    if not builtin_words() and any(n != "phrase" for n in names):
-        raise AssistantError("wake: pymicro-wakeword is not installed; run scripts/setup.sh")
-    detectors: list[MicroWake | PhraseWake] = []
+    config = load(args)
+    engine = args.engine or config.voice.wake_engine
+    models = OPEN_BUILTIN if engine == "openwakeword" else BUILTIN
+    names = args.word or list(models)
+    detectors: list[Any] = []
     for name in names:
         if name == "phrase":
-            config = load(args)
             detectors.append(PhraseWake(make_recognizer(config), config.voice.wake_phrase))
-        elif name.endswith(".json") or name in BUILTIN:
-            detectors.append(MicroWake(name))
+        elif name in models or (name.endswith(".json") and engine == "microwakeword"):
+            detectors.append(make_wake(engine, name))
         else:
-            known = ", ".join([*BUILTIN, "phrase", "a model's .json"])
+            known = ", ".join([*models, "phrase", "a microWakeWord model's .json"])
             raise AssistantError(f"wake: --word {name!r}: not one of {known}", exit_code=EX_USAGE)
     pcm, _ = read_wav(args.file, RATE)
     found = []

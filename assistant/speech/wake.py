@@ -25,8 +25,10 @@ __all__ = [
     "BUILTIN",
     "REFRACTORY_S",
     "MicroWake",
+    "OpenWake",
     "PhraseWake",
     "builtin_words",
+    "make_wake",
     "match_wake",
     "wake_name",
 ]
@@ -165,3 +167,52 @@ class MicroWake:
 
     def finish(self) -> float | None:
         return None  # it decides frame by frame: nothing is held back
+
+
+#: openWakeWord's bundled models (pyopen-wakeword); most are CC BY-NC-SA 4.0: non-commercial
+OPEN_BUILTIN = {**BUILTIN, "hey_rhasspy": "hey rhasspy"}
+
+
+class OpenWake:
+    """openWakeWord (``pyopen-wakeword``; the code Apache-2.0, most bundled models
+    CC BY-NC-SA 4.0, i.e. not for a commercial product): mel features → embeddings →
+    one model's score per 80 ms; a score over ``threshold`` (0: 0.5) is a detection,
+    then nothing for :data:`REFRACTORY_S`."""
+
+    def __init__(self, name: str, threshold: float = 0.0) -> None:
+        try:
+            from pyopen_wakeword import Model, OpenWakeWord, OpenWakeWordFeatures
+        except ImportError as exc:
+            raise ModelError(
+                f"pyopen-wakeword is not installed ({exc}); pip install pyopen-wakeword"
+            ) from None
+        if name not in OPEN_BUILTIN:
+            known = ", ".join(OPEN_BUILTIN)
+            raise ModelError(f"{name!r}: no such openWakeWord model; bundled: {known}")
+        self.name, self.phrase = name, OPEN_BUILTIN[name]
+        self._model = OpenWakeWord.from_builtin(Model(name))
+        self._features = OpenWakeWordFeatures.from_builtin()
+        self.threshold = threshold or 0.5
+        self._bytes = 0
+        self._quiet_until = 0.0
+
+    def feed(self, pcm: bytes) -> float | None:
+        found = None
+        at = (self._bytes + len(pcm)) / 2 / RATE
+        for embeddings in self._features.process_streaming(pcm):
+            for score in self._model.process_streaming(embeddings):
+                if score > self.threshold and found is None and at >= self._quiet_until:
+                    found = at
+                    self._quiet_until = at + REFRACTORY_S
+        self._bytes += len(pcm)
+        return found
+
+    def finish(self) -> float | None:
+        return None
+
+
+def make_wake(engine: str, name: str, threshold: float = 0.0) -> MicroWake | OpenWake:
+    """``voice.wake_engine``'s detector for ``voice.wake_word``."""
+    if engine == "openwakeword":
+        return OpenWake(name, threshold)
+    return MicroWake(name, threshold)
