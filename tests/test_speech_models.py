@@ -394,3 +394,22 @@ def test_wake_finds_each_engines_words_in_speech(tmp_path: Path, tts: PiperTTS) 
         assert out.returncode == 0, out.stderr
         found = json.loads(out.stdout)["detections"]
         assert [d["name"] for d in found] == [name], found
+
+
+def test_bench_wake_reports_its_figures() -> None:
+    """A short `bench wake`: every figure is there, the clean positives are heard, and the
+    wake-word model costs a small part of the transcript matcher's CPU."""
+    out = run("bench", "wake", "--json", "--minutes", "1", "--matcher-minutes", "0.5")
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    assert (figures["word"], figures["engine"], figures["positives"]) == (
+        "okay_nabu", "microwakeword", 24,
+    )  # fmt: skip
+    assert figures["false_reject_rate_clean"] <= 1 / 12, figures["missed"]
+    assert figures["negatives_minutes"] >= 1.0 and figures["false_accepts"] >= 0
+    assert 0 < figures["wake_rtf"] < figures["matcher_rtf"]
+    assert figures["idle_cpu_ratio"] < TARGET_IDLE_CPU_RATIO
+    assert figures["targets"]["false_accepts_per_hour"] == 0.5
+
+
+TARGET_IDLE_CPU_RATIO = 0.1

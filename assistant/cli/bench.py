@@ -170,7 +170,57 @@ def register(top: Any, add: Add, group: Group) -> None:
             help="only the first N requests of each set (a quick check)",
         )
 
+        wake = add(
+            bench,
+            "wake",
+            "wake word: false rejects, false accepts per hour, CPU against the transcript matcher",
+            cmd_bench_wake,
+            "Generate positives (the wake word said by the piper voice in four sentences at "
+            "three speeds, clean and under noise) and negatives (speech without the wake word, "
+            "music-like chords, noise; --minutes long), run the wake-word model over them, and "
+            'the transcript matcher (voice.wake = "phrase") over the first --matcher-minutes '
+            "of the negatives. Prints false_reject_rate, false_accepts_per_hour, wake_rtf and "
+            "idle_cpu_ratio (wake-word CPU ÷ transcript-matcher CPU per second of audio).",
+        )
+        wake.add_argument("--json", action="store_true", help="print one JSON object")
+        wake.add_argument("--word", metavar="NAME", help="default: voice.wake_word")
+        wake.add_argument(
+            "--engine",
+            choices=("microwakeword", "openwakeword"),
+            help="default: voice.wake_engine",
+        )
+        wake.add_argument(
+            "--minutes",
+            type=bounded(float, 1, 600),
+            default=30.0,
+            metavar="M",
+            help="minutes of negatives (default 30)",
+        )
+        wake.add_argument(
+            "--matcher-minutes",
+            type=bounded(float, 0.5, 60),
+            default=5.0,
+            metavar="M",
+            help="minutes of them the transcript matcher hears (default 5)",
+        )
+
     bench_commands()
+
+
+def cmd_bench_wake(args: argparse.Namespace) -> int:
+    from ..speech.bench import bench_wake, render
+
+    # 24 positives, about one spoken negative per 3 s of two thirds of the minutes, 3 steps
+    total = 24 + round(args.minutes * 60 * 2 / 3 / 3) + 3
+    progress = Progress("bench wake", total) if sys.stderr.isatty() else None
+    result = bench_wake(
+        load(args), word=args.word or "", engine=args.engine or "", minutes=args.minutes,
+        matcher_minutes=args.matcher_minutes, progress=progress.step if progress else None,
+    )  # fmt: skip
+    if progress:
+        progress.done()
+    print(json.dumps(result) if args.json else render(result))
+    return 0
 
 
 def cmd_bench_actions(args: argparse.Namespace) -> int:
