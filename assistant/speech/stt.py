@@ -14,6 +14,7 @@ and reports each utterance with its timings.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -94,13 +95,7 @@ class VoskRecognizer:
     def sibling(self) -> VoskRecognizer:
         """A recognizer of its own (its own utterance) on the same loaded model: Kaldi
         recognizers may share one model across threads."""
-        twin = object.__new__(VoskRecognizer)
-        twin.path, twin._model, twin.rate, twin._grammar = (
-            self.path,
-            self._model,
-            self.rate,
-            self._grammar,
-        )
+        twin = copy.copy(self)  # the model and settings; the utterance state is new
         twin._done, twin._endpoints = [], 0
         twin._new()
         return twin
@@ -166,13 +161,7 @@ class WhisperRecognizer:
     def sibling(self) -> WhisperRecognizer:
         """A recognizer of its own (its own utterance) on the same model and the same
         worker thread, so transcriptions for several users take turns on one model."""
-        twin = object.__new__(WhisperRecognizer)
-        twin.path, twin._model, twin.rate, twin._worker = (
-            self.path,
-            self._model,
-            self.rate,
-            self._worker,
-        )
+        twin = copy.copy(self)  # the model and its worker; the utterance state is new
         twin._chunks, twin.busy_s = [], 0.0
         return twin
 

@@ -16,7 +16,6 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..actions.actor import Actor, honest_words
 from ..brain import Brain, NotReady
@@ -137,9 +136,6 @@ class Agent:
             extra={"TURN_ID": turn.id},
         )
         return Answer(text, turn.id, decision.outcome if decision is not None else turn.outcome)
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"conversations": len(self._conversations)}
 
 
 def _key(conversation_id: str) -> str:

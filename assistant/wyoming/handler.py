@@ -83,6 +83,7 @@ class Handler(AsyncEventHandler):
         self._stream: SentenceSplitter | None = None  # a synthesize-start … stream
         self._stream_started = False
         self.peer = str(writer.get_extra_info("peername") or "unix socket")
+        self._actions = self._by_type()
 
     # -- the connection --------------------------------------------------------------------
     async def run(self) -> None:
@@ -157,15 +158,15 @@ class Handler(AsyncEventHandler):
             self.parts.metrics.wyoming_request(program, outcome)
 
     async def _dispatch(self, event: Event) -> bool:
-        act = self._actions.get(event.type)
+        act = self._actions.get(event.type)  # (built once per connection)
         if act is None:
             log.debug("wyoming %s: ignored %s event", self.peer, event.type)
             return True
         await act(event)
         return True
 
-    @property
-    def _actions(self) -> dict[str, Any]:
+    def _by_type(self) -> dict[str, Any]:
+        """Event type → the method that answers it."""
         return {
             "describe": self._describe,
             "transcribe": self._transcribe,

@@ -8,6 +8,7 @@ the Brain): ``describe`` advertises only what loaded. A part that failed to load
 
 from __future__ import annotations
 
+import functools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class Parts:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
+@functools.lru_cache(maxsize=8)
 def _voice_language(voice: Path) -> str:
     """piper's voice config says its language ("en_US"); Home Assistant wants "en_US" or "en"."""
     try:
