@@ -160,7 +160,7 @@ def cmd_wake(args: argparse.Namespace) -> int:
     from ..errors import EX_USAGE, AssistantError
     from ..speech.audio import read_wav
     from ..speech.stt import RATE, make_recognizer
-    from ..speech.wake import BUILTIN, OPEN_BUILTIN, PhraseWake, make_wake
+    from ..speech.wake import BUILTIN, OPEN_BUILTIN, PhraseWake, detections, make_wake
 
     config = load(args)
     engine = args.engine or config.voice.wake_engine
@@ -176,17 +176,11 @@ def cmd_wake(args: argparse.Namespace) -> int:
             known = ", ".join([*models, "phrase", "a microWakeWord model's .json"])
             raise AssistantError(f"wake: --word {name!r}: not one of {known}", exit_code=EX_USAGE)
     pcm, _ = read_wav(args.file, RATE)
-    found = []
     began = time.perf_counter()
-    step = 2 * 1024  # 64 ms chunks, as a microphone or a Wyoming satellite sends them
-    for i in range(0, len(pcm), step):
-        for detector in detectors:
-            at = detector.feed(pcm[i : i + step])
-            if at is not None:
-                found.append({"name": detector.name, "at_s": round(at, 2)})
-    for detector in detectors:
-        if (at := detector.finish()) is not None:
-            found.append({"name": detector.name, "at_s": round(at, 2)})
+    found = sorted(
+        ({"name": d.name, "at_s": round(at, 2)} for d in detectors for at in detections(d, pcm)),
+        key=lambda hit: hit["at_s"],
+    )
     audio_s = len(pcm) / 2 / RATE
     rtf = (time.perf_counter() - began) / audio_s if audio_s else 0.0
     if args.json:

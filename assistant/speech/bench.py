@@ -23,7 +23,7 @@ from ..config import Config
 from .audio import resample
 from .stt import RATE, make_recognizer
 from .tts import PiperTTS
-from .wake import BUILTIN, OPEN_BUILTIN, PhraseWake, make_wake
+from .wake import BUILTIN, OPEN_BUILTIN, PhraseWake, detections, make_wake
 
 __all__ = ["TARGETS", "bench_wake", "render"]
 
@@ -58,7 +58,6 @@ NEGATIVES = (
 )
 #: the issue's targets
 TARGETS = {"false_reject_rate": 0.05, "false_accepts_per_hour": 0.5, "idle_cpu_ratio": 0.1}
-CHUNK = 2 * 1024  # 64 ms, as a microphone or a Wyoming satellite sends it
 
 
 def _noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -104,10 +103,7 @@ def _say(tts: PiperTTS, text: str, speed: float) -> bytes:
 def _cpu(detector: Any, pcm: bytes) -> tuple[int, float]:
     """Detections and process CPU seconds of one detector over ``pcm`` as a stream."""
     began = time.process_time()
-    hits = 0
-    for i in range(0, len(pcm), CHUNK):
-        hits += detector.feed(pcm[i : i + CHUNK]) is not None
-    hits += detector.finish() is not None
+    hits = len(detections(detector, pcm))
     return hits, time.process_time() - began
 
 

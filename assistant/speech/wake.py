@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ModelError
@@ -28,6 +29,7 @@ __all__ = [
     "OpenWake",
     "PhraseWake",
     "builtin_words",
+    "detections",
     "make_wake",
     "match_wake",
     "wake_name",
@@ -118,15 +120,44 @@ BUILTIN = {
 }
 
 
-class MicroWake:
-    """16 kHz mono int16 audio in, a detection when microWakeWord's model fires.
+class _WakeModel:
+    """A streaming wake-word model: :meth:`_fired` says, step by step, whether the model
+    fires on the new audio; :meth:`feed` reports the first firing of a chunk and then
+    nothing for :data:`REFRACTORY_S` (a detection stays true for several steps)."""
 
-    A detection stays true for several consecutive frames: one is reported, then nothing
-    for :data:`REFRACTORY_S`."""
+    name: str
+    phrase: str
+
+    def __init__(self) -> None:
+        self._bytes = 0  # audio fed so far
+        self._quiet_until = 0.0
+
+    def _fired(self, pcm: bytes) -> Iterator[bool]:
+        raise NotImplementedError
+
+    def feed(self, pcm: bytes) -> float | None:
+        """Seconds into the stream where the wake word was heard, or None."""
+        found = None
+        at = (self._bytes + len(pcm)) / 2 / RATE  # the end of this chunk
+        for fired in self._fired(pcm):
+            if fired and found is None and at >= self._quiet_until:
+                found = at
+                self._quiet_until = at + REFRACTORY_S
+        self._bytes += len(pcm)
+        return found
+
+    def finish(self) -> float | None:
+        return None  # it decides step by step: nothing is held back
+
+
+class MicroWake(_WakeModel):
+    """16 kHz mono int16 audio in, a detection when microWakeWord's model fires (one
+    feature frame per 10 ms)."""
 
     def __init__(self, name: str, threshold: float = 0.0) -> None:
         """``name``: a bundled model (:data:`BUILTIN`) or the path of a custom model's
         ``.json`` (its ``.tflite`` beside it); ``threshold``: the cut-off (0: the model's)."""
+        super().__init__()
         try:
             from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
         except ImportError as exc:
@@ -150,36 +181,23 @@ class MicroWake:
         if threshold:
             self._model.probability_cutoff = threshold
         self._features = MicroWakeWordFeatures()
-        self._bytes = 0  # audio fed so far
-        self._quiet_until = 0.0
 
-    def feed(self, pcm: bytes) -> float | None:
-        """Seconds into the stream where the wake word was heard, or None."""
-        found = None
-        at = (self._bytes + len(pcm)) / 2 / RATE  # the end of this chunk
+    def _fired(self, pcm: bytes) -> Iterator[bool]:
         for frame in self._features.process_streaming(pcm):
-            fired = self._model.process_streaming(frame)
-            if fired and found is None and at >= self._quiet_until:
-                found = at
-                self._quiet_until = at + REFRACTORY_S
-        self._bytes += len(pcm)
-        return found
-
-    def finish(self) -> float | None:
-        return None  # it decides frame by frame: nothing is held back
+            yield bool(self._model.process_streaming(frame))
 
 
 #: openWakeWord's bundled models (pyopen-wakeword); most are CC BY-NC-SA 4.0: non-commercial
 OPEN_BUILTIN = {**BUILTIN, "hey_rhasspy": "hey rhasspy"}
 
 
-class OpenWake:
+class OpenWake(_WakeModel):
     """openWakeWord (``pyopen-wakeword``; the code Apache-2.0, most bundled models
     CC BY-NC-SA 4.0, i.e. not for a commercial product): mel features → embeddings →
-    one model's score per 80 ms; a score over ``threshold`` (0: 0.5) is a detection,
-    then nothing for :data:`REFRACTORY_S`."""
+    one model's score per 80 ms; a score over ``threshold`` (0: 0.5) fires."""
 
     def __init__(self, name: str, threshold: float = 0.0) -> None:
+        super().__init__()
         try:
             from pyopen_wakeword import Model, OpenWakeWord, OpenWakeWordFeatures
         except ImportError as exc:
@@ -193,22 +211,11 @@ class OpenWake:
         self._model = OpenWakeWord.from_builtin(Model(name))
         self._features = OpenWakeWordFeatures.from_builtin()
         self.threshold = threshold or 0.5
-        self._bytes = 0
-        self._quiet_until = 0.0
 
-    def feed(self, pcm: bytes) -> float | None:
-        found = None
-        at = (self._bytes + len(pcm)) / 2 / RATE
+    def _fired(self, pcm: bytes) -> Iterator[bool]:
         for embeddings in self._features.process_streaming(pcm):
             for score in self._model.process_streaming(embeddings):
-                if score > self.threshold and found is None and at >= self._quiet_until:
-                    found = at
-                    self._quiet_until = at + REFRACTORY_S
-        self._bytes += len(pcm)
-        return found
-
-    def finish(self) -> float | None:
-        return None
+                yield score > self.threshold
 
 
 def make_wake(engine: str, name: str, threshold: float = 0.0) -> MicroWake | OpenWake:
@@ -216,3 +223,14 @@ def make_wake(engine: str, name: str, threshold: float = 0.0) -> MicroWake | Ope
     if engine == "openwakeword":
         return OpenWake(name, threshold)
     return MicroWake(name, threshold)
+
+
+#: a recording is fed in chunks as a microphone or a Wyoming satellite sends them (64 ms)
+CHUNK = 2 * 1024
+
+
+def detections(detector: MicroWake | OpenWake | PhraseWake, pcm: bytes) -> list[float]:
+    """Where ``detector`` hears its word in a whole recording (seconds), fed as a stream."""
+    heard = [detector.feed(pcm[i : i + CHUNK]) for i in range(0, len(pcm), CHUNK)]
+    heard.append(detector.finish())
+    return [at for at in heard if at is not None]
