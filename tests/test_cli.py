@@ -449,17 +449,14 @@ def test_chat_prompt_ctrl_c_clears_the_line_and_a_second_within_2_s_leaves(
 
 
 def test_wake_reports_no_detection_in_a_recording_without_the_word(tmp_path: Path) -> None:
-    import math
-    import struct
-    import wave
+    from assistant.speech.audio import WavSpeaker
+    from tests.test_voice import RATE, tone
 
     path = tmp_path / "tone.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        tone = [int(8000 * math.sin(2 * math.pi * 440 * i / 16000)) for i in range(32000)]
-        w.writeframes(struct.pack(f"<{len(tone)}h", *tone))
+    wav = WavSpeaker(path)
+    wav.start(RATE)
+    wav.write(tone(2.0))  # a 220 Hz hum
+    wav.stop()
     out = run("wake", str(path))
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("no detections in 2.0 s of audio (okay_nabu, hey_jarvis")

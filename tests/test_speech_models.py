@@ -18,7 +18,7 @@ import pytest
 from assistant.config import Config
 from assistant.errors import ModelError
 from assistant.listen import VoiceRig, _speak_to_wav, bench_voice
-from assistant.speech.audio import read_wav
+from assistant.speech.audio import WavSpeaker, read_wav
 from assistant.speech.stt import Ears, VoskRecognizer, WhisperRecognizer, transcribe_pcm
 from assistant.speech.tts import PiperTTS
 from assistant.speech.vad import Segmenter
@@ -305,11 +305,10 @@ def test_the_service_wakes_on_okay_nabu_and_on_nothing_else(tmp_path: Path) -> N
     for text in (talk, "Okay Nabu, what is the capital of France?"):
         pcm += b"".join(tts.synthesize(text, steady=True)) + bytes(2 * tts.sample_rate)
     question, answer = tmp_path / "q.wav", tmp_path / "a.wav"
-    with wave.open(str(question), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(tts.sample_rate)
-        w.writeframes(pcm + bytes(4 * tts.sample_rate))
+    wav = WavSpeaker(question)
+    wav.start(tts.sample_rate)
+    wav.write(pcm + bytes(4 * tts.sample_rate))
+    wav.stop()
     config = tmp_path / "config.toml"
     config.write_text(
         f'[voice]\nwake = "word"\n[llm]\ntemperature = 0.0\n[api]\nport = {free_port()}\n'

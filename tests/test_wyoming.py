@@ -130,11 +130,12 @@ def client(server: WyomingServer) -> AsyncTcpClient:
     return AsyncTcpClient("127.0.0.1", server.port)
 
 
-async def until(c: AsyncTcpClient, *types: str) -> list[Event]:
-    """Events up to and including the first of ``types`` (None: the server closed)."""
+async def until(c: AsyncTcpClient, *types: str, timeout: float = 10) -> list[Event]:
+    """Events up to and including the first of ``types`` (None: the server closed);
+    ``timeout``: seconds each event may take (the real models need more)."""
     events: list[Event] = []
     while True:
-        event = await asyncio.wait_for(c.read_event(), 10)
+        event = await asyncio.wait_for(c.read_event(), timeout)
         if event is None:
             raise AssertionError(f"closed after {[e.type for e in events]}")
         events.append(event)

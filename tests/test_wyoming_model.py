@@ -24,6 +24,7 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 from wyoming.wake import Detect
 
 from tests.test_service import Process, free_port
+from tests.test_wyoming import until as wyoming_until
 
 pytestmark = pytest.mark.slow
 
@@ -50,13 +51,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Process,
 
 
 async def until(c: AsyncTcpClient, *types: str) -> list[Event]:
-    events: list[Event] = []
-    while True:
-        event = await asyncio.wait_for(c.read_event(), 120)
-        assert event is not None, f"closed after {[e.type for e in events]}"
-        events.append(event)
-        if event.type in types:
-            return events
+    return await wyoming_until(c, *types, timeout=120)  # a model may take its time
 
 
 async def synthesize(port: int, text: str) -> tuple[bytes, int]:
@@ -334,15 +329,14 @@ def test_the_documented_commands_work_with_the_documented_config(tmp_path: Path)
 async def test_the_voice_loop_answers_while_wyoming_clients_come_and_go(tmp_path: Path) -> None:
     """The device's own microphone (a WAV) and Home Assistant at once, on one recognizer:
     a hostile client and a question over Wyoming do not stop the spoken question."""
-    import wave
+    from assistant.speech.audio import WavSpeaker
 
     pcm, rate = steady_speech("Hey robot, what is the capital of France?")
     question, answer = tmp_path / "q.wav", tmp_path / "a.wav"
-    with wave.open(str(question), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(bytes(rate) + pcm + bytes(4 * rate))
+    wav = WavSpeaker(question)
+    wav.start(rate)
+    wav.write(bytes(rate) + pcm + bytes(4 * rate))
+    wav.stop()
     port, api = free_port(), free_port()
     config = tmp_path / "config.toml"
     config.write_text(
