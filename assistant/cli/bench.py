@@ -175,12 +175,14 @@ def register(top: Any, add: Add, group: Group) -> None:
             "wake",
             "wake word: false rejects, false accepts per hour, CPU against the transcript matcher",
             cmd_bench_wake,
-            "Generate positives (the wake word said by the piper voice in four sentences at "
+            "Generate positives (the wake word said by the piper voice in six sentences at "
             "three speeds, clean and under noise) and negatives (speech without the wake word, "
             "music-like chords, noise; --minutes long), run the wake-word model over them, and "
             'the transcript matcher (voice.wake = "phrase") over the first --matcher-minutes '
             "of the negatives. Prints false_reject_rate, false_accepts_per_hour, wake_rtf and "
-            "idle_cpu_ratio (wake-word CPU ÷ transcript-matcher CPU per second of audio).",
+            "idle_cpu_ratio (wake-word CPU ÷ transcript-matcher CPU per second of audio), "
+            "then the same at every cut-off from 0.3 to 0.95 and the suggested "
+            "voice.wake_threshold.",
         )
         wake.add_argument("--json", action="store_true", help="print one JSON object")
         wake.add_argument("--word", metavar="NAME", help="default: voice.wake_word")
@@ -208,10 +210,10 @@ def register(top: Any, add: Add, group: Group) -> None:
 
 
 def cmd_bench_wake(args: argparse.Namespace) -> int:
-    from ..speech.bench import bench_wake, render
+    from ..speech.bench import POSITIVES, SPEEDS, bench_wake, render
 
-    # 24 positives, about one spoken negative per 3 s of two thirds of the minutes, 3 steps
-    total = 24 + round(args.minutes * 60 * 2 / 3 / 3) + 3
+    # the positives, about one spoken negative per 3 s of two thirds of the minutes, 3 steps
+    total = len(POSITIVES) * len(SPEEDS) * 2 + round(args.minutes * 60 * 2 / 3 / 3) + 3
     progress = Progress("bench wake", total) if sys.stderr.isatty() else None
     result = bench_wake(
         load(args), word=args.word or "", engine=args.engine or "", minutes=args.minutes,

@@ -121,26 +121,28 @@ BUILTIN = {
 
 
 class _WakeModel:
-    """A streaming wake-word model: :meth:`_fired` says, step by step, whether the model
-    fires on the new audio; :meth:`feed` reports the first firing of a chunk and then
-    nothing for :data:`REFRACTORY_S` (a detection stays true for several steps)."""
+    """A streaming wake-word model: :meth:`scores` gives the model's score for each step of
+    new audio; :meth:`feed` reports the first score over :attr:`threshold` in a chunk and
+    then nothing for :data:`REFRACTORY_S` (a detection stays high for several steps)."""
 
     name: str
     phrase: str
+    threshold: float
 
     def __init__(self) -> None:
         self._bytes = 0  # audio fed so far
         self._quiet_until = 0.0
 
-    def _fired(self, pcm: bytes) -> Iterator[bool]:
+    def scores(self, pcm: bytes) -> Iterator[float]:
+        """The model's score (0 to 1) for each step the new audio completes."""
         raise NotImplementedError
 
     def feed(self, pcm: bytes) -> float | None:
         """Seconds into the stream where the wake word was heard, or None."""
         found = None
         at = (self._bytes + len(pcm)) / 2 / RATE  # the end of this chunk
-        for fired in self._fired(pcm):
-            if fired and found is None and at >= self._quiet_until:
+        for score in self.scores(pcm):
+            if score > self.threshold and found is None and at >= self._quiet_until:
                 found = at
                 self._quiet_until = at + REFRACTORY_S
         self._bytes += len(pcm)
@@ -178,13 +180,16 @@ class MicroWake(_WakeModel):
         else:
             known = ", ".join(BUILTIN)
             raise ModelError(f"{name!r}: no such microWakeWord model; bundled: {known}")
-        if threshold:
-            self._model.probability_cutoff = threshold
+        #: the model's own cut-off (okay_nabu: 0.85) unless one is given
+        self.threshold = threshold or float(self._model.probability_cutoff)
         self._features = MicroWakeWordFeatures()
 
-    def _fired(self, pcm: bytes) -> Iterator[bool]:
+    def scores(self, pcm: bytes) -> Iterator[float]:
+        # the mean probability over the model's sliding window, as its own cut-off sees it
         for frame in self._features.process_streaming(pcm):
-            yield bool(self._model.process_streaming(frame))
+            score = self._model.process_streaming_prob(frame)
+            if score is not None:
+                yield score
 
 
 #: openWakeWord's bundled models (pyopen-wakeword); most are CC BY-NC-SA 4.0: non-commercial
@@ -212,10 +217,9 @@ class OpenWake(_WakeModel):
         self._features = OpenWakeWordFeatures.from_builtin()
         self.threshold = threshold or 0.5
 
-    def _fired(self, pcm: bytes) -> Iterator[bool]:
+    def scores(self, pcm: bytes) -> Iterator[float]:
         for embeddings in self._features.process_streaming(pcm):
-            for score in self._model.process_streaming(embeddings):
-                yield score > self.threshold
+            yield from self._model.process_streaming(embeddings)
 
 
 def make_wake(engine: str, name: str, threshold: float = 0.0) -> MicroWake | OpenWake:
