@@ -128,6 +128,9 @@ class LLM:
 
 @dataclass(frozen=True)
 class Speech:
+    #: the spoken language: "en" or "zh" (Mandarin); the models, the sentence cuts and the
+    #: language the system prompt asks for
+    language: str = opt("en", choices=("en", "zh"))
     stt_engine: str = opt("auto", choices=("auto", "vosk", "whisper"))
     stt_model: str = opt("auto", path=True)
     trailing_silence_s: float = opt(0.5, lo=0.1, hi=5.0)
@@ -384,7 +387,7 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Load and validate ``path`` (None: the built-in defaults). Raises ConfigError."""
     if path is None:
-        return _resolve_paths(Config(), {}, data_dir())
+        return _with_language(_resolve_paths(Config(), {}, data_dir()))
     path = Path(path)
     shown = str(path)
     try:
@@ -423,7 +426,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     if problems:
         raise ConfigError([msg for _, msg in sorted(problems)])
     config = Config(**built, actions=actions, source=path)
-    return _resolve_paths(config, raw, path.parent.resolve())
+    return _with_language(_resolve_paths(config, raw, path.parent.resolve()))
 
 
 def _build_section(name: str, cls: type, table: dict[str, Any], report: Any) -> Any:
@@ -508,6 +511,14 @@ def _resolve_paths(config: Config, raw: dict[str, Any], file_dir: Path) -> Confi
         if updates:
             changes[sec.name] = dataclasses.replace(section, **updates)
     return dataclasses.replace(config, **changes)
+
+
+def _with_language(config: Config) -> Config:
+    """The system prompt asks for answers in ``speech.language`` (one line at its end)."""
+    from .speech.language import with_language
+
+    prompt = with_language(config.llm.system_prompt, config.speech.language)
+    return dataclasses.replace(config, llm=dataclasses.replace(config.llm, system_prompt=prompt))
 
 
 def _did_you_mean(word: str, options: Any) -> str:

@@ -81,7 +81,20 @@ def _voice(config: Config) -> Iterator[Check]:
         yield Check(level, "voice", f"{exc}; {fix}")
         return
     if voice.is_file():
-        yield Check("OK", "voice", f"piper voice {voice}")
+        from .models.store import ModelStore
+        from .speech.language import LANGUAGES
+
+        want = config.speech.language
+        have = ModelStore(config.paths.models_dir).language_of(voice)
+        if have is not None and have != want:
+            yield Check(
+                "WARN",
+                "voice",
+                f"piper voice {voice} speaks {LANGUAGES[have].name} but speech.language is "
+                f'"{want}": answers in {LANGUAGES[want].name} are left unspoken; {fix}',
+            )
+        else:
+            yield Check("OK", "voice", f"piper voice {voice} ({LANGUAGES[want].name})")
     else:
         yield Check(level, "voice", f"{voice}: no such piper voice; {fix}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def problems(path: Path) -> list[str]:
 
 def test_shipped_file_is_complete_and_equals_the_schema_defaults() -> None:
     shipped = load_config(ROOT / "config.toml")
-    defaults = Config()
+    defaults = load_config(None)  # the schema's defaults, as loaded (paths, language)
     for f in dataclasses.fields(Config):
         if f.name not in ("source", "paths"):
             assert getattr(shipped, f.name) == getattr(defaults, f.name), f.name
@@ -245,3 +246,17 @@ def test_the_governors_lever_keys_reject_bad_values_each_on_its_line(tmp_path: P
         f"{path}:5:1: thermal.clock_path: must be a string, got 7",
     ]
     assert "Traceback" not in result.stderr
+
+
+def test_the_system_prompt_asks_for_the_configured_language(tmp_path: Path) -> None:
+    """speech.language ends the system prompt with one line asking for that language; a
+    prompt that already says it (config show's output loaded again) is not told twice."""
+    english = load_config(None).llm.system_prompt
+    assert english.startswith(Config().llm.system_prompt) and english.endswith("in English.")
+    mandarin = load_config(write(tmp_path, '[speech]\nlanguage = "zh"\n')).llm.system_prompt
+    assert mandarin.endswith("请始终用简体中文回答。") and "English" not in mandarin
+    again = write(tmp_path, f"[llm]\nsystem_prompt = {json.dumps(english)}\n")
+    assert load_config(again).llm.system_prompt == english
+    assert problems(write(tmp_path, '[speech]\nlanguage = "fr"\n')) == [
+        f"{tmp_path / 'config.toml'}:2:1: speech.language: must be one of 'en', 'zh', got 'fr'"
+    ]

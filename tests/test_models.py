@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -298,8 +299,9 @@ def test_real_catalog_is_consistent() -> None:
         assert all(f.url.startswith("https://") for f in catalog.lookup(official).files)
         assert all(f.parts and not f.url for f in catalog.lookup(mirror).files)
     for spec in catalog.CATALOG:
-        for f in spec.files:
-            assert len(f.sha256) == 64 and int(f.sha256, 16) >= 0
+        for f in spec.files:  # a sha256, or (piper's voices.json publishes only that) md5 + size
+            pin = f.sha256 or f.md5
+            assert len(pin) in (64, 32 if f.size else 64) and int(pin, 16) >= 0
             assert all(len(p.wheel_sha256) == 64 for p in f.parts)
     assert sys.version_info >= (3, 11)
 
@@ -343,3 +345,86 @@ def test_stt_engine_auto_follows_the_model_and_names_a_model_it_cannot_read(
     (tmp_path / "vosk" / "am").mkdir(parents=True)
     with pytest.raises(ModelError, match=r"is a vosk model but speech\.stt_engine is 'whisper'"):
         make_recognizer(Config(), engine="whisper", model=tmp_path / "vosk")
+
+
+@pytest.fixture
+def mandarin_catalog(monkeypatch: pytest.MonkeyPatch, server: str) -> dict[str, ModelSpec]:
+    """An English tts voice (official, pinned by sha256) and a Mandarin one pinned by md5
+    and size only, as piper's voices.json publishes it; Mandarin has no offline mirror."""
+    Handler.files["/en.onnx"] = PAYLOAD
+    Handler.files["/zh.onnx"] = PAYLOAD[::-1]
+    md5 = hashlib.md5(PAYLOAD[::-1], usedforsecurity=False).hexdigest()
+    specs = {
+        "voice-en": ModelSpec(
+            "voice-en", "tts", "English", "official",
+            (FileSpec("en.onnx", SHA, len(PAYLOAD), url=f"{server}/en.onnx"),), "MIT",
+        ),
+        "voice-zh": ModelSpec(
+            "voice-zh", "tts", "Mandarin", "official",
+            (FileSpec("zh.onnx", "", len(PAYLOAD), url=f"{server}/zh.onnx", md5=md5),), "MIT",
+            language="zh",
+        ),
+    }  # fmt: skip
+    monkeypatch.setattr(catalog, "ROLES", {"tts": ("voice-en", "voice-en")})
+    monkeypatch.setattr(catalog, "LANGUAGE_ROLES", {"en": {}, "zh": {"tts": ("voice-zh", "")}})
+    for module in (catalog, fetch, store):
+        monkeypatch.setattr(module, "lookup", specs.__getitem__, raising=False)
+    monkeypatch.setattr(store, "CATALOG", tuple(specs.values()))
+    return specs
+
+
+def test_speech_language_picks_the_mandarin_voice_checked_by_its_md5(
+    mandarin_catalog: dict[str, ModelSpec], tmp_path: Path
+) -> None:
+    """speech.language = "zh" makes `models fetch` install the Mandarin voice in place of
+    the English one it had; a file pinned by md5 is checked by it, and the manifest still
+    records its sha256 (the integrity check is the same for every file)."""
+    root = tmp_path / "models"
+    f, _ = fetcher(root, tmp_path)
+    assert f.fetch(["tts"]) == ["voice-en"]
+    zh, out = fetcher(root, tmp_path, language="zh")
+    assert zh.fetch([]) == ["voice-zh"]
+    assert "tts: voice-en is not for speech.language = 'zh'" in out.getvalue()
+    st = ModelStore(root)
+    assert st.role_model("tts") == "voice-zh" and st.is_installed(mandarin_catalog["voice-zh"])
+    row = st.load()["models"]["voice-zh"]["files"][0]
+    assert row["sha256"] == hashlib.sha256(PAYLOAD[::-1]).hexdigest() and row["md5"]
+    assert st.language_of(root / "zh.onnx") == "zh" and st.language_of(root / "x") is None
+    again, out = fetcher(root, tmp_path, language="zh")
+    assert again.fetch([]) == ["voice-zh"] and out.getvalue() == "tts: voice-zh is installed\n"
+
+
+def test_a_wrong_md5_deletes_the_download(
+    mandarin_catalog: dict[str, ModelSpec], tmp_path: Path
+) -> None:
+    Handler.files["/zh.onnx"] = PAYLOAD  # not the pinned file
+    root = tmp_path / "models"
+    f, _ = fetcher(root, tmp_path, language="zh")
+    with pytest.raises(DownloadError, match=r"zh.onnx: md5 \w+ .* does not match the expected"):
+        f.fetch(["tts"])
+    assert list(root.glob("zh.onnx*")) == [] and ModelStore(root).role_model("tts") is None
+
+
+def test_mandarin_without_internet_says_there_is_no_mirror(
+    mandarin_catalog: dict[str, ModelSpec], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "models"
+    offline, _ = fetcher(root, tmp_path, language="zh", offline=True)
+    with pytest.raises(DownloadError, match="voice-zh has no offline mirror"):
+        offline.fetch(["tts"])
+    dead = f"http://127.0.0.1:{closed_port()}/zh.onnx"
+    spec = mandarin_catalog["voice-zh"]
+    file = dataclasses.replace(spec.files[0], url=dead)
+    moved = dataclasses.replace(spec, files=(file,))
+    monkeypatch.setitem(mandarin_catalog, "voice-zh", moved)
+    f, _ = fetcher(root, tmp_path, language="zh")
+    with pytest.raises(DownloadError, match=r"no offline mirror for speech\.language = 'zh'"):
+        f.fetch(["tts"])
+    assert ModelStore(root).role_model("tts") is None
+
+
+def test_the_real_catalog_has_mandarin_roles() -> None:
+    zh = catalog.roles("zh")
+    assert catalog.lookup(zh["stt"][0]).language == "zh" == catalog.lookup(zh["tts"][0]).language
+    assert catalog.lookup(zh["stt"][0]).engine == "vosk" and zh["llm"] == catalog.ROLES["llm"]
+    assert all(catalog.lookup(name).language == "en" for name, _ in catalog.roles("en").values())

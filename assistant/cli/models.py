@@ -99,6 +99,7 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
         offline=args.offline,
         fallback=not args.no_fallback,
         force=args.force,
+        language=config.speech.language,
     )
     names = fetcher.fetch(args.targets)
     print(f"installed in {config.paths.models_dir}: {', '.join(names)}")

@@ -109,6 +109,7 @@ def cmd_say(args: argparse.Namespace) -> int:
 
     from ..errors import EX_CANTCREAT, EX_UNAVAILABLE, EX_USAGE, AssistantError
     from ..speech.audio import SoundDeviceSpeaker, WavSpeaker
+    from ..speech.language import readable
     from ..speech.mouth import Mouth
     from ..speech.sentences import speakable
     from ..speech.tts import PiperTTS
@@ -132,6 +133,12 @@ def cmd_say(args: argparse.Namespace) -> int:
     config = load(args)
     tts = PiperTTS.from_config(config)
     tts.load()
+    if not readable(text, tts.language):
+        raise AssistantError(
+            f"say: the piper voice {tts.voice_path.name} ({tts.language}) cannot read this "
+            'text; for Mandarin set speech.language = "zh" and run `qwen-assistant models fetch`',
+            exit_code=EX_USAGE,
+        )
     speaker: Any = WavSpeaker(output) if output else SoundDeviceSpeaker(config.speech.output_device)
     mouth = Mouth(tts, speaker)
     try:

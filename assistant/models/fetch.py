@@ -26,7 +26,7 @@ from typing import IO
 from urllib.parse import urlsplit
 
 from ..errors import DownloadError
-from .catalog import ROLES, FileSpec, ModelSpec, lookup
+from .catalog import FileSpec, ModelSpec, lookup, roles
 from .progress import Progress
 from .store import ModelStore
 
@@ -77,8 +77,12 @@ class Fetcher:
         force: bool = False,
         pip: tuple[str, ...] = (sys.executable, "-m", "pip"),
         pip_args: tuple[str, ...] = (),
+        language: str = "en",
     ) -> None:
         self.store = store
+        #: speech.language: which stt and tts models the roles mean
+        self.roles = roles(language)
+        self.language = language
         self.out = out
         self.timeout = timeout
         self.offline = offline
@@ -94,8 +98,8 @@ class Fetcher:
     def fetch(self, targets: list[str]) -> list[str]:
         """Install each role or catalog name in ``targets`` (default: every role)."""
         done = []
-        for target in targets or list(ROLES):
-            if target in ROLES:
+        for target in targets or list(self.roles):
+            if target in self.roles:
                 done.append(self.fetch_role(target))
             else:
                 try:
@@ -107,7 +111,7 @@ class Fetcher:
                     ) from None
                 role = (
                     spec.role
-                    if spec.role in ROLES and not self.store.role_model(spec.role)
+                    if spec.role in self.roles and not self.store.role_model(spec.role)
                     else None
                 )
                 self.install(spec, role=role)
@@ -115,11 +119,30 @@ class Fetcher:
         return done
 
     def fetch_role(self, role: str) -> str:
-        official, mirror = (lookup(n) for n in ROLES[role])
+        official_name, mirror_name = self.roles[role]
+        official = lookup(official_name)
         current = self.store.role_model(role)
         if current and not self.force and self.store.is_installed(lookup(current)):
-            self.say(f"{role}: {current} is installed")
-            return current
+            if role == "llm" or lookup(current).language == self.language:
+                self.say(f"{role}: {current} is installed")
+                return current
+            self.say(f"{role}: {current} is not for speech.language = {self.language!r}")
+        if not mirror_name:  # no offline mirror: the official download or nothing
+            if self.offline:
+                raise DownloadError(
+                    f"{role}: {official.name} has no offline mirror (speech.language = "
+                    f"{self.language!r}); fetch it on a machine with internet"
+                )
+            try:
+                self.install(official, role=role)
+            except Unreachable as exc:
+                raise DownloadError(
+                    f"{role}: cannot download {official.name} ({exc}) and there is no "
+                    f"offline mirror for speech.language = {self.language!r}; connect the "
+                    "device to the internet, or copy the files (docs/models.md)"
+                ) from None
+            return official.name
+        mirror = lookup(mirror_name)
         if not self.offline:
             try:
                 self.install(official, role=role)
@@ -164,7 +187,7 @@ class Fetcher:
         part.parent.mkdir(parents=True, exist_ok=True)
         have = part.stat().st_size if part.exists() else 0
         headers = {"User-Agent": "qwen-assistant"} | ({"Range": f"bytes={have}-"} if have else {})
-        digest = hashlib.sha256()
+        digest = hashlib.sha256() if f.sha256 else hashlib.md5(usedforsecurity=False)
         try:
             with urllib.request.urlopen(  # noqa: S310 (scheme checked above)
                 urllib.request.Request(f.url, headers=headers),  # noqa: S310
@@ -195,13 +218,16 @@ class Fetcher:
             os.replace(part, dest)
 
     def _check(self, path: Path, got: str, f: FileSpec, *, origin: str) -> None:
+        """``got``: the file's sha256, or its md5 when the catalog pins only that."""
         size = path.stat().st_size
-        if got != f.sha256 or (f.size and size != f.size):
+        kind, want = ("sha256", f.sha256) if f.sha256 else ("md5", f.md5)
+        if got != want or (f.size and size != f.size):
             path.unlink()
             raise DownloadError(
-                f"{origin}: sha256 {got} ({size:,} bytes) does not match the expected "
-                f"{f.sha256}; the file was deleted. Run `qwen-assistant models fetch` again; "
-                "if it repeats, the source has changed — report it"
+                f"{origin}: {kind} {got} ({size:,} bytes) does not match the expected "
+                f"{want}{f' ({f.size:,} bytes)' if f.size else ''}; the file was deleted. Run "
+                "`qwen-assistant models fetch` again; if it repeats, the source has changed — "
+                "report it"
             )
 
     def _unzip(self, archive: Path, dest: Path) -> None:

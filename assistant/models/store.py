@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ModelError
-from .catalog import ROLES, ModelSpec, lookup
+from .catalog import CATALOG, ModelSpec, lookup, roles
 
 __all__ = ["Entry", "ModelStore", "file_stamp", "resolve_model", "sha256_file"]
 
@@ -98,7 +98,7 @@ class ModelStore:
             "title": spec.title,
             "licence": spec.licence,
             "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "files": [self._file(f.dest, f.sha256) for f in spec.files],
+            "files": [self._file(f.dest, f.sha256, f.md5) for f in spec.files],
         }
         if role:
             data["roles"][role] = spec.name
@@ -110,11 +110,17 @@ class ModelStore:
         data["roles"][role] = name
         self.save(data)
 
-    def _file(self, rel: str, sha256: str) -> dict[str, Any]:
+    def _file(self, rel: str, sha256: str, md5: str = "") -> dict[str, Any]:
         """A manifest row; a single file just checked against ``sha256`` (fetch does that
-        before it records) is stamped as verified, so loading it need not hash it again."""
-        row: dict[str, Any] = {"path": rel, "sha256": sha256, "size": self._size(rel)}
+        before it records) is stamped as verified, so loading it need not hash it again.
+        A file pinned by its md5 (and checked against it) gets its sha256 computed here, so
+        the integrity check works the same for every file."""
         path = self.root / rel
+        if not sha256 and path.is_file():
+            sha256 = sha256_file(path)
+        row: dict[str, Any] = {"path": rel, "sha256": sha256, "size": self._size(rel)}
+        if md5:
+            row["md5"] = md5
         if path.is_file():
             row["verified"] = file_stamp(path)
         return row
@@ -133,7 +139,9 @@ class ModelStore:
         recorded = {f["path"]: f for f in entry.get("files", [])}
         for f in spec.files:
             rec = recorded.get(f.dest)
-            if not rec or rec.get("sha256") != f.sha256 or self._size(f.dest) != rec.get("size"):
+            if not rec or self._size(f.dest) != rec.get("size"):
+                return False
+            if (rec.get("sha256") != f.sha256) if f.sha256 else (rec.get("md5") != f.md5):
                 return False
         return True
 
@@ -141,9 +149,10 @@ class ModelStore:
         name = self.load()["roles"].get(role)
         return str(name) if name else None
 
-    def path_for(self, role: str) -> Path:
-        """The installed model for ``role``, or where the official one would be."""
-        name = self.role_model(role) or ROLES[role][0]
+    def path_for(self, role: str, language: str = "en") -> Path:
+        """The installed model for ``role``, or where the official one (for
+        ``speech.language``) would be."""
+        name = self.role_model(role) or roles(language)[role][0]
         try:
             return self.root / lookup(name).main
         except KeyError:
@@ -151,6 +160,14 @@ class ModelStore:
                 f"{self.manifest_path}: role {role} names unknown model {name!r}; "
                 "run `qwen-assistant models fetch`"
             ) from None
+
+    def language_of(self, path: Path) -> str | None:
+        """The spoken language of the catalog model installed at ``path`` (None: not one
+        the catalog knows, e.g. a model of the user's own)."""
+        for spec in CATALOG:
+            if spec.role in ("stt", "tts") and self.root / spec.main == Path(path):
+                return spec.language
+        return None
 
     def entries(self, verify: bool = False) -> list[Entry]:
         data = self.load()

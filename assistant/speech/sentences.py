@@ -2,8 +2,9 @@
 
 :class:`SentenceSplitter` is pure (text in, chunks out). The first chunk ends at the first
 clause boundary (``,`` ``;`` ``:``, a sentence end, or before a conjunction such as
-"because") once it has a few words; later chunks
-end at sentence ends or line breaks. It does not split decimals ("3.5"), abbreviations
+"because") once it has a few words; later chunks end at sentence ends or line breaks.
+Chinese is cut the same way without spaces: at ``。！？；``, and a long first clause (8
+characters or more) at ``，、：``. It does not split decimals ("3.5"), abbreviations
 ("e.g.", "Dr."), initials ("J. Smith") or list numbers ("1. eggs"); fenced code blocks are
 left out; :func:`speakable` strips markdown, reads URLs as their site name and drops
 symbols piper would spell out.
@@ -21,8 +22,10 @@ ABBREVIATIONS = frozenset(
     {"e.g", "i.e", "etc", "vs", "dr", "mr", "mrs", "ms", "prof", "st", "jr", "sr", "no"}
     | {"fig", "approx", "cf", "al", "inc", "ltd", "co", "mt"}
 )
-_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)")
-_CLAUSE = re.compile(r"[,;:](?=\s)")
+_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)|[。！？；]+[”’」』）]*")
+_CLAUSE = re.compile(r"[,;:](?=\s)|[，、：]")
+#: Chinese characters: one is a syllable, so it counts as two letters of a first clause
+_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 #: words that open a clause: the first chunk may end before one (a pause a speaker makes)
 _CONJUNCTION = re.compile(
     r"(?<=\s)(?:because|but|and then|so that|which|while|although|since|unless|whereas)(?=\s)"
@@ -132,7 +135,7 @@ class SentenceSplitter:
         if self._emitted == 0 and (early := self._early_cut(buf)) is not None:
             return early
         if len(buf) > self.max_chars:
-            space = buf.rfind(" ", 0, self.max_chars)
+            space = max(buf.rfind(" ", 0, self.max_chars), buf.rfind("，", 0, self.max_chars))
             return space + 1 if space > 0 else self.max_chars
         if final and buf.strip():
             return len(buf)
@@ -143,7 +146,8 @@ class SentenceSplitter:
     def _early_cut(self, buf: str) -> int | None:
         """The first chunk may end at a clause boundary, or before a conjunction."""
         for match in _CLAUSE.finditer(buf):
-            if match.end() >= self.first_min_chars:
+            clause = buf[: match.end()]
+            if len(clause) + len(_HAN.findall(clause)) >= self.first_min_chars:
                 return match.end()
         for match in _CONJUNCTION.finditer(buf):  # "The sky is blue | because it …"
             if match.start() >= self.first_min_chars and len(buf[: match.start()].split()) >= 4:

@@ -65,7 +65,23 @@ def resolve_stt_model(config: Config) -> Path:
         return Path(config.speech.stt_model)
     from ..models.store import ModelStore
 
-    return ModelStore(config.paths.models_dir).path_for("stt")
+    return ModelStore(config.paths.models_dir).path_for("stt", config.speech.language)
+
+
+def _check_language(config: Config, path: Path) -> None:
+    """A catalog model for another language than ``speech.language`` is one line with the
+    fix (a model the catalog does not know is taken as it is)."""
+    from ..models.store import ModelStore
+    from .language import LANGUAGES
+
+    want = config.speech.language
+    have = ModelStore(config.paths.models_dir).language_of(path)
+    if have is not None and have != want:
+        raise ModelError(
+            f"{path} is a speech-to-text model for {LANGUAGES[have].name} but "
+            f'speech.language is "{want}"; run `qwen-assistant models fetch stt` for '
+            f'{LANGUAGES[want].name}, or set speech.language = "{have}"'
+        )
 
 
 class VoskRecognizer:
@@ -137,7 +153,9 @@ class VoskRecognizer:
 class WhisperRecognizer:
     streaming = False
 
-    def __init__(self, path: str | Path, *, rate: int = RATE, threads: int = 0) -> None:
+    def __init__(
+        self, path: str | Path, *, rate: int = RATE, threads: int = 0, language: str = "en"
+    ) -> None:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
@@ -153,6 +171,12 @@ class WhisperRecognizer:
             )
         except Exception as exc:  # noqa: BLE001 - ctranslate2 raises RuntimeError and others
             raise ModelError(f"{self.path}: faster-whisper could not load it ({exc})") from None
+        if language != "en" and not self._model.model.is_multilingual:
+            raise ModelError(
+                f"{self.path} is an English-only whisper model but speech.language is "
+                f'"{language}"; point speech.stt_model at a multilingual one (tiny, base)'
+            )
+        self.language = language
         self.rate = rate
         self._chunks: list[bytes] = []
         self._worker = ThreadPoolExecutor(1, "whisper")  # one thread: one ctranslate2 state
@@ -194,7 +218,7 @@ class WhisperRecognizer:
         audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
         segments, _ = self._model.transcribe(
             audio,
-            language="en",
+            language=self.language,
             beam_size=1,
             vad_filter=True,
             condition_on_previous_text=False,
@@ -221,6 +245,7 @@ def make_recognizer(
             "or set speech.stt_model"
         )
     kind = model_kind(path)
+    _check_language(config, path)
     if engine == "auto":
         if not kind:
             raise ModelError(
@@ -234,7 +259,9 @@ def make_recognizer(
             f'set speech.stt_engine = "{kind}" or point speech.stt_model at a {engine} model'
         )
     threads = config.llm.n_threads or 0
-    return WhisperRecognizer(path, threads=threads) if engine == "whisper" else VoskRecognizer(path)
+    if engine == "whisper":
+        return WhisperRecognizer(path, threads=threads, language=config.speech.language)
+    return VoskRecognizer(path)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,12 @@
-"""piper text-to-speech. piper (and onnxruntime) are imported only in :meth:`PiperTTS.load`."""
+"""piper text-to-speech. piper (and onnxruntime) are imported only in :meth:`PiperTTS.load`.
+
+Text the voice cannot read (Chinese for an English voice) is left out of what it speaks,
+and reported once per voice with the fix (``speech.language``), not spoken as noise.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,8 +14,11 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ModelError
+from .language import LANGUAGES, readable, unreadable, voice_language
 
 __all__ = ["PiperTTS", "resolve_voice"]
+
+log = logging.getLogger(__name__)
 
 
 def resolve_voice(config: Config) -> Path:
@@ -19,7 +27,7 @@ def resolve_voice(config: Config) -> Path:
         return Path(config.speech.tts_voice)
     from ..models.store import ModelStore
 
-    return ModelStore(config.paths.models_dir).path_for("tts")
+    return ModelStore(config.paths.models_dir).path_for("tts", config.speech.language)
 
 
 #: piper's phonemizer (espeak-ng) keeps global state: one synthesis at a time per process
@@ -34,6 +42,7 @@ class PiperTTS:
         self.voice_path = Path(voice_path)
         self.speed = speed
         self._voice: Any = None
+        self.unreadable_reported = False
 
     @classmethod
     def from_config(cls, config: Config) -> PiperTTS:
@@ -58,6 +67,30 @@ class PiperTTS:
     def sample_rate(self) -> int:
         return int(self._voice.config.sample_rate)
 
+    @property
+    def language(self) -> str:
+        """The voice's language ("en", "zh"), from its espeak-ng voice."""
+        return voice_language(str(getattr(self._voice.config, "espeak_voice", "") or "en"))
+
+    def readable(self, text: str) -> str:
+        """``text`` without what this voice cannot read ("" = nothing left to say); the
+        first time something is left out, a warning names it and the fix."""
+        left_out = unreadable(text, self.language)
+        if left_out and not self.unreadable_reported:
+            self.unreadable_reported = True
+            want = "zh" if self.language != "zh" else "en"
+            log.warning(
+                "the piper voice %s (%s) cannot read %r: it is left unspoken (reported "
+                'once). For %s answers set speech.language = "%s" and run '
+                "`qwen-assistant models fetch`",
+                self.voice_path.name,
+                self.language,
+                left_out[:40],
+                LANGUAGES[want].name,
+                want,
+            )
+        return readable(text, self.language) if left_out else text
+
     def synthesize(self, text: str, *, steady: bool = False) -> Iterator[bytes]:
         """16-bit little-endian mono PCM at :attr:`sample_rate`, chunk by chunk.
 
@@ -66,6 +99,9 @@ class PiperTTS:
         """
         from piper import SynthesisConfig
 
+        text = self.readable(text)
+        if not text:
+            return
         syn = SynthesisConfig(length_scale=1.0 / self.speed)
         if steady:
             syn.noise_scale = 0.0
