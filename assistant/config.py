@@ -144,7 +144,7 @@ class Speech:
 @dataclass(frozen=True)
 class Voice:
     enabled: bool = opt(True)
-    wake: str = opt("phrase", choices=("phrase", "word", "button", "always"))
+    wake: str = opt("word", choices=("phrase", "word", "button", "always"))
     wake_phrase: str = opt("hey robot")
     wake_word: str = opt("okay_nabu")
     wake_engine: str = opt("microwakeword", choices=("microwakeword", "openwakeword"))

@@ -35,7 +35,7 @@ def test_doctor_names_each_problem_and_its_fix(tmp_path: Path) -> None:
     # no speech-to-text model in that models directory: a WARN with voice off, and the fix
     (stt,) = [line for line in lines if line.startswith(("WARN  stt", "FAIL  stt"))]
     assert stt.startswith("WARN") and "models fetch stt" in stt, stt
-    assert any(line.startswith("OK    wake") and "'hey robot'" in line for line in lines)
+    assert any(line.startswith("OK    wake") and "wake word okay_nabu" in line for line in lines)
     assert "Traceback" not in result.stdout + result.stderr
 
 

@@ -284,9 +284,9 @@ def test_the_documented_voice_commands_work_with_the_default_config(tmp_path: Pa
 
 
 def test_the_service_wakes_on_okay_nabu_and_on_nothing_else(tmp_path: Path) -> None:
-    """`run --listen-from q.wav --speak-to a.wav` with voice.wake = "word": 12 s of talk
-    without the wake word wakes nothing (the recognizer never runs on it); "Okay Nabu, what
-    is the capital of France?" is answered aloud."""
+    """`run --listen-from q.wav --speak-to a.wav` with the default voice settings (the wake
+    word okay_nabu): 12 s of talk without the wake word wakes nothing (the recognizer never
+    runs on it); "Okay Nabu, what is the capital of France?" is answered aloud."""
     from assistant.config import load_config
     from assistant.speech.stt import make_recognizer
     from tests.test_service import Process, free_port
@@ -310,9 +310,8 @@ def test_the_service_wakes_on_okay_nabu_and_on_nothing_else(tmp_path: Path) -> N
     wav.write(pcm + bytes(4 * tts.sample_rate))
     wav.stop()
     config = tmp_path / "config.toml"
-    config.write_text(
-        f'[voice]\nwake = "word"\n[llm]\ntemperature = 0.0\n[api]\nport = {free_port()}\n'
-    )
+    config.write_text(f"[llm]\ntemperature = 0.0\n[api]\nport = {free_port()}\n")
+    assert load_config(config).voice.wake == "word"
     args = ["--listen-from", str(question), "--speak-to", str(answer)]
     with Process(config, tmp_path, args=args) as proc:
         heard = proc.wait_for("voice: wake word okay_nabu heard", timeout=120)

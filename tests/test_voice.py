@@ -122,6 +122,8 @@ class FakeVoice:
 
 
 def rig(texts: list[str], **voice: Any) -> tuple[VoiceLoop, FakeVoice, Clock, ScriptedRecognizer]:
+    """A voice loop on scripted transcripts; it wakes on the phrase unless told otherwise."""
+    voice = {"wake": "phrase", **voice}
     config = Config()
     config = dataclasses.replace(config, voice=dataclasses.replace(config.voice, **voice))
     clock = Clock()
@@ -679,15 +681,23 @@ async def test_a_voice_claim_without_a_call_is_not_said(tmp_path: Path) -> None:
     assert "I'll" not in " ".join(tts.synthesised)
 
 
-def test_the_wake_word_example_of_docs_voice_md_loads(tmp_path: Path) -> None:
+def test_the_wake_examples_of_docs_voice_md_load(tmp_path: Path) -> None:
     from assistant.config import load_config
 
     text = (Path(__file__).parent.parent / "docs" / "voice.md").read_text()
-    example = text.split('### A wake word: `voice.wake = "word"`', 1)[1].split("```toml\n")[1]
     path = tmp_path / "config.toml"
-    path.write_text(example.split("```")[0])
-    voice = load_config(path).voice
-    assert (voice.wake, voice.wake_word) == ("word", "okay_nabu")
+    for title, want in (
+        ("### The wake word (the default)", ("word", "okay_nabu", "hey robot")),
+        (
+            '### A wake phrase of your own: `voice.wake = "phrase"`',
+            ("phrase", "okay_nabu", "hey robot"),
+        ),
+    ):
+        example = text.split(title, 1)[1].split("```toml\n")[1]
+        path.write_text(example.split("```")[0])
+        voice = load_config(path).voice
+        assert (voice.wake, voice.wake_word, voice.wake_phrase) == want
+    assert load_config(None).voice.wake == "word"  # the default the first example says
 
 
 def test_silero_stands_aside_for_the_energy_vad_when_its_model_is_missing(
