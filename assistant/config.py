@@ -77,7 +77,8 @@ class LLM:
     mlock: bool = opt(False)
     system_prompt: str = opt(
         "You are a friendly voice assistant running offline on a small robot. "
-        "Answer in one to three short spoken sentences. Do not use lists, markdown or emoji."
+        "Answer in {language}, in one to three short spoken sentences. "
+        "Do not use lists, markdown or emoji."
     )
     max_tokens: int = opt(256, lo=1, hi=8192)
     max_seconds: float = opt(60.0, lo=1.0, hi=3600.0)
@@ -348,6 +349,14 @@ class Config:
     #: the file this was loaded from, or None for the built-in default
     source: Path | None = None
 
+    def __post_init__(self) -> None:
+        # "Answer in {language}, …": the default system prompt names speech.language
+        if "{language}" in self.llm.system_prompt:
+            from .speech.language import with_language
+
+            prompt = with_language(self.llm.system_prompt, self.speech.language)
+            object.__setattr__(self, "llm", dataclasses.replace(self.llm, system_prompt=prompt))
+
     def to_toml(self) -> str:
         data: dict[str, Any] = {
             f.name: dataclasses.asdict(getattr(self, f.name)) for f in _sections()
@@ -514,7 +523,8 @@ def _resolve_paths(config: Config, raw: dict[str, Any], file_dir: Path) -> Confi
 
 
 def _with_language(config: Config) -> Config:
-    """The system prompt asks for answers in ``speech.language`` (one line at its end)."""
+    """The system prompt asks for answers in ``speech.language``: a prompt of the user's own
+    without ``{language}`` gets one line at its end."""
     from .speech.language import with_language
 
     prompt = with_language(config.llm.system_prompt, config.speech.language)

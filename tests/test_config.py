@@ -249,12 +249,16 @@ def test_the_governors_lever_keys_reject_bad_values_each_on_its_line(tmp_path: P
 
 
 def test_the_system_prompt_asks_for_the_configured_language(tmp_path: Path) -> None:
-    """speech.language ends the system prompt with one line asking for that language; a
-    prompt that already says it (config show's output loaded again) is not told twice."""
+    """The default system prompt names speech.language ("Answer in {language}, …"); a
+    prompt of the user's own gets one line asking for it at its end, and a prompt that
+    already says it (config show's output loaded again) is not told twice."""
     english = load_config(None).llm.system_prompt
-    assert english.startswith(Config().llm.system_prompt) and english.endswith("in English.")
+    assert english == Config().llm.system_prompt and "Answer in English, in one" in english
     mandarin = load_config(write(tmp_path, '[speech]\nlanguage = "zh"\n')).llm.system_prompt
-    assert mandarin.endswith("请始终用简体中文回答。") and "English" not in mandarin
+    assert "Answer in Simplified Chinese, in one" in mandarin and "English" not in mandarin
+    assert mandarin.endswith("emoji. 请用简体中文回答。")
+    own = write(tmp_path, '[llm]\nsystem_prompt = "Be brief."\n[speech]\nlanguage = "zh"\n')
+    assert load_config(own).llm.system_prompt == "Be brief. 请用简体中文回答。"
     again = write(tmp_path, f"[llm]\nsystem_prompt = {json.dumps(english)}\n")
     assert load_config(again).llm.system_prompt == english
     assert problems(write(tmp_path, '[speech]\nlanguage = "fr"\n')) == [

@@ -17,10 +17,14 @@ from assistant.speech.stt import make_recognizer
 from assistant.speech.tts import PiperTTS
 
 
-def test_with_language_adds_the_line_once() -> None:
-    assert with_language("Be brief.", "en") == "Be brief. Always answer in English."
-    assert with_language("Be brief. Always answer in English.", "en").count("English") == 1
-    assert with_language("", "zh") == "请始终用简体中文回答。"
+def test_with_language_names_it_or_adds_the_line_once() -> None:
+    assert with_language("Answer in {language}, briefly.", "zh") == (
+        "Answer in Simplified Chinese, briefly. 请用简体中文回答。"
+    )
+    assert with_language("Answer in {language}, briefly.", "en") == "Answer in English, briefly."
+    assert with_language("Be brief.", "en") == "Be brief. Answer in English."
+    assert with_language("Be brief. Answer in English.", "en").count("English") == 1
+    assert with_language("", "zh") == "请用简体中文回答。"
 
 
 @pytest.mark.parametrize(

@@ -427,3 +427,36 @@ def test_bench_wake_as_docs_performance_md_reproduces_it(tmp_path: Path) -> None
 
 
 TARGET_IDLE_CPU_RATIO = 0.1
+
+
+def test_say_leaves_out_what_the_english_voice_cannot_read(
+    tmp_path: Path, whisper: WhisperRecognizer
+) -> None:
+    """Chinese for the English voice: all of it is a one-line usage error; within English,
+    the rest is spoken and the left-out text is reported once, not read as noise."""
+    zh, mixed = tmp_path / "zh.wav", tmp_path / "mixed.wav"
+    out = run("say", "巴黎是法国的首都。", "-o", str(zh))
+    assert out.returncode == 64 and "Traceback" not in out.stderr, out.stderr
+    assert "cannot read this text" in out.stderr and 'speech.language = "zh"' in out.stderr
+    assert not zh.exists()
+    out = run("say", "Paris, 巴黎, is the capital. 它很大。 It is big.", "-o", str(mixed))
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("cannot read") == 1 and "left unspoken" in out.stderr, out.stderr
+    said, _ = read_wav(mixed, 16000)
+    heard = transcribe_pcm(whisper, said).lower()
+    assert "paris" in heard and "big" in heard, heard
+
+
+def test_the_model_answers_in_the_configured_language(tmp_path: Path) -> None:
+    """The stand-in model, greedy: with the default (English) a Chinese question is
+    answered in English, which the English voice can read; with speech.language = "zh" an
+    English question is answered in Chinese."""
+    han = re.compile("[\u4e00-\u9fff]")
+    out = run("ask", "--temperature", "0", "巴黎是哪个国家的首都？")
+    assert out.returncode == 0 and "Paris" in out.stdout and not han.search(out.stdout), out
+    config = tmp_path / "config.toml"
+    config.write_text('[speech]\nlanguage = "zh"\n')
+    out = run(
+        "--config", str(config), "ask", "--temperature", "0", "What is the capital of France?"
+    )
+    assert out.returncode == 0 and "巴黎" in out.stdout, out

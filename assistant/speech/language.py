@@ -1,10 +1,12 @@
 """The spoken language (``speech.language``): what it asks of the model, what a voice can read.
 
-:func:`with_language` adds one line to the system prompt asking for answers in the
-configured language, so the model does not answer a Chinese question in Chinese to an
-English voice. :func:`unreadable` finds the characters a piper voice would read as noise
-(Chinese characters for an English voice: espeak-ng spells them out, or drops them, as
-"Chinese letter"); :func:`readable` removes them, and the caller reports it once.
+:func:`with_language` makes the system prompt ask for answers in the configured language,
+so the model does not answer a Chinese question in Chinese to an English voice: the
+default prompt says "Answer in {language}, …" and gets the language's name; a prompt of
+the user's own without ``{language}`` gets one line at its end. :func:`unreadable` finds
+the characters a piper voice would read as noise (Chinese characters for an English voice:
+espeak-ng spells them out as "Chinese letter", or drops them); :func:`readable` removes
+them, and the caller reports it once.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ __all__ = ["LANGUAGES", "Language", "readable", "unreadable", "voice_language", 
 class Language:
     code: str
     name: str
-    #: the line the system prompt ends with
+    #: what ``{language}`` in the system prompt becomes
+    answer_in: str
+    #: the line a system prompt without ``{language}`` ends with
     directive: str
 
 
 LANGUAGES = {
-    "en": Language("en", "English", "Always answer in English."),
-    "zh": Language("zh", "Mandarin Chinese", "请始终用简体中文回答。"),
+    "en": Language("en", "English", "English", "Answer in English."),
+    "zh": Language("zh", "Mandarin Chinese", "Simplified Chinese", "请用简体中文回答。"),
 }
 
 #: Han, kana, Hangul, and the CJK punctuation and full-width forms that come with them
@@ -39,11 +43,17 @@ _NOT_ZH = re.compile("[\u3040-\u30ff\u3130-\u318f\uac00-\ud7af]+")
 
 
 def with_language(system_prompt: str, language: str) -> str:
-    """``system_prompt`` ending with the configured language's directive (once)."""
-    directive = LANGUAGES[language].directive
-    if directive in system_prompt:
-        return system_prompt
-    return f"{system_prompt.rstrip()} {directive}".strip()
+    """``system_prompt`` asking for ``language``: ``{language}`` replaced by its name, or,
+    without one, its directive at the end (once)."""
+    lang = LANGUAGES[language]
+    if "{language}" in system_prompt:
+        named = system_prompt.replace("{language}", lang.answer_in)
+        # an English prompt alone did not make the stand-in model answer an English
+        # question in Chinese; the same request in Chinese at its end did
+        return named if language == "en" else f"{named} {lang.directive}"
+    if lang.directive in system_prompt or f"Answer in {lang.answer_in}" in system_prompt:
+        return system_prompt  # it says so already
+    return f"{system_prompt.rstrip()} {lang.directive}".strip()
 
 
 def voice_language(espeak_voice: str) -> str:
