@@ -60,9 +60,12 @@ class VoiceRig:
         from .llm.engine import Engine
 
         def engine() -> Engine:
+            from .actions.actor import Actor
+
             e = Engine.from_config(self.config, model=self.model)
             e.load()
-            e.new_chat()
+            # the prompt a voice turn sends (what the actions say included), in the KV cache
+            e.new_chat(Actor(self.config.actions).system_prompt(self.config.llm.system_prompt))
             return e
 
         loop = asyncio.get_running_loop()

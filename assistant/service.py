@@ -114,7 +114,9 @@ class Service:
         intensity = self.state.governor.intensity if self.state is not None else None
         engine = Engine.from_config(self.config, intensity=intensity)
         engine.load()
-        engine.new_chat()  # the system prompt goes into the KV cache before the first request
+        # the system prompt the voice, Wyoming and the actions' API turns send (with what the
+        # actions say) goes into the KV cache before the first request
+        engine.new_chat(self.actor.system_prompt(self.config.llm.system_prompt))
         return engine
 
     def _mouth(self) -> Any:
@@ -358,6 +360,7 @@ class Service:
             model_id=state.model_id,
             home_control=bool(config.actions),
             metrics=state.metrics,
+            language=config.speech.language,
         )
         if state.voice is not None:
             parts.recognizer = state.voice.ears.recognizer

@@ -601,3 +601,27 @@ async def test_many_connections_leave_no_open_files_or_tasks_behind() -> None:
             await asyncio.sleep(0)
         assert len(os.listdir("/proc/self/fd")) <= files
         assert len(asyncio.all_tasks()) <= tasks
+
+
+def test_describe_names_the_configured_language() -> None:
+    """speech.language = "zh": the recognizer, the wake phrase and the agent say Chinese;
+    the microWakeWord models stay English (what they were trained on)."""
+    from assistant.wyoming.info import Parts, describe
+
+    class VoskRecognizer:  # only its name is read
+        pass
+
+    parts = Parts(
+        agent=object(),  # type: ignore[arg-type]
+        recognizer=VoskRecognizer(),
+        stt_model="vosk-model-small-cn-0.22",
+        wake_phrase="你好 机器人",
+        wake_words={"okay_nabu": "okay nabu"},
+        language="zh",
+    )
+    info = describe(parts)
+    assert info.asr[0].models[0].languages == ["zh"]
+    assert info.handle[0].models[0].languages == ["zh"]
+    languages = {m.name: m.languages for m in info.wake[0].models}
+    assert languages["okay_nabu"] == ["en"] and ["zh"] in languages.values()
+    parts.close()

@@ -51,6 +51,7 @@ class Parts:
     #: the bundled microWakeWord models, name → phrase ({} without pymicro-wakeword)
     wake_words: dict[str, str] = field(default_factory=dict)
     model_id: str = ""  # the LLM, for the handle program
+    language: str = "en"  # speech.language: what the recognizer, the phrase and Qwen speak
     home_control: bool = False  # [[actions]] are configured
     metrics: Any = None  # api.metrics.Metrics: Wyoming requests are counted with the API's
     #: why a part is missing: {"asr": "…", "tts": "…", …}
@@ -95,7 +96,7 @@ def describe(parts: Parts) -> Info:
         engine = type(parts.recognizer).__name__.removesuffix("Recognizer")
         model = _ours(
             AsrModel, parts.stt_model or "speech-to-text", f"{engine} {parts.stt_model}".strip(),
-            None, languages=["en"],
+            None, languages=[parts.language],
         )  # fmt: skip
         info.asr.append(
             _ours(
@@ -127,7 +128,7 @@ def describe(parts: Parts) -> Info:
                 wake_name(phrase),
                 f"the wake phrase {phrase!r} (speech-to-text)",
                 None,
-                languages=["en"],
+                languages=[parts.language],
                 phrase=phrase,
             )
         )
@@ -155,7 +156,7 @@ def describe(parts: Parts) -> Info:
     if parts.agent is not None:
         handle_model = _ours(
             HandleModel, parts.model_id or "qwen", "the assistant's language model", None,
-            languages=["en"],
+            languages=[parts.language],
         )  # fmt: skip
         description = "qwen-assistant conversation agent (Qwen on llama.cpp)"
         info.handle.append(
