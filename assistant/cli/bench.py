@@ -206,7 +206,65 @@ def register(top: Any, add: Add, group: Group) -> None:
             help="minutes of them the transcript matcher hears (default 5)",
         )
 
+        pi = add(
+            bench,
+            "pi",
+            "a report to send back: tokens/s for 1-4 threads, temperature, throttling, versions",
+            cmd_bench_pi,
+            "Run on the device: decode and prompt tokens/s of the configured model for each "
+            "thread count, the SoC temperature and `vcgencmd get_throttled` before and after, "
+            "the CPU clock, the board, the model's sha256 and the package versions. It sends "
+            "nothing; docs/performance.md says how to submit the JSON.",
+        )
+        pi.add_argument("--json", action="store_true", help="print one JSON object")
+        pi.add_argument(
+            "--threads",
+            type=_thread_list,
+            default=(1, 2, 3, 4),
+            metavar="N,N,…",
+            help="thread counts to measure, in order (default 1,2,3,4)",
+        )
+        pi.add_argument(
+            "--tokens",
+            type=bounded(int, 2, 1024),
+            default=64,
+            metavar="N",
+            help="tokens to decode per run (default 64)",
+        )
+        pi.add_argument(
+            "--runs",
+            type=bounded(int, 1, 20),
+            default=1,
+            metavar="N",
+            help="runs of each thread count; medians are reported (default 1)",
+        )
+        pi.add_argument(
+            "--short",
+            action="store_true",
+            help="a short prompt (the question alone): a quick run that checks the format",
+        )
+
     bench_commands()
+
+
+def _thread_list(text: str) -> tuple[int, ...]:
+    try:
+        threads = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers such as 1,2,4: {text!r}") from None
+    if not threads or not all(1 <= t <= 64 for t in threads):
+        raise argparse.ArgumentTypeError(f"thread counts must be between 1 and 64, got {text}")
+    return threads
+
+
+def cmd_bench_pi(args: argparse.Namespace) -> int:
+    from ..llm.pibench import bench_pi, render_pi
+
+    result = bench_pi(
+        load(args), threads=args.threads, tokens=args.tokens, runs=args.runs, short=args.short
+    )
+    print(json.dumps(result) if args.json else render_pi(result))
+    return 0
 
 
 def cmd_bench_wake(args: argparse.Namespace) -> int:

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The Pi's architecture (aarch64, Raspberry Pi OS Bookworm, Python 3.11), checked on this x86
+# machine: install.sh's Pi 5 flags cross-compile llama.cpp, every runtime dependency resolves
+# for aarch64, and the project with the stand-in models answers under qemu-aarch64 user
+# emulation with the Cortex-A76's features. scripts/test.sh runs it before pytest;
+# tests/test_arm64.py reads its result (build/arm64/result.json). What it does, step by
+# step: scripts/arm64_check.py. Cached in ${XDG_CACHE_HOME:-~/.cache}/qwen-assistant/arm64.
+#
+# It changes nothing outside its cache and build/: the emulator is run by name
+# (qemu-aarch64 -L ROOT ...); no binfmt handler is registered (qemu-user is installed without
+# its recommended qemu-user-binfmt) and the root is never chrooted into.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TOOLS=(debootstrap qemu-user g++-aarch64-linux-gnu binutils-aarch64-linux-gnu)
+missing=()
+for p in "${TOOLS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  printf '==> arm64: installing %s\n' "${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+exec .venv/bin/python scripts/arm64_check.py "$@"
