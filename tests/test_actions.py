@@ -456,6 +456,24 @@ def test_the_claim_guard_passes_text_and_ends_at_a_claim() -> None:
     assert text == "It is sunny" and not clean.hit
 
 
+def test_the_first_clause_goes_out_before_its_sentence_ends() -> None:
+    """The voice starts on the first clause; a claim later in the same sentence, even one
+    that spans the clause, still ends the answer before it is said."""
+    guard = ClaimGuard()
+    first = [guard.feed(p) for p in ["To pack for the beach", ", bring a hat", " and water."]]
+    assert first == ["", "To pack for the beach,", " bring a hat and water."]
+    assert guard.feed(" Also, take a towel") == ""  # later sentences go out whole
+    spans = ClaimGuard()
+    said = spans.feed("The kitchen lamp, as you asked, ")
+    assert said == "The kitchen lamp, as you asked,"
+    assert spans.feed("is on. More.") == f" {CANNOT}" and spans.hit
+    claim = ClaimGuard()  # a clause that claims is never let out early
+    assert claim.feed("Sure, I have turned on the light, ") == ""
+    assert claim.feed("as you asked.") == CANNOT and claim.hit
+    short = ClaimGuard()  # under 16 characters: held for the sentence
+    assert short.feed("Well, yes, ") == "" and short.flush() == "Well, yes, "
+
+
 def test_the_examples_in_docs_actions_md_and_config_toml_are_valid(tmp_path: Path) -> None:
     """Every ```toml block of docs/actions.md, and config.toml's commented example once
     uncommented, loads as written."""

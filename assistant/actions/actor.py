@@ -93,12 +93,22 @@ def claims_action(sentence: str) -> bool:
 
 class ClaimGuard:
     """Model text → text safe to show, sentence by sentence; a sentence that claims an
-    action ends the answer with :data:`CANNOT` (``hit`` tells the caller to stop)."""
+    action ends the answer with :data:`CANNOT` (``hit`` tells the caller to stop).
+
+    The first sentence may go out a clause at a time (up to its last ``,`` ``;`` ``:``
+    once 16 characters are held), so the voice can start speaking before the sentence
+    ends: what goes out early claims nothing, and the whole sentence is still checked when
+    it ends (a claim that spans the clause is cut there, after what was already said).
+    """
 
     _END = re.compile(r"[.!?…]+[\"')\]]*(\s+|$)|\n")
+    _CLAUSE = re.compile(r"[,;:](?=\s)")
+    FIRST_CLAUSE_CHARS = 16
 
     def __init__(self) -> None:
         self._held = ""
+        self._head = ""  # the part of the current sentence already let out
+        self._sentences = 0  # sentences let out
         self._last = ""  # the last character let through
         self.hit = False
 
@@ -118,17 +128,32 @@ class ClaimGuard:
         out, start = "", 0
         for end in self._END.finditer(self._held):
             sentence = self._held[start : end.end()]
-            if claims_action(sentence):
+            if claims_action(self._head + sentence):
                 return self._cannot(out)
             out, start = out + sentence, end.end()
+            self._head, self._sentences = "", self._sentences + 1
         self._held = self._held[start:]
+        if self._sentences == 0 and (early := self._first_clause()):
+            out += early
         return self._out(out)
+
+    def _first_clause(self) -> str:
+        """Up to the last clause boundary of the unfinished first sentence, if that part
+        claims nothing ("" otherwise)."""
+        cuts = [m.end() for m in self._CLAUSE.finditer(self._held)]
+        cut = next((c for c in reversed(cuts) if len(self._head) + c >= self.FIRST_CLAUSE_CHARS), 0)
+        clause = self._held[:cut]
+        if not clause or claims_action(self._head + clause):
+            return ""
+        self._head += clause
+        self._held = self._held[cut:]
+        return clause
 
     def flush(self) -> str:
         rest, self._held = self._held, ""
         if self.hit:
             return ""
-        return self._cannot("") if claims_action(rest) else self._out(rest)
+        return self._cannot("") if claims_action(self._head + rest) else self._out(rest)
 
 
 async def honest_words(pieces: AsyncIterable[str], turn_id: int = 0) -> AsyncGenerator[str, None]:
