@@ -25,7 +25,7 @@ from ..config import Config
 from .conversation import Conversation
 from .engine import Engine
 
-__all__ = ["BENCH_SYSTEM_PROMPT", "bench_llm", "render", "table"]
+__all__ = ["BENCH_SYSTEM_PROMPT", "bench_llm", "render", "speeds", "table"]
 
 BENCH_SYSTEM_PROMPT = (
     "You are Pip, the friendly voice assistant of the Riverside Science Museum, running "
@@ -122,6 +122,30 @@ def _prefill(engine: Engine) -> tuple[float, float, int, int]:
     )
 
 
+def speeds(
+    engine: Engine,
+    prompt: list[int],
+    tokens: int,
+    runs: int,
+    *,
+    decode_threads: tuple[int, int],
+    prefill_threads: tuple[int, int],
+) -> tuple[float, float]:
+    """Medians over ``runs``: decode tokens/s of ``tokens`` greedy tokens with
+    ``decode_threads`` (threads, batch threads), and prompt tokens/s of evaluating
+    ``prompt`` from an empty KV cache with ``prefill_threads``."""
+    decode, prefill = [], []
+    for _ in range(runs):
+        engine.set_threads(*decode_threads)
+        decode.append(_engine_decode(engine, prompt, tokens)[0])
+        engine.set_threads(*prefill_threads)
+        engine.llama.reset()
+        begun = time.perf_counter()
+        engine.llama.eval(prompt)
+        prefill.append(len(prompt) / (time.perf_counter() - begun))
+    return round(statistics.median(decode), 2), round(statistics.median(prefill), 1)
+
+
 def _hash_time(path: Path) -> float:
     from ..models.store import sha256_file
 
@@ -213,22 +237,11 @@ def bench_threads(
         full, batch = engine.threads, int(engine.llama.n_threads_batch)
         rows = []
         for t in range(1, max(full, batch) + 1):
-            decode, prefill = [], []
-            for _ in range(runs):
-                engine.set_threads(min(t, full), batch)
-                decode.append(_engine_decode(engine, prompt, tokens)[0])
-                engine.set_threads(full, min(t, batch))
-                engine.llama.reset()
-                begun = time.perf_counter()
-                engine.llama.eval(prompt)
-                prefill.append(len(prompt) / (time.perf_counter() - begun))
-            rows.append(
-                {
-                    "threads": t,
-                    "decode_tok_s": round(statistics.median(decode), 2),
-                    "prefill_tok_s": round(statistics.median(prefill), 1),
-                }
-            )
+            decode, prefill = speeds(
+                engine, prompt, tokens, runs,
+                decode_threads=(min(t, full), batch), prefill_threads=(full, min(t, batch)),
+            )  # fmt: skip
+            rows.append({"threads": t, "decode_tok_s": decode, "prefill_tok_s": prefill})
         engine.set_threads(full, batch)
         top_d = next(r["decode_tok_s"] for r in rows if r["threads"] == full)
         top_p = next(r["prefill_tok_s"] for r in rows if r["threads"] == batch)

@@ -14,13 +14,12 @@ import dataclasses
 import importlib.metadata
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from .bench import DECODE_PROMPT, _engine_decode, decode_prompt, loaded_engine
+from .bench import DECODE_PROMPT, decode_prompt, loaded_engine, speeds
 
 __all__ = ["PACKAGES", "bench_pi", "render_pi"]
 
@@ -150,21 +149,10 @@ def bench_pi(
             prompt = [*fmt.message("user", DECODE_PROMPT), *fmt.header("assistant")]
         rows = []
         for t in threads:
-            decode, prefill = [], []
-            for _ in range(runs):
-                engine.set_threads(t, t)
-                decode.append(_engine_decode(engine, prompt, tokens)[0])
-                engine.llama.reset()
-                start = time.perf_counter()
-                engine.llama.eval(prompt)
-                prefill.append(len(prompt) / (time.perf_counter() - start))
-            rows.append(
-                {
-                    "threads": t,
-                    "decode_tok_s": round(statistics.median(decode), 2),
-                    "prompt_tok_s": round(statistics.median(prefill), 1),
-                }
+            decode, prefill = speeds(
+                engine, prompt, tokens, runs, decode_threads=(t, t), prefill_threads=(t, t)
             )
+            rows.append({"threads": t, "decode_tok_s": decode, "prompt_tok_s": prefill})
         info = engine.info
         model = {
             "file": engine.model_path.name,
