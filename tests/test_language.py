@@ -83,3 +83,22 @@ def test_an_english_stt_model_with_mandarin_configured_is_one_line(tmp_path: Pat
         "run `qwen-assistant models fetch stt` for Mandarin Chinese, or set "
         'speech.language = "en"'
     )
+
+
+def test_doctor_warns_when_the_voice_speaks_another_language(tmp_path: Path) -> None:
+    from assistant.doctor import _voice
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "en_US-joe-medium.onnx").write_bytes(b"")
+    (models / "manifest.json").write_text(
+        json.dumps({"models": {}, "roles": {"tts": "piper-joe-medium"}})
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(f'[paths]\nmodels_dir = "{models}"\n[speech]\nlanguage = "zh"\n')
+    (check,) = _voice(load_config(config))
+    assert check.level == "WARN" and "speaks English" in check.detail, check
+    assert "models fetch tts" in check.detail
+    config.write_text(f'[paths]\nmodels_dir = "{models}"\n')
+    (check,) = _voice(load_config(config))
+    assert check.level == "OK" and check.detail.endswith("(English)"), check
