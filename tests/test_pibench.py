@@ -67,3 +67,9 @@ def test_bench_pi_reports_each_thread_count(tmp_path: Path) -> None:
     assert report["packages"]["llama-cpp-python"] and report["device"]["python"].startswith("3.11")
     text = run("bench", "pi", "--threads", "1", "--tokens", "4")
     assert text.returncode == 0 and "decode tok/s" in text.stdout, text.stderr
+    from assistant.config import load_config
+
+    small = Path(load_config(None).paths.models_dir) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    other = run("bench", "pi", "--json", "--model", str(small), "--threads", "1", "--tokens", "4")
+    assert other.returncode == 0, other.stderr
+    assert json.loads(other.stdout)["model"]["file"] == small.name

@@ -74,8 +74,18 @@ def register(top: Any, add: Add, group: Group) -> None:
     simulate_command()
 
     def bench_command(
-        bench: Any, name: str, help: str, func: Any, description: str, *, lo: int, hi: int
-    ) -> None:
+        bench: Any,
+        name: str,
+        help: str,
+        func: Any,
+        description: str,
+        *,
+        lo: int,
+        hi: int,
+        tokens: int = 128,
+        runs: int = 3,
+        each: str = "path, alternating",
+    ) -> Any:
         """A benchmark: --json, --model, --tokens (within lo..hi), --runs; medians."""
         p = add(bench, name, help, func, description)
         p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -83,17 +93,18 @@ def register(top: Any, add: Add, group: Group) -> None:
         p.add_argument(
             "--tokens",
             type=bounded(int, lo, hi),
-            default=128,
+            default=tokens,
             metavar="N",
-            help="tokens to decode per run (default 128)",
+            help=f"tokens to decode per run (default {tokens})",
         )
         p.add_argument(
             "--runs",
             type=bounded(int, 1, 20),
-            default=3,
+            default=runs,
             metavar="N",
-            help="runs of each path, alternating; medians are reported (default 3)",
+            help=f"runs of each {each}; medians are reported (default {runs})",
         )
+        return p
 
     def bench_commands() -> None:
         bench = group("bench", "Measure performance on this machine.", "target")
@@ -206,7 +217,7 @@ def register(top: Any, add: Add, group: Group) -> None:
             help="minutes of them the transcript matcher hears (default 5)",
         )
 
-        pi = add(
+        pi = bench_command(
             bench,
             "pi",
             "a report to send back: tokens/s for 1-4 threads, temperature, throttling, versions",
@@ -215,28 +226,18 @@ def register(top: Any, add: Add, group: Group) -> None:
             "thread count, the SoC temperature and `vcgencmd get_throttled` before and after, "
             "the CPU clock, the board, the model's sha256 and the package versions. It sends "
             "nothing; docs/performance.md says how to submit the JSON.",
+            lo=2,
+            hi=1024,
+            tokens=64,
+            runs=1,
+            each="thread count",
         )
-        pi.add_argument("--json", action="store_true", help="print one JSON object")
         pi.add_argument(
             "--threads",
             type=_thread_list,
             default=(1, 2, 3, 4),
             metavar="N,N,…",
             help="thread counts to measure, in order (default 1,2,3,4)",
-        )
-        pi.add_argument(
-            "--tokens",
-            type=bounded(int, 2, 1024),
-            default=64,
-            metavar="N",
-            help="tokens to decode per run (default 64)",
-        )
-        pi.add_argument(
-            "--runs",
-            type=bounded(int, 1, 20),
-            default=1,
-            metavar="N",
-            help="runs of each thread count; medians are reported (default 1)",
         )
         pi.add_argument(
             "--short",
@@ -261,8 +262,9 @@ def cmd_bench_pi(args: argparse.Namespace) -> int:
     from ..llm.pibench import bench_pi, render_pi
 
     result = bench_pi(
-        load(args), threads=args.threads, tokens=args.tokens, runs=args.runs, short=args.short
-    )
+        load(args), model=args.model, threads=args.threads, tokens=args.tokens, runs=args.runs,
+        short=args.short,
+    )  # fmt: skip
     print(json.dumps(result) if args.json else render_pi(result))
     return 0
 

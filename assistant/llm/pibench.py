@@ -126,6 +126,7 @@ def _state(sys_root: Path) -> dict[str, Any]:
 def bench_pi(
     config: Config,
     *,
+    model: str | Path | None = None,
     threads: tuple[int, ...] = (1, 2, 3, 4),
     tokens: int = 64,
     runs: int = 1,
@@ -133,7 +134,8 @@ def bench_pi(
     sys_root: Path = SYS,
     proc_root: Path = PROC,
 ) -> dict[str, Any]:
-    """The report (see the module's docstring); ``threads`` in the order measured.
+    """The report (see the module's docstring) on ``model`` (None: the configured one);
+    ``threads`` in the order measured.
     ``short``: the question alone, without the museum system prompt (the arm64 check under
     emulation, where only the format counts)."""
     top = max(threads)
@@ -141,7 +143,7 @@ def bench_pi(
     config = dataclasses.replace(config, llm=llm)
     before = _state(sys_root)
     began = time.monotonic()
-    with loaded_engine(config, None) as engine:
+    with loaded_engine(config, model) as engine:
         load_s = time.monotonic() - began
         prompt = decode_prompt(engine)
         if short:
@@ -154,7 +156,7 @@ def bench_pi(
             )
             rows.append({"threads": t, "decode_tok_s": decode, "prompt_tok_s": prefill})
         info = engine.info
-        model = {
+        loaded = {
             "file": engine.model_path.name,
             "name": info.name if info else "",
             "sha256": engine.sha256 or None,
@@ -164,7 +166,7 @@ def bench_pi(
     return {
         "format": 1,
         "device": _device(sys_root, proc_root),
-        "model": model,
+        "model": loaded,
         "prompt_tokens": len(prompt),
         "short": short,
         "decode_tokens": tokens,
