@@ -32,10 +32,10 @@ from .wake import (
     BUILTIN,
     CHUNK,
     OPEN_BUILTIN,
-    REFRACTORY_S,
     MicroWake,
     OpenWake,
     PhraseWake,
+    Refractory,
     detections,
     make_wake,
 )
@@ -144,12 +144,9 @@ def _trace(detector: MicroWake | OpenWake, pcm: bytes) -> tuple[list[tuple[float
 
 
 def _firings(trace: list[tuple[float, float]], threshold: float) -> int:
-    """Detections a trace gives at ``threshold``, with the refractory time."""
-    hits, quiet_until = 0, -1.0
-    for at, score in trace:
-        if score > threshold and at >= quiet_until:
-            hits, quiet_until = hits + 1, at + REFRACTORY_S
-    return hits
+    """Detections a trace gives at ``threshold``, with the detector's refractory time."""
+    gate = Refractory()
+    return sum(score > threshold and gate.fire(at) for at, score in trace)
 
 
 #: the cut-offs ``sweep`` tries

@@ -28,6 +28,7 @@ __all__ = [
     "MicroWake",
     "OpenWake",
     "PhraseWake",
+    "Refractory",
     "builtin_words",
     "detections",
     "make_wake",
@@ -37,6 +38,21 @@ __all__ = [
 
 #: after a detection, the phrase is not detected again for this long (its echo, a repeat)
 REFRACTORY_S = 2.0
+
+
+class Refractory:
+    """Which detections count: one, then none for :data:`REFRACTORY_S` of the stream."""
+
+    def __init__(self) -> None:
+        self._quiet_until = 0.0  # no detection before (stream seconds)
+
+    def fire(self, at: float) -> bool:
+        """Does a detection at ``at`` (stream seconds) count? If it does, the quiet time
+        starts there."""
+        if at < self._quiet_until:
+            return False
+        self._quiet_until = at + REFRACTORY_S
+        return True
 
 
 def _words(text: str) -> list[str]:
@@ -77,7 +93,7 @@ class PhraseWake:
         self._frame = 2 * round(RATE * FRAME_S)
         self._held = b""
         self.heard_s = 0.0  # audio fed so far
-        self._quiet_until = 0.0  # no detection before (stream seconds)
+        self._refractory = Refractory()
 
     def feed(self, pcm: bytes) -> float | None:
         """Seconds into the stream where the phrase was heard, or None. After a detection
@@ -92,9 +108,8 @@ class PhraseWake:
             text = heard.text if heard is not None else self._ears.partial
             if text and match_wake(text, self.phrase) is not None:
                 self._ears.reset()
-                if found is None and self.heard_s >= self._quiet_until:
+                if found is None and self._refractory.fire(self.heard_s):
                     found = self.heard_s
-                    self._quiet_until = self.heard_s + REFRACTORY_S
         return found
 
     def finish(self) -> float | None:
@@ -131,7 +146,7 @@ class _WakeModel:
 
     def __init__(self) -> None:
         self._bytes = 0  # audio fed so far
-        self._quiet_until = 0.0
+        self._refractory = Refractory()
 
     def scores(self, pcm: bytes) -> Iterator[float]:
         """The model's score (0 to 1) for each step the new audio completes."""
@@ -139,14 +154,10 @@ class _WakeModel:
 
     def feed(self, pcm: bytes) -> float | None:
         """Seconds into the stream where the wake word was heard, or None."""
-        found = None
         at = (self._bytes + len(pcm)) / 2 / RATE  # the end of this chunk
-        for score in self.scores(pcm):
-            if score > self.threshold and found is None and at >= self._quiet_until:
-                found = at
-                self._quiet_until = at + REFRACTORY_S
+        best = max(self.scores(pcm), default=0.0)  # every step, so the model keeps up
         self._bytes += len(pcm)
-        return found
+        return at if best > self.threshold and self._refractory.fire(at) else None
 
     def finish(self) -> float | None:
         return None  # it decides step by step: nothing is held back
