@@ -1,11 +1,11 @@
 """The one brain: admission in front of the one engine, bridged to asyncio.
 
-Every text request (HTTP now, voice later) goes the same way: :meth:`Brain.admit` takes a
-place in the governor's queue and awaits the grant without blocking the event loop;
-:meth:`Brain.generate` runs the engine on the single inference thread and hands the text
-pieces to the loop. Cancelling a :class:`Job` (client gone, shutdown) stops the engine
-after the token in progress, and the ticket is released the moment the engine is free, so
-the next request starts at once.
+Every text request (HTTP, Wyoming, voice) goes the same way: :meth:`Brain.admit` takes a
+place in the governor's queue and awaits one of the engine's slots without blocking the
+event loop; :meth:`Brain.generate` reads the engine's answer on an inference thread (one
+per slot; the engine decodes them together) and hands the text pieces to the loop.
+Cancelling a :class:`Job` (client gone, shutdown) takes its answer out of the batch at the
+next step, and its slot is released at once, so the next request starts.
 """
 
 from __future__ import annotations
@@ -167,7 +167,8 @@ class Brain:
         self.closing = ""
         self.turns: deque[TurnRecord] = deque(maxlen=history)
         self._ids = itertools.count(1)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
+        # a reader per slot (and the voice turn's extra one), and one to load and probe
+        self._executor = ThreadPoolExecutor(admission.slots + 2, thread_name_prefix="inference")
         self._jobs: set[Job] = set()
         self.listeners: list[Callable[[TurnRecord], None]] = []
         #: called from the inference thread whenever it makes progress (the watchdog's beat)
@@ -236,7 +237,7 @@ class Brain:
         return job
 
     def probe(self) -> None:
-        """Have the inference thread beat once it is free: proof it is not wedged.
+        """Have the engine's decode loop beat between two steps: proof it is not wedged.
 
         While a generation runs, every piece beats instead; at most one probe waits.
         """
@@ -245,7 +246,12 @@ class Brain:
         self._probing = True
 
         def probed() -> None:
-            self._probing = False
+            scheduler = getattr(self.engine, "scheduler", None)
+            try:
+                if scheduler is not None:
+                    scheduler.call(lambda: None)
+            finally:
+                self._probing = False
             self.heartbeat()
 
         try:
@@ -255,7 +261,9 @@ class Brain:
 
     def _work(self, job: Job, ticket: Ticket, tokens: list[int], overrides: dict[str, Any]) -> None:
         try:
-            generation = self.engine.generate(tokens, cancel=job.cancel_event, **overrides)
+            generation = self.engine.generate(
+                tokens, cancel=job.cancel_event, priority=int(ticket.priority), **overrides
+            )
             job.stats = generation.stats
             with generation:
                 for piece in generation:

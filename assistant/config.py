@@ -71,6 +71,8 @@ class LLM:
     n_threads: int = opt(0, lo=0, hi=64)
     n_threads_batch: int = opt(0, lo=0, hi=64)
     n_batch: int = opt(256, lo=8, hi=4096)
+    #: answers decoded together in one batch (a voice turn gets a lane beyond these)
+    parallel: int = opt(2, lo=1, hi=16)
     gpu_layers: int = opt(0, lo=-1, hi=999)
     vulkan_devices: str = opt("")
     mmap: bool = opt(True)

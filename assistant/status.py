@@ -177,7 +177,7 @@ def describe(s: dict[str, Any], now: float) -> str:
                 if a.get("paced", True)
                 else "no rate limit (no thermal control)"
             )
-            + f", queue {a['queue']}, {'one running' if a['running'] else 'none running'}",
+            + f", queue {a['queue']}, {int(a['running'])} of {a.get('slots', 1)} slots running",
         ),
         ("api", s.get("api") or "off"),
         ("voice", s["voice"] + (f" ({s['voice_off']})" if s.get("voice_off") else "")),

@@ -218,7 +218,7 @@ def test_status_command_reads_the_running_services_status(tmp_path: Path) -> Non
     lines = result.stdout.splitlines()
     assert lines[0] == "qwen-assistant: ready · 61.2 °C · fan 49% · 4.0/6 req/min · queue 0"
     assert "  temperature  61.2 °C, fan 49%" in lines
-    assert "  requests     4.0 of 6 per minute admitted, queue 0, none running" in lines
+    assert "  requests     4.0 of 6 per minute admitted, queue 0, 0 of 1 slots running" in lines
     assert f"  pid          {os.getpid()}, up 5 min" in lines
     assert "  voice        off (voice.enabled = false)" in lines
     assert lines[-1] == (

@@ -250,15 +250,40 @@ def test_voice_goes_before_api_and_the_queue_is_bounded() -> None:
         adm.admit(Priority.API)
     assert busy.value.reason == "queue"
     voice = adm.admit(Priority.VOICE)  # a full API queue does not keep voice out
+    assert voice.granted.is_set()  # nor the API holding every slot: one more, for voice
+    assert adm.snapshot().running == 2
+    second = adm.admit(Priority.VOICE)  # one voice turn at a time beyond the slots
     with pytest.raises(Busy):
-        adm.admit(Priority.VOICE)  # but voice has its bound too
+        adm.admit(Priority.VOICE)  # and voice has its bound too
     clock.now += 4
     adm.release(first)
-    assert voice.granted.is_set() and not api.granted.is_set()
-    assert voice.waited_s == 4
+    assert not second.granted.is_set()  # the slot the voice turn holds is the one slot
     adm.release(voice)
+    assert second.granted.is_set() and not api.granted.is_set()  # voice before the API
+    assert second.waited_s == 4
+    adm.release(second)
     assert api.granted.is_set()
-    assert adm.snapshot().outcomes == {"admitted": 3, "rate": 0, "queue": 2, "hot": 0}
+    assert adm.snapshot().outcomes == {"admitted": 4, "rate": 0, "queue": 2, "hot": 0}
+
+
+def test_slots_run_answers_together_and_voice_gets_one_more() -> None:
+    clock = Clock()
+    adm = Admission(Thermal(rate_per_min=600, burst=10, queue_size=4), clock=clock, slots=2)
+    a, b = adm.admit(Priority.API), adm.admit(Priority.API)
+    assert a.granted.is_set() and b.granted.is_set()
+    c = adm.admit(Priority.API)
+    assert not c.granted.is_set()
+    assert adm.snapshot().running == 2 and adm.snapshot().slots == 2
+    voice = adm.admit(Priority.VOICE)
+    assert voice.granted.is_set() and adm.snapshot().running == 3
+    adm.release(voice)  # the extra slot was voice's: the API still waits for one of two
+    assert not c.granted.is_set()
+    adm.release(a)
+    assert c.granted.is_set()
+    with pytest.raises(Busy):  # both slots taken: a wait, and this caller would not wait
+        adm.admit(Priority.API, wait_limit_s=0)
+    adm.release(b)
+    assert adm.admit(Priority.API, wait_limit_s=0).granted.is_set()  # a slot was free
 
 
 def test_an_api_request_is_refused_at_once_when_its_wait_would_pass_the_limit() -> None:
@@ -325,7 +350,7 @@ def test_blocking_slot_waits_for_the_engine() -> None:
     t = threading.Thread(target=first)
     t.start()
     inside.wait(10)
-    ticket = adm.admit(Priority.VOICE)
+    ticket = adm.admit(Priority.API)
     assert not ticket.granted.is_set()
     release.set()
     assert ticket.granted.wait(10)

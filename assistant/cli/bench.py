@@ -149,16 +149,32 @@ def register(top: Any, add: Add, group: Group) -> None:
             lo=8,
             hi=1024,
         )
-        bench_command(
+        api = bench_command(
             bench,
             "api",
-            "HTTP streaming vs in-process decode, time to first token",
+            "HTTP streaming vs in-process decode; with --peer, side by side with llama-server",
             cmd_bench_api,
             "Serve the API on a free loopback port in this process and stream the same prompt "
             "through HTTP and straight from the engine, alternating: decode tokens/s of each, "
-            "their ratio (api_ratio) and time to first token over HTTP.",
+            "their ratio (api_ratio) and time to first token over HTTP. With --peer, serve "
+            "the same GGUF from llama-server too (same threads, n_batch and context per "
+            "sequence) and stream 1, 2, 4 concurrent greedy answers from each, alternating: "
+            "aggregate tokens/s, mean and p95 time to first token, their ratios, a voice "
+            "answer's first token during the streams, and both peak RSS.",
             lo=8,
             hi=2048,
+        )
+        api.add_argument(
+            "--peer",
+            metavar="PATH",
+            help="a llama-server binary (scripts/build-llama-server.sh builds one)",
+        )
+        api.add_argument(
+            "--concurrency",
+            type=_number_list(16, "stream counts"),
+            default=(1, 2, 4),
+            metavar="N,N,...",
+            help="concurrent streams to measure with --peer (default 1,2,4)",
         )
 
         actions = add(
@@ -248,14 +264,24 @@ def register(top: Any, add: Add, group: Group) -> None:
     bench_commands()
 
 
-def _thread_list(text: str) -> tuple[int, ...]:
-    try:
-        threads = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of numbers such as 1,2,4: {text!r}") from None
-    if not threads or not all(1 <= t <= 64 for t in threads):
-        raise argparse.ArgumentTypeError(f"thread counts must be between 1 and 64, got {text}")
-    return threads
+def _number_list(hi: int, what: str) -> Any:
+    """An argparse type: ``1,2,4`` → (1, 2, 4), each 1..``hi``."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not a list of numbers such as 1,2,4: {text!r}"
+            ) from None
+        if not values or not all(1 <= v <= hi for v in values):
+            raise argparse.ArgumentTypeError(f"{what} must be between 1 and {hi}, got {text}")
+        return values
+
+    return parse
+
+
+_thread_list = _number_list(64, "thread counts")
 
 
 def cmd_bench_pi(args: argparse.Namespace) -> int:
@@ -387,6 +413,19 @@ def cmd_bench_threads(args: argparse.Namespace) -> int:
 def cmd_bench_api(args: argparse.Namespace) -> int:
     from ..api.bench import bench_api, render
 
+    if args.peer:
+        from ..api.peerbench import bench_peer, render_peer
+
+        peer = bench_peer(
+            load(args),
+            args.peer,
+            concurrency=args.concurrency,
+            model=args.model,
+            tokens=args.tokens,
+            runs=args.runs,
+        )
+        print(json.dumps(peer) if args.json else render_peer(peer))
+        return 0
     result = bench_api(load(args), model=args.model, tokens=args.tokens, runs=args.runs)
     print(json.dumps(result) if args.json else render(result))
     return 0

@@ -1,4 +1,4 @@
-"""The one llama.cpp model of the process, behind a lock, streaming tokens.
+"""The one llama.cpp model of the process, streaming tokens for several answers at once.
 
 llama_cpp is imported only inside :meth:`Engine.load`, so everything else (and most tests)
 runs without it. Generation stops between tokens when cancelled, at ``max_tokens``, after
@@ -9,16 +9,20 @@ thread and pacing levers), the engine applies a change of threads between tokens
 (``llama_set_n_threads`` takes effect at the next ``llama_decode``; a greedy answer's text
 does not depend on it) and idles after each token while pacing is below 1.
 
-Prefix reuse: llama-cpp-python's ``Llama.generate`` keeps the KV cache of the longest
-common prefix between the previous tokens and the new prompt and evaluates only the rest.
-The conversation builds every prompt from the same system-prompt tokens and the exact
-token ids of earlier answers, and :meth:`Engine.load` evaluates the system prompt once, so
-a question only prefills its own tokens.
+Batching: up to ``llm.parallel`` answers are decoded together by the engine's
+:class:`~.batch.Scheduler` (one ``llama_decode`` per step for all of them; a voice answer
+gets a lane even when the API holds all of them).
+
+Prefix reuse: each sequence slot keeps the KV of what it last evaluated, and a new answer
+takes the slot with the longest common prefix, or a copy of the system prompt's KV, which
+:meth:`Engine.load` evaluates once. The conversation builds every prompt from the same
+system-prompt tokens and the exact token ids of earlier answers, so a question only
+prefills its own tokens.
 """
 
 from __future__ import annotations
 
-import codecs
+import contextlib
 import logging
 import os
 import threading
@@ -32,9 +36,10 @@ from ..config import LLM, Config
 from ..errors import GenerationError, ModelError
 from ..thermal.actors import Intensity
 from .backend import Backend, choose_backend, cpu_description
+from .batch import END, Scheduler, Seq
 from .conversation import Chat, ChatML, Conversation
 from .gguf import FIX, GGUFInfo, read_gguf
-from .grammar import Constraint, decode_json
+from .grammar import Constraint
 from .vocab import chatml_for
 
 __all__ = ["Engine", "Generation", "GenerationStats", "Sampling", "is_degenerate"]
@@ -188,6 +193,8 @@ class Engine:
         #: Qwen's <tool_call> token (None when the vocabulary has no such single token)
         self.tool_call_id: int | None = None
         self._lock = threading.Lock()
+        #: the decode loop (running once loaded)
+        self.scheduler: Scheduler | None = None
 
     @classmethod
     def from_config(
@@ -244,7 +251,7 @@ class Engine:
         try:
             self._llama = Llama(
                 model_path=str(self.model_path),
-                n_ctx=s.n_ctx,
+                n_ctx=self.kv_cells,
                 n_batch=s.n_batch,
                 n_ubatch=s.n_batch,
                 n_threads=threads,
@@ -259,6 +266,7 @@ class Engine:
             raise ModelError(
                 f"{self.model_path}: llama.cpp could not load it ({exc}); {FIX}"
             ) from None
+        self._sequences()
         if self.intensity is None:  # no governor: always full, never paced
             self.intensity = Intensity(threads, batch_threads)
             self._threads_version = self.intensity.version
@@ -269,7 +277,37 @@ class Engine:
         ids = self._llama.tokenize(b"<tool_call>", add_bos=False, special=True)
         self.tool_call_id = int(ids[0]) if len(ids) == 1 else None
         self._canary()
+        self.scheduler = Scheduler(self, parallel=s.parallel, clock=self.clock)
         self.load_s = self.clock() - start
+
+    @property
+    def kv_cells(self) -> int:
+        """The KV cache's size: a stream of llm.n_ctx cells for sequence 0 (the system
+        prompt) and for each of the parallel + 1 slots."""
+        return self.settings.n_ctx * (self.settings.parallel + 2)
+
+    def _sequences(self) -> None:
+        """Re-create the context with a KV stream for sequence 0 and each of the
+        parallel + 1 slots (``Llama`` makes a one-sequence context and has no parameter
+        for this; the first context is freed before the second is made)."""
+        from llama_cpp._internals import LlamaContext
+
+        llama = self._llama
+        params = llama.context_params
+        params.n_seq_max = self.settings.parallel + 2
+        params.kv_unified = False
+        llama._ctx.close()
+        try:
+            llama._ctx = llama._stack.enter_context(
+                contextlib.closing(LlamaContext(model=llama._model, params=params, verbose=False))
+            )
+        except ValueError as exc:
+            self._llama.close()
+            self._llama = None
+            raise ModelError(
+                f"{self.model_path}: llama.cpp could not make a context for "
+                f"llm.parallel = {self.settings.parallel} ({exc}); lower llm.parallel or llm.n_ctx"
+            ) from None
 
     def _canary(self) -> None:
         """A few greedy tokens of a fixed prompt must look like a language model's."""
@@ -293,13 +331,23 @@ class Engine:
 
     def close(self) -> None:
         with self._lock:
+            if self.scheduler is not None:
+                self.scheduler.close()
+                self.scheduler = None
             if self._llama is not None:
                 self._llama.close()
                 self._llama = None
 
     @property
     def llama(self) -> Any:
-        """The llama_cpp.Llama (for the benchmark's bare loop)."""
+        """The llama_cpp.Llama, for a benchmark's bare loop while no answer runs: the
+        sequence slots forget their cached tokens (the loop may change the KV cache)."""
+        llama = self._loaded()
+        if self.scheduler is not None:
+            self.scheduler.invalidate()
+        return llama
+
+    def _loaded(self) -> Any:
         if self._llama is None:
             raise GenerationError("the model is not loaded")
         return self._llama
@@ -317,11 +365,11 @@ class Engine:
 
     @property
     def threads(self) -> int:
-        return int(self.llama.n_threads)
+        return int(self._loaded().n_threads)
 
     def set_threads(self, threads: int, batch_threads: int) -> None:
         """Threads for decode and for prompt evaluation from the next ``llama_decode`` on."""
-        llama = self.llama
+        llama = self._loaded()
         llama._ctx.set_n_threads(threads, batch_threads)
         llama.n_threads, llama.n_threads_batch = threads, batch_threads
 
@@ -341,28 +389,22 @@ class Engine:
         return chatml_for(self._llama, add_bos, self.model_path)
 
     def warm(self, tokens: Sequence[int]) -> None:
-        """Evaluate ``tokens`` (the system prompt) now so every later prompt reuses them."""
-        with self._lock:
-            self.llama.reset()
-            self.llama.eval(list(tokens))
+        """Evaluate ``tokens`` (a system prompt) into sequence 0 now, between two batch
+        steps, so every later prompt copies them instead of evaluating them."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            raise GenerationError("the model is not loaded")
+        scheduler.call(lambda: scheduler.warm(list(tokens)))
 
     def _in_kv_cache(self, tokens: Sequence[int]) -> int:
-        """How many leading ``tokens`` the KV cache already holds."""
+        """How many leading ``tokens`` sequence 0 (the system prompt) holds."""
+        llama = self._loaded()
         n = 0
-        for a, b in zip(self.llama._input_ids, tokens, strict=False):
+        for a, b in zip(llama._input_ids[: llama.n_tokens], tokens, strict=False):
             if a != b:
                 break
             n += 1
         return n
-
-    def cached_prefix(self, tokens: Sequence[int]) -> int:
-        """How many leading ``tokens`` llama.cpp will reuse from the KV cache.
-
-        Mirrors ``Llama.generate``: the common prefix with what was evaluated, less one when
-        the whole prompt matched (its last token is replayed to get fresh logits).
-        """
-        n = self._in_kv_cache(tokens)
-        return n - 1 if n == len(tokens) and n > 0 else n
 
     # -- generation --------------------------------------------------------------------
     def generate(
@@ -371,12 +413,14 @@ class Engine:
         *,
         cancel: threading.Event | None = None,
         constraint: Constraint | None = None,
+        priority: int = 1,
         **overrides: Any,
     ) -> Generation:
         """Stream text for ``tokens``. ``overrides`` replace Sampling fields; caps never grow.
 
         With a ``constraint`` the JSON part streams as :class:`JsonPiece` and ends the
-        answer (``stop_reason`` "tool_call" for a lazy one, "stop" otherwise)."""
+        answer (``stop_reason`` "tool_call" for a lazy one, "stop" otherwise). ``priority``
+        0 (voice) keeps a lane in the batch when every lane is taken."""
         sampling = replace(self.sampling, **{k: v for k, v in overrides.items() if v is not None})
         sampling = replace(
             sampling,
@@ -389,9 +433,8 @@ class Engine:
                 f"{sampling.max_tokens} exceeds llm.n_ctx {self.settings.n_ctx}"
             )
         generation = Generation()
-        generation._pieces = self._run(
-            generation, tokens, sampling, cancel or threading.Event(), constraint
-        )
+        seq = Seq(generation, tokens, sampling, cancel or threading.Event(), constraint, priority)
+        generation._pieces = self._run(seq)
         return generation
 
     def _lead(self, constraint: Constraint | None, gen: Generation, token: int) -> list[int] | None:
@@ -406,102 +449,30 @@ class Engine:
             return [token, *self.chat_format.encode("\n")]
         if gen.token_ids or gen.text.strip():
             return None
-        return [] if self.llama.detokenize([token]).lstrip().startswith(b"{") else None
+        return [] if self._loaded().detokenize([token]).lstrip().startswith(b"{") else None
 
-    def _run(
-        self,
-        gen: Generation,
-        tokens: list[int],
-        s: Sampling,
-        cancel: threading.Event,
-        constraint: Constraint | None = None,
-    ) -> Iterator[str]:
-        stats = gen.stats
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    def _run(self, seq: Seq) -> Iterator[str]:
+        """Hand the answer to the decode loop and pass its pieces on. Closing early (a stop
+        string, a client gone) takes it out of the batch before returning."""
+        scheduler, gen = self.scheduler, seq.gen
+        if scheduler is None:
+            raise GenerationError("the model is not loaded")
         try:
-            with self._lock:
-                llama = self.llama
-                start = last = self.clock()
-                stats.prompt_tokens, stats.cached_tokens = len(tokens), self.cached_prefix(tokens)
-                intensity = self._intensity()
-                intensity.phase("prompt")  # the prompt's clock cap while it evaluates
-                stream = llama.generate(
-                    tokens,
-                    top_k=s.top_k,
-                    top_p=s.top_p,
-                    temp=s.temperature,
-                    repeat_penalty=s.repeat_penalty,
-                    reset=True,
-                )
-                lead: list[int] | None = None  # set when the constrained part starts
-                try:
-                    for token in stream:
-                        now = self.clock()
-                        if not gen.token_ids:
-                            stats.first_token_s = now - start
-                            intensity.phase("decode")
-                        lead = self._lead(constraint, gen, token)
-                        if lead is not None:
-                            break
-                        if token in self._stop_ids:
-                            stats.stop_reason = "stop"
-                            break
-                        gen.token_ids.append(int(token))
-                        stats.completion_tokens = len(gen.token_ids)
-                        piece = decoder.decode(llama.detokenize([token]))
-                        if piece:
-                            gen.text += piece
-                            yield piece
-                        stats.stop_reason = self._should_stop(gen.token_ids, s, now - start, cancel)
-                        if stats.stop_reason:
-                            break
-                        self._intensity()
-                        if len(gen.token_ids) > 1:  # pace decode, not the prompt
-                            stats.paced_s += intensity.pace(now - last, cancel)
-                        last = self.clock()
-                    if lead is not None and constraint is not None:  # (stream stays paused)
-                        yield from self._json(
-                            gen, s, constraint=constraint, cancel=cancel, start=start, lead=lead
-                        )
-                finally:
-                    stream.close()
-                    intensity.phase("idle")
-                    stats.total_s = self.clock() - start
-                    stats.stop_reason = stats.stop_reason or "cancelled"
-            tail = decoder.decode(b"", final=True)
-            if tail:
-                gen.text += tail
-                yield tail
+            scheduler.submit(seq)
+            while True:
+                item = seq.out.get()
+                if item is END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
         finally:
+            if not seq.done.is_set():
+                seq.left.set()
+                scheduler.wake.set()
+                seq.done.wait()
             for callback in gen._callbacks:
                 callback(gen)
-
-    def _json(
-        self,
-        gen: Generation,
-        s: Sampling,
-        *,
-        constraint: Constraint,
-        cancel: threading.Event,
-        start: float,
-        lead: list[int],
-    ) -> Iterator[str]:
-        """The constrained part of the answer (see :func:`~.grammar.decode_json`)."""
-        return decode_json(
-            self.llama,
-            gen,
-            constraint,
-            lead=lead,
-            sampling=(s.temperature, s.top_k, s.top_p, self.settings.seed),
-            end_ids=sorted(self._stop_ids),
-            stop=lambda: self._should_stop(
-                gen.token_ids,
-                replace(s, repetition_abort_tokens=0),  # JSON repeats its quotes and braces
-                self.clock() - start,
-                cancel,
-            ),
-            between=self._intensity,
-        )
 
     @staticmethod
     def _should_stop(ids: list[int], s: Sampling, elapsed: float, cancel: threading.Event) -> str:

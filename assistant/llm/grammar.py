@@ -115,9 +115,9 @@ class GrammarSampler:
         self.masked_steps = 0
         self.steps = 0
 
-    def logits(self) -> np.ndarray:
-        """The logits of the last evaluated token (a copy)."""
-        ptr = self._lib.llama_get_logits_ith(self._ctx, -1)
+    def logits(self, row: int = -1) -> np.ndarray:
+        """The logits of batch row ``row`` (-1: the last evaluated token), a copy."""
+        ptr = self._lib.llama_get_logits_ith(self._ctx, row)
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy()
 
     def allows(self, token: int) -> bool:
@@ -141,10 +141,18 @@ class GrammarSampler:
         masked[self._all.id[: self._all_array.size]] = self._all.logit[: self._all_array.size]
         return masked
 
-    def sample(self, temperature: float, top_k: int, top_p: float, rng: np.random.Generator) -> int:
-        """The next token: the model's own pick when the grammar allows it, else a pick
-        among the tokens it allows. The grammar has accepted the token on return."""
-        logits = self.logits()
+    def sample(
+        self,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        rng: np.random.Generator,
+        row: int = -1,
+    ) -> int:
+        """The next token from batch row ``row``: the model's own pick when the grammar
+        allows it, else a pick among the tokens it allows. The grammar has accepted the
+        token on return."""
+        logits = self.logits(row)
         token = pick(logits, temperature, top_k, top_p, rng)
         self.steps += 1
         if not self.allows(token):

@@ -2,8 +2,10 @@
 
 A token bucket (``rate_per_min`` + ``burst``) paces API requests; the governor lowers its
 rate only when its other levers are spent. Admitted requests wait in a bounded priority
-queue (voice before API, first come first served within a priority) for the engine, which
-runs one request at a time. An API request waits while its honest expected wait fits the
+queue (voice before API, first come first served within a priority) for one of the
+engine's ``slots`` (llm.parallel: answers decoded together in one batch). Voice always
+gets a slot: when the API holds every one, a voice turn runs as one more (the engine
+pauses an API answer for it). An API request waits while its honest expected wait fits the
 caller's limit (``api.queue_timeout_s``) and is refused beyond it; voice skips the bucket
 and is refused only when the SoC is too hot. A request that cannot be admitted gets
 :class:`Busy` with an honest ``retry_after`` instead of waiting forever.
@@ -152,22 +154,31 @@ class AdmissionStatus:
     rate_per_min: float  # admitted now
     configured_per_min: float  # thermal.rate_per_min
     tokens: float  # saved up in the bucket
-    queue: int  # waiting, not counting the running request
-    running: bool
+    queue: int  # waiting, not counting the running requests
+    running: int  # requests holding a slot
     stopped: str  # why nothing is admitted ("" = admitting)
     outcomes: dict[str, int]  # admitted, rate, queue, hot
     paced: bool = True  # False: no thermal control, the bucket is not applied
+    slots: int = 1  # answers the engine decodes together
 
 
 class Admission:
-    """The bucket, the queue and the engine's one slot."""
+    """The bucket, the queue and the engine's slots."""
 
-    def __init__(self, settings: Thermal, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        settings: Thermal,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        slots: int = 1,
+    ):
         self._clock = clock
         self._lock = threading.RLock()  # a SIGHUP handler may reload mid-call
         self._numbers = itertools.count(1)
         self._waiting: list[tuple[int, int, Ticket]] = []
-        self.running: Ticket | None = None
+        #: the requests holding a slot, in the order they got it
+        self.runs: list[Ticket] = []
+        self.slots = slots
         self._stopped = ""
         self._stop_retry = 0.0
         self._why = ""
@@ -192,6 +203,18 @@ class Admission:
         with self._lock:
             self.bucket.set_rate(rate_per_min)
             self._why = why
+
+    @property
+    def running(self) -> Ticket | None:
+        """The longest-running request holding a slot (None: the engine is free)."""
+        with self._lock:
+            return self.runs[0] if self.runs else None
+
+    def set_slots(self, slots: int) -> None:
+        """How many answers the engine decodes together (llm.parallel)."""
+        with self._lock:
+            self.slots = max(1, slots)
+            self._grant_locked()
 
     def set_paced(self, paced: bool) -> None:
         """Apply the bucket to API requests, or not (no thermal control: nothing to pace)."""
@@ -263,7 +286,7 @@ class Admission:
             if ticket.finished:
                 return
             ticket.finished = True
-            if self.running is ticket:
+            if ticket in self.runs:
                 now = self._clock()
                 spent = now - (ticket.started_at or 0.0)
                 self._service_s += 0.2 * (spent - self._service_s)
@@ -271,7 +294,7 @@ class Admission:
                     self._decode_tok_s = (ticket.tokens - 1) / max(
                         1e-6, now - ticket.first_token_at
                     )
-                self.running = None
+                self.runs.remove(ticket)
             else:
                 self._waiting = [w for w in self._waiting if w[2] is not ticket]
                 heapq.heapify(self._waiting)
@@ -302,38 +325,51 @@ class Admission:
                 configured_per_min=self.settings.rate_per_min,
                 tokens=self.bucket.level(),
                 queue=len(self._waiting),
-                running=self.running is not None,
+                running=len(self.runs),
                 stopped=self._stopped,
                 outcomes=dict(self.outcomes),
                 paced=self.paced,
+                slots=self.slots,
             )
 
+    def _free_for(self, ticket: Ticket) -> bool:
+        """A slot for ``ticket``: one of ``slots``, or for voice one more while no voice
+        turn holds a slot (the engine pauses an API answer for it)."""
+        if len(self.runs) < self.slots:
+            return True
+        voice_running = any(t.priority is Priority.VOICE for t in self.runs)
+        return ticket.priority is Priority.VOICE and not voice_running
+
     def _grant_locked(self) -> None:
-        if self.running is None and self._waiting:
+        while self._waiting and self._free_for(self._waiting[0][2]):
             _, _, ticket = heapq.heappop(self._waiting)
             ticket.started_at = self._clock()
-            self.running = ticket
+            self.runs.append(ticket)
             ticket.granted.set()
             if ticket.on_grant is not None:
                 ticket.on_grant(ticket)
 
     def _expected_wait_locked(self, priority: Priority) -> float:
-        """Seconds a new request of ``priority`` would wait: the running answer's remainder
-        and a mean service time for each request that goes before it."""
-        if self.running is None and not self._waiting:
+        """Seconds a new request of ``priority`` would wait: nothing while a slot is free;
+        else the soonest running answer's remainder, and a mean service time shared by the
+        slots for each request that goes before it."""
+        if len(self.runs) < self.slots and not self._waiting:
             return 0.0
         ahead = sum(1 for w in self._waiting if w[0] <= priority)
-        running = self._queue_wait_locked() if self.running is not None else 0.0
-        return running + ahead * self._service_s
+        running = self._queue_wait_locked() if len(self.runs) >= self.slots else 0.0
+        return running + ahead * self._service_s / self.slots
 
     def _queue_wait_locked(self) -> float:
-        """Until a queue place frees: the running answer's remainder at the latest, from its
-        own progress (tokens so far, its tokens/s, its max_tokens and max_seconds); the
+        """Until a slot frees: the soonest running answer's remainder at the latest, from
+        its own progress (tokens so far, its tokens/s, its max_tokens and max_seconds); the
         running mean of past requests only when it says nothing yet."""
-        if self.running is None or self.running.started_at is None:
+        if not self.runs:
             return self._service_s
         now = self._clock()
-        left = self.running.remaining_s(now, self._decode_tok_s)
-        if left is None:
-            left = self._service_s - (now - self.running.started_at)
-        return max(1.0, left)
+        lefts = []
+        for ticket in self.runs:
+            left = ticket.remaining_s(now, self._decode_tok_s)
+            if left is None:
+                left = self._service_s - (now - (ticket.started_at or now))
+            lefts.append(left)
+        return max(1.0, min(lefts))

@@ -146,7 +146,7 @@ class Governor:
             from ..llm.engine import engine_threads
 
             intensity = Intensity(*engine_threads(config.llm))
-        admission = Admission(t, clock=clock)
+        admission = Admission(t, clock=clock, slots=config.llm.parallel)
         return cls(
             t,
             thermometer,

@@ -1,0 +1,350 @@
+"""``qwen-assistant bench api --peer PATH``: qwen-assistant and llama-server side by side.
+
+Both serve the same GGUF with the same threads, n_batch and context per sequence
+(llama-server: ``-np`` slots of ``-c`` / ``-np`` tokens each, its default non-unified KV
+cache), and both are driven the same way: ``c`` clients (stdlib HTTP, one thread each)
+stream one greedy chat completion each at the same moment, every client its own
+question, the same system message, ``max_tokens`` and repeat penalty. Runs alternate
+between the two systems; medians are reported. Per concurrency: the aggregate tokens/s
+(all completion tokens over the wall time from the requests to the last token), the mean
+and p95 time to first token, and for one stream the decode tokens/s of the answer (first
+piece to last; the prompt is cached by a warm-up). Then, while ``c`` API answers stream,
+a voice answer is started in-process at voice priority: its time to first token is
+compared with its prompt's evaluation alone plus one batch step. Peak RSS: each
+process's high-water mark (VmHWM).
+
+llama-server is built by ``scripts/build-llama-server.sh`` from the sources vendored in
+llama-cpp-python (the same llama.cpp); it is a benchmark tool, not a runtime dependency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..errors import AssistantError
+from ..llm.bench import table
+from ..llm.conversation import stateless_prompt
+from ..llm.engine import Engine, engine_threads
+from .bench import _serve
+from .client import StreamResult, stream_chat
+
+__all__ = ["QUESTIONS", "bench_peer", "render_peer"]
+
+#: each client's question: answers long enough to fill max_tokens
+QUESTIONS = (
+    "Tell me, in as much detail as you can, the story of how the first computers were built.",
+    "Describe, step by step and in detail, how bread is made from wheat in the field.",
+    "Explain in detail how a steam engine works and how it changed the world.",
+    "Tell me a long story about a lighthouse keeper and the ships she saved.",
+    "Describe in detail the life cycle of a star, from its birth to its end.",
+    "Explain at length how the internet carries a message from one city to another.",
+    "Tell me the long history of the bicycle, from its first designs to today.",
+    "Describe in detail how honey bees live, work and make honey.",
+)
+VOICE_QUESTION = "What time is it in Tokyo when it is noon in Paris?"
+PEER_START_S = 120.0
+
+
+class PeerError(AssistantError):
+    exit_code = 69  # EX_UNAVAILABLE
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _hwm_mb(pid: int | str = "self") -> float:
+    """A process's peak resident set (VmHWM), MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+class Peer:
+    """llama-server on a free loopback port, ready once its /health says so."""
+
+    def __init__(self, binary: str, args: list[str]) -> None:
+        path = Path(binary)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise PeerError(
+                f"--peer {binary}: not an executable file; build one with "
+                "scripts/build-llama-server.sh (it prints the path)"
+            )
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = [str(path), *args, "--host", "127.0.0.1", "--port", str(self.port)]
+        # its log (a pipe would fill and stall it); closed in close()
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [*self.args, "--no-webui"], stdout=subprocess.DEVNULL, stderr=self.log, text=True
+        )
+        deadline = time.monotonic() + PEER_START_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                why = self.log.read().strip()
+                last = why.splitlines()[-1] if why else f"exit {self.proc.returncode}"
+                raise PeerError(f"--peer {binary} did not start: {last}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:  # noqa: S310
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.close()
+        raise PeerError(f"--peer {binary} was not ready within {PEER_START_S:g} s")
+
+    def rss_mb(self) -> float:
+        return _hwm_mb(self.proc.pid)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def _streams(
+    url: str, system: str, c: int, tokens: int, params: dict[str, Any]
+) -> tuple[list[StreamResult], float]:
+    """``c`` clients streaming at once; their results and the wall time to the last token."""
+    results: list[StreamResult] = [StreamResult() for _ in range(c)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(c + 1)
+
+    def client(i: int) -> None:
+        messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]},
+        ]
+        stream = stream_chat(url, messages, max_tokens=tokens, temperature=0.0, **params)
+        barrier.wait()
+        try:
+            for _ in stream:
+                pass
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        results[i] = stream.result
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(c)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    if errors:
+        raise PeerError(f"{url}: a stream failed: {errors[0]}")
+    return results, wall
+
+
+def _figures(results: list[StreamResult], wall: float) -> dict[str, float]:
+    counts = [int(r.usage.get("completion_tokens", len(r.times))) for r in results]
+    ttft = sorted(r.first_token_s for r in results)
+    p95 = ttft[min(len(ttft) - 1, math.ceil(0.95 * len(ttft)) - 1)]
+    one = results[0]
+    span = one.times[-1] - one.times[0] if len(one.times) > 1 else 0.0
+    return {
+        "aggregate_tok_s": sum(counts) / wall if wall > 0 else 0.0,
+        "mean_first_token_s": statistics.fmean(ttft),
+        "p95_first_token_s": p95,
+        "decode_tok_s": (counts[0] - 1) / span if span > 0 else 0.0,
+        "tokens": float(sum(counts)),
+    }
+
+
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(statistics.median(r[k] for r in runs), 4) for k in runs[0]}
+
+
+def _voice_probe(engine: Engine, url: str, system: str, c: int, tokens: int) -> dict[str, Any]:
+    """A voice answer started while ``c`` API answers stream: its first token against its
+    prompt evaluated alone (no other answer) plus one batch step."""
+    fmt, n_ctx = engine.chat_format, engine.settings.n_ctx
+    prompt = stateless_prompt(fmt, [("user", VOICE_QUESTION)], system, n_ctx, 32).tokens
+    scheduler = engine.scheduler
+    if scheduler is None:
+        raise PeerError("the model is not loaded")
+    alone = []
+    for _ in range(2):  # only the system prompt cached, as below
+        scheduler.invalidate()
+        with engine.generate(prompt, max_tokens=1, temperature=0.0) as g:
+            for _ in g:
+                pass
+        alone.append(g.stats.first_token_s)
+    prefill_s = min(alone)
+    scheduler.invalidate()
+    box: dict[str, Any] = {}
+
+    def api() -> None:
+        before, started = scheduler.stats["steps"], time.perf_counter()
+        try:
+            _streams(url, system, c, tokens, {})
+        except PeerError as exc:
+            box["error"] = exc
+        box["steps"] = scheduler.stats["steps"] - before
+        box["span"] = time.perf_counter() - started
+
+    thread = threading.Thread(target=api)
+    thread.start()
+    deadline = time.monotonic() + 60  # the voice answer starts once every API one streams
+    while time.monotonic() < deadline:
+        made = scheduler.progress()
+        if len(made) >= c and all(made):
+            break
+        time.sleep(0.01)
+    asked = time.perf_counter()
+    first = None
+    with engine.generate(prompt, max_tokens=8, temperature=0.0, priority=0) as voice:
+        for _ in voice:
+            first = first or time.perf_counter() - asked
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    step_s = box["span"] / max(1, box["steps"])
+    first_s = first if first is not None else math.inf
+    return {
+        "voice_first_token_s": round(first_s, 4),
+        "voice_prompt_alone_s": round(prefill_s, 4),
+        "batch_step_s": round(step_s, 4),
+        "voice_within_bound": first_s <= prefill_s + step_s,
+        "during_streams": c,
+    }
+
+
+def bench_peer(
+    config: Config,
+    peer: str,
+    *,
+    concurrency: tuple[int, ...] = (1, 2, 4),
+    model: str | None = None,
+    tokens: int = 128,
+    runs: int = 3,
+) -> dict[str, Any]:
+    most = max(concurrency)
+    llm = dataclasses.replace(config.llm, parallel=most)
+    config = dataclasses.replace(config, llm=llm)
+    engine = Engine.from_config(config, model)
+    engine.load()
+    threads, batch_threads = engine_threads(llm)
+    system = llm.system_prompt
+    peer_args = [
+        "-m", str(engine.model_path),
+        "-t", str(threads), "-tb", str(batch_threads),
+        "-c", str(llm.n_ctx * most), "-np", str(most),
+        "-b", str(llm.n_batch), "-ub", str(llm.n_batch),
+        "--seed", str(max(0, llm.seed)),
+    ]  # fmt: skip
+    # llama-server's sampling defaults differ from llm.*: send ours (greedy either way)
+    params = {"repeat_penalty": llm.repeat_penalty, "top_k": llm.top_k, "top_p": llm.top_p}
+    ours = _serve(config, engine)
+    other: Peer | None = None
+    by_c: dict[str, Any] = {}
+    try:
+        other = Peer(peer, peer_args)
+        for url, extra in ((ours.url, {}), (other.url, params)):  # warm-up: prompts cached
+            _streams(url, system, most, 8, extra)
+        for c in concurrency:
+            mine, theirs = [], []
+            for _ in range(runs):
+                mine.append(_figures(*_streams(ours.url, system, c, tokens, {})))
+                theirs.append(_figures(*_streams(other.url, system, c, tokens, params)))
+            a, b = _median(mine), _median(theirs)
+            by_c[str(c)] = {
+                "qwen_assistant": a,
+                "llama_server": b,
+                "aggregate_ratio": round(a["aggregate_tok_s"] / b["aggregate_tok_s"], 4),
+                "first_token_ratio": round(a["mean_first_token_s"] / b["mean_first_token_s"], 4),
+                "decode_ratio": round(a["decode_tok_s"] / b["decode_tok_s"], 4)
+                if b["decode_tok_s"]
+                else 0.0,
+            }
+        voice = _voice_probe(engine, ours.url, system, most, tokens)
+        peer_rss = other.rss_mb()
+    finally:
+        if other is not None:
+            other.close()
+        ours.close()
+        engine.close()
+    return {
+        "model_file": Path(engine.model_path).name,
+        "tokens": tokens,
+        "runs": runs,
+        "threads": [threads, batch_threads],
+        "parallel": most,
+        "n_ctx_per_sequence": llm.n_ctx,
+        "peer": str(Path(peer).resolve()),
+        "peer_args": peer_args,
+        "concurrency": by_c,
+        "voice": voice,
+        "peak_rss_mb": {"qwen_assistant": _hwm_mb(), "llama_server": peer_rss},
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def render_peer(r: dict[str, Any]) -> str:
+    rows = [
+        ("model", r["model_file"]),
+        ("threads, parallel, n_ctx each", f"{r['threads']}, {r['parallel']}, "
+         f"{r['n_ctx_per_sequence']}"),
+    ]  # fmt: skip
+    for c, f in r["concurrency"].items():
+        a, b = f["qwen_assistant"], f["llama_server"]
+        rows += [
+            (
+                f"{c} stream(s): aggregate tok/s",
+                f"{a['aggregate_tok_s']:.1f} vs {b['aggregate_tok_s']:.1f}  "
+                f"(ratio {f['aggregate_ratio']:.3f})",
+            ),
+            (
+                f"{c} stream(s): first token mean/p95",
+                f"{a['mean_first_token_s']:.2f}/{a['p95_first_token_s']:.2f} s vs "
+                f"{b['mean_first_token_s']:.2f}/{b['p95_first_token_s']:.2f} s  "
+                f"(ratio {f['first_token_ratio']:.2f})",
+            ),
+        ]
+        if c == "1":
+            rows.append(
+                (
+                    "1 stream: decode tok/s",
+                    f"{a['decode_tok_s']:.1f} vs {b['decode_tok_s']:.1f}  "
+                    f"(ratio {f['decode_ratio']:.3f})",
+                )
+            )
+    v = r["voice"]
+    rows.append(
+        (
+            f"voice during {v['during_streams']} streams",
+            f"first token {v['voice_first_token_s']:.2f} s; prompt alone "
+            f"{v['voice_prompt_alone_s']:.2f} s + one step {v['batch_step_s']:.3f} s"
+            + ("" if v["voice_within_bound"] else "  (over)"),
+        )
+    )
+    rss = r["peak_rss_mb"]
+    rows.append(("peak RSS", f"{rss['qwen_assistant']:.0f} MB vs {rss['llama_server']:.0f} MB"))
+    return table(rows) + "\n(each row: qwen-assistant vs llama-server)"

@@ -1,0 +1,496 @@
+"""Continuous batching: every running answer advanced by one llama.cpp batch per step.
+
+One scheduler thread owns the llama context while answers run. Each step it builds one
+``llama_batch``: the last sampled token of every decoding sequence (one each), then prompt
+tokens of the sequences that are still evaluating theirs (voice first, up to ``n_batch``
+in all); one ``llama_decode`` evaluates them all and every sequence that has logits samples
+its next token with its own sampler (the same llama.cpp chain ``Llama.generate`` builds
+for the same parameters, so a lone greedy answer is the one it always was). A new answer
+joins at the next step; a cancelled one (barge-in, a client gone, a stop string) leaves at
+the next step. Decode of a 0.5B model is memory-bound: one pass over the weights advances
+several sequences for little more than the cost of one.
+
+Sequence ids: 0 is llama-cpp-python's own (``Llama.eval``): it holds the system prompt,
+evaluated once at load. Slots are sequences 1..``parallel + 1``, each with the tokens its
+KV cells hold. Every sequence has its own KV stream of llm.n_ctx cells (llama.cpp's
+non-unified cache, as llama-server runs it): an answer attends over its own cells only, so
+idle slots may keep their caches at no cost to the others, and a lone answer is computed
+exactly as the one-sequence engine computed it. A new answer takes the free slot holding
+the longest common prefix with its prompt (a conversation's next turn reuses its earlier
+turns); when sequence 0's system prompt is the longer match, its stream is copied
+(``llama_memory_seq_cp``, a buffer copy: not re-evaluated). llama.cpp evaluates running
+sequences with consecutive ids in one pass, so the rows go in id order. An answer past
+the ``parallel`` lanes (voice arriving while the API holds every lane) runs instead of the
+youngest API answer, which waits, its KV kept, until a lane frees.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from ..errors import GenerationError
+from .grammar import Constraint, GrammarSampler, JsonPiece
+
+if TYPE_CHECKING:
+    from ..thermal.actors import Intensity
+    from .engine import Generation, Sampling
+
+__all__ = ["END", "Scheduler", "Seq"]
+
+log = logging.getLogger(__name__)
+
+#: put on a sequence's queue after its last piece
+END = object()
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+@dataclass(eq=False)
+class Seq:
+    """One answer in the batch (built by the engine, run by the scheduler)."""
+
+    gen: Generation
+    tokens: list[int]
+    sampling: Sampling
+    cancel: threading.Event
+    constraint: Constraint | None = None
+    #: 0 voice, 1 API (lower runs first, and keeps its lane)
+    priority: int = 1
+    out: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
+    done: threading.Event = field(default_factory=threading.Event)
+    #: set when the reader stopped reading (a stop string, a client gone)
+    left: threading.Event = field(default_factory=threading.Event)
+    # -- the scheduler's state -------------------------------------------------------
+    slot: int = 0
+    number: int = 0
+    pending: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated
+    feed: list[int] = field(default_factory=list)  # tokens to evaluate next step
+    pos: int = 0  # the position of the next evaluated token
+    sampler: Any = None
+    grammar: GrammarSampler | None = None
+    rng: Any = None
+    start: float = 0.0
+    last: float = 0.0
+    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+
+
+@dataclass
+class _Slot:
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)  # what its KV region holds
+    busy: Seq | None = None
+
+
+class Scheduler:
+    """The decode loop of one engine: ``parallel`` lanes, one more slot for voice."""
+
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        parallel: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self.engine = engine
+        self.llama = engine._llama
+        self.ctx = self.llama._ctx.ctx
+        self.mem = llama_cpp.llama_get_memory(self.ctx)
+        self.parallel = parallel
+        self.clock = clock
+        self.n_batch = int(self.llama.n_batch)
+        self._slots = [_Slot(i + 1) for i in range(parallel + 1)]
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self._cv = threading.Condition()
+        self._incoming: list[Seq] = []
+        self._active: list[Seq] = []
+        self._calls: list[tuple[Callable[[], Any], queue.SimpleQueue[Any]]] = []
+        self._numbers = 0
+        self._steps = 0
+        self._closed = False
+        self._dirty = True  # sequence 0 and the slots are to be brought in line
+        #: woken when an answer arrives or is cancelled (ends the governor's pause)
+        self.wake = threading.Event()
+        #: steps run, and sequences they advanced (the mean batch width)
+        self.stats = {"steps": 0, "tokens": 0, "sampled": 0}
+        self._thread = threading.Thread(target=self._loop, name="decode", daemon=True)
+        self._thread.start()
+
+    # -- from other threads ------------------------------------------------------------
+    def submit(self, seq: Seq) -> None:
+        with self._cv:
+            if self._closed:
+                raise GenerationError("the model is not loaded")
+            self._numbers += 1
+            seq.number = self._numbers
+            self._incoming.append(seq)
+            self.wake.set()
+            self._cv.notify()
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the decode thread between two steps; its result (or exception)."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        box: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        with self._cv:
+            if self._closed:
+                raise GenerationError("the model is not loaded")
+            self._calls.append((fn, box))
+            self.wake.set()
+            self._cv.notify()
+        ok, value = box.get()
+        if not ok:
+            raise value
+        return value
+
+    def invalidate(self) -> None:
+        """Something used the context directly (a benchmark's bare loop): forget the slots."""
+        with self._cv:
+            self._dirty = True
+
+    def progress(self) -> list[int]:
+        """The tokens each running answer has so far (for benchmarks)."""
+        with self._cv:
+            return [q.gen.stats.completion_tokens for q in self._active]
+
+    def idle(self) -> bool:
+        with self._cv:
+            return not (self._active or self._incoming)
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self.wake.set()
+            self._cv.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    # -- the decode thread -------------------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            while self._round():
+                pass
+        except BaseException as exc:  # every waiting answer hears of it
+            log.exception("the decode loop failed")
+            failure: BaseException = exc
+        else:
+            failure = GenerationError("the model was closed")
+        with self._cv:
+            self._closed = True
+            left = self._active + self._incoming
+            self._active, self._incoming = [], []
+            calls, self._calls = self._calls, []
+        for seq in left:
+            self._finish(seq, failure)
+        for _fn, box in calls:
+            box.put((False, failure))
+        self._lib.llama_batch_free(self._batch)
+
+    def _round(self) -> bool:
+        """Wait for work, run the calls, place the newcomers, step. False once closed."""
+        with self._cv:
+            while not (self._active or self._incoming or self._calls or self._closed):
+                self.engine._intensity().phase("idle")
+                self.wake.clear()
+                self._cv.wait()
+            if self._closed:
+                return False
+            calls, self._calls = self._calls, []
+            incoming, self._incoming = self._incoming, []
+        for fn, box in calls:
+            try:
+                box.put((True, fn()))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                box.put((False, exc))
+        if self._dirty:
+            self._settle()
+        if incoming:
+            self._place(incoming)
+        if self._active:
+            self._step(self.engine._intensity())
+        return True
+
+    def _settle(self) -> None:
+        """Sequence 0 holds exactly what ``Llama`` thinks it holds; the slots are empty."""
+        n = int(self.llama.n_tokens)
+        self._lib.llama_memory_seq_rm(self.mem, 0, n, -1)
+        for slot in self._slots:
+            if slot.busy is None:
+                self._lib.llama_memory_seq_rm(self.mem, slot.seq_id, -1, -1)
+                slot.tokens = []
+        self._dirty = False
+
+    def warm(self, tokens: list[int]) -> None:
+        """(On the decode thread.) Sequence 0 holds ``tokens``: keep their common prefix
+        with what it holds and evaluate the rest, leaving the slots alone."""
+        llama, lib = self.llama, self._lib
+        keep = common_prefix(self.prefix(), tokens)
+        lib.llama_memory_seq_rm(self.mem, 0, keep, -1)
+        llama.n_tokens = keep
+        for start in range(keep, len(tokens), self.n_batch):
+            chunk = tokens[start : start + self.n_batch]
+            batch = self._batch
+            for i, token in enumerate(chunk):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, start + i, 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = i == len(chunk) - 1
+            batch.n_tokens = len(chunk)
+            if lib.llama_decode(self.ctx, batch) != 0:
+                lib.llama_memory_seq_rm(self.mem, 0, keep, -1)
+                raise GenerationError("llama_decode failed evaluating the system prompt")
+            llama.input_ids[start : start + len(chunk)] = chunk
+            llama.n_tokens = start + len(chunk)
+
+    def prefix(self) -> list[int]:
+        """The tokens sequence 0 holds (the system prompt)."""
+        return [int(t) for t in self.llama._input_ids[: self.llama.n_tokens]]
+
+    def _place(self, arrivals: list[Seq]) -> None:
+        """Give each arrival a free slot: the one whose cache shares the longest prefix
+        with its prompt, else the lowest (running sequences with consecutive ids go
+        through llama.cpp in one pass)."""
+        chosen: list[tuple[Seq, _Slot]] = []
+        for seq in arrivals:
+            free = [s for s in self._slots if s.busy is None]
+            if not free:  # cannot happen while admission keeps to parallel + 1
+                self._finish(seq, GenerationError("every sequence slot is busy"))
+                continue
+            slot = max(free, key=lambda s: (common_prefix(s.tokens, seq.tokens), -s.seq_id))
+            slot.busy = seq
+            chosen.append((seq, slot))
+        for seq, slot in chosen:
+            self._start(seq, slot)
+
+    def _start(self, seq: Seq, slot: _Slot) -> None:
+        """Keep the slot's cached prefix, or copy sequence 0's when that is longer."""
+        tokens, lib, sid = seq.tokens, self._lib, slot.seq_id
+        mine = common_prefix(slot.tokens, tokens)
+        shared = common_prefix(self.prefix(), tokens)
+        if shared > mine:  # a copy of sequence 0's whole stream, cut to the shared part
+            lib.llama_memory_seq_rm(self.mem, sid, -1, -1)
+            lib.llama_memory_seq_cp(self.mem, 0, sid, -1, -1)
+            keep = shared
+        else:
+            keep = mine
+        if keep == len(tokens):  # replay the last token for fresh logits
+            keep -= 1
+        lib.llama_memory_seq_rm(self.mem, sid, keep, -1)
+        slot.tokens = list(tokens[:keep])
+        seq.slot, seq.pos, seq.pending = sid, keep, list(tokens[keep:])
+        s = seq.sampling
+        seq.sampler = self.llama._init_sampler(
+            top_k=s.top_k, top_p=s.top_p, temp=s.temperature, repeat_penalty=s.repeat_penalty
+        )
+        stats = seq.gen.stats
+        stats.prompt_tokens, stats.cached_tokens = len(tokens), keep
+        seq.start = seq.last = self.clock()
+        with self._cv:
+            self._active.append(seq)
+
+    def _lanes(self) -> list[Seq]:
+        """The sequences this step advances: voice first, then by arrival, ``parallel``."""
+        ranked = sorted(self._active, key=lambda q: (q.priority, q.number))
+        return ranked[: self.parallel]
+
+    def _fill(self, lanes: list[Seq]) -> tuple[list[tuple[Seq, bool]], bool, bool]:
+        """This step's batch: each decoding lane's next token(s), then prompt tokens (voice
+        first) up to ``n_batch``. Returns the rows (sequence, has logits), whether any
+        lane decodes and whether any prompt is evaluated."""
+        batch = self._batch
+        rows: list[tuple[Seq, bool]] = []
+
+        def add(seq: Seq, token: int, logits: bool) -> None:
+            n = len(rows)
+            batch.token[n] = token
+            batch.pos[n] = seq.pos
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = seq.slot
+            batch.logits[n] = logits
+            seq.pos += 1
+            rows.append((seq, logits))
+
+        decoding = prompt = False
+        lanes = sorted(lanes, key=lambda q: q.slot)  # consecutive ids: one pass
+        for seq in lanes:  # one token each (a tool call's lead: a few)
+            if seq.feed and not seq.pending:
+                feed, seq.feed = seq.feed, []
+                for i, token in enumerate(feed):
+                    add(seq, token, i == len(feed) - 1)
+                decoding = True
+        for seq in sorted(lanes, key=lambda q: (q.priority, q.number)):  # voice first
+            room = self.n_batch - len(rows)
+            if seq.pending and room > 0:
+                chunk, seq.pending = seq.pending[:room], seq.pending[room:]
+                for i, token in enumerate(chunk):
+                    add(seq, token, not seq.pending and i == len(chunk) - 1)
+                prompt = True
+        batch.n_tokens = len(rows)
+        return rows, decoding, prompt
+
+    def _step(self, intensity: Intensity) -> None:
+        lanes = self._lanes()
+        rows, decoding, prompt = self._fill(lanes)
+        if not rows:  # everything left is cancelled
+            self._retire_cancelled()
+            return
+        intensity.phase("prompt" if prompt else "decode")
+        begun = self.clock()
+        rc = self._lib.llama_decode(self.ctx, self._batch)
+        if rc == 1 and self._evict():
+            rc = self._lib.llama_decode(self.ctx, self._batch)
+        if rc != 0:
+            raise GenerationError(f"llama_decode failed ({rc}) with {len(rows)} tokens")
+        self._steps += 1
+        self.stats["steps"] += 1
+        self.stats["tokens"] += len(rows)
+        sample_at: dict[int, int] = {}
+        for i, (seq, logits) in enumerate(rows):
+            self._slots[seq.slot - 1].tokens.append(int(self._batch.token[i]))
+            if logits:
+                sample_at[id(seq)] = i
+        now = self.clock()
+        for seq in lanes:
+            if id(seq) in sample_at:
+                self.stats["sampled"] += 1
+                self._sample(seq, sample_at[id(seq)], now)
+        self._retire_cancelled()
+        if decoding and self._active:
+            paced = intensity.pace(now - begun, self.wake)
+            for seq in self._active:
+                seq.gen.stats.paced_s += paced
+
+    def _evict(self) -> bool:
+        """No room in the KV cache: drop the cached tokens of the idle slots. True if any."""
+        idle = [s for s in self._slots if s.busy is None and s.tokens]
+        for slot in idle:
+            self._lib.llama_memory_seq_rm(self.mem, slot.seq_id, -1, -1)
+            slot.tokens = []
+        return bool(idle)
+
+    def _sample(self, seq: Seq, row: int, now: float) -> None:
+        engine, gen = self.engine, seq.gen
+        stats, s = gen.stats, seq.sampling
+        if seq.grammar is None:
+            token = int(seq.sampler.sample(self.llama._ctx, row))
+            if not gen.token_ids and not stats.first_token_s:
+                stats.first_token_s = now - seq.start
+            lead = engine._lead(seq.constraint, gen, token)
+            if lead is None:
+                if token in engine.stop_ids:
+                    self._end(seq, "stop")
+                    return
+                self._accept(seq, token, str)
+                reason = engine._should_stop(gen.token_ids, s, now - seq.start, seq.cancel)
+                if reason:
+                    self._end(seq, reason)
+                    return
+                seq.feed = [token]
+                return
+            self._start_json(seq)
+            if lead:
+                gen.token_ids += lead
+                seq.feed = lead  # evaluated next step; the grammar samples after it
+                return
+        grammar = seq.grammar
+        if grammar is None:  # (set by _start_json above)
+            raise GenerationError("the grammar did not start")
+        token = grammar.sample(s.temperature, s.top_k, s.top_p, seq.rng, row)
+        stats.grammar_tokens, stats.grammar_masked = grammar.steps, grammar.masked_steps
+        self._accept(seq, token, JsonPiece)
+        if grammar.complete:
+            lazy = seq.constraint is not None and seq.constraint.start != "now"
+            self._end(seq, "tool_call" if lazy else "stop")
+            return
+        reason = engine._should_stop(
+            gen.token_ids,
+            replace(s, repetition_abort_tokens=0),  # JSON repeats its quotes and braces
+            now - seq.start,
+            seq.cancel,
+        )
+        if reason:
+            self._end(seq, reason)
+            return
+        seq.feed = [token]
+
+    def _start_json(self, seq: Seq) -> None:
+        import numpy as np
+
+        engine, constraint = self.engine, seq.constraint
+        if constraint is None:  # (_lead returns a lead only with a constraint)
+            raise GenerationError("no constraint to decode under")
+        seq.grammar = GrammarSampler(self.llama, constraint.gbnf, sorted(engine.stop_ids))
+        seed = engine.settings.seed
+        seq.rng = np.random.default_rng(seed if seed >= 0 else None)
+        # the free text ends here: flush its decoder, the JSON gets its own
+        tail = seq.decoder.decode(b"", final=True)
+        if tail:
+            seq.gen.text += tail
+            seq.out.put(tail)
+        seq.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def _accept(self, seq: Seq, token: int, kind: type[str]) -> None:
+        gen = seq.gen
+        gen.token_ids.append(token)
+        gen.stats.completion_tokens = len(gen.token_ids)
+        piece = seq.decoder.decode(self.llama.detokenize([token]))
+        if piece:
+            if kind is JsonPiece:
+                gen.json += piece
+            else:
+                gen.text += piece
+            seq.out.put(kind(piece))
+
+    def _retire_cancelled(self) -> None:
+        for seq in [q for q in self._active if q.cancel.is_set() or q.left.is_set()]:
+            self._end(seq, "cancelled")
+
+    def _end(self, seq: Seq, reason: str) -> None:
+        stats = seq.gen.stats
+        stats.stop_reason = stats.stop_reason or reason
+        self._finish(seq, None)
+
+    def _finish(self, seq: Seq, error: BaseException | None) -> None:
+        gen = seq.gen
+        stats = gen.stats
+        stats.total_s = self.clock() - seq.start if seq.start else 0.0
+        stats.stop_reason = stats.stop_reason or "cancelled"
+        kind: type[str] = JsonPiece if seq.grammar is not None else str
+        tail = seq.decoder.decode(b"", final=True)
+        if tail:
+            if kind is JsonPiece:
+                gen.json += tail
+            else:
+                gen.text += tail
+            seq.out.put(kind(tail))
+        if seq.grammar is not None:
+            seq.grammar.close()
+        if seq.sampler is not None:
+            seq.sampler.close()
+            seq.sampler = None
+        if seq.slot:
+            slot = self._slots[seq.slot - 1]
+            if slot.busy is seq:  # its tokens stay: the KV holds what was evaluated
+                slot.busy = None
+        with self._cv:
+            if seq in self._active:
+                self._active.remove(seq)
+        if error is not None:
+            seq.out.put(error)
+        seq.out.put(END)
+        seq.done.set()
