@@ -9,7 +9,8 @@
 # A benchmark tool, not a runtime dependency: nothing in the service uses it. The version is
 # $LLAMA_CPP_VERSION, else the llama-cpp-python PYTHON (default .venv/bin/python) has, else
 # 0.3.36. Cached in ${XDG_CACHE_HOME:-~/.cache}/qwen-assistant/llama-server/KEY, KEY from the
-# version and the CMake flags. About 25 minutes on 2 cores the first time.
+# version and the CMake flags. About 15-25 minutes on 2 cores the first time.
+# LLAMA_SERVER_CACHED_ONLY=1: print the cached binary's path, or fail without building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,8 @@ if [ -x "$cache/llama-server" ]; then
   exit 0
 fi
 
+[ -z "${LLAMA_SERVER_CACHED_ONLY:-}" ] || die "not built yet: run bash scripts/build-llama-server.sh"
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 step "downloading the llama-cpp-python $version sources"
@@ -43,7 +46,7 @@ step "downloading the llama-cpp-python $version sources"
 tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
 src=$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)
 [ -d "$src/tools/server" ] || die "$src has no tools/server: this llama-cpp-python does not vendor it"
-step "building tools/server with $CPU_FLAGS (about 25 minutes on 2 cores)"
+step "building tools/server with $CPU_FLAGS (15-25 minutes on 2 cores)"
 # shellcheck disable=SC2086  # FLAGS is a list of words
 cmake -S "$src" -B "$work/build" $FLAGS >"$work/cmake.log" 2>&1 ||
   { tail -20 "$work/cmake.log" >&2; die "cmake could not configure llama.cpp (above)"; }

@@ -36,5 +36,7 @@ printf '\n==> the Pi'"'"'s architecture: cross build, aarch64 wheels, answers un
 # its result is build/arm64/result.json, which tests/test_arm64.py checks; a failure here
 # is reported there, with the rest of the suite
 bash scripts/test-arm64.sh || printf '==> arm64: the check failed (tests/test_arm64.py says what)\n'
+printf '\n==> llama-server, the peer bench api --peer measures against (built once, cached)\n'
+bash scripts/build-llama-server.sh || printf '==> llama-server: the build failed (tests/test_peerbench.py says what)\n'
 printf '\n==> pytest (all tests, slow ones included)\n'
 .venv/bin/pytest -m "slow or not slow" "$@"

@@ -225,7 +225,7 @@ def test_over_the_rate_is_429_and_voice_is_not_starved(serve: Any, tmp_path: Pat
 def test_a_full_queue_is_503_with_retry_after(serve: Any) -> None:
     served = serve(queue_size=1)
     admission = served.state.brain.admission
-    voice = admission.admit(Priority.VOICE)  # someone is talking: the engine is busy
+    held = [admission.admit(Priority.API) for _ in range(admission.slots)]  # every slot busy
     queued = threading.Event()
     original = admission.admit
 
@@ -251,7 +251,8 @@ def test_a_full_queue_is_503_with_retry_after(serve: Any) -> None:
     assert full.status_code == 503
     assert full.json()["error"]["code"] == "queue_full"
     assert int(full.headers["retry-after"]) >= 1
-    admission.release(voice)  # the voice turn ends: the queued request runs
+    for ticket in held:  # the answers end: the queued request runs
+        admission.release(ticket)
     waiting.join(30)
     assert results and results[0].status_code == 200
 

@@ -10,8 +10,9 @@ between the two systems; medians are reported. Per concurrency: the aggregate to
 and p95 time to first token, and for one stream the decode tokens/s of the answer (first
 piece to last; the prompt is cached by a warm-up). Then, while ``c`` API answers stream,
 a voice answer is started in-process at voice priority: its time to first token is
-compared with its prompt's evaluation alone plus one batch step. Peak RSS: each
-process's high-water mark (VmHWM).
+compared with its prompt's evaluation alone plus one batch step. Last, every sequence at
+once with a prompt that fills its context; peak RSS is then each process's high-water mark
+(VmHWM; for qwen-assistant the whole bench process, HTTP server and clients included).
 
 llama-server is built by ``scripts/build-llama-server.sh`` from the sources vendored in
 llama-cpp-python (the same llama.cpp); it is a benchmark tool, not a runtime dependency.
@@ -55,6 +56,11 @@ QUESTIONS = (
     "Describe in detail how honey bees live, work and make honey.",
 )
 VOICE_QUESTION = "What time is it in Tokyo when it is noon in Paris?"
+#: repeated to fill each sequence's context for the memory figure
+FILLER = (
+    "The lighthouse stood on a rock at the edge of the bay, and every night its lamp turned "
+    "slowly above the water while the keeper wrote the names of passing ships in a book. "
+)
 PEER_START_S = 120.0
 
 
@@ -163,6 +169,37 @@ def _streams(
     return results, wall
 
 
+def _full_context(
+    engine: Engine, urls: list[tuple[str, dict[str, Any]]], system: str, c: int, tokens: int
+) -> int:
+    """``c`` answers at once whose prompts fill llm.n_ctx, on each system (for peak RSS);
+    returns the prompt's tokens."""
+    fmt, n_ctx = engine.chat_format, engine.settings.n_ctx
+    room = n_ctx - tokens - 64  # the chat markup and the system prompt fit in the margin
+    room -= len(fmt.encode(system))
+    text = FILLER * (room // max(1, len(fmt.encode(FILLER))))
+    ask = text + "Say in one sentence what the keeper did."
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": ask}]
+
+    def client(url: str, extra: dict[str, Any], results: list[StreamResult], i: int) -> None:
+        stream = stream_chat(url, messages, max_tokens=tokens, temperature=0.0, **extra)
+        for _ in stream:
+            pass
+        results[i] = stream.result
+
+    for url, extra in urls:
+        results = [StreamResult() for _ in range(c)]
+        threads = [threading.Thread(target=client, args=(url, extra, results, i)) for i in range(c)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if not all(r.usage for r in results):
+            raise PeerError(f"{url}: a full-context answer did not finish")
+    prompt = stateless_prompt(fmt, [("user", ask)], system, n_ctx, tokens)
+    return len(prompt.tokens)
+
+
 def _figures(results: list[StreamResult], wall: float) -> dict[str, float]:
     counts = [int(r.usage.get("completion_tokens", len(r.times))) for r in results]
     ttft = sorted(r.first_token_s for r in results)
@@ -241,6 +278,7 @@ def bench_peer(
     config: Config,
     peer: str,
     *,
+    peer_args: list[str] | None = None,
     concurrency: tuple[int, ...] = (1, 2, 4),
     model: str | None = None,
     tokens: int = 128,
@@ -259,6 +297,7 @@ def bench_peer(
         "-c", str(llm.n_ctx * most), "-np", str(most),
         "-b", str(llm.n_batch), "-ub", str(llm.n_batch),
         "--seed", str(max(0, llm.seed)),
+        *(peer_args or []),
     ]  # fmt: skip
     # llama-server's sampling defaults differ from llm.*: send ours (greedy either way)
     params = {"repeat_penalty": llm.repeat_penalty, "top_k": llm.top_k, "top_p": llm.top_p}
@@ -285,6 +324,7 @@ def bench_peer(
                 else 0.0,
             }
         voice = _voice_probe(engine, ours.url, system, most, tokens)
+        full = _full_context(engine, [(ours.url, {}), (other.url, params)], system, most, tokens)
         peer_rss = other.rss_mb()
     finally:
         if other is not None:
@@ -303,6 +343,8 @@ def bench_peer(
         "concurrency": by_c,
         "voice": voice,
         "peak_rss_mb": {"qwen_assistant": _hwm_mb(), "llama_server": peer_rss},
+        #: the last phase: every sequence at once with a prompt of this many tokens
+        "full_context_prompt_tokens": full,
         "cpu_count": os.cpu_count(),
     }
 
@@ -346,5 +388,10 @@ def render_peer(r: dict[str, Any]) -> str:
         )
     )
     rss = r["peak_rss_mb"]
-    rows.append(("peak RSS", f"{rss['qwen_assistant']:.0f} MB vs {rss['llama_server']:.0f} MB"))
+    rows.append(
+        (
+            f"peak RSS ({r['parallel']} x {r['full_context_prompt_tokens']} tokens)",
+            f"{rss['qwen_assistant']:.0f} MB vs {rss['llama_server']:.0f} MB",
+        )
+    )
     return table(rows) + "\n(each row: qwen-assistant vs llama-server)"

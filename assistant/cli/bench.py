@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from typing import Any
 
@@ -168,6 +169,12 @@ def register(top: Any, add: Add, group: Group) -> None:
             "--peer",
             metavar="PATH",
             help="a llama-server binary (scripts/build-llama-server.sh builds one)",
+        )
+        api.add_argument(
+            "--peer-args",
+            default="",
+            metavar="ARGS",
+            help='more llama-server arguments, e.g. "-fa off" (appended after the matched ones)',
         )
         api.add_argument(
             "--concurrency",
@@ -419,6 +426,7 @@ def cmd_bench_api(args: argparse.Namespace) -> int:
         peer = bench_peer(
             load(args),
             args.peer,
+            peer_args=shlex.split(args.peer_args),
             concurrency=args.concurrency,
             model=args.model,
             tokens=args.tokens,

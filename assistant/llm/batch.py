@@ -213,6 +213,7 @@ class Scheduler:
                 return False
             calls, self._calls = self._calls, []
             incoming, self._incoming = self._incoming, []
+            self.wake.clear()  # set again by the next arrival, call or early close
         for fn, box in calls:
             try:
                 box.put((True, fn()))
@@ -371,7 +372,9 @@ class Scheduler:
                 self._sample(seq, sample_at[id(seq)], now)
         self._retire_cancelled()
         if decoding and self._active:
-            paced = intensity.pace(now - begun, self.wake)
+            pausing = time.monotonic()
+            asked = intensity.pace(now - begun, self.wake)  # an arrival ends the pause
+            paced = min(asked, time.monotonic() - pausing)
             for seq in self._active:
                 seq.gen.stats.paced_s += paced
 

@@ -10,23 +10,24 @@ model's JSON is mostly what the grammar allows, so most steps cost one check.
 :class:`Constraint` says where the grammar starts: ``"now"`` (a ``response_format`` answer,
 or a tool call the prompt already opened) or ``"tool_call"`` (lazily, at Qwen's
 ``<tool_call>`` token, or when the answer itself starts with ``{``). Free text before the
-trigger is sampled by llama.cpp as usual, so plain answers are not slowed.
+trigger is sampled by llama.cpp as usual, so plain answers are not slowed. The engine's
+decode loop (:mod:`.batch`) switches a sequence to its grammar at the trigger, each
+sequence with a sampler of its own reading its own row of the batch's logits.
 """
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import functools
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Constraint", "GrammarSampler", "JsonPiece", "decode_json", "gbnf_for_schema", "pick"]
+__all__ = ["Constraint", "GrammarSampler", "JsonPiece", "gbnf_for_schema", "pick"]
 
 
 @dataclass(frozen=True)
@@ -176,54 +177,3 @@ class GrammarSampler:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def decode_json(
-    llama: Any,
-    gen: Any,
-    constraint: Constraint,
-    *,
-    lead: list[int],
-    sampling: tuple[float, int, float, int],
-    end_ids: Sequence[int],
-    stop: Callable[[], str],
-    between: Callable[[], object],
-) -> Iterator[str]:
-    """Decode under the grammar from the current logits until the JSON is complete.
-
-    ``gen`` is the engine's Generation (token ids, ``json``, stats). ``lead`` (Qwen's
-    <tool_call> and a newline: the model's own format) is evaluated first and kept in the
-    answer's tokens; a trigger at ``{`` was discarded and is re-sampled here. ``stop()``
-    gives the engine's reason to stop early ("" to go on); ``between()`` runs between
-    tokens (the governor's levers).
-    """
-    temperature, top_k, top_p, seed = sampling
-    stats = gen.stats
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    rng = np.random.default_rng(seed if seed >= 0 else None)
-    if lead:
-        gen.token_ids += lead
-        llama.eval(lead)
-    with GrammarSampler(llama, constraint.gbnf, end_ids) as grammar:
-        while True:
-            token = grammar.sample(temperature, top_k, top_p, rng)
-            gen.token_ids.append(token)
-            stats.completion_tokens = len(gen.token_ids)
-            stats.grammar_tokens, stats.grammar_masked = grammar.steps, grammar.masked_steps
-            piece = decoder.decode(llama.detokenize([token]))
-            if piece:
-                gen.json += piece
-                yield JsonPiece(piece)
-            if grammar.complete:
-                stats.stop_reason = "tool_call" if constraint.start != "now" else "stop"
-                break
-            reason = stop()
-            if reason:
-                stats.stop_reason = reason
-                break
-            llama.eval([token])
-            between()
-    tail = decoder.decode(b"", final=True)
-    if tail:
-        gen.json += tail
-        yield JsonPiece(tail)

@@ -38,6 +38,11 @@ F_MIN_GHZ = 1.5
 STEP_S = 0.25  # integration step; the die's time constant is ~3 s
 
 
+#: aggregate decode tokens/s of 1..4 answers decoded together over one alone; decode is
+#: memory-bound, so a batch costs about the power of one answer (docs/performance.md)
+BATCH_SPEEDUP = (1.0, 1.4, 1.6, 1.77)
+
+
 @dataclass(frozen=True)
 class Hardware:
     """A Pi 5, its cooling and the air around it. Watts, kelvin, joules, seconds.
@@ -66,6 +71,10 @@ class Hardware:
     #: evaluation is compute-bound, linear in threads; core power linear in threads
     cores: int = 4
     decode_thread_speed: tuple[float, ...] = DECODE_THREAD_SPEED
+    #: answers decoded together (llm.parallel), and the aggregate decode speed of 1, 2, 3,
+    #: 4 answers together over one alone: measured with `bench api --peer` (performance.md)
+    slots: int = 2
+    batch_speedup: tuple[float, ...] = BATCH_SPEEDUP
     #: two thermal nodes
     die_j_per_k: float = 2.0
     die_to_board_k_per_w: float = 1.5

@@ -178,7 +178,7 @@ class _Run:
             settings = dataclasses.replace(settings, queue_size=1_000_000)
             self.wait_limit = None
         self.settings = settings
-        self.admission = Admission(settings, clock=self.clock)
+        self.admission = Admission(settings, clock=self.clock, slots=hw.slots)
         self.governor: Governor | None = None
         self.kernel_fan: FanCurve | None = None
         if policy in ("fixed", "governor"):
@@ -198,7 +198,7 @@ class _Run:
         self.fan = SimFan(self.board)
         self.pending = list(reversed(requests))
         self.queued: dict[int, tuple[Ticket, Request]] = {}
-        self.job: _Job | None = None
+        self.jobs: list[_Job] = []
         self.out = Outcome(rate_per_min=fixed_rate)
         self.waits: dict[Priority, list[float]] = {Priority.VOICE: [], Priority.API: []}
         self.speeds: list[float] = []
@@ -234,41 +234,55 @@ class _Run:
                 self._refuse(request)
 
     def work(self) -> str:
-        """Advance the running request by one step; returns the phase for the power model."""
-        ticket = self.admission.running
-        if self.job is None and ticket is not None:
+        """Advance the running requests by one step; returns the phase for the power model.
+
+        Like the engine: a prompt is evaluated before the answers decode on (voice first),
+        and the answers running together share one decode speed, the measured batch
+        speed-up (``hw.batch_speedup``) times the speed of one."""
+        started = {id(job.ticket) for job in self.jobs}
+        for ticket in list(self.admission.runs):
+            if id(ticket) in started:
+                continue
             _, request = self.queued.pop(ticket.number)
-            self.job = _Job(request, ticket, request.prompt_tokens, request.completion_tokens)
+            self.jobs.append(
+                _Job(request, ticket, request.prompt_tokens, request.completion_tokens)
+            )
             waited = ticket.waited_s or 0.0
             self.waits[request.priority].append(waited)
             self.window[2] += waited
             self.window[3] += 1
-        job = self.job
         phase = self.board.intensity.phase  # what the engine tells the governor's clock cap
-        if job is None:
+        if not self.jobs:
             phase("idle")
             return "idle"
-        if job.prefill_left > 0:
+        prompts = sorted(
+            (j for j in self.jobs if j.prefill_left > 0), key=lambda j: j.ticket.priority
+        )
+        if prompts:
             phase("prompt")
-            job.prefill_left -= self.hw.prefill_tok_s * self.board.speed("prefill") * STEP_S
+            prompts[0].prefill_left -= self.hw.prefill_tok_s * self.board.speed("prefill") * STEP_S
             return "prefill"
         phase("decode")
-        tok_s = self.hw.decode_tok_s * self.board.speed("decode")
+        lanes = sorted(self.jobs, key=lambda j: (j.ticket.priority, j.ticket.number))
+        lanes = lanes[: self.hw.slots]  # voice beyond the slots pauses the youngest API answer
+        speedup = self.hw.batch_speedup[min(len(lanes), len(self.hw.batch_speedup)) - 1]
+        tok_s = self.hw.decode_tok_s * self.board.speed("decode") * speedup / len(lanes)
         tok_s *= self.board.intensity.state.pacing
-        made = min(job.decode_left, tok_s * STEP_S)
-        job.decode_left -= made
-        job.decode_s += made / tok_s
-        self.tokens += made
-        self.window[0] += made
-        done = job.request.completion_tokens - job.decode_left
-        job.ticket.progress(math.floor(done), self.clock.now)
-        if job.decode_left <= 1e-9:
-            self.out.served += 1
-            if job.request.priority is Priority.VOICE:
-                self.out.voice_served += 1
-            self.speeds.append(job.request.completion_tokens / job.decode_s)
-            self.admission.release(job.ticket)
-            self.job = None
+        for job in lanes:
+            made = min(job.decode_left, tok_s * STEP_S)
+            job.decode_left -= made
+            job.decode_s += made / tok_s
+            self.tokens += made
+            self.window[0] += made
+            done = job.request.completion_tokens - job.decode_left
+            job.ticket.progress(math.floor(done), self.clock.now)
+            if job.decode_left <= 1e-9:
+                self.out.served += 1
+                if job.request.priority is Priority.VOICE:
+                    self.out.voice_served += 1
+                self.speeds.append(job.request.completion_tokens / job.decode_s)
+                self.admission.release(job.ticket)
+                self.jobs.remove(job)
         return "decode"
 
     def run(self, duration_s: float, trace_every_s: float) -> Outcome:
