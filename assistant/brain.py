@@ -2,8 +2,9 @@
 
 Every text request (HTTP, Wyoming, voice) goes the same way: :meth:`Brain.admit` takes a
 place in the governor's queue and awaits one of the engine's slots without blocking the
-event loop; :meth:`Brain.generate` reads the engine's answer on an inference thread (one
-per slot; the engine decodes them together) and hands the text pieces to the loop.
+event loop; :meth:`Brain.generate` starts the answer from an inference thread (one per
+slot; the engine decodes them together), and the engine's decode thread hands each text
+piece straight to the loop.
 Cancelling a :class:`Job` (client gone, shutdown) takes its answer out of the batch at the
 next step, and its slot is released at once, so the next request starts.
 """
@@ -260,27 +261,34 @@ class Brain:
             self._probing = False
 
     def _work(self, job: Job, ticket: Ticket, tokens: list[int], overrides: dict[str, Any]) -> None:
+        def sink(piece: str) -> bool:  # on the engine's decode thread: keep it short
+            self.heartbeat()
+            now = self.clock()
+            ticket.progress(generation.stats.completion_tokens, now)
+            if job.first_at is None:
+                job.first_at = now
+            if isinstance(piece, JsonPiece):  # stop strings never cut the JSON
+                job.json += piece
+                job._put(piece)
+                return True
+            job._emit(job.matcher.feed(piece))
+            return not job.matcher.hit
+
         try:
             generation = self.engine.generate(
-                tokens, cancel=job.cancel_event, priority=int(ticket.priority), **overrides
+                tokens,
+                cancel=job.cancel_event,
+                priority=int(ticket.priority),
+                sink=sink,
+                **overrides,
             )
             job.stats = generation.stats
             with generation:
-                for piece in generation:
-                    self.heartbeat()
-                    now = self.clock()
-                    ticket.progress(generation.stats.completion_tokens, now)
-                    if job.first_at is None:
-                        job.first_at = now
-                    if isinstance(piece, JsonPiece):  # stop strings never cut the JSON
-                        job.json += piece
-                        job._put(piece)
-                        continue
-                    job._emit(job.matcher.feed(piece))
-                    if job.matcher.hit:
+                for piece in generation:  # a sink-less engine (a test's) yields them here
+                    if not sink(piece):
                         break
-                else:
-                    job._emit(job.matcher.flush())
+            if not job.matcher.hit:
+                job._emit(job.matcher.flush())
         except Exception as exc:  # noqa: BLE001 - handed to the awaiting request, never lost
             job._put(exc)
         finally:

@@ -71,9 +71,7 @@ def test_bad_concurrency_is_a_usage_error() -> None:
 def _built() -> str | None:
     """The cached llama-server's path, if scripts/build-llama-server.sh built it."""
     env = os.environ | {"LLAMA_SERVER_CACHED_ONLY": "1"}
-    done = subprocess.run(
-        [BASH, str(BUILD)], capture_output=True, text=True, env=env, check=False
-    )
+    done = subprocess.run([BASH, str(BUILD)], capture_output=True, text=True, env=env, check=False)
     return done.stdout.strip().splitlines()[-1] if done.returncode == 0 else None
 
 

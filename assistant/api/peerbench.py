@@ -4,9 +4,10 @@ Both serve the same GGUF with the same threads, n_batch and context per sequence
 (llama-server: ``-np`` slots of ``-c`` / ``-np`` tokens each, its default non-unified KV
 cache), and both are driven the same way: ``c`` clients (stdlib HTTP, one thread each)
 stream one greedy chat completion each at the same moment, every client its own
-question, the same system message, ``max_tokens`` and repeat penalty. Runs alternate
-between the two systems; medians are reported. Per concurrency: the aggregate tokens/s
-(all completion tokens over the wall time from the requests to the last token), the mean
+question, the same system message and ``max_tokens``, greedy without a repeat penalty.
+Runs alternate between the two systems; medians are reported. Per concurrency: the
+aggregate tokens/s (all completion tokens over the wall time from the requests to the last
+token), the mean
 and p95 time to first token, and for one stream the decode tokens/s of the answer (first
 piece to last; the prompt is cached by a warm-up). Then, while ``c`` API answers stream,
 a voice answer is started in-process at voice priority: its time to first token is
@@ -285,7 +286,10 @@ def bench_peer(
     runs: int = 3,
 ) -> dict[str, Any]:
     most = max(concurrency)
-    llm = dataclasses.replace(config.llm, parallel=most)
+    # greedy, no repeat penalty on either: llama-server applies it to the prompt's tokens
+    # too, llama-cpp-python only to the answer's, so with one the answers (and their
+    # lengths) would differ; without, both give the same answer
+    llm = dataclasses.replace(config.llm, parallel=most, repeat_penalty=1.0)
     config = dataclasses.replace(config, llm=llm)
     engine = Engine.from_config(config, model)
     engine.load()
@@ -299,7 +303,7 @@ def bench_peer(
         "--seed", str(max(0, llm.seed)),
         *(peer_args or []),
     ]  # fmt: skip
-    # llama-server's sampling defaults differ from llm.*: send ours (greedy either way)
+    # llama-server's sampling defaults differ from llm.*: send ours
     params = {"repeat_penalty": llm.repeat_penalty, "top_k": llm.top_k, "top_p": llm.top_p}
     ours = _serve(config, engine)
     other: Peer | None = None

@@ -20,8 +20,8 @@ the longest common prefix with its prompt (a conversation's next turn reuses its
 turns); when sequence 0's system prompt is the longer match, its stream is copied
 (``llama_memory_seq_cp``, a buffer copy: not re-evaluated). llama.cpp evaluates running
 sequences with consecutive ids in one pass, so the rows go in id order. An answer past
-the ``parallel`` lanes (voice arriving while the API holds every lane) runs instead of the
-youngest API answer, which waits, its KV kept, until a lane frees.
+the ``parallel`` lanes (voice arriving while the API holds every lane) runs instead of an
+API answer, which waits, its KV kept, until a lane frees.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ class Seq:
     done: threading.Event = field(default_factory=threading.Event)
     #: set when the reader stopped reading (a stop string, a client gone)
     left: threading.Event = field(default_factory=threading.Event)
+    #: called with each piece on the decode thread instead of queueing it; False: stop
+    sink: Callable[[str], bool] | None = None
     # -- the scheduler's state -------------------------------------------------------
     slot: int = 0
     number: int = 0
@@ -305,14 +307,26 @@ class Scheduler:
             self._active.append(seq)
 
     def _lanes(self) -> list[Seq]:
-        """The sequences this step advances: voice first, then by arrival, ``parallel``."""
+        """The sequences this step advances: all of them, or, past ``parallel`` (a voice
+        turn beyond the API's lanes), all but one API answer that waits: the youngest
+        whose pause leaves consecutive sequence ids (one llama.cpp pass), else the
+        youngest."""
         ranked = sorted(self._active, key=lambda q: (q.priority, q.number))
+        if len(ranked) <= self.parallel:
+            return ranked
+        api = [q for q in ranked if q.priority > 0]
+        for waiting in reversed(api):
+            rest = [q for q in ranked if q is not waiting]
+            ids = sorted(q.slot for q in rest)
+            if ids == list(range(ids[0], ids[0] + len(ids))) and len(rest) <= self.parallel:
+                return rest
         return ranked[: self.parallel]
 
     def _fill(self, lanes: list[Seq]) -> tuple[list[tuple[Seq, bool]], bool, bool]:
         """This step's batch: each decoding lane's next token(s), then prompt tokens (voice
-        first) up to ``n_batch``. Returns the rows (sequence, has logits), whether any
-        lane decodes and whether any prompt is evaluated."""
+        first) up to ``n_batch``; while a voice prompt is evaluated, only that. Returns the
+        rows (sequence, has logits), whether any lane decodes and whether any prompt is
+        evaluated."""
         batch = self._batch
         rows: list[tuple[Seq, bool]] = []
 
@@ -327,6 +341,10 @@ class Scheduler:
             rows.append((seq, logits))
 
         decoding = prompt = False
+        if any(q.priority == 0 and q.pending for q in lanes):
+            # a voice prompt is evaluated alone: its first token comes one prompt
+            # evaluation after the step in flight; the others lose one step
+            lanes = [q for q in lanes if q.priority == 0]
         lanes = sorted(lanes, key=lambda q: q.slot)  # consecutive ids: one pass
         for seq in lanes:  # one token each (a tool call's lead: a few)
             if seq.feed and not seq.pending:
@@ -444,7 +462,7 @@ class Scheduler:
         tail = seq.decoder.decode(b"", final=True)
         if tail:
             seq.gen.text += tail
-            seq.out.put(tail)
+            self._emit(seq, tail)
         seq.decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
     def _accept(self, seq: Seq, token: int, kind: type[str]) -> None:
@@ -457,7 +475,23 @@ class Scheduler:
                 gen.json += piece
             else:
                 gen.text += piece
-            seq.out.put(kind(piece))
+            self._emit(seq, kind(piece))
+
+    @staticmethod
+    def _emit(seq: Seq, piece: str) -> None:
+        """A piece to the reader: its ``sink`` right here on the decode thread (no thread
+        wakes per token), else the queue its iterator reads."""
+        if seq.sink is None:
+            seq.out.put(piece)
+            return
+        try:
+            more = seq.sink(piece)
+        except Exception as exc:  # the reader's failure ends only its answer
+            log.exception("an answer's reader failed")
+            seq.out.put(exc)
+            more = False
+        if not more:
+            seq.left.set()
 
     def _retire_cancelled(self) -> None:
         for seq in [q for q in self._active if q.cancel.is_set() or q.left.is_set()]:
@@ -480,7 +514,7 @@ class Scheduler:
                 gen.json += tail
             else:
                 gen.text += tail
-            seq.out.put(kind(tail))
+            self._emit(seq, kind(tail))
         if seq.grammar is not None:
             seq.grammar.close()
         if seq.sampler is not None:

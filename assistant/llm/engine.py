@@ -414,13 +414,16 @@ class Engine:
         cancel: threading.Event | None = None,
         constraint: Constraint | None = None,
         priority: int = 1,
+        sink: Callable[[str], bool] | None = None,
         **overrides: Any,
     ) -> Generation:
         """Stream text for ``tokens``. ``overrides`` replace Sampling fields; caps never grow.
 
         With a ``constraint`` the JSON part streams as :class:`JsonPiece` and ends the
         answer (``stop_reason`` "tool_call" for a lazy one, "stop" otherwise). ``priority``
-        0 (voice) keeps a lane in the batch when every lane is taken."""
+        0 (voice) keeps a lane in the batch when every lane is taken. With a ``sink``, each
+        piece goes to ``sink(piece)`` on the decode thread (return False to stop) and
+        iterating only waits for the end."""
         sampling = replace(self.sampling, **{k: v for k, v in overrides.items() if v is not None})
         sampling = replace(
             sampling,
@@ -434,6 +437,7 @@ class Engine:
             )
         generation = Generation()
         seq = Seq(generation, tokens, sampling, cancel or threading.Event(), constraint, priority)
+        seq.sink = sink
         generation._pieces = self._run(seq)
         return generation
 

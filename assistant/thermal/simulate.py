@@ -264,7 +264,7 @@ class _Run:
             return "prefill"
         phase("decode")
         lanes = sorted(self.jobs, key=lambda j: (j.ticket.priority, j.ticket.number))
-        lanes = lanes[: self.hw.slots]  # voice beyond the slots pauses the youngest API answer
+        lanes = lanes[: self.hw.slots]  # voice beyond the slots pauses an API answer
         speedup = self.hw.batch_speedup[min(len(lanes), len(self.hw.batch_speedup)) - 1]
         tok_s = self.hw.decode_tok_s * self.board.speed("decode") * speedup / len(lanes)
         tok_s *= self.board.intensity.state.pacing
