@@ -86,7 +86,6 @@ class Seq:
     grammar: GrammarSampler | None = None
     rng: Any = None
     start: float = 0.0
-    last: float = 0.0
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
 
 
@@ -124,10 +123,9 @@ class Scheduler:
         self._active: list[Seq] = []
         self._calls: list[tuple[Callable[[], Any], queue.SimpleQueue[Any]]] = []
         self._numbers = 0
-        self._steps = 0
         self._closed = False
         self._dirty = True  # sequence 0 and the slots are to be brought in line
-        #: woken when an answer arrives or is cancelled (ends the governor's pause)
+        #: set when an answer arrives, a reader leaves or a call waits (ends a pause)
         self.wake = threading.Event()
         #: steps run, and sequences they advanced (the mean batch width)
         self.stats = {"steps": 0, "tokens": 0, "sampled": 0}
@@ -170,10 +168,6 @@ class Scheduler:
         """The tokens each running answer has so far (for benchmarks)."""
         with self._cv:
             return [q.gen.stats.completion_tokens for q in self._active]
-
-    def idle(self) -> bool:
-        with self._cv:
-            return not (self._active or self._incoming)
 
     def close(self) -> None:
         with self._cv:
@@ -302,7 +296,7 @@ class Scheduler:
         )
         stats = seq.gen.stats
         stats.prompt_tokens, stats.cached_tokens = len(tokens), keep
-        seq.start = seq.last = self.clock()
+        seq.start = self.clock()
         with self._cv:
             self._active.append(seq)
 
@@ -375,7 +369,6 @@ class Scheduler:
             rc = self._lib.llama_decode(self.ctx, self._batch)
         if rc != 0:
             raise GenerationError(f"llama_decode failed ({rc}) with {len(rows)} tokens")
-        self._steps += 1
         self.stats["steps"] += 1
         self.stats["tokens"] += len(rows)
         sample_at: dict[int, int] = {}

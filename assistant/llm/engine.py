@@ -461,8 +461,10 @@ class Engine:
         scheduler, gen = self.scheduler, seq.gen
         if scheduler is None:
             raise GenerationError("the model is not loaded")
+        submitted = False
         try:
             scheduler.submit(seq)
+            submitted = True
             while True:
                 item = seq.out.get()
                 if item is END:
@@ -471,7 +473,7 @@ class Engine:
                     raise item
                 yield item
         finally:
-            if not seq.done.is_set():
+            if submitted and not seq.done.is_set():
                 seq.left.set()
                 scheduler.wake.set()
                 seq.done.wait()

@@ -40,7 +40,7 @@ STEP_S = 0.25  # integration step; the die's time constant is ~3 s
 
 #: aggregate decode tokens/s of 1..4 answers decoded together over one alone; decode is
 #: memory-bound, so a batch costs about the power of one answer (docs/performance.md)
-BATCH_SPEEDUP = (1.0, 1.4, 1.6, 1.77)
+BATCH_SPEEDUP = (1.0, 1.31, 1.38, 1.68)
 
 
 @dataclass(frozen=True)
