@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import wave
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from tests.test_actions import Recorder, controller  # noqa: F401 - the fixture
 from tests.test_cli import run
 from tests.test_speech_models import similar
+from tests.test_wyoming_model import steady_speech
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +41,15 @@ def setup(tmp_path: Path, qwen: Path, whisper: Path, voice: Path, actions: str) 
 
 def listen(tmp_path: Path, config: Path, question: str) -> dict[str, str]:
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    said = run("say", "--config", str(config), question, "-o", str(tmp_path / "q.wav"), env=env)
-    assert said.returncode == 0, said.stderr
+    # the question in the voice without piper's random variation: the same audio every run
+    # (whisper tiny hears a varied "kitchen light" as "kitchen like" now and then)
+    wav = tmp_path / "q.wav"
+    with wave.open(str(wav), "wb") as out:
+        pcm, rate = steady_speech(question)
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(2 * (rate // 4)) + pcm + bytes(2 * rate))  # a second of quiet
     done = run("listen", "--config", str(config), "-i", str(tmp_path / "q.wav"),
                "-o", str(tmp_path / "a.wav"), "--json", "--fast", env=env)  # fmt: skip
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr

@@ -452,23 +452,24 @@ class Scheduler:
         seed = engine.settings.seed
         seq.rng = np.random.default_rng(seed if seed >= 0 else None)
         # the free text ends here: flush its decoder, the JSON gets its own
-        tail = seq.decoder.decode(b"", final=True)
-        if tail:
-            seq.gen.text += tail
-            self._emit(seq, tail)
+        self._say(seq, seq.decoder.decode(b"", final=True), str)
         seq.decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
     def _accept(self, seq: Seq, token: int, kind: type[str]) -> None:
         gen = seq.gen
         gen.token_ids.append(token)
         gen.stats.completion_tokens = len(gen.token_ids)
-        piece = seq.decoder.decode(self.llama.detokenize([token]))
-        if piece:
-            if kind is JsonPiece:
-                gen.json += piece
-            else:
-                gen.text += piece
-            self._emit(seq, kind(piece))
+        self._say(seq, seq.decoder.decode(self.llama.detokenize([token])), kind)
+
+    def _say(self, seq: Seq, text: str, kind: type[str]) -> None:
+        """``text`` joins the answer's free text or its JSON and goes to the reader."""
+        if not text:
+            return
+        if kind is JsonPiece:
+            seq.gen.json += text
+        else:
+            seq.gen.text += text
+        self._emit(seq, kind(text))
 
     @staticmethod
     def _emit(seq: Seq, piece: str) -> None:
@@ -501,13 +502,7 @@ class Scheduler:
         stats.total_s = self.clock() - seq.start if seq.start else 0.0
         stats.stop_reason = stats.stop_reason or "cancelled"
         kind: type[str] = JsonPiece if seq.grammar is not None else str
-        tail = seq.decoder.decode(b"", final=True)
-        if tail:
-            if kind is JsonPiece:
-                gen.json += tail
-            else:
-                gen.text += tail
-            self._emit(seq, kind(tail))
+        self._say(seq, seq.decoder.decode(b"", final=True), kind)
         if seq.grammar is not None:
             seq.grammar.close()
         if seq.sampler is not None:
