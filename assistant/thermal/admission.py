@@ -210,12 +210,6 @@ class Admission:
         with self._lock:
             return self.runs[0] if self.runs else None
 
-    def set_slots(self, slots: int) -> None:
-        """How many answers the engine decodes together (llm.parallel)."""
-        with self._lock:
-            self.slots = max(1, slots)
-            self._grant_locked()
-
     def set_paced(self, paced: bool) -> None:
         """Apply the bucket to API requests, or not (no thermal control: nothing to pace)."""
         with self._lock:
