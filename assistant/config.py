@@ -43,6 +43,7 @@ __all__ = [
 
 ENV_VAR = "QWEN_ASSISTANT_CONFIG"
 SYSTEM_CONFIG = Path("/etc/qwen-assistant/config.toml")
+SEED_VAR = "QWEN_ASSISTANT_SEED"
 Curve = tuple[tuple[float, float], ...]
 
 
@@ -376,6 +377,23 @@ def _sections() -> list[dataclasses.Field[Any]]:
 def data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "qwen-assistant"
+
+
+def env_seed() -> int | None:
+    """$QWEN_ASSISTANT_SEED: one seed for this process's random choices (the LLM's sampling,
+    in place of llm.seed, and the variation in piper's voice), so a run can be repeated.
+    None when it is unset; ConfigError when it is not a seed."""
+    value = os.environ.get(SEED_VAR, "").strip()
+    if not value:
+        return None
+    try:
+        seed = int(value)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed <= 2**31 - 1:
+        fix = "use a whole number from 0 to 2147483647, or unset it"
+        raise ConfigError([f"${SEED_VAR}: {value!r} is not a seed; {fix}"])
+    return seed
 
 
 def default_config_path() -> Path:

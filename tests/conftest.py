@@ -32,8 +32,11 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 @pytest.fixture(autouse=True)
 def _isolated_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A developer's own $QWEN_ASSISTANT_CONFIG must not leak into tests."""
+    """A developer's own $QWEN_ASSISTANT_CONFIG must not leak into tests, and every test
+    (and every command it runs) samples the same random choices each run: the default
+    config's temperature and piper's voice variation stay on, but repeatable."""
     monkeypatch.delenv("QWEN_ASSISTANT_CONFIG", raising=False)
+    monkeypatch.setenv("QWEN_ASSISTANT_SEED", "1")
 
 
 def model_file(name: str) -> Path:

@@ -67,13 +67,14 @@ def documented_commands(text: str) -> list[list[str]]:
 
 
 def run_as_documented(
-    words: list[str], cwd: Path, *, timeout: float = 600
+    words: list[str], cwd: Path, *, timeout: float = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a documented command exactly as written: the venv's command, the default config
-    (no --config, no $QWEN_ASSISTANT_CONFIG, no model paths), what `models fetch` installed.
+    (no --config, no $QWEN_ASSISTANT_CONFIG, no model paths), what `models fetch` installed;
+    ``env``: the variables the document sets before the command.
     It must exit 0 without a traceback."""
     exe = Path(sys.executable).parent / "qwen-assistant"
-    env = {k: v for k, v in os.environ.items() if k != "QWEN_ASSISTANT_CONFIG"}
+    env = {k: v for k, v in os.environ.items() if k != "QWEN_ASSISTANT_CONFIG"} | (env or {})
     done = subprocess.run(
         [str(exe), *words[1:]], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=timeout, check=False,
@@ -126,6 +127,45 @@ def test_config_from_the_environment(tmp_path: Path) -> None:
     result = run("config", "check", env={"QWEN_ASSISTANT_CONFIG": str(bad)})
     assert result.returncode == 78
     assert result.stderr == f"{bad}:2:1: voice.wake: must be a string, got 3\n"
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "2147483648", "1.5"])
+def test_a_bad_seed_in_the_environment_is_one_line_and_exit_78(value: str) -> None:
+    result = run("config", "check", env={"QWEN_ASSISTANT_SEED": value})
+    assert result.returncode == 78
+    assert result.stderr == (
+        f"$QWEN_ASSISTANT_SEED: {value!r} is not a seed; use a whole number from 0 to "
+        "2147483647, or unset it\n"
+    )
+
+
+@pytest.mark.slow
+def test_one_seed_repeats_an_answer_and_a_voice(tmp_path: Path) -> None:
+    """docs/cli.md's two seeded commands, as written, with the default config (temperature
+    0.7, piper's variation on): each run twice gives the same answer and the same audio; the
+    voice under another seed is other audio."""
+    import shlex
+
+    lines = [
+        line
+        for line in (Path(__file__).parent.parent / "docs/cli.md").read_text().splitlines()
+        if line.startswith("QWEN_ASSISTANT_SEED=")
+    ]
+    assert len(lines) == 2
+    (setting, *ask), (_, *say) = (shlex.split(line) for line in lines)
+    assert (ask[1], say[1], say[-2]) == ("ask", "say", "-o")
+    seed = dict([setting.split("=", 1)])
+
+    def said(env: dict[str, str]) -> bytes:
+        run_as_documented(say, tmp_path, env=env)
+        out = tmp_path / say[-1]
+        data = out.read_bytes()
+        out.unlink()
+        return data
+
+    first = run_as_documented(ask, tmp_path, env=seed).stdout
+    assert first.strip() and run_as_documented(ask, tmp_path, env=seed).stdout == first
+    assert said(seed) == said(seed) != said({"QWEN_ASSISTANT_SEED": "8"})
 
 
 def test_config_show_is_valid_toml_with_the_model_resolved(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import __version__
+from ..config import env_seed
 from ..errors import EX_USAGE, AssistantError, ConfigError
 from . import bench, models, service, text, voice
 from ._base import PROG, common
@@ -78,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("assistant.reload").setLevel(logging.INFO)
         logging.getLogger("assistant.thermal").setLevel(logging.ERROR)
     try:
+        env_seed()  # a bad $QWEN_ASSISTANT_SEED is one line before any work
         return int(args.func(args))
     except ConfigError as exc:
         if debug:

@@ -449,7 +449,7 @@ class Scheduler:
         if constraint is None:  # (_lead returns a lead only with a constraint)
             raise GenerationError("no constraint to decode under")
         seq.grammar = GrammarSampler(self.llama, constraint.gbnf, sorted(engine.stop_ids))
-        seed = engine.settings.seed
+        seed = engine.seed
         seq.rng = np.random.default_rng(seed if seed >= 0 else None)
         # the free text ends here: flush its decoder, the JSON gets its own
         self._say(seq, seq.decoder.decode(b"", final=True), str)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import LLM, Config
+from ..config import LLM, Config, env_seed
 from ..errors import GenerationError, ModelError
 from ..thermal.actors import Intensity
 from .backend import Backend, choose_backend, cpu_description
@@ -259,7 +259,7 @@ class Engine:
                 n_gpu_layers=self.backend.gpu_layers,
                 use_mmap=s.mmap,
                 use_mlock=s.mlock,
-                seed=s.seed if s.seed >= 0 else 0xFFFFFFFF,
+                seed=self.seed if self.seed >= 0 else 0xFFFFFFFF,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -362,6 +362,12 @@ class Engine:
     def stop_ids(self) -> frozenset[int]:
         """Token ids that end an answer (end-of-sequence and ChatML's <|im_end|>)."""
         return self._stop_ids
+
+    @property
+    def seed(self) -> int:
+        """The sampling seed: $QWEN_ASSISTANT_SEED when set, else llm.seed (-1: a new one)."""
+        fixed = env_seed()
+        return self.settings.seed if fixed is None else fixed
 
     @property
     def threads(self) -> int:

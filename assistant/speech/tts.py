@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
+from ..config import Config, env_seed
 from ..errors import ModelError
 from .language import LANGUAGES, readable, unreadable, voice_language
 
@@ -58,6 +58,11 @@ class PiperTTS:
             from piper import PiperVoice
         except ImportError as exc:
             raise ModelError(f"piper-tts is not installed ({exc}); run scripts/setup.sh") from None
+        seed = env_seed()
+        if seed is not None:  # the voice's random variation, repeatable (onnxruntime's RNG)
+            import onnxruntime
+
+            onnxruntime.set_seed(seed)
         try:
             self._voice = PiperVoice.load(str(self.voice_path))
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
