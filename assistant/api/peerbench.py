@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,9 +137,16 @@ class Peer:
 
 
 def _streams(
-    url: str, system: str, c: int, tokens: int, params: dict[str, Any]
+    url: str,
+    system: str,
+    c: int,
+    tokens: int,
+    params: dict[str, Any],
+    *,
+    questions: Sequence[str] = QUESTIONS,
 ) -> tuple[list[StreamResult], float]:
-    """``c`` clients streaming at once; their results and the wall time to the last token."""
+    """``c`` clients streaming at once, client i asking ``questions[i % len]``; their
+    results and the wall time to the last token."""
     results: list[StreamResult] = [StreamResult() for _ in range(c)]
     errors: list[BaseException] = []
     barrier = threading.Barrier(c + 1)
@@ -146,7 +154,7 @@ def _streams(
     def client(i: int) -> None:
         messages = [
             {"role": "system", "content": system},
-            {"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]},
+            {"role": "user", "content": questions[i % len(questions)]},
         ]
         stream = stream_chat(url, messages, max_tokens=tokens, temperature=0.0, **params)
         barrier.wait()
@@ -180,21 +188,8 @@ def _full_context(
     room -= len(fmt.encode(system))
     text = FILLER * (room // max(1, len(fmt.encode(FILLER))))
     ask = text + "Say in one sentence what the keeper did."
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": ask}]
-
-    def client(url: str, extra: dict[str, Any], results: list[StreamResult], i: int) -> None:
-        stream = stream_chat(url, messages, max_tokens=tokens, temperature=0.0, **extra)
-        for _ in stream:
-            pass
-        results[i] = stream.result
-
     for url, extra in urls:
-        results = [StreamResult() for _ in range(c)]
-        threads = [threading.Thread(target=client, args=(url, extra, results, i)) for i in range(c)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results, _ = _streams(url, system, c, tokens, extra, questions=(ask,))
         if not all(r.usage for r in results):
             raise PeerError(f"{url}: a full-context answer did not finish")
     prompt = stateless_prompt(fmt, [("user", ask)], system, n_ctx, tokens)

@@ -248,6 +248,7 @@ class Engine:
                 f"llama-cpp-python is not installed ({exc}); run scripts/setup.sh"
             ) from None
         threads, batch_threads = engine_threads(s)
+        seed = self.seed
         try:
             self._llama = Llama(
                 model_path=str(self.model_path),
@@ -259,7 +260,7 @@ class Engine:
                 n_gpu_layers=self.backend.gpu_layers,
                 use_mmap=s.mmap,
                 use_mlock=s.mlock,
-                seed=self.seed if self.seed >= 0 else 0xFFFFFFFF,
+                seed=seed if seed >= 0 else 0xFFFFFFFF,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
