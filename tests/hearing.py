@@ -49,6 +49,12 @@ def heard(phrase: str, transcript: str) -> float:
     return _in_order(want, words(transcript)) / len(want)
 
 
+def nothing_more(text: str, transcript: str) -> bool:
+    """Whether ``transcript`` is no longer than ``text`` and two words (whisper adds one
+    now and then): audio spoken twice, or with noise read as words, is longer."""
+    return len(words(transcript)) <= len(words(text)) + 2
+
+
 def mentions(transcript: str, *names: str) -> bool:
     """Whether any of ``names`` was heard (or a word that sounds close to one)."""
     return any(alike(name, w) for name in names for w in words(transcript))
