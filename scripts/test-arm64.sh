@@ -12,15 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TOOLS=(debootstrap qemu-user g++-aarch64-linux-gnu binutils-aarch64-linux-gnu)
-missing=()
-for p in "${TOOLS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  printf '==> arm64: installing %s\n' "${missing[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+need_apt --no-install-recommends debootstrap qemu-user g++-aarch64-linux-gnu binutils-aarch64-linux-gnu
+# the llama-cpp-python sources every build shares (downloaded once)
+QA_LLAMA_SDIST=$(llama_sdist .venv/bin/python "$(llama_version .venv/bin/python)")
+export QA_LLAMA_SDIST
 exec .venv/bin/python scripts/arm64_check.py "$@"
