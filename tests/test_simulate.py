@@ -178,10 +178,13 @@ def test_simulate_calibration_table(capsys: pytest.CaptureFixture[str]) -> None:
 def test_over_seeds_and_ambients_the_governor_never_throttles_long(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The robustness sweep (`simulate --sweep`): seeds 1-10 x 30/35/40/45 °C."""
-    assert main(["simulate", "--sweep", "--json"]) == 0
+    """The robustness sweep (`simulate --sweep`) at test size: seeds 1-2 x 30/35/40/45 °C
+    (the full sweep, seeds 1-10, is docs/thermal.md's figure; each row is checked alike)."""
+    assert main(["simulate", "--sweep", "--seeds", "2", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["sweep"]
-    assert len(rows) == 40
+    assert [(row["ambient_c"], row["seed"]) for row in rows] == [
+        (ambient, seed) for ambient in (30.0, 35.0, 40.0, 45.0) for seed in (1, 2)
+    ]
     for row in rows:
         gov = row["governor"]
         assert gov["throttle_s"] <= 36.0  # at most 1 % of the hour

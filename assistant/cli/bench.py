@@ -39,6 +39,13 @@ def register(top: Any, add: Add, group: Group) -> None:
             help="the robustness check: seeds 1-10 x ambients 30/35/40/45 °C (several minutes)",
         )
         sim.add_argument(
+            "--seeds",
+            type=bounded(int, 1, 100),
+            default=10,
+            metavar="N",
+            help="with --sweep: seeds 1-N (default 10)",
+        )
+        sim.add_argument(
             "--cooling",
             choices=("kiosk", "bare", "active-cooler"),
             default="kiosk",
@@ -366,8 +373,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     workload = sim.Workload(per_min=args.demand, duration_s=args.minutes * 60, seed=args.seed)
     settings = load(args).thermal
     if args.sweep:
-        progress = Progress("simulating", 40) if sys.stderr.isatty() and not args.json else None
-        rows = sim.sweep(settings, hw=hw, progress=progress.step if progress else None)
+        seeds = range(1, args.seeds + 1)
+        total = 4 * len(seeds)
+        progress = Progress("simulating", total) if sys.stderr.isatty() and not args.json else None
+        rows = sim.sweep(settings, seeds, hw=hw, progress=progress.step if progress else None)
         if progress:
             progress.done()
         print(json.dumps({"sweep": rows}, indent=2) if args.json else report.render_sweep(rows))
