@@ -4,6 +4,7 @@ controller (a fake engine that answers with a call)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import json
@@ -209,5 +210,115 @@ def test_without_allow_actions_the_api_never_runs_device_actions(
         )  # what a reload does: the next request offers them
         reply = httpx.post(f"{thread.url}/v1/chat/completions", json=body, timeout=10)
         assert engine.constraints[-1] is not None
+    finally:
+        thread.close()
+
+
+def _content(reply: httpx.Response, stream: bool) -> tuple[str, dict[str, Any]]:
+    """The answer's text and its last JSON object (the final chunk when streamed)."""
+    if not stream:
+        body = reply.json()
+        return body["choices"][0]["message"]["content"], body
+    events = [
+        json.loads(line[6:]) for line in reply.text.splitlines() if line.startswith("data: {")
+    ]
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+    return text, next(e for e in reversed(events) if e["choices"])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_device_mode_never_claims_an_action_that_did_not_run(
+    controller: str,  # noqa: F811 - the fixture
+    tmp_path: Path,
+    stream: bool,
+) -> None:
+    """The model copies an earlier outcome and calls nothing: the API says it cannot, as the
+    voice loop does (this streamed "Done! The hall light is now on." before)."""
+    engine = FakeEngine(["Done! ", "The hall ", "light is now on."])
+    thread, _ = served(engine, Actor([light(controller, tmp_path / "t")]), allow_actions=True)
+    try:
+        body = {
+            "messages": [
+                {"role": "user", "content": "Turn on the bedroom light."},
+                {"role": "assistant", "content": "Done! The bedroom light is now on."},
+                {"role": "user", "content": "Turn on the hall light."},
+            ],
+            "stream": stream,
+        }
+        reply = httpx.post(f"{thread.url}/v1/chat/completions", json=body, timeout=10)
+        assert reply.status_code == 200
+        text, last = _content(reply, stream)
+        assert "now on" not in text and text.endswith("Sorry, I can't do that."), text
+        assert last["choices"][0]["finish_reason"] == "stop"
+        assert Recorder.requests == []
+    finally:
+        thread.close()
+
+
+def door(url: str, token: Path) -> Action:
+    return Action(
+        name="unlock_door",
+        description="Unlock the front door",
+        parameters={"type": "object", "properties": {}},
+        http=Http(f"{url}/door", "POST", (), {"unlock": "front"}, str(token)),
+        say="The front door is unlocked.",
+        confirm=True,
+    )
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_api_confirmation_is_answered_only_with_the_id_it_came_with(
+    controller: str,  # noqa: F811 - the fixture
+    tmp_path: Path,
+    stream: bool,
+) -> None:
+    """ "Shall I unlock the front door?" over the API waits in the API's own conversation:
+    the voice loop's "yes" and a client's hand-written "yes" do nothing; the yes sent with
+    the confirmation id the server issued unlocks it (before, the question waited in the
+    voice loop's conversation and an API "yes" could never succeed)."""
+    token = tmp_path / "token"
+    token.write_text("t")
+    engine = FakeEngine([], call='{"name": "unlock_door", "arguments": {}}')
+    actor = Actor([door(controller, token)])
+    thread, _ = served(engine, actor, allow_actions=True)
+    url = f"{thread.url}/v1/chat/completions"
+
+    def ask(text: str, **extra: Any) -> tuple[str, dict[str, Any]]:
+        body = {"messages": [{"role": "user", "content": text}], "stream": stream, **extra}
+        reply = httpx.post(url, json=body, timeout=10)
+        assert reply.status_code == 200, reply.text
+        return _content(reply, stream)
+
+    try:
+        text, last = ask("Unlock the front door.")
+        assert text == "Shall I unlock the front door?"
+        confirmation = last["confirmation"]
+        assert isinstance(confirmation, str) and len(confirmation) >= 16
+        # the voice loop's yes ("" is its conversation) finds no question of its own
+        assert asyncio.run(actor.confirmation("Yes.", 0, "")) is None
+        # a yes without the id is a new request: nothing runs
+        text, last = ask("Yes.")
+        assert "confirmation" not in last and Recorder.requests == []
+        # a wrong id is no confirmation either
+        text, _ = ask("Yes.", confirmation="0" * 32)
+        assert Recorder.requests == []
+        # the yes with the id it came with runs the action, once
+        text, _ = ask("Yes.", confirmation=confirmation)
+        assert text == "The front door is unlocked."
+        assert len(Recorder.requests) == 1
+        text, _ = ask("Yes.", confirmation=confirmation)  # answered: the id is spent
+        assert len(Recorder.requests) == 1
+    finally:
+        thread.close()
+
+
+def test_a_confirmation_id_outside_device_mode_is_a_400(tmp_path: Path) -> None:
+    engine = FakeEngine(["Hello."])
+    thread, _ = served(engine, Actor([]))
+    try:
+        body = {"messages": [{"role": "user", "content": "yes"}], "confirmation": "abc"}
+        reply = httpx.post(f"{thread.url}/v1/chat/completions", json=body, timeout=10)
+        assert reply.status_code == 400
+        assert reply.json()["error"]["param"] == "confirmation"
     finally:
         thread.close()

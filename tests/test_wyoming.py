@@ -372,6 +372,41 @@ async def test_handle_runs_a_configured_action(tmp_path: Path) -> None:
     assert marker.exists()
 
 
+async def test_a_question_without_a_conversation_is_confirmed_only_on_its_connection(
+    tmp_path: Path,
+) -> None:
+    """Two clients that name no conversation: "Shall I unlock the front door?" asked on one
+    is not answered by a "yes" on the other (before, they shared one key and it was), only
+    by a yes on its own connection; a connection that closes takes its question along."""
+    marker = tmp_path / "unlocked"
+    (tmp_path / "config.toml").write_text(
+        "[thermal]\nsensor_path = ''\n[[actions]]\nname = 'unlock_door'\n"
+        "description = 'Unlock the front door'\nconfirm = true\n"
+        f"command = ['/usr/bin/touch', '{marker}']\nsay = 'The front door is unlocked.'\n"
+    )
+    config = load_config(tmp_path / "config.toml")
+    call = json.dumps({"name": "unlock_door", "arguments": {}})
+    parts = make_parts(config, engine=FakeEngine([], call=call))
+    assert parts.agent is not None
+    parts.agent.actor.update(config.actions)
+
+    async def say(c: AsyncTcpClient, text: str) -> str:
+        await c.write_event(Transcript(text=text).event())
+        return Handled.from_event((await until(c, "handled"))[-1]).text or ""
+
+    async with serving(parts, config) as server, client(server) as asker:
+        assert await say(asker, "Unlock the front door.") == "Shall I unlock the front door?"
+        async with client(server) as other:
+            assert "unlocked" not in await say(other, "Yes.")
+        assert not marker.exists()
+        assert await say(asker, "Yes.") == "The front door is unlocked."
+        assert marker.exists()
+        marker.unlink()
+        assert await say(asker, "Unlock the front door.") == "Shall I unlock the front door?"
+    assert parts.agent.actor._pending == {}  # the connection closed: its question went with it
+    assert not marker.exists()
+
+
 async def test_a_client_leaving_mid_answer_cancels_it_and_the_server_serves_on() -> None:
     engine = FakeEngine(["a", "b", "c", "d"], gated=True)
     parts = make_parts(make_config(), engine=engine)

@@ -10,7 +10,6 @@ Retry-After. Tools and ``response_format`` are planned by :mod:`.tools`; with
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -25,9 +24,10 @@ from ..errors import PromptTooLong
 from ..llm.conversation import stateless_prompt
 from ..llm.grammar import JsonPiece
 from ..thermal.admission import Busy, Priority
+from . import device, shapes
 from .guard import error_body
 from .schema import ChatRequest
-from .tools import CallStream, Plan, PlanError, ToolError, plan, tool_calls
+from .tools import CallStream, Plan, PlanError, plan
 
 if TYPE_CHECKING:
     from .app import ApiState
@@ -119,6 +119,9 @@ async def complete(state: ApiState, body: ChatRequest, request: Request) -> Resp
         raise _not_ready(brain.load_error or "the model is still loading")
     max_tokens = min(body.requested_tokens or llm.max_tokens, llm.max_tokens)
     how, tokens = _prepare(state, body, max_tokens)
+    turn_id = brain.next_id()
+    if body.confirmation is not None and (answered := await _confirmed(state, body, how, turn_id)):
+        return answered
     try:
         gone, ticket = await _or_gone(
             request, brain.admit(Priority.API, state.config.api.queue_timeout_s)
@@ -140,7 +143,6 @@ async def complete(state: ApiState, body: ChatRequest, request: Request) -> Resp
         constraint=how.constraint,
     )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    turn_id = brain.next_id()
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
@@ -158,8 +160,10 @@ async def complete(state: ApiState, body: ChatRequest, request: Request) -> Resp
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    guarded = device.Guarded(job) if how.mode == "device" else None
+
     async def collect() -> None:
-        async for _ in job:
+        async for _ in guarded or job:
             pass
 
     try:
@@ -167,13 +171,18 @@ async def complete(state: ApiState, body: ChatRequest, request: Request) -> Resp
     finally:
         job.cancel()  # no-op when finished; stops the engine when the client left
     await job.done
-    said = await _act(state, job, how, turn_id) if not gone and not job.cut else ""
-    _finish(state, job, arrived, body.speak, cancelled=gone, turn_id=turn_id, said=said)
+    said, confirmation = ("", "")
+    if not gone and not job.cut:
+        said, confirmation = await _act(state, job, how, turn_id)
+    shown = guarded.text if guarded is not None else job.text
+    _finish(state, job, arrived, body.speak, cancelled=gone, turn_id=turn_id, text=shown, said=said)
     if gone:
         return Response(status_code=499)
     if job.cut:  # the service stopped mid-answer: say so, never a partial "length"
-        raise ApiError(503, _cut_message(job), "server_error", code="shutdown", outcome="cancelled")
-    message, reason = _message(job, how, said)
+        raise ApiError(
+            503, shapes.cut_message(job), "server_error", code="shutdown", outcome="cancelled"
+        )
+    message, reason = shapes.message(job, how, shown, said, guarded is not None and guarded.hit)
     return JSONResponse(
         {
             "id": completion_id,
@@ -181,7 +190,8 @@ async def complete(state: ApiState, body: ChatRequest, request: Request) -> Resp
             "created": int(time.time()),
             "model": state.model_id,
             "choices": [{"index": 0, "message": message, "finish_reason": reason}],
-            "usage": _usage(job),
+            "usage": shapes.usage(job),
+            **({"confirmation": confirmation} if confirmation else {}),
         }
     )
 
@@ -207,55 +217,35 @@ def _prepare(state: ApiState, body: ChatRequest, max_tokens: int) -> tuple[Plan,
     return how, prompt.tokens + opening
 
 
-def _complete_json(job: Job) -> bool:
-    """The constrained JSON was finished (not cut by a cap)."""
-    return bool(job.json) and job.stats.stop_reason in ("tool_call", "stop")
+async def _confirmed(
+    state: ApiState, body: ChatRequest, how: Plan, turn_id: int
+) -> Response | None:
+    """The answer to a yes or no sent with the ``confirmation`` id of the question it
+    answers (no model needed), or None when it is a new request after all."""
+    if how.mode != "device" or state.actor is None:
+        raise ApiError(
+            400,
+            "confirmation: only a device action's question takes one (api.allow_actions, "
+            "a request without tools)",
+            param="confirmation",
+        )
+    reply = await device.confirmed(state.actor, body.confirmation or "", how.request, turn_id)
+    if reply is None:
+        return None
+    log.info("turn %d api: %r → %s", turn_id, how.request, reply.said)
+    state.metrics.outcome("ok")
+    return shapes.reply(state.model_id, reply.said, body.stream)
 
 
-async def _act(state: ApiState, job: Job, how: Plan, turn_id: int) -> str:
-    """Device mode: run the model's call of a device action; what to answer about it."""
-    if how.mode != "device":
-        return ""
-    decision = await state.actor.decide(job.json, _complete_json(job), how.request, turn_id)
-    return str(decision.said) if decision is not None else ""
-
-
-def _message(job: Job, how: Plan, said: str) -> tuple[dict[str, Any], str]:
-    """The answer's message and finish_reason."""
-    content = job.text
-    if how.mode == "tools" and _complete_json(job):
-        try:
-            calls = tool_calls(job.json, how.tools)
-        except ToolError as exc:  # the grammar makes this unreachable; never a 500
-            log.error("tool call does not fit its schema: %s", exc)
-        else:
-            return {"role": "assistant", "content": content.strip() or None, "tool_calls": calls}, (
-                "tool_calls"
-            )
-    if how.mode == "json":
-        content = job.json
-    elif said:
-        content = f"{content.strip()} {said}".strip()
-    return {"role": "assistant", "content": content}, _reason(job)
-
-
-def _reason(job: Job) -> str:
-    """OpenAI's finish_reason: "stop" or "length" (token, time and repetition caps)."""
-    return "stop" if job.finish in ("stop", "tool_call") else "length"
-
-
-def _cut_message(job: Job) -> str:
-    n = job.stats.completion_tokens
-    return f"the answer was cut after {n} token{'s' if n != 1 else ''}: {job.cut}; ask again"
-
-
-def _usage(job: Job) -> dict[str, int]:
-    s = job.stats
-    return {
-        "prompt_tokens": s.prompt_tokens,
-        "completion_tokens": s.completion_tokens,
-        "total_tokens": s.prompt_tokens + s.completion_tokens,
-    }
+async def _act(state: ApiState, job: Job, how: Plan, turn_id: int) -> tuple[str, str]:
+    """Device mode: run the model's call of a device action; what to answer about it and,
+    for a "Shall I …?", the confirmation id the yes must come with."""
+    if how.mode != "device" or state.actor is None:
+        return "", ""
+    decision, confirmation = await device.decide(
+        state.actor, job, how.request, turn_id, shapes.complete_json(job)
+    )
+    return (decision.said if decision is not None else ""), confirmation
 
 
 def _finish(
@@ -266,6 +256,7 @@ def _finish(
     *,
     cancelled: bool,
     turn_id: int | None = None,
+    text: str = "",
     said: str = "",
 ) -> None:
     outcome = job.finish if job.cut or not cancelled else "cancelled"
@@ -292,7 +283,7 @@ def _finish(
         turn.total_s,
         extra={"TURN_ID": turn.id},
     )
-    spoken = f"{job.text} {said}".strip()
+    spoken = f"{text} {said}".strip()
     if speak and not cancelled and not job.cut and spoken and state.mouth is not None:
 
         def heard(at: float) -> None:
@@ -300,22 +291,6 @@ def _finish(
 
         if not state.mouth.say(spoken, heard):
             log.warning("turn %d: not spoken, the device is already speaking", turn.id)
-
-
-def _event(completion_id: str, model: str, choices: list[Any], **extra: Any) -> str:
-    data = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-        "choices": choices,
-        **extra,
-    }
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def _chunk(completion_id: str, model: str, delta: dict[str, Any], finish: str | None) -> str:
-    return _event(completion_id, model, [{"index": 0, "delta": delta, "finish_reason": finish}])
 
 
 async def _sse(
@@ -331,46 +306,61 @@ async def _sse(
 ) -> AsyncIterator[str]:
     model = state.model_id
     finished = False
-    said = ""
+    said = confirmation = ""
     calls = CallStream()
+    guarded = device.Guarded(job) if how.mode == "device" else None
     try:
-        yield _chunk(cid, model, {"role": "assistant", "content": ""}, None)
+        yield shapes.chunk(cid, model, {"role": "assistant", "content": ""}, None)
         try:
-            async for piece in job:
+            async for piece in guarded or job:
                 if not isinstance(piece, JsonPiece) or how.mode == "json":
-                    yield _chunk(cid, model, {"content": piece}, None)
+                    yield shapes.chunk(cid, model, {"content": piece}, None)
                 elif how.mode == "tools":
                     for delta in calls.feed(piece):
-                        yield _chunk(cid, model, {"tool_calls": [delta]}, None)
+                        yield shapes.chunk(cid, model, {"tool_calls": [delta]}, None)
         except Exception as exc:  # noqa: BLE001 - the engine failed mid-answer: tell the client
             log.error("generation failed: %s", exc)
             yield f"data: {error_body(str(exc), 'server_error').decode()}\n\n"
             return
         if job.cut:  # an error event: the openai client raises, curl shows it
-            yield f"data: {error_body(_cut_message(job), 'server_error', 'shutdown').decode()}\n\n"
+            cut = error_body(shapes.cut_message(job), "server_error", "shutdown")
+            yield f"data: {cut.decode()}\n\n"
             finished = True
             return
-        reason = _reason(job)
+        reason = shapes.reason(job, guarded is not None and guarded.hit)
         if how.mode == "tools" and calls.text:
             for delta in calls.finish():
-                yield _chunk(cid, model, {"tool_calls": [delta]}, None)
-            reason = "tool_calls" if _complete_json(job) else reason
-        elif how.mode == "device":
+                yield shapes.chunk(cid, model, {"tool_calls": [delta]}, None)
+            reason = "tool_calls" if shapes.complete_json(job) else reason
+        elif guarded is not None:
             await job.done
-            said = await _act(state, job, how, turn_id)
+            said, confirmation = await _act(state, job, how, turn_id)
             if said:
-                yield _chunk(cid, model, {"content": f" {said}" if job.text else said}, None)
-        yield _chunk(cid, model, {}, reason)
+                yield shapes.chunk(
+                    cid, model, {"content": f" {said}" if guarded.text else said}, None
+                )
+        extra = {"confirmation": confirmation} if confirmation else {}
+        yield shapes.event(
+            cid, model, [{"index": 0, "delta": {}, "finish_reason": reason}], **extra
+        )
         if usage:
-            yield _event(cid, model, [], usage=_usage(job))
+            yield shapes.event(cid, model, [], usage=shapes.usage(job))
         yield "data: [DONE]\n\n"
         finished = True
     finally:
         # done, or the client left: Starlette cancels this generator, and every await in
         # its cancelled scope would be cancelled again, so the bookkeeping waits in a callback
         job.cancel()
+        shown = guarded.text if guarded is not None else job.text
         job.done.add_done_callback(
             lambda _: _finish(
-                state, job, arrived, speak, cancelled=not finished, turn_id=turn_id, said=said
+                state,
+                job,
+                arrived,
+                speak,
+                cancelled=not finished,
+                turn_id=turn_id,
+                text=shown,
+                said=said,
             )
         )

@@ -168,6 +168,12 @@ class ChatRequest(_Strict):
     )
     response_format: ResponseFormat | None = None
     speak: bool = Field(default=False, description="also speak the answer on the device")
+    confirmation: str | None = Field(
+        default=None,
+        max_length=64,
+        description="ours: the id a device action's 'Shall I …?' came with, sent back with "
+        "the yes or no that answers it (api.allow_actions)",
+    )
 
     @field_validator("stop")
     @classmethod

@@ -75,8 +75,15 @@ class Agent:
             self.actor.forget(_key(old))
         return talk
 
-    async def answer(self, question: str, conversation_id: str = "") -> Answer:
-        """The answer to ``question`` in conversation ``conversation_id`` ("" = none kept).
+    def forget_connection(self, connection: str) -> None:
+        """A connection closed: its own pending "Shall I …?" ends with it."""
+        self.actor.forget(_key("", connection))
+
+    async def answer(
+        self, question: str, conversation_id: str = "", connection: str = ""
+    ) -> Answer:
+        """The answer to ``question`` in conversation ``conversation_id`` ("" = no history
+        kept; a "Shall I …?" then waits for its yes on ``connection`` only).
 
         Raises :class:`~assistant.thermal.admission.Busy` or :class:`NotReady` (not
         admitted), :class:`~assistant.errors.PromptTooLong`, or :class:`NotReady` when the
@@ -85,7 +92,7 @@ class Agent:
         config, brain, actor = self._config(), self.brain, self.actor
         llm = config.llm
         talk = self._conversation(conversation_id) if conversation_id else _Conversation()
-        key = _key(conversation_id)
+        key = _key(conversation_id, connection)
         turn_id = brain.next_id()
         reply = await actor.confirmation(question, turn_id, key)
         if reply is not None:  # a yes or no to "Shall I …?": no model needed
@@ -138,6 +145,9 @@ class Agent:
         return Answer(text, turn.id, decision.outcome if decision is not None else turn.outcome)
 
 
-def _key(conversation_id: str) -> str:
-    """The Actor's key for a conversation's pending "Shall I …?" ("" is the voice loop's)."""
-    return f"wyoming:{conversation_id}" if conversation_id else "wyoming:"
+def _key(conversation_id: str, connection: str = "") -> str:
+    """The Actor's key for a conversation's pending "Shall I …?": the conversation's, else
+    the connection's own (a client that names no conversation shares it with no one)."""
+    if conversation_id:
+        return f"wyoming:{conversation_id}"
+    return f"wyoming-connection:{connection}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from typing import Any
@@ -44,7 +45,7 @@ from ..speech.stt import RATE, transcribe_pcm
 from ..speech.wake import MicroWake, PhraseWake, wake_name
 from ..thermal.admission import Busy
 from .info import Parts, describe
-from .server import IDLE_S, ProtocolError, read_event
+from .server import IDLE_S, BadEvent, ProtocolError, audio_chunk, event_text, read_event
 
 __all__ = ["Handler"]
 
@@ -53,15 +54,9 @@ Wake = MicroWake | PhraseWake
 log = logging.getLogger(__name__)
 
 SAMPLES_PER_CHUNK = 1024  # audio sent to the client in chunks of this many samples
+#: numbers the connections (a conversation of its own for each)
+_CONNECTIONS = itertools.count(1)
 _QUEUE = 16  # events read ahead of the one being handled (backpressure beyond)
-
-
-class BadEvent(Exception):
-    """An event we understand but cannot take (missing fields, out-of-range values)."""
-
-    def __init__(self, message: str, code: str = "bad_event") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Handler(AsyncEventHandler):
@@ -83,6 +78,8 @@ class Handler(AsyncEventHandler):
         self._stream: SentenceSplitter | None = None  # a synthesize-start … stream
         self._stream_started = False
         self.peer = str(writer.get_extra_info("peername") or "unix socket")
+        #: this connection's own conversation when a transcript names none
+        self.connection = f"connection-{next(_CONNECTIONS)}"
         self._actions = self._by_type()
 
     # -- the connection --------------------------------------------------------------------
@@ -132,6 +129,8 @@ class Handler(AsyncEventHandler):
 
     async def disconnect(self) -> None:
         self._audio = self._wake = self._stream = None
+        if self.parts.agent is not None:  # its pending "Shall I …?" ends with it
+            self.parts.agent.forget_connection(self.connection)
 
     async def handle_event(self, event: Event) -> bool:
         """Answer one event; False closes the connection."""
@@ -225,7 +224,7 @@ class Handler(AsyncEventHandler):
         self._audio, self._detected = None, False
 
     async def _chunk(self, event: Event) -> None:
-        chunk = _audio_chunk(event)
+        chunk = audio_chunk(event)
         if self._audio is None and self._wake is None:
             raise BadEvent("audio-chunk without transcribe, detect or audio-start")
         if self._converter is None:
@@ -291,7 +290,7 @@ class Handler(AsyncEventHandler):
     # -- audio out: synthesis ----------------------------------------------------------------
     async def _synthesize_event(self, event: Event) -> None:
         if self._stream is None:  # inside a stream it only repeats the text
-            await self._synthesize(_text(event, "synthesize"))
+            await self._synthesize(event_text(event, "synthesize"))
 
     async def _stream_start(self, _event: Event) -> None:
         self._need("tts", self.parts.tts)
@@ -300,7 +299,7 @@ class Handler(AsyncEventHandler):
     async def _stream_chunk(self, event: Event) -> None:
         if self._stream is None:
             raise BadEvent("synthesize-chunk without synthesize-start")
-        for sentence in self._stream.feed(_text(event, "synthesize-chunk")):
+        for sentence in self._stream.feed(event_text(event, "synthesize-chunk")):
             await self._speak(sentence)
 
     async def _stream_stop(self, _event: Event) -> None:
@@ -349,7 +348,7 @@ class Handler(AsyncEventHandler):
         if agent is None:
             self._need("handle", None)
             return
-        question = _text(event, "transcript").strip()
+        question = event_text(event, "transcript").strip()
         context = event.data.get("context")
         if context is not None and not isinstance(context, dict):
             raise BadEvent("transcript: context must be an object")
@@ -361,7 +360,7 @@ class Handler(AsyncEventHandler):
             )
             return
         try:
-            answer = await agent.answer(question, conversation)
+            answer = await agent.answer(question, conversation, connection=self.connection)
         except Busy as exc:
             raise BadEvent(str(exc), f"busy_{exc.reason}") from None
         except NotReady as exc:
@@ -376,27 +375,3 @@ class Handler(AsyncEventHandler):
             return
         self._count("handle", "ok")
         await self.write_event(Handled(text=answer.text, context=context).event())
-
-
-def _text(event: Event, what: str) -> str:
-    text = event.data.get("text")
-    if not isinstance(text, str):
-        raise BadEvent(f'{what}: "text" must be a string')
-    return text
-
-
-def _audio_chunk(event: Event) -> AudioChunk:
-    data = event.data
-    try:
-        rate, width, channels = int(data["rate"]), int(data["width"]), int(data["channels"])
-    except (KeyError, TypeError, ValueError):
-        raise BadEvent("audio-chunk needs whole numbers rate, width and channels") from None
-    if not (1000 <= rate <= 192000 and width in (1, 2, 3, 4) and channels in (1, 2)):
-        raise BadEvent(
-            f"audio-chunk: unsupported audio: rate {rate}, width {width}, channels {channels} "
-            "(rate 1000-192000, width 1-4 bytes, 1 or 2 channels)"
-        )
-    audio = event.payload or b""
-    if len(audio) % (width * channels):
-        raise BadEvent("audio-chunk: the payload is not a whole number of samples")
-    return AudioChunk(rate=rate, width=width, channels=channels, audio=audio)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from wyoming.audio import AudioChunk
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
 from wyoming.server import AsyncServer
@@ -38,8 +39,11 @@ __all__ = [
     "MAX_DATA_BYTES",
     "MAX_LINE_BYTES",
     "MAX_PAYLOAD_BYTES",
+    "BadEvent",
     "ProtocolError",
     "WyomingServer",
+    "audio_chunk",
+    "event_text",
     "read_event",
 ]
 
@@ -245,3 +249,35 @@ def _lan_address() -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.connect(("224.0.0.251", 5353))
         return str(probe.getsockname()[0])
+
+
+class BadEvent(Exception):
+    """An event we understand but cannot take (missing fields, out-of-range values)."""
+
+    def __init__(self, message: str, code: str = "bad_event") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def event_text(event: Event, what: str) -> str:
+    text = event.data.get("text")
+    if not isinstance(text, str):
+        raise BadEvent(f'{what}: "text" must be a string')
+    return text
+
+
+def audio_chunk(event: Event) -> AudioChunk:
+    data = event.data
+    try:
+        rate, width, channels = int(data["rate"]), int(data["width"]), int(data["channels"])
+    except (KeyError, TypeError, ValueError):
+        raise BadEvent("audio-chunk needs whole numbers rate, width and channels") from None
+    if not (1000 <= rate <= 192000 and width in (1, 2, 3, 4) and channels in (1, 2)):
+        raise BadEvent(
+            f"audio-chunk: unsupported audio: rate {rate}, width {width}, channels {channels} "
+            "(rate 1000-192000, width 1-4 bytes, 1 or 2 channels)"
+        )
+    audio = event.payload or b""
+    if len(audio) % (width * channels):
+        raise BadEvent("audio-chunk: the payload is not a whole number of samples")
+    return AudioChunk(rate=rate, width=width, channels=channels, audio=audio)
