@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from assistant.errors import GenerationError
 from assistant.llm.conversation import stateless_prompt
 from assistant.llm.engine import Engine, Generation
 from assistant.llm.grammar import Constraint, JsonPiece
@@ -257,3 +258,29 @@ def _gauge(metrics: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} not in /metrics")
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "maxLength": 2000},  # llama.cpp: too many grammar rules
+        {"enum": []},  # an empty grammar
+        {"type": "string", "pattern": "abc"},  # the converter wants ^…$
+    ],
+    ids=["rules", "empty", "pattern"],
+)
+def test_a_grammar_llama_cpp_refuses_ends_that_answer_and_no_other(
+    engine: Engine, schema: dict[str, object]
+) -> None:
+    """One request's bad schema used to end the decode loop for every answer (from then on
+    "the model is not loaded"); now that answer ends with the error while another one,
+    decoding beside it, finishes, and the next request is served."""
+    beside = engine.generate(prompt(engine, QUESTIONS[0]), max_tokens=12)
+    pieces = iter(beside)
+    first = next(pieces)  # decoding when the bad one arrives
+    bad = engine.generate(prompt(engine, "Say a word."), constraint=Constraint(schema, "now"))
+    with pytest.raises(GenerationError):
+        run(bad)
+    assert bad.stats.stop_reason == "error"
+    assert first + "".join(pieces) == beside.text and beside.stats.stop_reason in ("stop", "length")
+    assert run(engine.generate(prompt(engine, QUESTIONS[1]), max_tokens=8)).strip()

@@ -272,7 +272,10 @@ class Scheduler:
             slot.busy = seq
             chosen.append((seq, slot))
         for seq, slot in chosen:
-            self._start(seq, slot)
+            try:
+                self._start(seq, slot)
+            except Exception as exc:  # noqa: BLE001 - that answer ends, the others go on
+                self._fail(seq, exc)
 
     def _start(self, seq: Seq, slot: _Slot) -> None:
         """Keep the slot's cached prefix, or copy sequence 0's when that is longer."""
@@ -380,7 +383,10 @@ class Scheduler:
         for seq in lanes:
             if id(seq) in sample_at:
                 self.stats["sampled"] += 1
-                self._sample(seq, sample_at[id(seq)], now)
+                try:
+                    self._sample(seq, sample_at[id(seq)], now)
+                except Exception as exc:  # noqa: BLE001 - e.g. a grammar llama.cpp refuses
+                    self._fail(seq, exc)
         self._retire_cancelled()
         if decoding and self._active:
             pausing = time.monotonic()
@@ -490,6 +496,14 @@ class Scheduler:
     def _retire_cancelled(self) -> None:
         for seq in [q for q in self._active if q.cancel.is_set() or q.left.is_set()]:
             self._end(seq, "cancelled")
+
+    def _fail(self, seq: Seq, exc: Exception) -> None:
+        """One answer failed (a grammar its schema made that llama.cpp refuses, say): it
+        ends with the error, and the loop serves every other answer on."""
+        log.error("an answer failed and was ended: %s", exc)
+        seq.gen.stats.stop_reason = "error"
+        error = exc if isinstance(exc, GenerationError) else GenerationError(str(exc))
+        self._finish(seq, error)
 
     def _end(self, seq: Seq, reason: str) -> None:
         stats = seq.gen.stats
