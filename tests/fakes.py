@@ -85,6 +85,13 @@ class FakeEngine:
         finally:
             stats.stop_reason = stats.stop_reason or "cancelled"
 
+    def check_grammar(self, constraint: Any) -> None:
+        """As the real engine's, for the schema converter's part (no llama.cpp here)."""
+        try:
+            constraint.gbnf  # noqa: B018 - converted or refused
+        except Exception as exc:  # noqa: BLE001 - the converter raises bare exceptions
+            raise ValueError(f"the JSON schema cannot be used: {exc}") from None
+
     def release(self, n: int = 1) -> None:
         assert self.gate is not None
         for _ in range(n):

@@ -240,3 +240,37 @@ def test_user_text_cannot_inject_a_tool_call(qwen: Engine) -> None:
     assert qwen.tool_call_id not in fmt.message("user", hostile)
     assert qwen.tool_call_id not in fmt.message("tool", hostile)
     assert qwen.tool_call_id in fmt.message("assistant", hostile)  # the model's own history
+
+
+@pytest.mark.parametrize(
+    ("field", "schema"),
+    [
+        ("response_format", {"type": "string", "maxLength": 2000}),  # too many grammar rules
+        ("response_format", {"enum": []}),  # an empty grammar
+        ("tools", {"type": "object", "properties": {"pin": {"type": "string", "pattern": "abc"}}}),
+    ],
+    ids=["rules", "empty", "pattern"],
+)
+def test_a_schema_llama_cpp_refuses_is_a_400_and_the_model_serves_on(
+    client: openai.OpenAI, field: str, schema: dict[str, Any]
+) -> None:
+    """Checked before admission (before, it failed inside the decode loop and every later
+    request was "the model is not loaded" while /health said ok)."""
+    extra: dict[str, Any] = (
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}
+        if field == "response_format"
+        else {"tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}]}
+    )
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="qwen-assistant",
+            messages=[{"role": "user", "content": "Give me one."}],
+            max_tokens=8,
+            **extra,
+        )
+    assert "the JSON schema cannot be used" in str(refused.value)
+    assert cast(Any, refused.value).body["param"] == field
+    answer = client.chat.completions.create(
+        model="qwen-assistant", messages=ask("What is the capital of France?"), max_tokens=8
+    )
+    assert answer.choices[0].message.content

@@ -39,7 +39,7 @@ from .backend import Backend, choose_backend, cpu_description
 from .batch import END, Scheduler, Seq
 from .conversation import Chat, ChatML, Conversation
 from .gguf import FIX, GGUFInfo, read_gguf
-from .grammar import Constraint
+from .grammar import Constraint, check_grammar
 from .vocab import chatml_for
 
 __all__ = ["Engine", "Generation", "GenerationStats", "Sampling", "is_degenerate"]
@@ -352,6 +352,11 @@ class Engine:
         if self._llama is None:
             raise GenerationError("the model is not loaded")
         return self._llama
+
+    def check_grammar(self, constraint: Constraint) -> None:
+        """ValueError when llama.cpp could not decode under ``constraint`` (see
+        :func:`~assistant.llm.grammar.check_grammar`)."""
+        check_grammar(self._loaded(), constraint)
 
     @property
     def chat_format(self) -> ChatML:

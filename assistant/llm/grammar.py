@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Constraint", "GrammarSampler", "JsonPiece", "gbnf_for_schema", "pick"]
+__all__ = [
+    "Constraint",
+    "GrammarSampler",
+    "JsonPiece",
+    "check_grammar",
+    "gbnf_for_schema",
+    "pick",
+]
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,25 @@ def gbnf_for_schema(schema: dict[str, Any]) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     return str(json_schema_to_gbnf(json.dumps(schema), prop_order=["name", "arguments"]))
+
+
+def check_grammar(llama: Any, constraint: Constraint) -> None:
+    """ValueError naming the problem when ``constraint``'s schema cannot become a grammar
+    that llama.cpp parses over ``llama``'s vocabulary: checked before a request is admitted,
+    so a bad schema is the client's error, never a failure inside the decode loop."""
+    import llama_cpp
+
+    try:
+        gbnf = constraint.gbnf
+    except Exception as exc:  # noqa: BLE001 - the converter raises bare exceptions
+        raise ValueError(f"the JSON schema cannot be used: {exc}") from None
+    sampler = llama_cpp.llama_sampler_init_grammar(llama._model.vocab, gbnf.encode(), b"root")
+    if not sampler:
+        raise ValueError(
+            "the JSON schema cannot be used: llama.cpp could not parse the grammar built from "
+            "it (too many alternatives or an empty choice)"
+        )
+    llama_cpp.llama_sampler_free(sampler)
 
 
 class JsonPiece(str):
