@@ -110,6 +110,12 @@ def test_no_actions_by_default() -> None:
             "type 'float'",
         ),
         ('name = "x"\ndescription = "d"\ncommand = ["/bin/true"]\nsay = "{nope}"', "{nope}"),
+        (  # passed `config check`, then `ask` died with an AssertionError traceback
+            'name = "x"\ndescription = "d"\ncommand = ["/bin/true", "{code}"]\n'
+            'parameters = { type = "object", properties = { code = { type = "string", '
+            'pattern = "[0-9]{4}" } } }',
+            'no grammar can be built from them: Pattern must start with "^"',
+        ),
     ],
 )
 def test_bad_actions_are_named_with_file_line_and_key(

@@ -269,7 +269,20 @@ def _check_parameters(parameters: Any) -> dict[str, Any]:
     required = parameters.get("required", [])
     if not isinstance(required, list) or any(r not in props for r in required):
         raise _Bad("parameters", "required must list declared parameters")
+    _check_grammar(parameters)
     return props
+
+
+def _check_grammar(parameters: dict[str, Any]) -> None:
+    """The grammar a call is decoded under must be buildable from these parameters (a
+    pattern without ^…$, say, is refused here instead of failing the first call)."""
+    from ..llm.grammar import gbnf_for_schema
+    from .tools import call_schema
+
+    try:
+        gbnf_for_schema(call_schema([Tool("x", "", parameters)], enums=False))
+    except Exception as exc:  # noqa: BLE001 - the converter raises bare exceptions
+        raise _Bad("parameters", f"no grammar can be built from them: {exc}") from None
 
 
 def _check_command(argv: Any, allowed: dict[str, Any]) -> tuple[str, ...]:
