@@ -276,6 +276,62 @@ def test_http_failures_are_said(controller: str, tmp_path: Path) -> None:
     assert not no_token.ok and "token file" in no_token.said
 
 
+class Redirect(http.server.BaseHTTPRequestHandler):
+    to = ""
+
+    def do_POST(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", self.to)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_redirect_is_never_followed_and_the_token_stays_home(
+    controller: str, tmp_path: Path
+) -> None:
+    """The target answers 302 to another host: urllib followed it (a GET, with the bearer
+    token) and the assistant said the door was unlocked; now nothing is sent there and the
+    failure names the redirect."""
+    token = tmp_path / "token"
+    token.write_text("s3cret")
+    Redirect.to = f"{controller}/steal"
+    with serve_http(Redirect) as target:
+        outcome = run(light(target, token), {"room": "kitchen"})
+    assert not outcome.ok and Recorder.requests == []
+    assert "answered 302, a redirect to" in outcome.said and "not followed" in outcome.said
+
+
+def test_the_runner_says_what_it_cannot_send_or_read(tmp_path: Path) -> None:
+    """Failures that used to raise out of the runner (a 500 or a cut stream) are said."""
+    import socket
+    import threading
+
+    token = tmp_path / "token"
+    token.write_text("t")
+    with socket.socket() as server:  # answers anything with bytes that are not HTTP
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def garbage() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+
+        threading.Thread(target=garbage, daemon=True).start()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        not_http = run(light(url, token), {"room": "kitchen"})
+    assert not not_http.ok and "did not give an HTTP answer" in not_http.said
+    token.write_text("你好")  # a header value outside Latin-1
+    unsendable = run(light("http://127.0.0.1:9", token), {"room": "kitchen"})
+    assert not unsendable.ok and "an HTTP header cannot carry" in unsendable.said
+    nul = run(command(*ARGV, "say", "{text}"), {"text": "a\x00b"})
+    assert not nul.ok and "could not start" in nul.said
+
+
 # -- the tool format and the validator -------------------------------------------------------
 def test_strict_closes_objects_and_can_leave_enums_to_the_validator() -> None:
     closed = strict(LIGHT_PARAMS)

@@ -21,6 +21,7 @@ import urllib.request
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,27 @@ log = logging.getLogger(__name__)
 
 OUTPUT_LIMIT = 4096
 SAID_OUTPUT = 200  # characters of output a `say` template's {output} gets
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is never followed: urllib would send the action's headers (its bearer
+    token) to wherever the target points and turn a POST into a GET, and the assistant
+    would report success for a request that never reached the device. A 3xx is a failure
+    that names where it pointed."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect())
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -160,8 +182,10 @@ class Runner:
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # its own process group: a timeout kills all of it
             )
-        except OSError as exc:
-            return self._failed(f"{argv[0]} could not start ({exc.strerror or exc})")
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
+            return self._failed(
+                f"{argv[0]} could not start ({getattr(exc, 'strerror', '') or exc})"
+            )
         kept = bytearray()
         stdout = proc.stdout
 
@@ -198,6 +222,8 @@ class Runner:
         headers = {k: expand(v, values) for k, v in http.headers}
         if any("\r" in v or "\n" in v for v in headers.values()):
             return self._failed("a header value would contain a line break")
+        if not all(v.isascii() or _latin1(v) for v in headers.values()):
+            return self._failed("a header value has characters an HTTP header cannot carry")
         data = None
         if http.body is not None:
             if isinstance(http.body, str):
@@ -209,16 +235,32 @@ class Runner:
         # the scheme is http(s): spec.py refuses any other url
         request = urllib.request.Request(url, data=data, headers=headers, method=http.method)  # noqa: S310
         host = urllib.parse.urlsplit(url).netloc
+        sent = self._send(request, host, action.timeout_s)
+        if isinstance(sent, Outcome):
+            return sent
+        output, status = sent
+        return self._done(action, arguments, output, f"HTTP {status}")
+
+    def _send(
+        self, request: urllib.request.Request, host: str, timeout_s: float
+    ) -> tuple[str, int] | Outcome:
+        """The answer's text and status, or the failure (this never raises)."""
         try:
-            with urllib.request.urlopen(request, timeout=action.timeout_s) as response:  # noqa: S310
-                output = response.read(OUTPUT_LIMIT).decode(errors="replace")
-                status = response.status
+            with _OPENER.open(request, timeout=timeout_s) as response:
+                return response.read(OUTPUT_LIMIT).decode(errors="replace"), response.status
         except urllib.error.HTTPError as exc:
             body = exc.read(OUTPUT_LIMIT).decode(errors="replace")
+            if 300 <= exc.code < 400:
+                where = exc.headers.get("Location") or "elsewhere"
+                return self._failed(
+                    f"{host} answered {exc.code}, a redirect to {where}, which is not followed",
+                    body,
+                )
             return self._failed(f"{host} answered {exc.code} {exc.reason}", body)
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
-                return self._failed(f"{host} did not answer within {action.timeout_s:g} seconds")
+                return self._failed(f"{host} did not answer within {timeout_s:g} seconds")
             return self._failed(f"{host} could not be reached ({reason})")
-        return self._done(action, arguments, output, f"HTTP {status}")
+        except (HTTPException, ValueError) as exc:  # not HTTP (or a reply http.client refuses)
+            return self._failed(f"{host} did not give an HTTP answer ({type(exc).__name__})")
