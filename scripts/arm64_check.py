@@ -498,8 +498,19 @@ def main() -> int:
     cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     parser.add_argument("--cache", type=Path, default=cache_home / "qwen-assistant" / "arm64")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "arm64" / "result.json")
+    parser.add_argument(
+        "--prepare",
+        action="store_true",
+        help="only the downloads (the root and the dependencies), into the cache: "
+        "scripts/test.sh runs this while llama.cpp compiles",
+    )
     args = parser.parse_args()
-    return Check(args.cache, args.out).main()
+    check = Check(args.cache, args.out)
+    if args.prepare:
+        check.timed("root", check.root)
+        check.timed("dependencies", check.deps)
+        return 0
+    return check.main()
 
 
 if __name__ == "__main__":

@@ -57,8 +57,8 @@ die() { printf 'build-llama.sh: %s\n' "$*" >&2; exit 1; }
 
 # 1. the tools: ninja and ccache for every build; for Vulkan, Debian's headers and loader and
 #    the shader compilers llama.cpp's build runs
-APT_PACKAGES=(ninja-build ccache)
-[ "$VULKAN" = 0 ] || APT_PACKAGES+=(libvulkan-dev glslc glslang-tools spirv-headers)
+APT_PACKAGES=("${BUILD_APT[@]}")
+[ "$VULKAN" = 0 ] || APT_PACKAGES+=("${VULKAN_BUILD_APT[@]}")
 [ "$CACHED_ONLY" = 1 ] || need_apt "${APT_PACKAGES[@]}" || die "the build tools could not be installed (above)"
 
 vk_header=0

@@ -3,6 +3,21 @@
 # and the phase table test.sh prints at the end.
 
 QA_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/qwen-assistant"
+# The Debian packages, by who needs them (each script installs its own; test.sh all at once):
+# setup.sh: a C/C++ toolchain and cmake build llama-cpp-python; libsystemd-dev and pkg-config
+# build systemd-python; libportaudio2 is what sounddevice loads
+SETUP_APT=(build-essential cmake pkg-config libsystemd-dev libportaudio2 python3-venv)
+# build-llama.sh: ninja and ccache for every build
+BUILD_APT=(ninja-build ccache)
+# build-llama.sh --vulkan: the Vulkan headers and loader, the shader compilers; setup.sh
+# --vulkan: Mesa's drivers (V3DV for the Pi 5's GPU; lavapipe elsewhere)
+VULKAN_BUILD_APT=(libvulkan-dev glslc glslang-tools spirv-headers)
+VULKAN_APT=(libvulkan1 mesa-vulkan-drivers)
+# test.sh: systemd-analyze (the unit's checks), systemd-nspawn + debootstrap to boot the unit
+# under a real systemd 252, sox for the noise the voice-activity tests mix under speech
+TEST_APT=(systemd systemd-container debootstrap sox)
+# test-arm64.sh, installed without recommends (no binfmt handlers come with qemu-user)
+ARM64_TOOLS=(debootstrap qemu-user g++-aarch64-linux-gnu binutils-aarch64-linux-gnu)
 
 # need_apt [--no-install-recommends] PKG...: install the Debian packages that are missing
 # (sudo when not root; `apt-get update` once per run). Quiet when nothing is missing.
@@ -21,12 +36,15 @@ need_apt() {
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   if [ -z "${QA_APT_UPDATED:-}" ]; then
-    $sudo apt-get update -qq || { echo "apt-get update failed: check the network" >&2; return 1; }
+    $sudo apt-get update -qq -o DPkg::Lock::Timeout=600 ||
+      { echo "apt-get update failed: check the network" >&2; return 1; }
     export QA_APT_UPDATED=1
   fi
   local log
   log=$(mktemp)
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${opts[@]}" "${missing[@]}" >"$log" 2>&1 || {
+  # (waits for another apt run's lock instead of failing: test.sh installs in the background)
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+    "${opts[@]}" "${missing[@]}" >"$log" 2>&1 || {
     tail -20 "$log" >&2
     rm -f "$log"
     echo "could not install ${missing[*]}; install them with apt and run this again" >&2

@@ -25,10 +25,9 @@ done
 
 say() { printf '\n==> %s\n' "$*"; }
 
-# 1. System packages: a C/C++ toolchain and cmake build llama-cpp-python; libsystemd-dev and
-#    pkg-config build systemd-python; libportaudio2 is what sounddevice loads.
-APT_PACKAGES=(build-essential cmake pkg-config libsystemd-dev libportaudio2 python3-venv)
-phase "apt" need_apt "${APT_PACKAGES[@]}"
+# 1. System packages (scripts/lib.sh, SETUP_APT: the toolchain, cmake, libsystemd-dev,
+#    PortAudio)
+phase "apt" need_apt "${SETUP_APT[@]}"
 
 # 2. Python >= 3.11 and the virtual environment at .venv
 PYTHON="${PYTHON:-python3}"
@@ -62,7 +61,7 @@ phase "venv: dependencies" .venv/bin/python -m pip install -q -e '.[dev,whisper]
 #     elsewhere).
 if [ "$VULKAN" = 1 ]; then
   [ -x .venv-vulkan/bin/python ] || { say "creating .venv-vulkan"; "$PYTHON" -m venv .venv-vulkan; }
-  phase "apt: Vulkan" need_apt libvulkan1 mesa-vulkan-drivers
+  phase "apt: Vulkan" need_apt "${VULKAN_APT[@]}"
   .venv-vulkan/bin/python -m pip install -q --upgrade pip
   wheel=$(phase "Vulkan wheel" bash scripts/build-llama.sh .venv/bin/python --vulkan | tail -1)
   use_llama .venv-vulkan "$wheel"

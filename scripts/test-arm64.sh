@@ -14,7 +14,10 @@ cd "$(dirname "$0")/.."
 
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
-need_apt --no-install-recommends debootstrap qemu-user g++-aarch64-linux-gnu binutils-aarch64-linux-gnu
+need_apt --no-install-recommends "${ARM64_TOOLS[@]}"
+if [ "${1:-}" = --prepare ]; then  # downloads only, before .venv exists (scripts/test.sh)
+  exec python3 scripts/arm64_check.py "$@"
+fi
 # the llama-cpp-python sources every build shares (downloaded once)
 QA_LLAMA_SDIST=$(llama_sdist .venv/bin/python "$(llama_version .venv/bin/python)")
 export QA_LLAMA_SDIST

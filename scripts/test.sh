@@ -43,14 +43,30 @@ if [ "$FAST" = 1 ]; then
   exit
 fi
 
+# every Debian package the scripts below need, in one apt run (scripts/lib.sh lists them)
+apt_all() {
+  need_apt "${SETUP_APT[@]}" "${BUILD_APT[@]}" "${VULKAN_BUILD_APT[@]}" "${VULKAN_APT[@]}" \
+    "${TEST_APT[@]}"
+  need_apt --no-install-recommends "${ARM64_TOOLS[@]}"
+}
+phase "apt" apt_all
+# the arm64 check's downloads (its Debian root, the aarch64 wheels) while llama.cpp compiles
+mkdir -p build
+bash scripts/test-arm64.sh --prepare >build/arm64-prepare.log 2>&1 &
+prepare=$!
+prepare_began=$(date +%s)
 # .venv and .venv-vulkan (tests/test_vulkan.py runs the Vulkan build), the models; setup.sh
 # times its own phases into the table
 bash scripts/setup.sh --vulkan
-# the test-only tools: systemd-analyze (the unit's checks), systemd-nspawn + debootstrap to
-# boot the unit under a real systemd 252 (tests/test_systemd_container.py), sox for the noise
-# the voice-activity tests mix under speech
-phase "apt: test tools" need_apt systemd systemd-container debootstrap sox
 phase "models: test models" test_models
+arm64_downloads() {  # (the seconds it ran beside the builds are in the note)
+  local rc=0
+  wait "$prepare" || rc=$?
+  phase_note "ran beside the builds for $(($(date +%s) - prepare_began)) s"
+  tail -3 build/arm64-prepare.log
+  return "$rc"
+}
+phase "arm64 downloads" arm64_downloads || printf '==> arm64: the downloads failed (the check says what)\n'
 
 unit() {
   printf '\n==> the systemd unit\n'
