@@ -178,15 +178,7 @@ def test_allowed_actions_run_on_the_device_and_are_answered(
         }
         reply = httpx.post(f"{thread.url}/v1/chat/completions", json=body, timeout=10)
         assert reply.status_code == 200
-        if stream:
-            events = [
-                json.loads(line[6:])
-                for line in reply.text.splitlines()
-                if line.startswith("data: {")
-            ]
-            text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
-        else:
-            text = reply.json()["choices"][0]["message"]["content"]
+        text, _ = _content(reply, stream)
         assert text == "The kitchen light is on."
         assert len(Recorder.requests) == 1
         assert json.loads(Recorder.requests[0][3]) == {"entity_id": "light.kitchen"}

@@ -351,18 +351,28 @@ async def test_handle_refused_by_admission_is_an_error_with_the_honest_reason() 
     assert not parts.agent.brain.turns  # nothing ran
 
 
-async def test_handle_runs_a_configured_action(tmp_path: Path) -> None:
-    marker = tmp_path / "ran"
+def acting(tmp_path: Path, action: str, marker: Path) -> tuple[Config, Parts]:
+    """Parts whose model always calls the one configured action, which touches ``marker``
+    (``action``: its TOML keys besides the command)."""
     (tmp_path / "config.toml").write_text(
-        "[thermal]\nsensor_path = ''\n[[actions]]\nname = 'light_on'\n"
-        "description = 'Turn on the light'\n"
-        f"command = ['/usr/bin/touch', '{marker}']\nsay = 'The light is on.'\n"
+        f"[thermal]\nsensor_path = ''\n[[actions]]\n{action}\n"
+        f"command = ['/usr/bin/touch', '{marker}']\n"
     )
     config = load_config(tmp_path / "config.toml")
-    call = json.dumps({"name": "light_on", "arguments": {}})
+    call = json.dumps({"name": config.actions[0].name, "arguments": {}})
     parts = make_parts(config, engine=FakeEngine([], call=call))
     assert parts.agent is not None
     parts.agent.actor.update(config.actions)
+    return config, parts
+
+
+async def test_handle_runs_a_configured_action(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    config, parts = acting(
+        tmp_path,
+        "name = 'light_on'\ndescription = 'Turn on the light'\nsay = 'The light is on.'",
+        marker,
+    )
     async with serving(parts, config) as server, client(server) as c:
         await c.write_event(
             Transcript(text="Turn on the light", context={"conversation_id": "x"}).event()
@@ -379,16 +389,13 @@ async def test_a_question_without_a_conversation_is_confirmed_only_on_its_connec
     is not answered by a "yes" on the other (before, they shared one key and it was), only
     by a yes on its own connection; a connection that closes takes its question along."""
     marker = tmp_path / "unlocked"
-    (tmp_path / "config.toml").write_text(
-        "[thermal]\nsensor_path = ''\n[[actions]]\nname = 'unlock_door'\n"
-        "description = 'Unlock the front door'\nconfirm = true\n"
-        f"command = ['/usr/bin/touch', '{marker}']\nsay = 'The front door is unlocked.'\n"
+    config, parts = acting(
+        tmp_path,
+        "name = 'unlock_door'\ndescription = 'Unlock the front door'\nconfirm = true\n"
+        "say = 'The front door is unlocked.'",
+        marker,
     )
-    config = load_config(tmp_path / "config.toml")
-    call = json.dumps({"name": "unlock_door", "arguments": {}})
-    parts = make_parts(config, engine=FakeEngine([], call=call))
     assert parts.agent is not None
-    parts.agent.actor.update(config.actions)
 
     async def say(c: AsyncTcpClient, text: str) -> str:
         await c.write_event(Transcript(text=text).event())
