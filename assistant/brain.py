@@ -178,7 +178,13 @@ class Brain:
 
     @property
     def ready(self) -> bool:
-        return self.engine is not None
+        """The model is loaded and its decode loop runs."""
+        return self.engine is not None and not self.engine.failure
+
+    @property
+    def problem(self) -> str:
+        """Why the brain is not ready: the load failed, or the decode loop died."""
+        return self.load_error or (self.engine.failure if self.engine is not None else "")
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -196,8 +202,8 @@ class Brain:
         """A granted ticket, or :class:`Busy`/:class:`NotReady`. Cancellable while queued."""
         if self.closing:
             raise NotReady(self.closing)
-        if self.engine is None:
-            raise NotReady(self.load_error or "the model is still loading")
+        if not self.ready:
+            raise NotReady(self.problem or "the model is still loading")
         loop = asyncio.get_running_loop()
         granted: asyncio.Future[None] = loop.create_future()
 

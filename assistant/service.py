@@ -464,6 +464,9 @@ class Service:
         """Ping the watchdog at half its period, only while every part makes progress."""
         while True:
             stalled = self.liveness.stalled()
+            engine = state.brain.engine
+            if engine is not None and engine.failure:  # dead, not slow: no waiting stall_s
+                stalled.append(f"inference ({engine.failure})")
             if not stalled:
                 self.notifier.watchdog()
                 if self._reported_stall:

@@ -36,7 +36,7 @@ def snapshot(
     turns = [dataclasses.asdict(t) for t in brain.turns]
     last = turns[-1] if turns else {}
     if not brain.ready or starting:
-        state = "error" if brain.load_error else "loading"
+        state = "error" if brain.problem else "loading"
     elif thermal["state"] == "sensor lost":
         state = "sensor lost"
     elif voice_state == "mic lost":
@@ -61,7 +61,7 @@ def snapshot(
         "ready": brain.ready,
         "problem": (
             ("stalled: " + ", ".join(stalled) if stalled else "")
-            or brain.load_error
+            or brain.problem
             or thermal["problem"]
             or admission["stopped"]
             or (voice.problem if voice_state == "mic lost" else "")

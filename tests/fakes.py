@@ -41,6 +41,7 @@ class FakeEngine:
         self.sha256 = "f" * 64
         self.chat_format = ChatML(1, 2, lambda text: [10 + ord(c) % 50 for c in text])
         self.closed = False
+        self.failure = ""  # as the real engine's: why its decode loop died
         self.started = threading.Event()  # set when an answer's first token is out
 
     def generate(self, tokens: list[int], *, cancel: Any = None, **overrides: Any) -> Generation:

@@ -209,6 +209,25 @@ def test_a_completion_while_loading_is_503_with_retry_after(loading: ServerThrea
     assert reply.json()["error"]["code"] == "not_ready"
 
 
+def test_a_dead_decode_loop_turns_health_and_status_to_error_at_once(serve: Any) -> None:
+    """Before, /health stayed 200 and /status "ready" while every completion failed with
+    "the model is not loaded", until the watchdog noticed a minute later."""
+    from tests.fakes import FakeEngine
+
+    engine = FakeEngine(["Hi."])
+    thread, _ = serve(make_config(), engine)
+    assert httpx.get(f"{thread.url}/health").status_code == 200
+    engine.failure = "the decode loop failed: boom"
+    health = httpx.get(f"{thread.url}/health")
+    assert health.status_code == 503
+    assert health.json() == {"status": "error", "problem": "the decode loop failed: boom"}
+    status = httpx.get(f"{thread.url}/status").json()
+    assert status["state"] == "error" and status["problem"] == "the decode loop failed: boom"
+    reply = httpx.post(f"{thread.url}/v1/chat/completions", json=chat_body())
+    assert reply.status_code == 503 and reply.json()["error"]["code"] == "not_ready"
+    assert "decode loop failed" in reply.json()["error"]["message"]
+
+
 def test_a_foreign_host_header_is_403(loading: ServerThread) -> None:
     """DNS rebinding: evil.example resolves to 127.0.0.1, but the browser sends its name."""
     reply = httpx.get(f"{loading.url}/status", headers={"Host": "evil.example"})

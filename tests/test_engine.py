@@ -167,3 +167,25 @@ def test_qwen_follow_up_only_prefills_its_new_tokens(qwen: Engine) -> None:
     third = qwen.new_chat().ask("Hello")
     list(third)
     assert third.stats.cached_tokens >= len(chat.conversation.prefix)
+
+
+def test_a_dead_decode_loop_says_why_at_once(smollm_path: Path) -> None:
+    """If the decode loop itself ever dies, the engine says so (the service's /health and
+    watchdog read it) instead of looking loaded."""
+    engine = Engine(greedy(), smollm_path)
+    engine.load()
+    try:
+        assert engine.failure == ""
+        scheduler = engine.scheduler
+        assert scheduler is not None
+
+        def broken(_intensity: object) -> None:
+            raise RuntimeError("llama_decode exploded")
+
+        scheduler._step = broken  # type: ignore[method-assign,assignment]
+        fmt = engine.chat_format
+        with pytest.raises(RuntimeError, match="exploded"):  # every waiting answer hears it
+            list(engine.generate([*fmt.message("user", "Hi"), *fmt.header("assistant")]))
+        assert engine.failure == "the decode loop failed: llama_decode exploded"
+    finally:
+        engine.close()

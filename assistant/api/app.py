@@ -136,8 +136,8 @@ def create_app(state: ApiState) -> Any:
         brain = state.brain
         if brain.ready:
             return JSONResponse({"status": "ok", "model": state.model_id})
-        status = "error" if brain.load_error else "loading"
-        body = {"status": status, "problem": brain.load_error or None}
+        status = "error" if brain.problem else "loading"
+        body = {"status": status, "problem": brain.problem or None}
         return JSONResponse(body, status_code=503, headers={"Retry-After": str(LOADING_RETRY_S)})
 
     @app.get("/v1/models", summary="The one model this device runs")

@@ -116,7 +116,7 @@ async def complete(state: ApiState, body: ChatRequest, request: Request) -> Resp
     if body.speak and state.mouth is None:
         raise ApiError(400, "speak: this device has no voice output", param="speak")
     if not brain.ready:
-        raise _not_ready(brain.load_error or "the model is still loading")
+        raise _not_ready(brain.problem or "the model is still loading")
     max_tokens = min(body.requested_tokens or llm.max_tokens, llm.max_tokens)
     how, tokens = _prepare(state, body, max_tokens)
     turn_id = brain.next_id()

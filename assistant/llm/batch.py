@@ -124,6 +124,8 @@ class Scheduler:
         self._calls: list[tuple[Callable[[], Any], queue.SimpleQueue[Any]]] = []
         self._numbers = 0
         self._closed = False
+        #: why the decode loop ended by failing ("" while it runs, or after a clean close)
+        self.failure = ""
         self._dirty = True  # sequence 0 and the slots are to be brought in line
         #: set when an answer arrives, a reader leaves or a call waits (ends a pause)
         self.wake = threading.Event()
@@ -184,6 +186,7 @@ class Scheduler:
                 pass
         except BaseException as exc:  # every waiting answer hears of it
             log.exception("the decode loop failed")
+            self.failure = f"the decode loop failed: {exc}"
             failure: BaseException = exc
         else:
             failure = GenerationError("the model was closed")

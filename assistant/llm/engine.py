@@ -353,6 +353,11 @@ class Engine:
             raise GenerationError("the model is not loaded")
         return self._llama
 
+    @property
+    def failure(self) -> str:
+        """Why the engine can no longer answer ("" while it can): its decode loop died."""
+        return self.scheduler.failure if self.scheduler is not None else ""
+
     def check_grammar(self, constraint: Constraint) -> None:
         """ValueError when llama.cpp could not decode under ``constraint`` (see
         :func:`~assistant.llm.grammar.check_grammar`)."""

@@ -100,7 +100,7 @@ class Agent:
             log.info("turn %d wyoming: %r → %s", turn_id, question, reply.said)
             return Answer(reply.said, turn_id, reply.outcome)
         if not brain.ready:
-            raise NotReady(brain.load_error or "the model is still loading")
+            raise NotReady(brain.problem or "the model is still loading")
         prompt = actor.prompt(brain.engine.chat_format, llm, talk.history, question)
         arrived = brain.clock()
         ticket = await brain.admit(Priority.API, config.api.queue_timeout_s)
