@@ -21,6 +21,9 @@ export QA_PHASES
 began=$(date +%s)
 trap 'phase_table; rm -f "$QA_PHASES"' EXIT
 
+# pytest without the phase table's variables: what its tests run notes nothing in the table
+PYTEST=(env -u QA_PHASES -u QA_PHASE_NOTES .venv/bin/pytest)
+
 lint() {
   printf '\n==> ruff\n'
   .venv/bin/ruff check .
@@ -39,7 +42,7 @@ if [ "$FAST" = 1 ]; then
   phase "models: test models" test_models  # seconds when they are there
   phase "lint and types" lint
   printf '\n==> pytest (the fast tests)\n'
-  phase "pytest fast" .venv/bin/pytest -q "$@"
+  phase "pytest fast" "${PYTEST[@]}" -q "$@"
   exit
 fi
 
@@ -90,8 +93,8 @@ phase "arm64 check" bash scripts/test-arm64.sh ||
 printf '\n==> pytest: the fast tests\n'
 rc=0
 # exit 5 (no test collected) is no failure when arguments chose the tests
-phase "pytest fast" .venv/bin/pytest -m "not slow" "$@" || { r=$?; [ "$r:$#" != 5:0 ] && [ "$r" = 5 ] || rc=$r; }
+phase "pytest fast" "${PYTEST[@]}" -m "not slow" "$@" || { r=$?; [ "$r:$#" != 5:0 ] && [ "$r" = 5 ] || rc=$r; }
 printf '\n==> pytest: the slow tests (real models, services, systemd, browsers)\n'
-phase "pytest slow" .venv/bin/pytest -m slow --durations=25 "$@" || { r=$?; [ "$r:$#" != 5:0 ] && [ "$r" = 5 ] || rc=$r; }
+phase "pytest slow" "${PYTEST[@]}" -m slow --durations=25 "$@" || { r=$?; [ "$r:$#" != 5:0 ] && [ "$r" = 5 ] || rc=$r; }
 printf '\n==> all of it: %s s\n' "$(($(date +%s) - began))"
 exit "$rc"
