@@ -448,6 +448,47 @@ def test_grounding_uses_name_description_and_keywords() -> None:
     assert grounded(lamp, {}, "open the garage") != ""
 
 
+def _act(name: str, description: str, **kw: Any) -> Action:
+    return Action(name=name, description=description, command=("/bin/true",), **kw)
+
+
+def test_a_word_the_actions_share_or_a_bare_verb_grounds_none() -> None:
+    """With several actions, "Start the vacuum cleaner." ran start_music ("start" was the
+    shared word): the request must name what makes the action this action."""
+    music = _act("start_music", "Start playing music", keywords=("song", "songs"))
+    fan = _act("start_fan", "Start the fan")
+    actions = [music, fan, _act("stop_music", "Stop the music")]
+    assert grounded(music, {}, "Start the vacuum cleaner.", actions) != ""
+    assert grounded(music, {}, "Start the vacuum cleaner.", [music]) != ""  # a bare verb
+    radio = _act("radio_on", "Play the radio in the kitchen")
+    kettle = _act("kettle_on", "Boil the kettle in the kitchen")
+    assert "tells radio_on from the other actions (only kitchen)" in grounded(
+        radio, {}, "Do something in the kitchen.", [radio, kettle]
+    )
+    assert grounded(radio, {}, "Put the radio on in the kitchen.", [radio, kettle]) == ""
+    assert grounded(music, {}, "Play some songs, please.", actions) == ""
+    assert grounded(fan, {}, "Start the fan.", actions) == ""
+    assert "stop_music" in grounded(actions[2], {}, "Start the music.", actions)
+
+
+def test_a_request_for_the_opposite_never_runs_the_action() -> None:
+    """With only light_on configured, "Turn off the kitchen light." sent turn_on and said
+    "The kitchen light is on." ("kitchen" and "light" grounded it)."""
+    light_on = _act("light_on", "Turn on the light in a room", parameters=LIGHT_PARAMS)
+    light_off = _act("light_off", "Turn off the light in a room", parameters=LIGHT_PARAMS)
+    kitchen = {"room": "kitchen"}
+    assert "says 'off', the opposite of what light_on does" in grounded(
+        light_on, kitchen, "Turn off the kitchen light.", [light_on]
+    )
+    both = [light_on, light_off]
+    assert grounded(light_on, kitchen, "Turn on the kitchen light.", both) == ""
+    assert grounded(light_off, kitchen, "Switch the kitchen light off.", both) == ""
+    assert grounded(light_off, kitchen, "Turn on the kitchen light.", both) != ""
+    a, runner = actor(LIGHT)
+    decision = asyncio.run(a.act(call("light_on", room="kitchen"), "Turn off the kitchen light"))
+    assert decision.said == CANNOT and not runner.ran
+
+
 def test_confirm_asks_then_runs_only_on_yes() -> None:
     now = [0.0]
     a, runner = actor(DOOR, clock=lambda: now[0])
