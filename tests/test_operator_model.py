@@ -39,8 +39,11 @@ def config(tmp_path: Path, model: Path, *, port: int = 0, extra: str = "") -> Pa
     return path
 
 
-def test_a_model_with_zeroed_weights_is_refused_everywhere(qwen_path: Path, tmp_path: Path) -> None:
-    bad = zeroed(qwen_path, tmp_path / "zeroed.gguf", 1 << 30)
+def test_a_model_with_zeroed_weights_is_refused_everywhere(
+    smollm_path: Path, tmp_path: Path
+) -> None:
+    # the smallest model: three processes each hash the file it has never seen
+    bad = zeroed(smollm_path, tmp_path / "zeroed.gguf", smollm_path.stat().st_size)
     cfg = config(tmp_path, bad)
     with Process(cfg, tmp_path / "run") as proc:
         assert proc.proc.wait(120) == 78
