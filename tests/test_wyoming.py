@@ -317,6 +317,37 @@ async def test_the_bundled_wake_word_models_are_offered_and_listen_without_speec
         assert [e.type for e in await until(c, "not-detected")] == ["not-detected"]
 
 
+async def test_a_client_that_does_not_read_is_dropped_and_the_others_are_served(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client asked for speech and never read it: its blocked writes held the connection
+    past every idle limit (eight such clients held them all); now it is dropped after
+    WRITE_S without reading, and a well-behaved client is answered."""
+    import logging
+
+    monkeypatch.setattr(handler_module, "WRITE_S", 0.2)
+    dropped = asyncio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "not reading" in record.getMessage():
+                dropped.set()
+
+    watch = Watch()
+    logging.getLogger("assistant.wyoming.handler").addHandler(watch)
+    parts = make_parts(make_config())
+    try:
+        async with serving(parts) as server, client(server) as hog:
+            # ~12 MB of audio: more than the socket buffers hold for a client that never reads
+            await hog.write_event(Synthesize(text="a" * 60_000).event())
+            await asyncio.wait_for(dropped.wait(), 30)
+            async with client(server) as polite:
+                await polite.write_event(Describe().event())
+                assert [e.type for e in await until(polite, "info")][-1] == "info"
+    finally:
+        logging.getLogger("assistant.wyoming.handler").removeHandler(watch)
+
+
 # -- the conversation agent ----------------------------------------------------------------------
 async def test_handle_answers_and_keeps_each_conversations_history() -> None:
     parts = make_parts(make_config())

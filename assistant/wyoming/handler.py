@@ -45,7 +45,7 @@ from ..speech.stt import RATE, transcribe_pcm
 from ..speech.wake import MicroWake, PhraseWake, wake_name
 from ..thermal.admission import Busy
 from .info import Parts, describe
-from .server import IDLE_S, BadEvent, ProtocolError, audio_chunk, event_text, read_event
+from .server import IDLE_S, WRITE_S, BadEvent, ProtocolError, audio_chunk, event_text, read_event
 
 __all__ = ["Handler"]
 
@@ -126,6 +126,17 @@ class Handler(AsyncEventHandler):
         finally:
             with contextlib.suppress(asyncio.QueueFull):
                 events.put_nowait(None)
+
+    async def write_event(self, event: Event) -> None:
+        """Send ``event``; a client that has not read for :data:`WRITE_S` (eight clients
+        that ask for speech and never read held every connection) is disconnected."""
+        try:
+            async with asyncio.timeout(WRITE_S):
+                await super().write_event(event)
+        except TimeoutError:
+            log.warning("wyoming %s: not reading for %.0f s, disconnected", self.peer, WRITE_S)
+            self.writer.transport.abort()
+            raise ConnectionResetError(f"{self.peer} stopped reading") from None
 
     async def disconnect(self) -> None:
         self._audio = self._wake = self._stream = None

@@ -39,6 +39,7 @@ __all__ = [
     "MAX_DATA_BYTES",
     "MAX_LINE_BYTES",
     "MAX_PAYLOAD_BYTES",
+    "WRITE_S",
     "BadEvent",
     "ProtocolError",
     "WyomingServer",
@@ -53,6 +54,7 @@ MAX_LINE_BYTES = 64 * 1024  # an event's JSON header line
 MAX_DATA_BYTES = 64 * 1024  # its extra JSON data (a Synthesize text, a Transcript)
 MAX_PAYLOAD_BYTES = 256 * 1024  # its payload (an audio chunk: ~8 s of 16 kHz mono)
 IDLE_S = 60.0  # a client that sends nothing for this long is disconnected
+WRITE_S = 30.0  # a client that reads nothing of an answer for this long is disconnected
 
 
 class ProtocolError(Exception):
