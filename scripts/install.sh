@@ -17,6 +17,7 @@ SRC="$(cd "$(dirname "$0")/.." && pwd)"
 NAME=qwen-assistant
 PREFIX=/opt/$NAME
 VENV=$PREFIX/venv
+LINK=/usr/local/bin/$NAME  # the command on the PATH
 CONF_DIR=/etc/$NAME
 STATE_DIR=/var/lib/$NAME
 CACHE_DIR=/var/cache/$NAME
@@ -56,6 +57,7 @@ if [ "$ACTION" = uninstall ]; then
   rm -rf "/etc/systemd/system/$NAME.service.d"
   if [ "$booted" = 1 ]; then systemctl daemon-reload; fi
   rm -rf "$PREFIX" "$CONF_DIR" "$CACHE_DIR" "/run/$NAME"
+  if [ "$(readlink "$LINK" 2>/dev/null)" = "$VENV/bin/$NAME" ]; then rm -f "$LINK"; fi
   if [ "$PURGE" = 1 ]; then
     say "removing the models in $STATE_DIR and the user $NAME"
     rm -rf "$STATE_DIR"
@@ -142,6 +144,13 @@ if [ "$BUILD" = 1 ]; then
   echo "$cmake_args" >"$PREFIX/llama-cmake-args"
 fi
 [ -x "$VENV/bin/$NAME" ] || die "$VENV/bin/$NAME is missing: run without --no-venv"
+# on the PATH, so `qwen-assistant status` and `sudo qwen-assistant reload` work as written
+# (a file of that name that is not ours is left alone)
+if [ ! -e "$LINK" ] || [ "$(readlink "$LINK")" = "$VENV/bin/$NAME" ]; then
+  ln -sfn "$VENV/bin/$NAME" "$LINK"
+else
+  say "$LINK exists and is not this install's; run $VENV/bin/$NAME instead"
+fi
 
 # -- 4. config: installed once, never overwritten ----------------------------------------------
 step "4 (the config in $CONF_DIR)" "fix what \`$NAME config check\` reports, then run this again"

@@ -208,7 +208,8 @@ def test_the_unit_starts_reports_reloads_and_recovers_under_systemd_252(
     assert "Paris" in answer
     assert "turn 1 api" in box.journal("-u", "qwen-assistant", "TURN_ID=1")
     # any user may read the status (the unit's UMask=0027 does not hide it)
-    shown = box.sh("runuser -u nobody -- /opt/qwen-assistant/venv/bin/qwen-assistant status")
+    # `qwen-assistant status` as README.md writes it: install.sh put it on the PATH
+    shown = box.sh("runuser -u nobody -- qwen-assistant status")
     assert shown.startswith("qwen-assistant: ") and "#1 api" in shown, shown
 
     # reload: a new rate limit applies without a restart
@@ -220,7 +221,7 @@ def test_the_unit_starts_reports_reloads_and_recovers_under_systemd_252(
     assert box.prop("MainPID") == pid and box.prop("ActiveState") == "active"
 
     # `qwen-assistant reload` as README.md shows it (root): it waits for the outcome
-    cli = "/opt/qwen-assistant/venv/bin/qwen-assistant"
+    cli = "qwen-assistant"
     write_config(box.root, model, rate=-5.0)
     rejected = box.sh(f"{cli} reload; echo exit=$?")
     assert "thermal.rate_per_min: must be between" in rejected, rejected
@@ -266,6 +267,7 @@ def test_the_unit_starts_reports_reloads_and_recovers_under_systemd_252(
     assert not (box.root / "etc/systemd/system/qwen-assistant.service").exists()
     assert not (box.root / "opt/qwen-assistant").exists()
     assert not (box.root / "etc/qwen-assistant").exists()
+    assert not (box.root / "usr/local/bin/qwen-assistant").is_symlink()
     assert (box.root / "var/lib/qwen-assistant").is_dir()
 
 
