@@ -262,6 +262,9 @@ def test_http_values_cannot_break_out_of_their_place(controller: str, tmp_path: 
     ((_, path, _, body),) = Recorder.requests
     assert path == "/api/services/light/turn_on/a%2F..%2Fb%3Fx%3D1%22%2C%20%22admin%22%3A%20true"
     assert json.loads(body)["room"] == 'a/../b?x=1", "admin": true'
+    for value, segment in (("..", "%2E%2E"), (".", "%2E")):  # was sent as a bare ".."
+        assert run(action, {"room": value}).ok
+        assert Recorder.requests[-1][1] == f"/api/services/light/turn_on/{segment}"
 
 
 def test_http_failures_are_said(controller: str, tmp_path: Path) -> None:

@@ -48,6 +48,13 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect())
 
 
+def _url_value(text: str) -> str:
+    """A value for a URL, percent-encoded whole: a "/" cannot add a path segment, and "." or
+    ".." (which quote() leaves alone) cannot climb one."""
+    quoted = urllib.parse.quote(text, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
+
+
 def _latin1(text: str) -> bool:
     try:
         text.encode("latin-1")
@@ -218,7 +225,7 @@ class Runner:
                 return self._failed(
                     f"the token file {http.token_file} cannot be read ({exc.strerror})"
                 )
-        url = expand(http.url, arguments, lambda t: urllib.parse.quote(t, safe=""))
+        url = expand(http.url, arguments, _url_value)
         headers = {k: expand(v, values) for k, v in http.headers}
         if any("\r" in v or "\n" in v for v in headers.values()):
             return self._failed("a header value would contain a line break")
