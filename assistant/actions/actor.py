@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..llm.conversation import ChatML, Prompt, stateless_prompt
 from ..llm.grammar import Constraint, JsonPiece
+from .grounding import grounded
 from .runner import Outcome, Runner
 from .spec import Action
 from .tools import (
@@ -51,11 +52,6 @@ ONLY_THESE = (
     "These functions are the only things you can do. If the user asks for something that "
     "no function does, do not call a function: say that you can't do that."
 )
-_STOP_WORDS = (
-    "a an the to of in on at for and or is are be it this that with from by as please "
-    "can could would you me my i turn set get make do your our some any"
-)
-_STOP = frozenset(_STOP_WORDS.split())
 _YES = re.compile(r"^(yes|yeah|yep|sure|ok|okay|do it|go ahead|please do)\b", re.I)
 _NO = re.compile(r"^(no|nope|don't|do not|cancel|stop|never mind)\b", re.I)
 
@@ -170,72 +166,6 @@ async def honest_words(pieces: AsyncIterable[str], turn_id: int = 0) -> AsyncGen
             break
     if tail := guard.flush():
         yield tail
-
-
-def _words(text: str) -> set[str]:
-    words = set()
-    for word in re.findall(r"[a-z0-9]+", text.lower()):
-        words.add(word)
-        if len(word) > 3 and word.endswith("s"):  # lights → light
-            words.add(word[:-1])
-    return words
-
-
-#: the two directions an action can have; a request that says one never runs the other
-_OPPOSITES = (
-    ("on", "off"),
-    ("open", "close"),
-    ("lock", "unlock"),
-    ("start", "stop"),
-    ("up", "down"),
-    ("raise", "lower"),
-    ("increase", "decrease"),
-    ("enable", "disable"),
-    ("forward", "backward"),
-)
-_DIRECTIONS = frozenset(w for pair in _OPPOSITES for w in pair)
-#: verbs any action might start with: on their own they ground none ("Start the vacuum
-#: cleaner." must not run start_music)
-_GENERIC = frozenset(
-    ["start", "stop", "run", "go", "show", "put", "play", "switch", "change", "begin"]
-)
-
-
-def _terms(action: Action) -> set[str]:
-    """The words that name ``action`` (its name, description and keywords), its direction
-    words (on, off, …) included."""
-    words = _words(" ".join([action.name.replace("_", " "), action.description, *action.keywords]))
-    return (words - _STOP) | (words & _DIRECTIONS)
-
-
-def grounded(
-    action: Action, arguments: dict[str, Any], request: str, actions: Sequence[Action] = ()
-) -> str:
-    """ "" when ``request`` asks for this call; else why it does not.
-
-    The request must name what tells this action from the others in ``actions`` (a word
-    the other actions share, or a bare verb, grounds none), and must not say the opposite
-    of what the action does ("off" for light_on)."""
-    said = _words(request)
-    props = action.parameters.get("properties", {})
-    for key, value in arguments.items():
-        if "enum" in props.get(key, {}) and isinstance(value, str) and not _words(value) <= said:
-            return f"{key} {value!r} is not named in the request"
-    terms = _terms(action)
-    for pair in _OPPOSITES:
-        for mine, other in (pair, pair[::-1]):
-            if mine in terms and other not in terms and other in said and mine not in said:
-                return f"the request says {other!r}, the opposite of what {action.name} does"
-    named = terms & said
-    if not named - _DIRECTIONS:
-        return f"the request shares no word with {action.name}'s name, description or keywords"
-    common = set().union(*(_terms(a) for a in actions if a.name != action.name))
-    if not named - common - _GENERIC:
-        return (
-            f"the request names nothing that tells {action.name} from the other actions "
-            f"(only {', '.join(sorted(named))})"
-        )
-    return ""
 
 
 @dataclass(frozen=True)
