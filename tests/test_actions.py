@@ -127,6 +127,17 @@ def test_bad_actions_are_named_with_file_line_and_key(
     assert any(f":{n}:" in p for n in (4, 5, 6, 7, 8) for p in found), found
 
 
+def test_every_problem_of_one_action_is_reported_at_once(tmp_path: Path) -> None:
+    """`config check` reported only the first problem of each action."""
+    found = problems(
+        tmp_path,
+        '[[actions]]\nname = "x y"\ndescription = "d"\ncommand = ["robot"]\n'
+        'timeout_s = 0\nsay = "{nope}"\n',
+    )
+    for fragment in ("actions[0].name", "must be an absolute path", "timeout_s", "{nope}"):
+        assert any(fragment in p for p in found), (fragment, found)
+
+
 def test_the_second_table_is_numbered_and_names_are_unique(tmp_path: Path) -> None:
     text = GOOD + '\n[[actions]]\nname = "move"\ndescription = "again"\ncommand = ["/bin/true"]\n'
     (problem,) = problems(tmp_path, text)

@@ -159,20 +159,32 @@ def _parse_one(
     problems: list[tuple[str | None, str]] = [
         (k, "unknown key" + _did_you_mean(k, ACTION_KEYS)) for k in table if k not in ACTION_KEYS
     ]
-    try:
-        name = table.get("name")
-        if not isinstance(name, str) or not NAME.match(name):
-            raise _Bad("name", "required: letters, digits, _ or -, starting with a letter (≤ 64)")
-        parameters = table.get("parameters", {"type": "object", "properties": {}})
-        allowed = _check_parameters(parameters)
-        if ("command" in table) == ("http" in table):
-            raise _Bad(None, "needs exactly one effect: command = [...] or http = { url = ... }")
-        command = _check_command(table["command"], allowed) if "command" in table else ()
-        http = _check_http(table["http"], allowed, base_dir) if "http" in table else None
-    except _Bad as bad:
-        problems.append((bad.key, str(bad)))
+
+    def check(fn: Callable[..., Any], *args: Any) -> Any:  # each part on its own: all reported
+        try:
+            return fn(*args)
+        except _Bad as bad:
+            problems.append((bad.key, str(bad)))
+            return None
+
+    name = table.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        problems.append(
+            ("name", "required: letters, digits, _ or -, starting with a letter (≤ 64)")
+        )
         name = ""
-    options = _options(table, set(allowed) if name else None, problems)
+    parameters = table.get("parameters", {"type": "object", "properties": {}})
+    allowed = check(_check_parameters, parameters)
+    command: tuple[str, ...] = ()
+    http: Http | None = None
+    if ("command" in table) == ("http" in table):
+        problems.append((None, "needs exactly one effect: command = [...] or http = { url = ... }"))
+    elif allowed is not None:  # (placeholders are checked against valid parameters only)
+        if "command" in table:
+            command = check(_check_command, table["command"], allowed) or ()
+        else:
+            http = check(_check_http, table["http"], allowed, base_dir)
+    options = _options(table, set(allowed) if allowed is not None else None, problems)
     for key, message in problems:
         report(key, message)
     if problems:
