@@ -314,3 +314,25 @@ def test_a_confirmation_id_outside_device_mode_is_a_400(tmp_path: Path) -> None:
         assert reply.json()["error"]["param"] == "confirmation"
     finally:
         thread.close()
+
+
+@pytest.mark.parametrize(
+    ("tools", "fragment"),
+    [
+        ([{**TOOL, "function": {"name": "f", "parameters": {"type": "string"}}}], '"object"'),
+        ([TOOL, TOOL], "a name of its own"),
+    ],
+    ids=["not-an-object", "same-name"],
+)
+def test_tools_that_cannot_be_called_are_a_400(
+    tools: list[dict[str, Any]], fragment: str, tmp_path: Path
+) -> None:
+    """Both were an empty 200 before."""
+    thread, _ = served(FakeEngine(["Hi."]), Actor([]))
+    try:
+        body = {"messages": [{"role": "user", "content": "hi"}], "tools": tools}
+        reply = httpx.post(f"{thread.url}/v1/chat/completions", json=body, timeout=10)
+        assert reply.status_code == 400 and fragment in reply.json()["error"]["message"]
+        assert reply.json()["error"]["param"].startswith("tools")
+    finally:
+        thread.close()

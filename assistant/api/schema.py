@@ -113,6 +113,13 @@ class FunctionSpec(_Strict):
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: bool | None = None
 
+    @field_validator("parameters")
+    @classmethod
+    def _an_object(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if v.get("type", "object") != "object":  # a call's arguments are always an object
+            raise ValueError('parameters must be a JSON schema of type "object"')
+        return v
+
 
 class ToolSpec(_Strict):
     type: Literal["function"]
@@ -185,6 +192,14 @@ class ChatRequest(_Strict):
             if not 1 <= len(s) <= STOP_CHARS:
                 raise ValueError(f"each stop string must be 1 to {STOP_CHARS} characters")
             _utf8(s)
+        return v
+
+    @field_validator("tools")
+    @classmethod
+    def _unique(cls, v: list[ToolSpec] | None) -> list[ToolSpec] | None:
+        names = [t.function.name for t in v or []]
+        if len(set(names)) != len(names):
+            raise ValueError("each tool needs a name of its own")
         return v
 
     @property
