@@ -16,6 +16,7 @@ from typing import Any
 
 from .config import Config
 from .errors import AssistantError
+from .systemd import hidden_from_the_unit
 
 __all__ = ["Check", "render", "run_checks"]
 
@@ -297,6 +298,13 @@ def _actions(config: Config) -> Iterator[Check]:
         elif http is not None and http.token_file and not os.access(http.token_file, os.R_OK):
             fix = "create it (mode 0640, group qwen-assistant)"
             yield Check("FAIL", "actions", f"{name}: cannot read {http.token_file}; {fix}")
+        elif hidden := hidden_from_the_unit(program or Path(http.token_file if http else "")):
+            yield Check(
+                "WARN",
+                "actions",
+                f"{name}: the service's sandbox cannot reach {hidden}; ask and chat can, the "
+                "service cannot: move it under /usr/local or /etc/qwen-assistant",
+            )
         else:
             target = str(program) if program is not None else http.url if http else ""
             yield Check("OK", "actions", f"{name}: {action.effect} {target}")

@@ -15,8 +15,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-__all__ = ["Heartbeat", "Liveness", "Notifier", "journal_handler", "under_journald"]
+__all__ = [
+    "SANDBOX_HIDES",
+    "Heartbeat",
+    "Liveness",
+    "Notifier",
+    "hidden_from_the_unit",
+    "journal_handler",
+    "under_journald",
+]
 
 log = logging.getLogger(__name__)
 
@@ -146,3 +155,23 @@ def journal_handler() -> logging.Handler | None:
     handler: logging.Handler = JournalHandler(SYSLOG_IDENTIFIER="qwen-assistant")
     handler.setFormatter(logging.Formatter("%(message)s"))
     return handler
+
+
+#: what systemd/qwen-assistant.service's sandbox hides from the service, and why
+SANDBOX_HIDES = {
+    "/tmp": "PrivateTmp=yes: its own empty /tmp",  # noqa: S108 - a path the unit hides
+    "/var/tmp": "PrivateTmp=yes: its own empty /var/tmp",  # noqa: S108 - likewise
+    "/home": "ProtectHome=yes",
+    "/root": "ProtectHome=yes",
+    "/run/user": "ProtectHome=yes",
+}
+
+
+def hidden_from_the_unit(path: Path) -> str:
+    """ "DIR (the setting)" when the unit's sandbox hides ``path`` from the service, else
+    "" (a relative path is not judged)."""
+    if not path.is_absolute():
+        return ""
+    resolved = path.resolve()
+    hidden = next((d for d in SANDBOX_HIDES if resolved.is_relative_to(d)), "")
+    return f"{hidden} ({SANDBOX_HIDES[hidden]} in the unit)" if hidden else ""

@@ -134,9 +134,17 @@ def test_doctor_checks_each_actions_program_and_token_file(tmp_path: Path) -> No
         'http = { url = "http://a/x", headers = { A = "{token}" }, token_file = "nope" }\n'
     )
     checks = list(_actions(load_config(config)))
-    assert [c.level for c in checks] == ["OK", "FAIL", "OK", "FAIL"]
+    assert [c.level for c in checks] == ["OK", "FAIL", "WARN", "FAIL"]
     assert "/no/robot is not an executable file" in checks[1].detail
+    # the token file under /tmp: readable here, hidden from the service (PrivateTmp)
+    assert "the service's sandbox cannot reach /tmp (PrivateTmp=yes: its own" in checks[2].detail
     assert f"cannot read {tmp_path / 'nope'}" in checks[3].detail
+    robot = tmp_path / "robot"
+    robot.write_text("#!/bin/sh\n")
+    robot.chmod(0o755)
+    config.write_text(f'[[actions]]\nname = "r"\ndescription = "d"\ncommand = ["{robot}"]\n')
+    (check,) = _actions(load_config(config))  # `doctor` said OK for a program under /tmp
+    assert check.level == "WARN" and "cannot reach /tmp" in check.detail
 
 
 @pytest.mark.parametrize(
