@@ -591,6 +591,24 @@ def test_the_first_clause_goes_out_before_its_sentence_ends() -> None:
     assert short.feed("Well, yes, ") == "" and short.flush() == "Well, yes, "
 
 
+@pytest.mark.parametrize("split", [1, 3, 7, 1000])
+def test_a_call_written_in_a_code_fence_is_never_shown_or_spoken(split: int) -> None:
+    """About 4 in 25 times the model wrote its call inside a ```json fence, and the raw JSON
+    was shown or spoken; a code block that is not a call still goes out whole."""
+    text = 'Here you go.\n```json\n{"name": "light_on", "arguments": {"room": "hall"}}\n```'
+    guard = ClaimGuard()
+    pieces = [text[i : i + split] for i in range(0, len(text), split)]
+    out = "".join(guard.feed(p) for p in pieces) + guard.flush()
+    assert out == f"Here you go.\n{CANNOT}" and guard.hit
+    inline = ClaimGuard()
+    out = inline.feed('Sure: ```{"name": "light_on"') + inline.flush()
+    assert "{" not in out and out.endswith(CANNOT)
+    code = "Use this:\n```python\nprint(1)\n```\nThat prints one."
+    plain = ClaimGuard()
+    pieces = [code[i : i + split] for i in range(0, len(code), split)]
+    assert "".join(plain.feed(p) for p in pieces) + plain.flush() == code and not plain.hit
+
+
 def test_the_examples_in_docs_actions_md_and_config_toml_are_valid(tmp_path: Path) -> None:
     """Every ```toml block of docs/actions.md, and config.toml's commented example once
     uncommented, loads as written."""

@@ -106,6 +106,7 @@ class ClaimGuard:
         self._head = ""  # the part of the current sentence already let out
         self._sentences = 0  # sentences let out
         self._last = ""  # the last character let through
+        self._code = False  # a fenced block that is code, not a call: let through
         self.hit = False
 
     def _cannot(self, before: str) -> str:
@@ -121,22 +122,38 @@ class ClaimGuard:
         if self.hit:
             return ""
         self._held += piece
+        limit = len(self._held)
+        fence = -1 if self._code else self._held.find(FENCE)
+        if fence >= 0:
+            verdict = _fenced_call(self._held[fence + len(FENCE) :])
+            if verdict is None:  # not yet known: hold the fence and what follows
+                limit = fence
+            elif verdict:  # a call written as text would be shown or spoken as JSON
+                out = self._release(fence)
+                return out if self.hit else self._cannot(out)
+            else:
+                self._code = True  # a code block, not a call
+        return self._release(limit)
+
+    def _release(self, limit: int) -> str:
+        """The whole sentences of the first ``limit`` held characters that claim nothing
+        (and the first sentence's early clause); a claim ends the answer."""
         out, start = "", 0
-        for end in self._END.finditer(self._held):
+        for end in self._END.finditer(self._held, 0, limit):
             sentence = self._held[start : end.end()]
             if claims_action(self._head + sentence):
                 return self._cannot(out)
             out, start = out + sentence, end.end()
             self._head, self._sentences = "", self._sentences + 1
         self._held = self._held[start:]
-        if self._sentences == 0 and (early := self._first_clause()):
+        if self._sentences == 0 and (early := self._first_clause(limit - start)):
             out += early
         return self._out(out)
 
-    def _first_clause(self) -> str:
-        """Up to the last clause boundary of the unfinished first sentence, if that part
-        claims nothing ("" otherwise)."""
-        cuts = [m.end() for m in self._CLAUSE.finditer(self._held)]
+    def _first_clause(self, limit: int) -> str:
+        """Up to the last clause boundary of the unfinished first sentence (within the
+        first ``limit`` held characters), if that part claims nothing ("" otherwise)."""
+        cuts = [m.end() for m in self._CLAUSE.finditer(self._held, 0, max(0, limit))]
         cut = next((c for c in reversed(cuts) if len(self._head) + c >= self.FIRST_CLAUSE_CHARS), 0)
         clause = self._held[:cut]
         if not clause or claims_action(self._head + clause):
@@ -146,10 +163,31 @@ class ClaimGuard:
         return clause
 
     def flush(self) -> str:
-        rest, self._held = self._held, ""
         if self.hit:
+            self._held = ""
             return ""
+        rest, self._held = self._held, ""
+        fence = -1 if self._code else rest.find(FENCE)
+        if fence >= 0 and _fenced_call(rest[fence + len(FENCE) :] + "\n") is not False:
+            before = rest[:fence]
+            return self._cannot("" if claims_action(self._head + before) else self._out(before))
         return self._cannot("") if claims_action(self._head + rest) else self._out(rest)
+
+
+#: a Markdown code fence: the model sometimes writes its call inside one
+FENCE = "```"
+
+
+def _fenced_call(after: str) -> bool | None:
+    """Whether the text after a code fence is a call written as JSON (True), code or
+    anything else (False), or not known yet (None)."""
+    if after.lstrip().startswith("{"):
+        return True
+    line_end = after.find("\n")
+    if line_end < 0:  # the fence's language tag, still coming
+        return None if len(after) < 24 else False
+    body = after[line_end + 1 :].lstrip()
+    return None if not body else body.startswith("{")
 
 
 async def honest_words(pieces: AsyncIterable[str], turn_id: int = 0) -> AsyncGenerator[str, None]:
