@@ -6,7 +6,8 @@
 #
 #   bash scripts/test.sh            everything (README's test command, and CI's)
 #   bash scripts/test.sh --fast     lint, types and the fast tests: the loop while you work
-#                                   (sets up .venv first if there is none, without models)
+#                                   (sets up .venv first if there is none; fetches the small
+#                                   test models a few fast tests read, if missing)
 #
 # Other arguments go to pytest, e.g.  bash scripts/test.sh --fast -k config
 set -euo pipefail
@@ -94,7 +95,7 @@ printf '\n==> pytest: the fast tests\n'
 rc=0
 # exit 5 (no test collected) is no failure when arguments chose the tests
 phase "pytest fast" "${PYTEST[@]}" -m "not slow" "$@" || { r=$?; [ "$r:$#" != 5:0 ] && [ "$r" = 5 ] || rc=$r; }
-printf '\n==> pytest: the slow tests (real models, services, systemd, browsers)\n'
+printf '\n==> pytest: the slow tests (real models, services, systemd, Vulkan, emulation)\n'
 phase "pytest slow" "${PYTEST[@]}" -m slow --durations=25 "$@" || { r=$?; [ "$r:$#" != 5:0 ] && [ "$r" = 5 ] || rc=$r; }
 printf '\n==> all of it: %s s\n' "$(($(date +%s) - began))"
 exit "$rc"
