@@ -3,8 +3,9 @@
 The 0.5B model calls a tool for almost any command ("Make me a coffee" → ``light_on``), so a
 call runs only when the request names it: each enum argument (a room, a direction) is named
 in the request, the request names a word of the action's name, description or keywords that
-tells it from the other actions (a word they share, or a bare verb, grounds none), and it
-does not say the opposite of what the action does ("off" for ``light_on``). Pure.
+tells it from the other actions (a word another action shares grounds none), and it does
+not say the opposite of the direction its name or keywords give ("off" for ``light_on``).
+Pure.
 """
 
 from __future__ import annotations
@@ -46,18 +47,18 @@ _OPPOSITES = (
     ("forward", "backward"),
 )
 _DIRECTIONS = frozenset(w for pair in _OPPOSITES for w in pair)
-#: verbs any action might start with: on their own they ground none ("Start the vacuum
-#: cleaner." must not run start_music)
-_GENERIC = frozenset(
-    ["start", "stop", "run", "go", "show", "put", "play", "switch", "change", "begin"]
-)
+
+
+def _naming(action: Action) -> set[str]:
+    """The words of the action's name and keywords (where its direction is said)."""
+    return _words(" ".join([action.name.replace("_", " "), *action.keywords]))
 
 
 def _terms(action: Action) -> set[str]:
-    """The words that name ``action`` (its name, description and keywords), its direction
-    words (on, off, …) included."""
-    words = _words(" ".join([action.name.replace("_", " "), action.description, *action.keywords]))
-    return (words - _STOP) | (words & _DIRECTIONS)
+    """The words that name ``action``: its name, description and keywords, and the
+    direction its name or keywords give (on, off, …: stop words elsewhere)."""
+    naming = _naming(action)
+    return ((naming | _words(action.description)) - _STOP) | (naming & _DIRECTIONS)
 
 
 def grounded(
@@ -66,23 +67,29 @@ def grounded(
     """ "" when ``request`` asks for this call; else why it does not.
 
     The request must name what tells this action from the others in ``actions`` (a word
-    the other actions share, or a bare verb, grounds none), and must not say the opposite
-    of what the action does ("off" for light_on)."""
+    another action's name, description or keywords share grounds none; an enum value it
+    names, "front door" for go_to's place, does), and must not say the opposite of the
+    direction the action's name or keywords give ("off" for light_on)."""
     said = _words(request)
     props = action.parameters.get("properties", {})
+    values: set[str] = set()  # the enum values the request names: this action's own words
     for key, value in arguments.items():
-        if "enum" in props.get(key, {}) and isinstance(value, str) and not _words(value) <= said:
-            return f"{key} {value!r} is not named in the request"
-    terms = _terms(action)
+        if "enum" in props.get(key, {}) and isinstance(value, str):
+            if not _words(value) <= said:
+                return f"{key} {value!r} is not named in the request"
+            values |= _words(value) - _STOP
+    terms, direction = _terms(action), _naming(action) & _DIRECTIONS
     for pair in _OPPOSITES:
         for mine, other in (pair, pair[::-1]):
-            if mine in terms and other not in terms and other in said and mine not in said:
+            if mine in direction and other not in direction and other in said and mine not in said:
                 return f"the request says {other!r}, the opposite of what {action.name} does"
     named = terms & said
-    if not named - _DIRECTIONS:
+    if not named:
         return f"the request shares no word with {action.name}'s name, description or keywords"
+    if not named - _DIRECTIONS:
+        return f"the request names only a direction ({', '.join(sorted(named))}) of {action.name}"
     common = set().union(*(_terms(a) for a in actions if a.name != action.name))
-    if not named - common - _GENERIC:
+    if not (named | values) - common:
         return (
             f"the request names nothing that tells {action.name} from the other actions "
             f"(only {', '.join(sorted(named))})"
