@@ -190,10 +190,13 @@ def _fenced_call(after: str) -> bool | None:
     return None if not body else body.startswith("{")
 
 
-async def honest_words(pieces: AsyncIterable[str], turn_id: int = 0) -> AsyncGenerator[str, None]:
+async def honest_words(
+    pieces: AsyncIterable[str], turn_id: int = 0, guard: ClaimGuard | None = None
+) -> AsyncGenerator[str, None]:
     """The model's own words from a job's ``pieces``: without a call's JSON, and through a
-    :class:`ClaimGuard` (a sentence that claims an action ends them with :data:`CANNOT`)."""
-    guard = ClaimGuard()
+    :class:`ClaimGuard` (a sentence that claims an action ends them with :data:`CANNOT`;
+    pass ``guard`` to read its ``hit`` afterwards)."""
+    guard = guard if guard is not None else ClaimGuard()
     async for piece in pieces:
         if isinstance(piece, JsonPiece):
             continue

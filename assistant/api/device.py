@@ -15,9 +15,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from ..actions.actor import ClaimGuard, Decision
+from ..actions.actor import ClaimGuard, Decision, honest_words
 from ..brain import Job
-from ..llm.grammar import JsonPiece
 
 if TYPE_CHECKING:
     from ..actions.actor import Actor
@@ -31,30 +30,24 @@ def key(confirmation: str) -> str:
 
 
 class Guarded:
-    """A device-mode job's text through the ClaimGuard: iterate for the pieces that may be
-    shown; a sentence that claims an action ends them with "Sorry, I can't do that." and
-    stops the engine. ``text`` is everything let through."""
+    """A device-mode job's text through the ClaimGuard (:func:`honest_words`): iterate for
+    the pieces that may be shown; a sentence that claims an action ends them with "Sorry, I
+    can't do that." and stops the engine. ``text`` is everything let through."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, turn_id: int = 0) -> None:
         self.job = job
+        self.turn_id = turn_id
         self.text = ""
         self.hit = False  # a claim ended the answer
 
     async def __aiter__(self) -> AsyncIterator[str]:
         guard = ClaimGuard()
-        async for piece in self.job:
-            if isinstance(piece, JsonPiece):
-                continue
-            if out := guard.feed(piece):
-                self.text += out
-                yield out
-            if guard.hit:
-                self.hit = True
-                self.job.cancel()  # nothing after a false claim is used
-                return
-        if tail := guard.flush():
-            self.text += tail
-            yield tail
+        async for out in honest_words(self.job, self.turn_id, guard):
+            self.text += out
+            yield out
+        if guard.hit:
+            self.hit = True
+            self.job.cancel()  # nothing after a false claim is used
 
 
 async def decide(
