@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from ..brain import Job, NotReady
 from ..errors import PromptTooLong
@@ -160,7 +159,7 @@ async def complete(state: ApiState, body: ChatRequest, request: Request) -> Resp
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    guarded = device.Guarded(job) if how.mode == "device" else None
+    guarded = device.Guarded(job, turn_id) if how.mode == "device" else None
 
     async def collect() -> None:
         async for _ in guarded or job:
@@ -183,16 +182,9 @@ async def complete(state: ApiState, body: ChatRequest, request: Request) -> Resp
             503, shapes.cut_message(job), "server_error", code="shutdown", outcome="cancelled"
         )
     message, reason = shapes.message(job, how, shown, said, guarded is not None and guarded.hit)
-    return JSONResponse(
-        {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": state.model_id,
-            "choices": [{"index": 0, "message": message, "finish_reason": reason}],
-            "usage": shapes.usage(job),
-            **({"confirmation": confirmation} if confirmation else {}),
-        }
+    extra = {"confirmation": confirmation} if confirmation else {}
+    return shapes.completion(
+        completion_id, state.model_id, message, reason, shapes.usage(job), **extra
     )
 
 
@@ -314,7 +306,7 @@ async def _sse(
     finished = False
     said = confirmation = ""
     calls = CallStream()
-    guarded = device.Guarded(job) if how.mode == "device" else None
+    guarded = device.Guarded(job, turn_id) if how.mode == "device" else None
     try:
         yield shapes.chunk(cid, model, {"role": "assistant", "content": ""}, None)
         try:

@@ -14,7 +14,17 @@ from fastapi.responses import JSONResponse, Response
 from ..brain import Job
 from .tools import Plan, ToolError, tool_calls
 
-__all__ = ["chunk", "complete_json", "cut_message", "event", "message", "reason", "reply", "usage"]
+__all__ = [
+    "chunk",
+    "complete_json",
+    "completion",
+    "cut_message",
+    "event",
+    "message",
+    "reason",
+    "reply",
+    "usage",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +92,28 @@ def chunk(completion_id: str, model: str, delta: dict[str, Any], finish: str | N
     return event(completion_id, model, [{"index": 0, "delta": delta, "finish_reason": finish}])
 
 
+def completion(
+    completion_id: str,
+    model: str,
+    answer: dict[str, Any],
+    finish: str,
+    tokens: dict[str, int],
+    **extra: Any,
+) -> JSONResponse:
+    """A whole chat.completion: one choice, its message and finish_reason, the usage."""
+    return JSONResponse(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": answer, "finish_reason": finish}],
+            "usage": tokens,
+            **extra,
+        }
+    )
+
+
 def reply(model: str, said: str, stream: bool) -> Response:
     """The answer to a yes or no (no model, no tokens), whole or as a stream."""
     cid = f"chatcmpl-{uuid.uuid4().hex}"
@@ -92,14 +124,5 @@ def reply(model: str, said: str, stream: bool) -> Response:
             "data: [DONE]\n\n",
         ]
         return Response("".join(events), media_type="text/event-stream")
-    answer = {"role": "assistant", "content": said}
-    return JSONResponse(
-        {
-            "id": cid,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [{"index": 0, "message": answer, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        }
-    )
+    none = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    return completion(cid, model, {"role": "assistant", "content": said}, "stop", none)
