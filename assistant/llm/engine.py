@@ -44,6 +44,9 @@ from .vocab import chatml_for
 
 __all__ = ["Engine", "Generation", "GenerationStats", "Sampling", "is_degenerate"]
 
+#: how many parsed grammars an engine remembers (the device's actions, a client's repeats)
+PARSED_KEPT = 64
+
 log = logging.getLogger(__name__)
 
 
@@ -195,6 +198,9 @@ class Engine:
         self._lock = threading.Lock()
         #: the decode loop (running once loaded)
         self.scheduler: Scheduler | None = None
+        #: grammars llama.cpp already parsed for this model (the device's actions are the
+        #: same one on every request: checked once)
+        self._parsed: set[str] = set()
 
     @classmethod
     def from_config(
@@ -361,7 +367,10 @@ class Engine:
     def check_grammar(self, constraint: Constraint) -> None:
         """ValueError when llama.cpp could not decode under ``constraint`` (see
         :func:`~assistant.llm.grammar.check_grammar`)."""
-        check_grammar(self._loaded(), constraint)
+        llama = self._loaded()
+        check_grammar(llama, constraint, self._parsed)
+        if len(self._parsed) < PARSED_KEPT:
+            self._parsed.add(constraint.gbnf)
 
     @property
     def chat_format(self) -> ChatML:

@@ -21,7 +21,7 @@ import ctypes
 import functools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,16 +58,19 @@ def gbnf_for_schema(schema: dict[str, Any]) -> str:
     return str(json_schema_to_gbnf(json.dumps(schema), prop_order=["name", "arguments"]))
 
 
-def check_grammar(llama: Any, constraint: Constraint) -> None:
+def check_grammar(llama: Any, constraint: Constraint, parsed: Collection[str] = ()) -> None:
     """ValueError naming the problem when ``constraint``'s schema cannot become a grammar
     that llama.cpp parses over ``llama``'s vocabulary: checked before a request is admitted,
-    so a bad schema is the client's error, never a failure inside the decode loop."""
+    so a bad schema is the client's error, never a failure inside the decode loop.
+    ``parsed``: grammars known to parse (not parsed again)."""
     import llama_cpp
 
     try:
         gbnf = constraint.gbnf
     except Exception as exc:  # noqa: BLE001 - the converter raises bare exceptions
         raise ValueError(f"the JSON schema cannot be used: {exc}") from None
+    if gbnf in parsed:  # llama.cpp parsed this one before
+        return
     sampler = llama_cpp.llama_sampler_init_grammar(llama._model.vocab, gbnf.encode(), b"root")
     if not sampler:
         raise ValueError(
