@@ -79,8 +79,9 @@ class TurnRecord:
     """One finished request, for /status, the status line and the journal."""
 
     id: int
-    kind: str  # "api" or "voice"
-    #: "stop", "length", "time", "repetition", "cancelled", "shutdown" (cut at stop), "error"
+    kind: str  # the door: "voice", "api", "wyoming" or "cli"
+    #: "stop", "tool_call", "length", "time", "repetition", "cancelled", "shutdown" (cut at
+    #: stop); a yes or no to "Shall I …?": the action's "ran", "failed" or "declined"
     outcome: str
     prompt_tokens: int
     cached_tokens: int
@@ -304,7 +305,7 @@ class Brain:
     def record(
         self,
         kind: str,
-        job: Job,
+        job: Job | None,
         arrived: float,
         outcome: str = "",
         *,
@@ -313,16 +314,18 @@ class Brain:
     ) -> TurnRecord:
         """Remember a finished request; ``arrived`` is its clock() at arrival (for a voice
         turn: the end of speech). ``turn_id``: one taken with :meth:`next_id` before (an
-        action's log lines carry it)."""
-        s = job.stats
+        action's log lines carry it). ``job`` None: a turn the model had no part in (a yes
+        or no to "Shall I …?")."""
+        s = job.stats if job is not None else GenerationStats()
+        first_at = job.first_at if job is not None else None
         turn = TurnRecord(
             id=turn_id if turn_id is not None else self.next_id(),
             kind=kind,
-            outcome=outcome or job.finish,
+            outcome=outcome or (job.finish if job is not None else "stop"),
             prompt_tokens=s.prompt_tokens,
             cached_tokens=s.cached_tokens,
             completion_tokens=s.completion_tokens,
-            first_token_s=job.first_at - arrived if job.first_at is not None else 0.0,
+            first_token_s=first_at - arrived if first_at is not None else 0.0,
             decode_tok_s=s.decode_tok_s,
             total_s=self.clock() - arrived,
             finished_at=time.time(),

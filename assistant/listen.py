@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .actions.actor import Actor
 from .brain import Brain
 from .config import Config
 from .errors import AssistantError
@@ -25,6 +26,7 @@ from .speech.stt import Ears, Heard, make_recognizer
 from .speech.tts import PiperTTS
 from .speech.vad import make_segmenter
 from .thermal.admission import Admission
+from .turn import Turns
 from .voice import TurnResult, Voice
 
 __all__ = ["BENCH_QUESTIONS", "VoiceRig", "bench_voice"]
@@ -53,6 +55,7 @@ class VoiceRig:
         # a rig on the command line is not the service: no thermal rate limit between turns
         unlimited = dataclasses.replace(config.thermal, rate_per_min=600.0, burst=100)
         self.brain = Brain(Admission(unlimited))
+        self.turns = Turns(self.brain, Actor(config.actions), lambda: self.config)
         self.recognizer: Any = None
         self.tts: PiperTTS | None = None
 
@@ -60,12 +63,10 @@ class VoiceRig:
         from .llm.engine import Engine
 
         def engine() -> Engine:
-            from .actions.actor import Actor
-
             e = Engine.from_config(self.config, model=self.model)
             e.load()
             # the prompt a voice turn sends (what the actions say included), in the KV cache
-            e.new_chat(Actor(self.config.actions).system_prompt(self.config.llm.system_prompt))
+            e.warm_system(self.turns.actor.system_prompt(self.config.llm.system_prompt))
             return e
 
         loop = asyncio.get_running_loop()
@@ -111,7 +112,7 @@ class VoiceRig:
         heard = await loop.run_in_executor(None, lambda: self.hear(wav, realtime=realtime))
         mouth = Mouth(self.tts, WavSpeaker(out))
         try:
-            return await Voice(self.config, self.brain, mouth).answer(
+            return await Voice(self.config, self.turns, mouth).answer(
                 heard, heard.text, streaming=streaming
             )
         finally:

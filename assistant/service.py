@@ -116,7 +116,7 @@ class Service:
         engine.load()
         # the system prompt the voice, Wyoming and the actions' API turns send (with what the
         # actions say) goes into the KV cache before the first request
-        engine.new_chat(self.actor.system_prompt(self.config.llm.system_prompt))
+        engine.warm_system(self.actor.system_prompt(self.config.llm.system_prompt))
         return engine
 
     def _mouth(self) -> Any:
@@ -329,7 +329,7 @@ class Service:
             config,
             mic,
             ears,
-            Voice(config, state.brain, state.mouth, actor=self.actor),
+            Voice(config, state.turns, state.mouth),
             indicators=indicators,
             wake=wake,
         )
@@ -356,7 +356,7 @@ class Service:
         loop = asyncio.get_running_loop()
         config = self.config
         parts = self._wyoming_parts = Parts(
-            agent=Agent(lambda: self.config, state.brain, self.actor),
+            agent=Agent(lambda: self.config, state.turns),
             model_id=state.model_id,
             home_control=bool(config.actions),
             metrics=state.metrics,

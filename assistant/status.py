@@ -34,7 +34,8 @@ def snapshot(
     thermal = dataclasses.asdict(governor.status())
     admission = dataclasses.asdict(brain.admission.snapshot())
     turns = [dataclasses.asdict(t) for t in brain.turns]
-    last = turns[-1] if turns else {}
+    # the last answer the model gave (a yes to "Shall I …?" has no speed to show)
+    last: dict[str, Any] = next((t for t in reversed(turns) if t["completion_tokens"]), {})
     if not brain.ready or starting:
         state = "error" if brain.problem else "loading"
     elif thermal["state"] == "sensor lost":

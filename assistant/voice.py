@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .actions.actor import Actor, Decision, honest_words
 from .config import Config
 from .speech.audio import MicLost
 from .speech.sentences import SentenceSplitter, split_all
 from .speech.stt import Ears, Heard
 from .speech.wake import match_wake
 from .thermal.admission import Priority
+from .turn import Conversation, Piece, Turn, TurnRequest, Turns
 
 __all__ = ["TurnResult", "Voice", "VoiceLoop", "match_wake"]
 
@@ -52,165 +52,117 @@ class TurnResult:
 
 
 class Voice:
+    """Answers a heard question aloud: the house's turn (:class:`~assistant.turn.Turns`,
+    at voice priority, in the voice's own conversation) mapped to the mouth."""
+
     def __init__(
         self,
         config: Config,
-        brain: Any,
+        turns: Turns,
         mouth: Any,
         *,
         clock: Callable[[], float] = time.monotonic,
-        actor: Actor | None = None,
     ) -> None:
         self.config = config
-        #: the configured actions (the service shares one and updates it on reload)
-        self.actor = actor if actor is not None else Actor(config.actions)
-        self.brain = brain
+        self.turns = turns
+        self.brain = turns.brain
         self.mouth = mouth
         self.clock = clock
-        self.history: list[tuple[str, str]] = []
+        self.conversation = Conversation("voice")
         self.last_turn_at = clock()
-        self.job: Any = None
+        self.turn: Turn | None = None
         self.utterance: Any = None
         self.on_first_audio: Callable[[float], None] | None = None  # e.g. state "speaking"
 
+    @property
+    def history(self) -> list[tuple[str, str]]:
+        return self.conversation.history
+
     def reset(self) -> None:
-        self.history = []
+        self.conversation.history = []
 
     def interrupt(self) -> None:
         """Barge-in: stop speaking now and stop generating after the current token."""
         if self.utterance is not None:
             self.utterance.stop()
-        if self.job is not None:
-            self.job.cancel()
+        if self.turn is not None:
+            self.turn.cancel()
 
     async def answer(self, heard: Heard, question: str, *, streaming: bool = True) -> TurnResult:
         """Think and speak. ``streaming=False``: the whole answer, then the whole synthesis.
 
-        A call of one of the configured actions is checked, run and answered by the
-        :class:`Actor`; a yes or no to its "Shall I …?" is answered without the model."""
-        llm, brain, actor = self.config.llm, self.brain, self.actor
-        turn_id = brain.next_id()
-        reply = await actor.confirmation(question, turn_id)
-        if reply is not None:
-            return await self._reply(heard, question, reply, turn_id)
-        prompt = actor.prompt(brain.engine.chat_format, llm, self.history, question)
-        ticket = await brain.admit(Priority.VOICE, self.config.api.queue_timeout_s)
-        self.job = job = brain.generate(
-            ticket, prompt.tokens, max_tokens=llm.max_tokens, constraint=actor.constraint()
+        A call of one of the configured actions is checked, run and answered by the turn's
+        :class:`~assistant.actions.actor.Actor`; a yes or no to its "Shall I …?" is
+        answered without the model. After a barge-in nothing is run or said."""
+        request = TurnRequest(
+            "voice",
+            question,
+            self.conversation,
+            priority=Priority.VOICE,
+            arrived=heard.speech_end,
         )
+        self.turn = turn = await self.turns.start(request)
         self.utterance = utterance = self.mouth.start(self.on_first_audio)
-        splitter = SentenceSplitter()
-        shown = await self._speak_stream(job, utterance, splitter if streaming else None, turn_id)
-        decision = None  # a call of an action: what happened is the answer
-        if not utterance.stopped:  # (after a barge-in nothing is run or said)
-            finished = job.finish == "tool_call"
-            decision = await actor.decide(job.json, finished, question, turn_id)
-        said = decision.said if decision is not None else ""
+        splitter = SentenceSplitter() if streaming else None
+        try:
+            async for event in turn:
+                if isinstance(event, Piece) and splitter is not None:
+                    for chunk in splitter.feed(event.text):
+                        utterance.add(chunk)
+        except BaseException:
+            utterance.stop()
+            turn.cancel()
+            turn.end(delivered=utterance.spoken())
+            raise
         answered = self.clock()
-        if streaming:
-            for chunk in [*splitter.flush(), said]:
+        if splitter is not None:
+            for chunk in [*splitter.flush(), turn.said]:
                 if chunk:
                     utterance.add(chunk)
-        else:
+        elif shown := split_all([turn.text, turn.said]):
             # one piper call for everything; every chunk ends a sentence, as when streaming
-            chunks = [c if c[-1] in ".!?…:;," else f"{c}." for c in split_all([shown, said])]
-            utterance.add(" ".join(chunks))
+            utterance.add(" ".join(c if c[-1] in ".!?…:;," else f"{c}." for c in shown))
         utterance.end()
         await asyncio.get_running_loop().run_in_executor(None, utterance.done.wait)
         end = self.clock()
-        spoken = utterance.spoken() if utterance.stopped else f"{shown} {said}".strip()
-        if decision is not None and not utterance.stopped:
-            self.history += decision.history(question)
-        elif spoken:
-            self.history += [("user", question), ("assistant", spoken)]
-        self.last_turn_at = end
-        self.job = self.utterance = None
-        first_token = job.first_at - heard.speech_end if job.first_at is not None else 0.0
+        if utterance.stopped:
+            turn.cancel()
+        spoken = utterance.spoken() if utterance.stopped else turn.answer
         first_audio = utterance.first_audio_at
+        since = heard.speech_end
+        first_audio_s = first_audio - since if first_audio is not None else None
+        delivered = spoken if utterance.stopped else None
+        record = turn.end(delivered=delivered, first_audio_s=first_audio_s)
+        self.last_turn_at = end
+        self.turn = self.utterance = None
+        job = turn.job
+        first_token = job.first_at - since if job is not None and job.first_at is not None else 0.0
         result = TurnResult(
             transcript=heard.text,
-            answer=f"{shown} {said}".strip(),
+            answer=turn.answer,
             spoken=spoken,
             stt_final_s=heard.stt_final_s,
             first_token_s=first_token,
-            first_audio_s=first_audio - heard.speech_end if first_audio is not None else 0.0,
-            total_s=end - heard.speech_end,
-            answer_done_s=answered - heard.speech_end,
+            first_audio_s=first_audio_s or 0.0,
+            total_s=end - since,
+            answer_done_s=answered - since if job is not None else 0.0,
             stt_rtf=heard.stt_s / heard.audio_s if heard.audio_s else 0.0,
             tts_rtf=utterance.tts_rtf,
             interrupted=utterance.stopped,
         )
-        turn = brain.record(
-            "voice",
-            job,
-            heard.speech_end,
-            "cancelled" if utterance.stopped else "",
-            first_audio_s=result.first_audio_s if first_audio is not None else None,
-            turn_id=turn_id,
-        )
         log.info(
-            "turn %d voice: %r → %d tokens; %.2f s to final transcript, %.2f s to first token, "
-            "%.2f s to first audio, %.2f s total; STT RTF %.2f, TTS RTF %.2f%s",
-            turn.id,
-            heard.text,
-            turn.completion_tokens,
+            "turn %d voice: %.2f s to final transcript, %.2f s to first audio, %.2f s total; "
+            "STT RTF %.2f, TTS RTF %.2f%s",
+            record.id,
             result.stt_final_s,
-            result.first_token_s,
             result.first_audio_s,
             result.total_s,
             result.stt_rtf,
             result.tts_rtf,
             " (interrupted)" if result.interrupted else "",
-            extra={"TURN_ID": turn.id},
+            extra={"TURN_ID": record.id},
         )
         return result
-
-    async def _speak_stream(
-        self, job: Any, utterance: Any, splitter: SentenceSplitter | None, turn_id: int
-    ) -> str:
-        """Feed the model's text to the mouth sentence by sentence (``splitter`` None: not
-        yet) and return it as said: without a tool call's JSON, and ending at a sentence
-        that claims an action nothing ran (it is replaced by "Sorry, I can't do that.")."""
-        shown = ""
-        words = honest_words(job, turn_id)
-        try:
-            async for text in words:
-                shown += text
-                for chunk in splitter.feed(text) if splitter else ():
-                    utterance.add(chunk)
-        finally:
-            await words.aclose()
-            job.cancel()
-            await job.done
-        return shown
-
-    async def _reply(
-        self, heard: Heard, question: str, decision: Decision, turn_id: int
-    ) -> TurnResult:
-        """Say what came of a yes or no to "Shall I …?" (no model needed)."""
-        text = decision.said
-        self.utterance = utterance = self.mouth.start(self.on_first_audio)
-        utterance.add(text)
-        utterance.end()
-        await asyncio.get_running_loop().run_in_executor(None, utterance.done.wait)
-        end = self.clock()
-        self.history += decision.history(question)
-        self.last_turn_at, self.utterance = end, None
-        first_audio = utterance.first_audio_at
-        log.info("turn %d voice: %r → %s", turn_id, heard.text, text, extra={"TURN_ID": turn_id})
-        return TurnResult(
-            transcript=heard.text,
-            answer=text,
-            spoken=utterance.spoken() if utterance.stopped else text,
-            stt_final_s=heard.stt_final_s,
-            first_token_s=0.0,
-            first_audio_s=first_audio - heard.speech_end if first_audio is not None else 0.0,
-            total_s=end - heard.speech_end,
-            answer_done_s=0.0,
-            stt_rtf=heard.stt_s / heard.audio_s if heard.audio_s else 0.0,
-            tts_rtf=utterance.tts_rtf,
-            interrupted=utterance.stopped,
-        )
 
 
 class VoiceLoop:

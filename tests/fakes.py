@@ -102,6 +102,35 @@ class FakeEngine:
         self.closed = True
 
 
+class FakeTTS:
+    """1 kHz "speech": 100 ms of audio per word; signals each synthesis."""
+
+    sample_rate = 1000
+
+    def __init__(self) -> None:
+        self.synthesised: list[str] = []
+        self.event = threading.Semaphore(0)
+
+    def synthesize(self, text: str) -> Iterator[bytes]:
+        self.synthesised.append(text)
+        self.event.release()
+        yield bytes(2 * 100 * len(text.split()))
+
+
+class NullSpeaker:
+    def start(self, rate: int) -> None:
+        pass
+
+    def write(self, pcm: bytes) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def serve_http(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
     """A real HTTP server on a free loopback port, in a thread; yields its base URL."""

@@ -37,9 +37,10 @@ def make_config(**api: Any) -> Config:
     return Config(thermal=thermal, api=dataclasses.replace(settings, **api))
 
 
-def make_state(config: Config, engine: Any = None) -> ApiState:
+def make_state(config: Config, engine: Any = None, actor: Any = None) -> ApiState:
     governor = Governor.from_config(config, drive_fan=False)
-    return ApiState(config, Brain(governor.admission, engine), governor, model_id="test-model")
+    brain = Brain(governor.admission, engine)
+    return ApiState(config, brain, governor, model_id="test-model", actor=actor)
 
 
 @pytest.fixture

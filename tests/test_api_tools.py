@@ -146,8 +146,7 @@ def test_unknown_keys_in_tools_are_still_400() -> None:
 # -- api.allow_actions: the device's own actions, run here ------------------------------------
 def served(engine: FakeEngine, actor: Actor, **api: Any) -> tuple[ServerThread, Any]:
     config = make_config(**api)
-    state = make_state(config, engine)
-    state.actor = actor
+    state = make_state(config, engine, actor)
     return ServerThread(create_app(state), config.api), state
 
 

@@ -167,7 +167,9 @@ async def test_a_stop_cuts_an_answer_after_the_grace_and_the_client_sees_it(
     assert "[DONE]" not in rest
     assert not any(e.get("choices") and e["choices"][0]["finish_reason"] for e in rest[:-1])
     turn = [r.getMessage() for r in caplog.records if r.getMessage().startswith("turn 1 api:")]
-    assert turn and turn[0].startswith("turn 1 api: shutdown, 5 prompt tokens (0 cached), 2 tokens")
+    assert turn and turn[0].startswith(
+        "turn 1 api: 'Count.' → shutdown, 5 prompt tokens (0 cached), 2 tokens"
+    )
     assert "cut 1 answer(s) still running after 0.2 s" in caplog.text
     assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
 

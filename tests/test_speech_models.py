@@ -166,7 +166,7 @@ def test_the_conversation_remembers_only_what_was_spoken(rig: VoiceRig) -> None:
 
     assert rig.tts is not None
     mouth = Mouth(rig.tts, WavSpeaker("/dev/null"))
-    voice = Voice(rig.config, rig.brain, mouth)
+    voice = Voice(rig.config, rig.turns, mouth)
     mouth.start = _interrupting(mouth.start)  # type: ignore[method-assign]
     heard = Heard("Tell me a long story.", 0.0, 0.0, 1.0, 0.1)
     result = asyncio.run(voice.answer(heard, "Tell me a long story about a dragon."))

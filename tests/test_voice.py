@@ -9,7 +9,7 @@ import functools
 import math
 import threading
 import wave
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from assistant.speech.mouth import SLICE_S, Mouth
 from assistant.speech.stt import Ears, Heard
 from assistant.speech.vad import Segmenter
 from assistant.voice import TurnResult, VoiceLoop, match_wake
+from tests.fakes import FakeTTS, NullSpeaker
 
 RATE = 16000
 FRAME = 2 * round(RATE * FRAME_S)
@@ -429,21 +430,6 @@ def test_resample_keeps_duration_and_pitch_shape() -> None:
 
 
 # -- the mouth: streaming overlap and barge-in ----------------------------------------------------
-class FakeTTS:
-    """1 kHz "speech": 100 ms of audio per word; signals each synthesis."""
-
-    sample_rate = 1000
-
-    def __init__(self) -> None:
-        self.synthesised: list[str] = []
-        self.event = threading.Semaphore(0)
-
-    def synthesize(self, text: str) -> Iterator[bytes]:
-        self.synthesised.append(text)
-        self.event.release()
-        yield bytes(2 * 100 * len(text.split()))
-
-
 class GatedSpeaker:
     """Each write (one slice) waits for the test to let it play."""
 
@@ -614,26 +600,13 @@ def test_an_api_say_does_not_cut_off_a_voice_answer() -> None:
 
 
 # -- actions in a voice turn ------------------------------------------------------------------
-class NullSpeaker:
-    def start(self, rate: int) -> None:
-        pass
-
-    def write(self, pcm: bytes) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-
 def _voice_with(words: list[str], call: str, tmp_path: Path) -> tuple[Any, FakeTTS, Path]:
     from assistant.actions.actor import Actor
     from assistant.actions.spec import Action
     from assistant.brain import Brain
     from assistant.config import Thermal
     from assistant.thermal.admission import Admission
+    from assistant.turn import Turns
     from assistant.voice import Voice as VoiceTurn
     from tests.fakes import FakeEngine
 
@@ -650,7 +623,8 @@ def _voice_with(words: list[str], call: str, tmp_path: Path) -> tuple[Any, FakeT
     )
     tts = FakeTTS()
     brain = Brain(Admission(Thermal(sensor_path="")), FakeEngine(words, call=call))
-    voice = VoiceTurn(Config(), brain, Mouth(tts, NullSpeaker()), actor=Actor([action]))
+    turns = Turns(brain, Actor([action]), Config)
+    voice = VoiceTurn(Config(), turns, Mouth(tts, NullSpeaker()))
     return voice, tts, marker
 
 

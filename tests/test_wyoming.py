@@ -32,6 +32,7 @@ from assistant.config import Config, Thermal, Wyoming, load_config
 from assistant.errors import ConfigError
 from assistant.status import snapshot
 from assistant.thermal.governor import Governor
+from assistant.turn import Turns
 from assistant.wyoming import handler as handler_module
 from assistant.wyoming.agent import Agent
 from assistant.wyoming.handler import Handler
@@ -100,9 +101,9 @@ def make_config(**wyoming: Any) -> Config:
 def make_parts(config: Config, engine: Any = None, **changes: Any) -> Parts:
     governor = Governor.from_config(config, drive_fan=False)
     brain = Brain(governor.admission, engine or FakeEngine(["Paris", " is", " the", " capital."]))
-    actor = Actor(config.actions)
+    turns = Turns(brain, Actor(config.actions), lambda: config)
     parts = Parts(
-        agent=Agent(lambda: config, brain, actor),
+        agent=Agent(lambda: config, turns),
         recognizer=FakeRecognizer("hey robot turn on the light"),
         stt_model="fake-stt-model",
         tts=FakeTTS(),

@@ -7,9 +7,6 @@ error shape, never a 500.
 from __future__ import annotations
 
 import logging
-import os
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,80 +14,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
-from ..brain import Brain
-from ..config import Config
-from ..status import snapshot
 from . import metrics as prom
 from .completions import LOADING_RETRY_S, ApiError, complete
 from .guard import Guard
 from .schema import ChatRequest
+from .state import ApiState
 
 __all__ = ["ApiState", "create_app"]
 
 log = logging.getLogger(__name__)
 
 INVALID_JSON = "the body is not valid JSON (or not UTF-8)"
-
-
-@dataclass
-class ApiState:
-    """What the app reads on each request. ``config`` is swapped whole on reload."""
-
-    config: Config
-    brain: Brain
-    governor: Any
-    model_id: str = "qwen-assistant"
-    mouth: Any = None  # speech.mouth.Mouth, when the device can speak
-    metrics: prom.Metrics = field(default_factory=prom.Metrics)
-    started: float = field(default_factory=time.time)
-    liveness: Any = None  # systemd.Liveness: the parts the watchdog waits on
-    starting: bool = False  # the service sets it while it loads (False: ready once loaded)
-    voice: Any = None  # voice.VoiceLoop when the device listens
-    voice_off: str = ""  # why there is no voice loop ("" while there is one)
-    model_sha256: str = ""
-    backend: str = ""  # "CPU (AMD EPYC)", "Vulkan: Vulkan0 …, 99 layers offloaded"
-    runtime_dir: str = ""
-    api_url: str = ""
-    #: the last reload's outcome (reload.Reloaded.as_dict), None before the first
-    reload: dict[str, Any] | None = None
-    #: the device's [[actions]] (offered to API clients only with api.allow_actions)
-    actor: Any = None
-    wyoming: Any = None  # wyoming.server.WyomingServer while it listens
-    wyoming_off: str = ""  # why it does not ("" while it does, or when not enabled)
-
-    def snapshot(self) -> dict[str, Any]:
-        """The one status: /status serves it, status.json and the STATUS= line render it."""
-        speaking = bool(self.mouth and self.mouth.speaking)
-        stalled = self.liveness.stalled() if self.liveness is not None else []
-        return snapshot(
-            self.brain,
-            self.governor,
-            model=self.model_id,
-            speaking=speaking,
-            stalled=stalled,
-            starting=self.starting,
-            voice=self.voice,
-            voice_off=self.voice_off,
-            reload=self.reload,
-        ) | {
-            "pid": os.getpid(),
-            "started_at": self.started,
-            "config": str(self.config.source or ""),
-            "model_sha256": self.model_sha256,
-            "backend": self.backend,
-            "runtime_dir": self.runtime_dir,
-            "api": self.api_url,
-            "wyoming": self._wyoming(),
-        }
-
-    def _wyoming(self) -> dict[str, Any]:
-        server = self.wyoming
-        if server is None:
-            why = self.wyoming_off or (
-                "wyoming.enabled = false" if not self.config.wyoming.enabled else "starting"
-            )
-            return {"url": "", "off": why, "connections": 0}
-        return {"url": server.url, "off": "", "connections": server.connections}
 
 
 def create_app(state: ApiState) -> Any:

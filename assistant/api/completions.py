@@ -13,7 +13,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
@@ -22,14 +22,13 @@ from ..brain import Job, NotReady
 from ..errors import PromptTooLong
 from ..llm.conversation import stateless_prompt
 from ..llm.grammar import JsonPiece
-from ..thermal.admission import Busy, Priority
+from ..thermal.admission import Busy
+from ..turn import Conversation, Outcome, Piece, Turn, TurnEvent, TurnRequest
 from . import device, shapes
 from .guard import error_body
 from .schema import ChatRequest
+from .state import ApiState
 from .tools import CallStream, Plan, PlanError, plan
-
-if TYPE_CHECKING:
-    from .app import ApiState
 
 __all__ = ["LOADING_RETRY_S", "ApiError", "complete"]
 
@@ -111,81 +110,113 @@ async def _or_gone(request: Request, work: Awaitable[Any]) -> tuple[bool, Any]:
 
 async def complete(state: ApiState, body: ChatRequest, request: Request) -> Response:
     arrived = state.brain.clock()
-    brain, llm, metrics = state.brain, state.config.llm, state.metrics
+    brain, llm = state.brain, state.config.llm
     if body.speak and state.mouth is None:
         raise ApiError(400, "speak: this device has no voice output", param="speak")
     if not brain.ready:
         raise _not_ready(brain.problem or "the model is still loading")
     max_tokens = min(body.requested_tokens or llm.max_tokens, llm.max_tokens)
     how, tokens = _prepare(state, body, max_tokens)
-    turn_id = brain.next_id()
-    if body.confirmation is not None and (answered := await _confirmed(state, body, how, turn_id)):
-        return answered
+    # device mode: a "Shall I …?" waits under an id only this server issues
+    confirmation = uuid.uuid4().hex
+    turn_request = _turn_request(
+        body, how, tokens, max_tokens=max_tokens, arrived=arrived, confirmation=confirmation
+    )
     try:
-        gone, ticket = await _or_gone(
-            request, brain.admit(Priority.API, state.config.api.queue_timeout_s)
-        )
+        gone, turn = await _or_gone(request, state.turns.start(turn_request))
     except Busy as exc:
         raise _busy(exc) from None
     except NotReady as exc:
         raise _not_ready(str(exc)) from None
     if gone:
-        metrics.outcome("cancelled")
+        state.metrics.outcome("cancelled")
         return Response(status_code=499)  # nobody is listening
-    job = brain.generate(
-        ticket,
-        tokens,
-        stops=body.stops,
-        max_tokens=max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        constraint=how.constraint,
-    )
+    job = turn.job
+    if job is None:  # a yes or no to the question its confirmation id names: no model
+        async for _ in turn:
+            pass
+        turn.end()
+        state.metrics.outcome("ok")
+        return shapes.reply(state.model_id, turn.said, body.stream)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    asked = confirmation if how.mode == "device" else ""
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
             _sse(
                 state,
+                turn,
                 job,
                 completion_id,
-                arrived,
                 usage=include_usage,
                 speak=body.speak,
                 how=how,
-                turn_id=turn_id,
+                asked=asked,
             ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    guarded = device.Guarded(job, turn_id) if how.mode == "device" else None
-
     async def collect() -> None:
-        async for _ in guarded or job:
+        async for _ in turn:
             pass
 
+    gone = True
     try:
         gone, _ = await _or_gone(request, collect())
     finally:
-        job.cancel()  # no-op when finished; stops the engine when the client left
+        if gone:
+            turn.cancel()  # stops the engine: the client left
     await job.done
-    said, confirmation = ("", "")
-    if not gone and not job.cut:
-        said, confirmation = await _act(state, job, how, turn_id)
-    shown = guarded.text if guarded is not None else job.text
-    _finish(state, job, arrived, body.speak, cancelled=gone, turn_id=turn_id, text=shown, said=said)
+    _finish(state, turn, body.speak)
     if gone:
         return Response(status_code=499)
     if job.cut:  # the service stopped mid-answer: say so, never a partial "length"
         raise ApiError(
             503, shapes.cut_message(job), "server_error", code="shutdown", outcome="cancelled"
         )
-    message, reason = shapes.message(job, how, shown, said, guarded is not None and guarded.hit)
-    extra = {"confirmation": confirmation} if confirmation else {}
+    message, reason = shapes.message(job, how, turn.text, turn.said, turn.hit)
+    extra = {"confirmation": asked} if _asks(turn) and asked else {}
     return shapes.completion(
         completion_id, state.model_id, message, reason, shapes.usage(job), **extra
     )
+
+
+def _turn_request(
+    body: ChatRequest,
+    how: Plan,
+    tokens: list[int],
+    *,
+    max_tokens: int,
+    arrived: float,
+    confirmation: str,
+) -> TurnRequest:
+    """The house's turn for this request: a device turn (guarded, the actions decided, in
+    the API conversation named by ``confirmation``) or a plain, tools or JSON answer."""
+    if body.confirmation is not None and how.mode != "device":
+        raise ApiError(
+            400,
+            "confirmation: only a device action's question takes one (api.allow_actions, "
+            "a request without tools)",
+            param="confirmation",
+        )
+    return TurnRequest(
+        "api",
+        how.request,
+        Conversation(device.key(confirmation)),
+        act=how.mode == "device",
+        answers=device.key(body.confirmation) if body.confirmation else "",
+        tokens=tokens,
+        constraint=how.constraint,
+        stops=body.stops,
+        overrides={"max_tokens": max_tokens, "temperature": body.temperature, "top_p": body.top_p},
+        arrived=arrived,
+    )
+
+
+def _asks(turn: Turn) -> bool:
+    """The turn ended with a "Shall I …?" that waits for its yes."""
+    return turn.decision is not None and turn.decision.outcome == "confirm"
 
 
 def _prepare(state: ApiState, body: ChatRequest, max_tokens: int) -> tuple[Plan, list[int]]:
@@ -195,7 +226,7 @@ def _prepare(state: ApiState, body: ChatRequest, max_tokens: int) -> tuple[Plan,
         how = plan(body, llm.system_prompt)
     except PlanError as exc:
         raise ApiError(400, str(exc), param=exc.param) from None
-    actor = state.actor
+    actor = state.turns.actor
     if how.mode == "text" and state.config.api.allow_actions and actor and actor.actions:
         how = how.with_actions(actor)
     if how.constraint is not None:  # a schema llama.cpp refuses is a 400, before admission
@@ -215,107 +246,64 @@ def _prepare(state: ApiState, body: ChatRequest, max_tokens: int) -> tuple[Plan,
     return how, prompt.tokens + opening
 
 
-async def _confirmed(
-    state: ApiState, body: ChatRequest, how: Plan, turn_id: int
-) -> Response | None:
-    """The answer to a yes or no sent with the ``confirmation`` id of the question it
-    answers (no model needed), or None when it is a new request after all."""
-    if how.mode != "device" or state.actor is None:
-        raise ApiError(
-            400,
-            "confirmation: only a device action's question takes one (api.allow_actions, "
-            "a request without tools)",
-            param="confirmation",
-        )
-    reply = await device.confirmed(state.actor, body.confirmation or "", how.request, turn_id)
-    if reply is None:
-        return None
-    log.info("turn %d api: %r → %s", turn_id, how.request, reply.said)
-    state.metrics.outcome("ok")
-    return shapes.reply(state.model_id, reply.said, body.stream)
-
-
-async def _act(state: ApiState, job: Job, how: Plan, turn_id: int) -> tuple[str, str]:
-    """Device mode: run the model's call of a device action; what to answer about it and,
-    for a "Shall I …?", the confirmation id the yes must come with."""
-    if how.mode != "device" or state.actor is None:
-        return "", ""
-    decision, confirmation = await device.decide(
-        state.actor, job, how.request, turn_id, shapes.complete_json(job)
-    )
-    return (decision.said if decision is not None else ""), confirmation
-
-
-def _finish(
-    state: ApiState,
-    job: Job,
-    arrived: float,
-    speak: bool,
-    *,
-    cancelled: bool,
-    turn_id: int | None = None,
-    text: str = "",
-    said: str = "",
-) -> None:
-    outcome = job.finish if job.cut or not cancelled else "cancelled"
-    turn = state.brain.record("api", job, arrived, outcome, turn_id=turn_id)
-    metrics = state.metrics
-    metrics.outcome(
+def _finish(state: ApiState, turn: Turn, speak: bool) -> None:
+    """The turn is over for this client: record it, count the request, speak it if asked."""
+    record = turn.end()
+    state.metrics.outcome(
         {"stop": "ok", "tool_call": "ok", "cancelled": "cancelled", "shutdown": "cancelled"}.get(
-            outcome, "length"
+            record.outcome, "length"
         )
     )
-    metrics.tokens(job.stats.completion_tokens)
-    if turn.completion_tokens:
-        metrics.observe_first_token(turn.first_token_s)
-    log.info(
-        "turn %d api: %s, %d prompt tokens (%d cached), %d tokens, %.2f s to first token, "
-        "%.1f tok/s, %.2f s",
-        turn.id,
-        outcome,
-        turn.prompt_tokens,
-        turn.cached_tokens,
-        turn.completion_tokens,
-        turn.first_token_s,
-        turn.decode_tok_s,
-        turn.total_s,
-        extra={"TURN_ID": turn.id},
-    )
-    spoken = f"{text} {said}".strip()
-    if speak and not cancelled and not job.cut and spoken and state.mouth is not None:
+    spoken = turn.answer
+    cut = turn.job is not None and turn.job.cut
+    if speak and not turn.cancelled and not cut and spoken and state.mouth is not None:
+        metrics, arrived = state.metrics, turn.arrived
 
         def heard(at: float) -> None:
             metrics.observe_first_audio(at - arrived)
 
         if not state.mouth.say(spoken, heard):
-            log.warning("turn %d: not spoken, the device is already speaking", turn.id)
+            log.warning("turn %d: not spoken, the device is already speaking", record.id)
+
+
+def _chunks(
+    event: TurnEvent, turn: Turn, how: Plan, calls: CallStream, *, cid: str, model: str
+) -> list[str]:
+    """A turn event as OpenAI stream chunks: text, a tool call's deltas (tools mode), the
+    constrained JSON (json mode), what came of a device action."""
+    if isinstance(event, Outcome):
+        said = event.decision.said
+        return [shapes.chunk(cid, model, {"content": f" {said}" if turn.text else said}, None)]
+    if not isinstance(event, Piece):
+        return []
+    piece = event.text
+    if not isinstance(piece, JsonPiece) or how.mode == "json":
+        return [shapes.chunk(cid, model, {"content": piece}, None)]
+    if how.mode == "tools":
+        return [shapes.chunk(cid, model, {"tool_calls": [d]}, None) for d in calls.feed(piece)]
+    return []
 
 
 async def _sse(
     state: ApiState,
+    turn: Turn,
     job: Job,
     cid: str,
-    arrived: float,
     *,
     usage: bool,
     speak: bool,
     how: Plan,
-    turn_id: int,
+    asked: str,
 ) -> AsyncIterator[str]:
     model = state.model_id
     finished = False
-    said = confirmation = ""
     calls = CallStream()
-    guarded = device.Guarded(job, turn_id) if how.mode == "device" else None
     try:
         yield shapes.chunk(cid, model, {"role": "assistant", "content": ""}, None)
         try:
-            async for piece in guarded or job:
-                if not isinstance(piece, JsonPiece) or how.mode == "json":
-                    yield shapes.chunk(cid, model, {"content": piece}, None)
-                elif how.mode == "tools":
-                    for delta in calls.feed(piece):
-                        yield shapes.chunk(cid, model, {"tool_calls": [delta]}, None)
+            async for event in turn:
+                for chunk in _chunks(event, turn, how, calls, cid=cid, model=model):
+                    yield chunk
         except Exception as exc:  # noqa: BLE001 - the engine failed mid-answer: tell the client
             log.error("generation failed: %s", exc)
             yield f"data: {error_body(str(exc), 'server_error').decode()}\n\n"
@@ -325,19 +313,12 @@ async def _sse(
             yield f"data: {cut.decode()}\n\n"
             finished = True
             return
-        reason = shapes.reason(job, guarded is not None and guarded.hit)
+        reason = shapes.reason(job, turn.hit)
         if how.mode == "tools" and calls.text:
             for delta in calls.finish():
                 yield shapes.chunk(cid, model, {"tool_calls": [delta]}, None)
             reason = "tool_calls" if shapes.complete_json(job) else reason
-        elif guarded is not None:
-            await job.done
-            said, confirmation = await _act(state, job, how, turn_id)
-            if said:
-                yield shapes.chunk(
-                    cid, model, {"content": f" {said}" if guarded.text else said}, None
-                )
-        extra = {"confirmation": confirmation} if confirmation else {}
+        extra = {"confirmation": asked} if _asks(turn) and asked else {}
         yield shapes.event(
             cid, model, [{"index": 0, "delta": {}, "finish_reason": reason}], **extra
         )
@@ -348,17 +329,7 @@ async def _sse(
     finally:
         # done, or the client left: Starlette cancels this generator, and every await in
         # its cancelled scope would be cancelled again, so the bookkeeping waits in a callback
+        if not finished:
+            turn.cancel()
         job.cancel()
-        shown = guarded.text if guarded is not None else job.text
-        job.done.add_done_callback(
-            lambda _: _finish(
-                state,
-                job,
-                arrived,
-                speak,
-                cancelled=not finished,
-                turn_id=turn_id,
-                text=shown,
-                said=said,
-            )
-        )
+        job.done.add_done_callback(lambda _: _finish(state, turn, speak))

@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from ..turn import Done, Refused, TurnEvent
+
 __all__ = ["Histogram", "Metrics", "render"]
 
 PREFIX = "qwen_assistant_"
@@ -55,6 +57,24 @@ class Metrics:
         self.completion_tokens = 0
         #: Wyoming requests: (program, outcome) → count
         self.wyoming: Counter[tuple[str, str]] = Counter()
+        #: turns of every door: (door, outcome) → count
+        self.turns: Counter[tuple[str, str]] = Counter()
+
+    def turn(self, event: TurnEvent) -> None:
+        """A turn's event, from any door (a :class:`~assistant.turn.Turns` listener): its
+        outcome, tokens and latencies count the same whichever door it came in by."""
+        if isinstance(event, Refused):
+            with self._lock:
+                self.turns[event.door, event.reason] += 1
+        elif isinstance(event, Done):
+            record = event.record
+            with self._lock:
+                self.turns[event.door, record.outcome] += 1
+                self.completion_tokens += record.completion_tokens
+                if record.completion_tokens:
+                    self.first_token.observe(record.first_token_s)
+                if record.first_audio_s is not None:
+                    self.first_audio.observe(record.first_audio_s)
 
     def wyoming_request(self, program: str, outcome: str) -> None:
         """One Wyoming request (asr, tts, wake, handle) and how it ended (ok, or an error
@@ -135,8 +155,12 @@ def render(metrics: Metrics, status: dict[str, Any]) -> str:
         lines += [f"# HELP {name} API requests by outcome", f"# TYPE {name} counter"]
         for outcome in sorted(set(OUTCOMES) | set(metrics.requests)):
             lines.append(f'{name}{{outcome="{outcome}"}} {metrics.requests[outcome]}')
+        name = f"{PREFIX}turns_total"
+        lines += [f"# HELP {name} turns by door and outcome", f"# TYPE {name} counter"]
+        for (door, outcome), count in sorted(metrics.turns.items()):
+            lines.append(f'{name}{{door="{door}",outcome="{outcome}"}} {count}')
         name = f"{PREFIX}completion_tokens_total"
-        lines += [f"# HELP {name} tokens generated for API requests", f"# TYPE {name} counter"]
+        lines += [f"# HELP {name} tokens generated, every door", f"# TYPE {name} counter"]
         lines.append(f"{name} {metrics.completion_tokens}")
         name = f"{PREFIX}wyoming_requests_total"
         lines += [
@@ -146,8 +170,8 @@ def render(metrics: Metrics, status: dict[str, Any]) -> str:
         for (program, outcome), count in sorted(metrics.wyoming.items()):
             lines.append(f'{name}{{program="{program}",outcome="{outcome}"}} {count}')
         for hist, key, help in (
-            (metrics.first_token, "time_to_first_token_seconds", "request arrival to first token"),
-            (metrics.first_audio, "time_to_first_audio_seconds", "request arrival to first sound"),
+            (metrics.first_token, "time_to_first_token_seconds", "arrival to first token"),
+            (metrics.first_audio, "time_to_first_audio_seconds", "arrival to first sound"),
         ):
             name = PREFIX + key
             lines += [f"# HELP {name} {help}", f"# TYPE {name} histogram", *hist.lines(name)]

@@ -70,76 +70,67 @@ def register(top: Any, add: Add) -> None:
 
 
 # -- ask / chat ----------------------------------------------------------------------------
-def _governor(config: Config) -> Any:
-    """The thermal admission path in front of the engine.
+def _parts(config: Config, args: argparse.Namespace) -> Any:
+    """The house in this process (:class:`~assistant.parts.Parts`): the governor reads the
+    temperature and queues like any request, but never drives the fan (the service's)."""
+    import asyncio
 
-    The CLI reads the temperature and queues like any request, but never drives the fan:
-    that belongs to the service.
-    """
-    from ..thermal.governor import Governor
+    from ..parts import Parts
 
-    governor = Governor.from_config(config, drive_fan=False)
-    governor.tick()
-    return governor
-
-
-def _open(config: Config, args: argparse.Namespace, governor: Any) -> Any:
-    from ..llm.engine import Engine
-
-    # the governor's thread and pacing levers act on the in-process engine too
-    engine = Engine.from_config(config, args.model, intensity=governor.intensity)
-    engine.load()
+    parts = Parts(config, model=args.model)
+    try:
+        parts.check_open()  # too hot: say so before loading the model
+        asyncio.run(parts.load())
+    except BaseException:
+        parts.close()
+        raise
     if args.stats:
-        print(f"[{engine.backend.describe()}]", file=sys.stderr)
-    return engine
+        print(f"[{parts.brain.engine.backend.describe()}]", file=sys.stderr)
+    return parts
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"max_tokens": args.max_tokens, "temperature": args.temperature}
 
 
-def _stream(generation: Any, stats: bool, *, json_out: bool = False) -> None:
-    """Print the answer as it comes. ``json_out``: the JSON answer; otherwise the text,
-    without a tool call's JSON and without a sentence that claims an action it did not
-    call (:class:`~assistant.actions.actor.ClaimGuard`)."""
-    from ..actions.actor import ClaimGuard
+async def _print_turn(turns: Any, request: Any, stats: bool) -> Any:
+    """Run one turn and print it as it comes: the answer's text (a schema answer: its JSON;
+    a device turn: past the ClaimGuard), then what came of an action."""
     from ..llm.grammar import JsonPiece
+    from ..turn import Outcome, Piece
 
     out = sys.stdout
-    guard = ClaimGuard()
+    json_out = request.constraint is not None and not request.act
+    turn = await turns.start(request)
     wrote = False
-    with generation:  # a failed write (closed pipe, Ctrl-C) must still release the engine
-        for piece in generation:
-            text = piece if json_out else "" if isinstance(piece, JsonPiece) else guard.feed(piece)
-            out.write(text)
-            out.flush()
-            wrote = wrote or bool(text.strip())
-            if guard.hit:
-                break
-    tail = "" if json_out else guard.flush()
-    out.write(tail)
-    if wrote or tail.strip():
-        out.write("\n")
-    out.flush()
-    s = generation.stats
-    if stats:
+    try:
+        async for event in turn:
+            if isinstance(event, Piece) and (json_out or not isinstance(event.text, JsonPiece)):
+                out.write(event.text)
+                out.flush()
+                wrote = wrote or bool(event.text.strip())
+            elif isinstance(event, Outcome):
+                out.write(f"{' ' if wrote else ''}{event.decision.said}")
+                wrote = True
+    except BaseException:
+        turn.cancel()
+        raise
+    finally:
+        record = turn.end()
+        if wrote:
+            out.write("\n")
+        out.flush()
+    if stats and turn.job is not None:
         print(
-            f"[first token {s.first_token_s:.2f} s · {s.decode_tok_s:.1f} tok/s · "
-            f"{s.completion_tokens} tokens · prompt {s.prompt_tokens} "
-            f"({s.cached_tokens} cached) · {s.stop_reason}]",
+            f"[first token {record.first_token_s:.2f} s · {record.decode_tok_s:.1f} tok/s · "
+            f"{record.completion_tokens} tokens · prompt {record.prompt_tokens} "
+            f"({record.cached_tokens} cached) · {record.outcome}]",
             file=sys.stderr,
         )
-    elif s.stop_reason in ("time", "repetition"):
-        print(
-            f"[answer cut short: {'time limit' if s.stop_reason == 'time' else 'repetition'}]",
-            file=sys.stderr,
-        )
-
-
-def _slot(governor: Any) -> Any:
-    from ..thermal.admission import Priority
-
-    return governor.admission.slot(Priority.API)
+    elif record.outcome in ("time", "repetition"):
+        cap = "time limit" if record.outcome == "time" else "repetition"
+        print(f"[answer cut short: {cap}]", file=sys.stderr)
+    return turn
 
 
 def question(words: list[str], stdin: TextIO) -> str:
@@ -181,49 +172,45 @@ def json_schema(path: str) -> dict[str, Any]:
     return schema
 
 
-def _act(actor: Any, generation: Any, text: str) -> Any:
-    """What came of a tool call the model made in ``generation`` (None if it made none)."""
+def cmd_ask(args: argparse.Namespace) -> int:
     import asyncio
 
-    finished = generation.stats.stop_reason == "tool_call"
-    return asyncio.run(actor.decide(generation.json, finished, text))
+    from ..turn import Conversation, TurnRequest
 
-
-def cmd_ask(args: argparse.Namespace) -> int:
     args.text = question(args.question, sys.stdin)
     schema = json_schema(args.json_schema) if args.json_schema else None
     if args.server:
         return _ask_server(args, schema)
-    from ..actions.actor import Actor
-    from ..api.tools import json_hint
-    from ..llm.grammar import Constraint
-
     config = load(args)
-    governor = _governor(config)
-    actor = Actor(config.actions)
-    base = config.llm.system_prompt
-    with _slot(governor):  # too hot or busy: say so before loading the model
-        engine = _open(config, args, governor)
-        try:
-            constraint: Constraint | None = None
-            if schema is not None:
-                chat = engine.new_chat(f"{base}\n\n{json_hint(schema)}")
-                constraint = Constraint(schema, "now")
-            else:
-                chat = engine.new_chat(actor.system_prompt(base))
-                constraint = actor.constraint()
-            generation = chat.ask(args.text, constraint=constraint, **_overrides(args))
-            _stream(generation, args.stats, json_out=schema is not None)
-            decision = _act(actor, generation, args.text) if schema is None else None
-            if decision is not None:
-                print(decision.said)
-            if actor.waiting:
-                print(
-                    f"{PROG}: ask has no next turn to say yes in: confirm in chat or by voice",
-                    file=sys.stderr,
-                )
-        finally:
-            engine.close()
+    with _parts(config, args) as parts:
+        conversation = Conversation("cli:ask")
+        if schema is None:
+            request = TurnRequest("cli", args.text, conversation, overrides=_overrides(args))
+        else:
+            from ..api.tools import json_hint
+            from ..llm.conversation import stateless_prompt
+            from ..llm.grammar import Constraint
+
+            llm = config.llm
+            system = f"{llm.system_prompt}\n\n{json_hint(schema)}"
+            fmt = parts.brain.engine.chat_format
+            max_tokens = args.max_tokens or llm.max_tokens
+            prompt = stateless_prompt(fmt, [("user", args.text)], system, llm.n_ctx, max_tokens)
+            request = TurnRequest(
+                "cli",
+                args.text,
+                conversation,
+                act=False,
+                tokens=prompt.tokens,
+                constraint=Constraint(schema, "now"),
+                overrides=_overrides(args),
+            )
+        turn = asyncio.run(_print_turn(parts.turns, request, args.stats))
+        if turn.decision is not None and turn.decision.outcome == "confirm":
+            print(
+                f"{PROG}: ask has no next turn to say yes in: confirm in chat or by voice",
+                file=sys.stderr,
+            )
     return 0
 
 
@@ -304,32 +291,39 @@ class Prompt:
 
 
 class ChatSession:
-    """One ``chat``: the engine, the conversation, the actions and the typed commands."""
+    """One ``chat``: the house, the conversation and the typed commands."""
 
-    def __init__(self, config: Config, args: argparse.Namespace, governor: Any) -> None:
-        from ..actions.actor import Actor
+    def __init__(self, config: Config, args: argparse.Namespace) -> None:
+        from ..turn import Conversation
 
-        self.config, self.args, self.governor = config, args, governor
-        self.actor = Actor(config.actions)
-        self.engine = _open(config, args, governor)
+        self.config, self.args = config, args
+        self.parts = _parts(config, args)
         self.stats = args.stats
-        self.chat = self.new_chat()
+        self.conversation = Conversation("cli:chat")
+        self._system = self._system_prompt()
 
-    def new_chat(self) -> Any:
-        return self.engine.new_chat(self.actor.system_prompt(self.config.llm.system_prompt))
+    def _system_prompt(self) -> str:
+        return str(self.parts.actor.system_prompt(self.config.llm.system_prompt))
 
     def reload(self) -> None:
         from ..reload import reload_config
 
-        self.config = reload_config(self.config, self.governor).config
-        self.actor.update(self.config.actions)  # the next turn's prompt offers the new list
+        self.config = reload_config(self.config, self.parts.governor).config
+        self.parts.config = self.config
+        self.parts.actor.update(self.config.actions)  # the next turn offers the new list
+
+    def new_conversation(self) -> None:
+        from ..turn import Conversation
+
+        self.parts.actor.forget(self.conversation.key)
+        self.conversation = Conversation("cli:chat")
 
     def command(self, text: str) -> bool:
         """A /command; False to leave."""
         if text in ("/exit", "/quit"):
             return False
         if text == "/reset":
-            self.chat = self.new_chat()
+            self.new_conversation()
             print("[new conversation]", file=sys.stderr)
         elif text == "/stats":
             self.stats = not self.stats
@@ -340,39 +334,29 @@ class ChatSession:
     def turn(self, text: str) -> None:
         import asyncio
 
-        actor, chat = self.actor, self.chat
-        reply = asyncio.run(actor.confirmation(text))
-        if reply is not None:  # a yes or no to "Shall I …?": no model needed
-            print(reply.said)
-            chat.remember(reply.history(text))
-            return
-        if chat.conversation.system_prompt != actor.system_prompt(self.config.llm.system_prompt):
-            self.chat = chat = self.new_chat()  # the actions changed on reload
+        from ..turn import TurnRequest
+
+        if self._system != (system := self._system_prompt()):
+            self._system = system
+            self.new_conversation()  # the actions changed on reload
             print("[actions reloaded: new conversation]", file=sys.stderr)
-        with _slot(self.governor):
-            generation = chat.ask(text, constraint=actor.constraint(), **_overrides(self.args))
-            _stream(generation, self.stats)
-        decision = _act(actor, generation, text)
-        if decision is not None:
-            print(decision.said)
-            chat.remember(decision.history(text))
+        request = TurnRequest("cli", text, self.conversation, overrides=_overrides(self.args))
+        asyncio.run(_print_turn(self.parts.turns, request, self.stats))
+
+    def close(self) -> None:
+        self.parts.close()
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
     import signal
-    import threading
 
     config = load(args)
-    governor = _governor(config)
-    session = ChatSession(config, args, governor)
+    session = ChatSession(config, args)
     interactive = sys.stdin.isatty()
-    stop = threading.Event()
-    ticker = threading.Thread(target=governor.run, args=(stop,), name="governor", daemon=True)
-    ticker.start()
     previous = signal.signal(signal.SIGHUP, lambda _s, _f: session.reload())
     try:
         if interactive:
-            info = session.engine.info
+            info = session.parts.brain.engine.info
             print(
                 f"{info.name if info else 'model'} ready. /help for commands; "
                 "Ctrl-C stops an answer, Ctrl-D leaves.",
@@ -395,6 +379,5 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 print(f"{PROG}: {exc}", file=sys.stderr)
     finally:
         signal.signal(signal.SIGHUP, previous)
-        stop.set()
-        session.engine.close()
+        session.close()
     return 0

@@ -224,6 +224,10 @@ class Engine:
             self.warm(conversation.prefix)
         return Chat(self, conversation, self.settings.max_tokens)
 
+    def warm_system(self, system_prompt: str) -> None:
+        """Put the start of every turn's prompt (``system_prompt``) in the KV cache."""
+        self.new_chat(system_prompt)
+
     # -- lifecycle ---------------------------------------------------------------------
     def load(self) -> None:
         """Validate the file, check it is what was installed, load it, run the canary.

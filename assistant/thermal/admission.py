@@ -225,6 +225,12 @@ class Admission:
         with self._lock:
             self._stopped = ""
 
+    def check_open(self) -> None:
+        """Raise :class:`Busy` now if nothing new is admitted (too hot), taking no place."""
+        with self._lock:
+            if self._stopped:
+                raise Busy("hot", self._stop_retry, self._stopped)
+
     # -- requests ------------------------------------------------------------------------
 
     def admit(
