@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import AssistantError
-from .llm.engine import GenerationStats
 from .llm.grammar import JsonPiece
+from .llm.policy import GenerationStats
 from .thermal.admission import Admission, Priority, Ticket
 
 __all__ = ["Brain", "Job", "NotReady", "StopMatcher", "TurnRecord"]

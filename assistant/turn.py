@@ -221,10 +221,15 @@ class Turn:
                 yield self._event(Outcome, self.decision)
 
     def end(
-        self, *, delivered: str | None = None, first_audio_s: float | None = None
+        self,
+        *,
+        delivered: str | None = None,
+        first_audio_s: float | None = None,
+        detail: str = "",
     ) -> TurnRecord:
         """The door is done: keep the history (``delivered``: what the person heard, when a
-        barge-in cut it short), record the turn and tell the listeners. Once only."""
+        barge-in cut it short), record the turn, log its one line (``detail``: the door's own
+        figures, e.g. the voice's timings) and tell the listeners. Once only."""
         if self.record is not None:
             return self.record
         request, job, decision = self.request, self.job, self.decision
@@ -255,7 +260,7 @@ class Turn:
         action = f", action {decision.action}: {decision.outcome}" if decision else ""
         log.info(
             "turn %d %s: %r → %s, %d prompt tokens (%d cached), %d tokens, %.2f s to first "
-            "token, %.1f tok/s, %.2f s%s",
+            "token, %.1f tok/s, %.2f s%s%s",
             record.id,
             request.door,
             request.text[:200],
@@ -267,6 +272,7 @@ class Turn:
             record.decode_tok_s,
             record.total_s,
             action,
+            f"; {detail}" if detail else "",
             extra={"TURN_ID": record.id},
         )
         self._event(Done, record, self.answer if delivered is None else delivered)

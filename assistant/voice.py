@@ -131,10 +131,6 @@ class Voice:
         first_audio = utterance.first_audio_at
         since = heard.speech_end
         first_audio_s = first_audio - since if first_audio is not None else None
-        delivered = spoken if utterance.stopped else None
-        record = turn.end(delivered=delivered, first_audio_s=first_audio_s)
-        self.last_turn_at = end
-        self.turn = self.utterance = None
         job = turn.job
         first_token = job.first_at - since if job is not None and job.first_at is not None else 0.0
         result = TurnResult(
@@ -150,18 +146,15 @@ class Voice:
             tts_rtf=utterance.tts_rtf,
             interrupted=utterance.stopped,
         )
-        log.info(
-            "turn %d voice: %.2f s to final transcript, %.2f s to first audio, %.2f s total; "
-            "STT RTF %.2f, TTS RTF %.2f%s",
-            record.id,
-            result.stt_final_s,
-            result.first_audio_s,
-            result.total_s,
-            result.stt_rtf,
-            result.tts_rtf,
-            " (interrupted)" if result.interrupted else "",
-            extra={"TURN_ID": record.id},
+        turn.end(
+            delivered=spoken if utterance.stopped else None,
+            first_audio_s=first_audio_s,
+            detail=f"{result.stt_final_s:.2f} s to final transcript, {result.first_audio_s:.2f} s "
+            f"to first audio, {result.total_s:.2f} s total; STT RTF {result.stt_rtf:.2f}, "
+            f"TTS RTF {result.tts_rtf:.2f}{' (interrupted)' if result.interrupted else ''}",
         )
+        self.last_turn_at = end
+        self.turn = self.utterance = None
         return result
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from assistant.config import LLM
 from assistant.llm.conversation import ChatML
-from assistant.llm.engine import Generation
 from assistant.llm.grammar import JsonPiece
+from assistant.llm.policy import Generation
 
 
 class FakeEngine:

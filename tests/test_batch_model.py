@@ -14,8 +14,9 @@ import pytest
 
 from assistant.errors import GenerationError
 from assistant.llm.conversation import stateless_prompt
-from assistant.llm.engine import Engine, Generation
+from assistant.llm.engine import Engine
 from assistant.llm.grammar import Constraint, JsonPiece
+from assistant.llm.policy import Generation
 from tests.conftest import greedy
 from tests.test_service import Process, free_port
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from assistant.errors import PromptTooLong
 from assistant.llm.conversation import ChatML, Conversation, fit_turns
-from assistant.llm.engine import is_degenerate
+from assistant.llm.policy import is_degenerate
 
 IM_START, IM_END = 1_000_001, 1_000_002
 

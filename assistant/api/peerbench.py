@@ -40,7 +40,8 @@ from ..config import Config
 from ..errors import AssistantError
 from ..llm.bench import table
 from ..llm.conversation import stateless_prompt
-from ..llm.engine import Engine, engine_threads
+from ..llm.engine import Engine
+from ..thermal.actors import engine_threads
 from .bench import _serve
 from .client import StreamResult, stream_chat
 

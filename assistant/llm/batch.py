@@ -37,12 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationError
 from .grammar import Constraint, GrammarSampler, JsonPiece
+from .policy import Generation, Sampling, should_stop
 
 if TYPE_CHECKING:
     from ..thermal.actors import Intensity
-    from .engine import Generation, Sampling
 
-__all__ = ["END", "Scheduler", "Seq"]
+__all__ = ["END", "Rules", "Scheduler", "Seq"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,20 @@ class Seq:
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
 
 
+@dataclass(frozen=True)
+class Rules:
+    """What the decode loop needs of its engine, as values and callables (the scheduler
+    knows no engine): the loaded ``llama``, the tokens that end an answer, the sampling
+    seed, the governor's levers (read between steps) and where a constrained answer's
+    JSON starts (``lead``: None while a token is free text, else the tokens to keep)."""
+
+    llama: Any
+    stop_ids: frozenset[int]
+    seed: Callable[[], int]
+    levers: Callable[[], Intensity]
+    lead: Callable[[Constraint | None, Generation, int], list[int] | None]
+
+
 @dataclass
 class _Slot:
     seq_id: int
@@ -101,7 +115,7 @@ class Scheduler:
 
     def __init__(
         self,
-        engine: Any,
+        rules: Rules,
         *,
         parallel: int,
         clock: Callable[[], float] = time.monotonic,
@@ -109,8 +123,8 @@ class Scheduler:
         import llama_cpp
 
         self._lib = llama_cpp
-        self.engine = engine
-        self.llama = engine._llama
+        self.rules = rules
+        self.llama = rules.llama
         self.ctx = self.llama._ctx.ctx
         self.mem = llama_cpp.llama_get_memory(self.ctx)
         self.parallel = parallel
@@ -205,7 +219,7 @@ class Scheduler:
         """Wait for work, run the calls, place the newcomers, step. False once closed."""
         with self._cv:
             while not (self._active or self._incoming or self._calls or self._closed):
-                self.engine._intensity().phase("idle")
+                self.rules.levers().phase("idle")
                 self.wake.clear()
                 self._cv.wait()
             if self._closed:
@@ -223,7 +237,7 @@ class Scheduler:
         if incoming:
             self._place(incoming)
         if self._active:
-            self._step(self.engine._intensity())
+            self._step(self.rules.levers())
         return True
 
     def _settle(self) -> None:
@@ -407,19 +421,19 @@ class Scheduler:
         return bool(idle)
 
     def _sample(self, seq: Seq, row: int, now: float) -> None:
-        engine, gen = self.engine, seq.gen
+        rules, gen = self.rules, seq.gen
         stats, s = gen.stats, seq.sampling
         if seq.grammar is None:
             token = int(seq.sampler.sample(self.llama._ctx, row))
             if not gen.token_ids and not stats.first_token_s:
                 stats.first_token_s = now - seq.start
-            lead = engine._lead(seq.constraint, gen, token)
+            lead = rules.lead(seq.constraint, gen, token)
             if lead is None:
-                if token in engine.stop_ids:
+                if token in rules.stop_ids:
                     self._end(seq, "stop")
                     return
                 self._accept(seq, token, str)
-                reason = engine._should_stop(gen.token_ids, s, now - seq.start, seq.cancel)
+                reason = should_stop(gen.token_ids, s, now - seq.start, seq.cancel)
                 if reason:
                     self._end(seq, reason)
                     return
@@ -440,7 +454,7 @@ class Scheduler:
             lazy = seq.constraint is not None and seq.constraint.start != "now"
             self._end(seq, "tool_call" if lazy else "stop")
             return
-        reason = engine._should_stop(
+        reason = should_stop(
             gen.token_ids,
             replace(s, repetition_abort_tokens=0),  # JSON repeats its quotes and braces
             now - seq.start,
@@ -454,11 +468,11 @@ class Scheduler:
     def _start_json(self, seq: Seq) -> None:
         import numpy as np
 
-        engine, constraint = self.engine, seq.constraint
+        rules, constraint = self.rules, seq.constraint
         if constraint is None:  # (_lead returns a lead only with a constraint)
             raise GenerationError("no constraint to decode under")
-        seq.grammar = GrammarSampler(self.llama, constraint.gbnf, sorted(engine.stop_ids))
-        seed = engine.seed
+        seq.grammar = GrammarSampler(self.llama, constraint.gbnf, sorted(rules.stop_ids))
+        seed = rules.seed()
         seq.rng = np.random.default_rng(seed if seed >= 0 else None)
         # the free text ends here: flush its decoder, the JSON gets its own
         self._say(seq, seq.decoder.decode(b"", final=True), str)

@@ -21,13 +21,37 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["CPUFREQ_POLICY", "ClockCap", "Intensity", "IntensityState"]
+if TYPE_CHECKING:
+    from ..config import LLM
+
+__all__ = [
+    "CPUFREQ_POLICY",
+    "ClockCap",
+    "Intensity",
+    "IntensityState",
+    "default_threads",
+    "engine_threads",
+]
 
 log = logging.getLogger(__name__)
 
 #: The Pi 5's one cpufreq policy covers all four cores.
 CPUFREQ_POLICY = Path("/sys/devices/system/cpu/cpufreq/policy0")
+
+
+def default_threads() -> tuple[int, int]:
+    """(decode, prompt) threads: decode is memory-bound, so at most 4; prompt uses all cores."""
+    cores = len(os.sched_getaffinity(0))
+    return min(cores, 4), cores
+
+
+def engine_threads(settings: LLM) -> tuple[int, int]:
+    """The engine's (decode, prompt) threads at full: llm.n_threads(_batch), else the
+    defaults. The governor's thread lever moves between these and thermal.min_threads."""
+    threads, batch_threads = default_threads()
+    return settings.n_threads or threads, settings.n_threads_batch or batch_threads
 
 
 @dataclass(frozen=True)

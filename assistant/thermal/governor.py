@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import Config, Thermal
-from .actors import CPUFREQ_POLICY, ClockCap, Intensity
+from .actors import CPUFREQ_POLICY, ClockCap, Intensity, engine_threads
 from .admission import Admission
 from .budget import BudgetController, Controller, Ladder, OperatingPoint
 from .fan import Fan, FanCurve, NoFan, make_fan
@@ -143,8 +143,6 @@ class Governor:
         if drive_fan and t.clock_path:
             cap = ClockCap(CPUFREQ_POLICY if t.clock_path == "auto" else t.clock_path)
         if intensity is None:
-            from ..llm.engine import engine_threads
-
             intensity = Intensity(*engine_threads(config.llm))
         admission = Admission(t, clock=clock, slots=config.llm.parallel)
         return cls(
