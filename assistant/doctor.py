@@ -82,8 +82,8 @@ def _voice(config: Config) -> Iterator[Check]:
         yield Check(level, "voice", f"{exc}; {fix}")
         return
     if voice.is_file():
+        from .language import LANGUAGES
         from .models.store import ModelStore
-        from .speech.language import LANGUAGES
 
         want = config.speech.language
         have = ModelStore(config.paths.models_dir).language_of(voice)

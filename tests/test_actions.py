@@ -15,8 +15,10 @@ import pytest
 
 from assistant.actions.actor import CANNOT, Actor, ClaimGuard, claims_action, grounded
 from assistant.actions.runner import OUTPUT_LIMIT, Runner
-from assistant.actions.spec import Action, Http
-from assistant.actions.tools import (
+from assistant.config import Action, Http, load_config
+from assistant.errors import ConfigError
+from assistant.reload import reload_config
+from assistant.toolcall import (
     NO_ACTIONS,
     Tool,
     ToolCall,
@@ -28,9 +30,6 @@ from assistant.actions.tools import (
     strict,
     validate,
 )
-from assistant.config import load_config
-from assistant.errors import ConfigError
-from assistant.reload import reload_config
 from tests.fakes import serve_http
 
 ROOM = {"type": "string", "enum": ["kitchen", "bedroom", "hall"]}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from assistant.actions.actor import claims_action
-from assistant.actions.tools import validate
+from assistant.toolcall import validate
 from tests.test_cli import documented_commands, run_as_documented
 
 pytestmark = pytest.mark.slow

@@ -17,11 +17,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from assistant.actions.actor import Actor
-from assistant.actions.spec import Action, Http
 from assistant.api.app import create_app
 from assistant.api.schema import ChatRequest
 from assistant.api.server import ServerThread
 from assistant.api.tools import CallStream, PlanError, plan
+from assistant.config import Action, Http
 from tests.fakes import FakeEngine
 from tests.test_actions import LIGHT_PARAMS, Recorder, controller  # noqa: F401 - fixture
 from tests.test_api import make_config, make_state

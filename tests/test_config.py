@@ -189,7 +189,7 @@ def test_partial_file_keeps_defaults_and_resolves_paths(
 
 
 def test_find_config_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("assistant.config.SYSTEM_CONFIG", tmp_path / "etc.toml")
+    monkeypatch.setattr("assistant.config.load.SYSTEM_CONFIG", tmp_path / "etc.toml")
     assert find_config(None) is None
     (tmp_path / "etc.toml").write_text("")
     assert find_config(None) == tmp_path / "etc.toml"

@@ -22,12 +22,11 @@ import pytest
 from wyoming.asr import Transcript
 
 from assistant.actions.actor import CANNOT, Actor
-from assistant.actions.spec import Action
 from assistant.api.app import ApiState, create_app
 from assistant.api.server import ServerThread
 from assistant.brain import Brain, NotReady
 from assistant.cli.text import _print_turn
-from assistant.config import API, Config, Thermal
+from assistant.config import API, Action, Config, Thermal
 from assistant.speech.mouth import Mouth
 from assistant.speech.stt import Heard
 from assistant.thermal.admission import Busy

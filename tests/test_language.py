@@ -11,8 +11,8 @@ import pytest
 
 from assistant.config import load_config
 from assistant.errors import ModelError
+from assistant.language import readable, unreadable, voice_language, with_language
 from assistant.models.catalog import lookup
-from assistant.speech.language import readable, unreadable, voice_language, with_language
 from assistant.speech.stt import make_recognizer
 from assistant.speech.tts import PiperTTS
 

@@ -12,10 +12,10 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from assistant.actions.tools import validate
 from assistant.api.app import create_app
 from assistant.api.server import ServerThread
 from assistant.llm.engine import Engine
+from assistant.toolcall import validate
 from tests.test_api import make_config, make_state
 
 pytestmark = pytest.mark.slow

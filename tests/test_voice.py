@@ -602,9 +602,8 @@ def test_an_api_say_does_not_cut_off_a_voice_answer() -> None:
 # -- actions in a voice turn ------------------------------------------------------------------
 def _voice_with(words: list[str], call: str, tmp_path: Path) -> tuple[Any, FakeTTS, Path]:
     from assistant.actions.actor import Actor
-    from assistant.actions.spec import Action
     from assistant.brain import Brain
-    from assistant.config import Thermal
+    from assistant.config import Action, Thermal
     from assistant.thermal.admission import Admission
     from assistant.turn import Turns
     from assistant.voice import Voice as VoiceTurn

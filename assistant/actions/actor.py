@@ -21,12 +21,10 @@ from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, S
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..config import Action
 from ..llm.conversation import ChatML, Prompt, stateless_prompt
 from ..llm.grammar import Constraint, JsonPiece
-from .grounding import grounded
-from .runner import Outcome, Runner
-from .spec import Action
-from .tools import (
+from ..toolcall import (
     NO_ACTIONS,
     ToolCall,
     ToolError,
@@ -36,6 +34,8 @@ from .tools import (
     render_responses,
     tools_prompt,
 )
+from .grounding import grounded
+from .runner import Outcome, Runner
 
 if TYPE_CHECKING:
     from ..config import LLM

@@ -23,12 +23,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..config import Config
+from ..config import Action, Config
 from ..llm.conversation import stateless_prompt
+from ..toolcall import call_schema, validate
 from .actor import Actor
 from .runner import Outcome, Runner
-from .spec import Action
-from .tools import call_schema, validate
 
 __all__ = ["ACTIONS", "NO_ACTION", "REQUESTS", "bench_actions", "render"]
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from .spec import Action
+from ..config import Action
 
 __all__ = ["grounded"]
 

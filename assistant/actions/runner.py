@@ -25,7 +25,7 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
-from .spec import PLACEHOLDER, Action, Http
+from ..config.actions import PLACEHOLDER, Action, Http
 
 __all__ = ["OUTPUT_LIMIT", "Outcome", "Runner", "expand"]
 

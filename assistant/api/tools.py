@@ -21,7 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..actions.tools import (
+from ..llm.conversation import split_system
+from ..llm.grammar import Constraint
+from ..toolcall import (
     Tool,
     ToolCall,
     ToolError,
@@ -31,8 +33,6 @@ from ..actions.tools import (
     render_responses,
     tools_prompt,
 )
-from ..llm.conversation import split_system
-from ..llm.grammar import Constraint
 from .schema import ChatRequest, Message
 
 __all__ = ["CallStream", "Plan", "PlanError", "ToolError", "json_hint", "plan", "tool_calls"]

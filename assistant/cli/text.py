@@ -162,7 +162,7 @@ def json_schema(path: str) -> dict[str, Any]:
             f'{path}: a JSON schema is an object ({{"type": "object", …}})', exit_code=EX_USAGE
         )
     try:
-        from ..llm.grammar import gbnf_for_schema
+        from ..toolcall import gbnf_for_schema
 
         gbnf_for_schema(schema)
     except Exception as exc:  # noqa: BLE001 - llama.cpp's converter raises bare exceptions

@@ -108,8 +108,8 @@ def cmd_say(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import EX_CANTCREAT, EX_UNAVAILABLE, EX_USAGE, AssistantError
+    from ..language import readable
     from ..speech.audio import SoundDeviceSpeaker, WavSpeaker
-    from ..speech.language import readable
     from ..speech.mouth import Mouth
     from ..speech.sentences import speakable
     from ..speech.tts import PiperTTS

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import json
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -27,12 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from ..toolcall import gbnf_for_schema
+
 __all__ = [
     "Constraint",
     "GrammarSampler",
     "JsonPiece",
     "check_grammar",
-    "gbnf_for_schema",
     "pick",
 ]
 
@@ -49,13 +49,6 @@ class Constraint:
     def gbnf(self) -> str:
         """The grammar (converted once: checking a schema and decoding under it share it)."""
         return gbnf_for_schema(self.schema)
-
-
-def gbnf_for_schema(schema: dict[str, Any]) -> str:
-    """GBNF for ``schema`` (llama.cpp's own converter, shipped in llama-cpp-python)."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    return str(json_schema_to_gbnf(json.dumps(schema), prop_order=["name", "arguments"]))
 
 
 def check_grammar(llama: Any, constraint: Constraint, parsed: Collection[str] = ()) -> None:

@@ -71,8 +71,8 @@ def resolve_stt_model(config: Config) -> Path:
 def _check_language(config: Config, path: Path) -> None:
     """A catalog model for another language than ``speech.language`` is one line with the
     fix (a model the catalog does not know is taken as it is)."""
+    from ..language import LANGUAGES
     from ..models.store import ModelStore
-    from .language import LANGUAGES
 
     want = config.speech.language
     have = ModelStore(config.paths.models_dir).language_of(path)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import Config, env_seed
 from ..errors import ModelError
-from .language import LANGUAGES, readable, unreadable, voice_language
+from ..language import LANGUAGES, readable, unreadable, voice_language
 
 __all__ = ["PiperTTS", "resolve_voice"]
 

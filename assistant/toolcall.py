@@ -1,4 +1,5 @@
-"""Tools in Qwen2.5's own format, and the schemas that constrain a call. Pure: no llama_cpp.
+"""Tools in Qwen2.5's own format, and the schemas that constrain a call. Pure, but for
+:func:`gbnf_for_schema`, which asks llama.cpp's converter for a schema's grammar.
 
 Qwen2.5 was trained to find its tools in the system turn, one JSON signature per line
 inside ``<tools></tools>``, and to answer ``<tool_call>\\n{"name": …, "arguments": {…}}\\n
@@ -21,6 +22,7 @@ __all__ = [
     "ToolCall",
     "ToolError",
     "call_schema",
+    "gbnf_for_schema",
     "parse_call",
     "render_call",
     "render_responses",
@@ -226,3 +228,11 @@ def validate(schema: dict[str, Any], value: Any, where: str = "") -> list[str]: 
         if "maximum" in schema and value > schema["maximum"]:
             problems.append(f"{at} {value} is above {schema['maximum']}")
     return problems
+
+
+def gbnf_for_schema(schema: dict[str, Any]) -> str:
+    """GBNF for ``schema`` (llama.cpp's own converter, shipped in llama-cpp-python); a
+    call's name comes before its arguments."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    return str(json_schema_to_gbnf(json.dumps(schema), prop_order=["name", "arguments"]))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .tools import NAME, Tool
+from ..toolcall import NAME, Tool, call_schema, gbnf_for_schema
 
 __all__ = ["PLACEHOLDER", "Action", "Http", "parse_actions", "placeholders"]
 
@@ -288,9 +288,6 @@ def _check_parameters(parameters: Any) -> dict[str, Any]:
 def _check_grammar(parameters: dict[str, Any]) -> None:
     """The grammar a call is decoded under must be buildable from these parameters (a
     pattern without ^…$, say, is refused here instead of failing the first call)."""
-    from ..llm.grammar import gbnf_for_schema
-    from .tools import call_schema
-
     try:
         gbnf_for_schema(call_schema([Tool("x", "", parameters)], enums=False))
     except Exception as exc:  # noqa: BLE001 - the converter raises bare exceptions
