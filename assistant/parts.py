@@ -1,30 +1,45 @@
-"""The house for one command: governor (with its levers), Brain, Actor and turn runner.
+"""The house's parts, built in one place.
 
-``ask``, ``chat``, ``listen``, ``bench voice`` and ``bench api`` build their house here,
-the same way the service builds its own, so a question takes the same path whichever
-command asks it: the governor's admission and thread/pacing levers in front of the engine,
-the Brain's batching engine, the turn (:mod:`assistant.turn`) with the configured actions.
-A command beside the service never drives the fan or the clock cap (``drive_fan=False``).
+:class:`Parts` is the house for one command: ``ask``, ``chat``, ``listen`` and ``bench
+voice`` build the governor (with its levers), the Brain, the Actor and the turn runner here,
+so a question takes the same path whichever command asks it. A command beside the service
+never drives the fan or the clock cap (``drive_fan=False``). The service (``run``) builds its
+own in its start order, with the builders below for what only it has: the mouth
+(:func:`build_mouth`), the listening loop (:func:`build_voice`) and the Wyoming server
+(:func:`start_wyoming`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .actions.actor import Actor
 from .brain import Brain
 from .config import Config
+from .errors import AssistantError
 from .thermal.governor import Governor
 from .turn import Turns
 
 if TYPE_CHECKING:
+    from .api.state import ApiState
     from .llm.engine import Engine
+    from .speech.mouth import Mouth
+    from .voice import VoiceLoop
+    from .wyoming import info
+    from .wyoming.server import WyomingServer
 
-__all__ = ["Parts", "unpaced"]
+__all__ = ["Parts", "build_mouth", "build_voice", "start_wyoming", "unpaced"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def unpaced(config: Config) -> Config:
@@ -93,3 +108,139 @@ class Parts:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def build_mouth(config: Config, speak_to: str | None = None) -> tuple[Mouth | None, str]:
+    """piper and the speaker (``speak_to``: a WAV file instead), or None and why not."""
+    from .speech.audio import SoundDeviceSpeaker, WavSpeaker
+    from .speech.mouth import Mouth
+    from .speech.tts import PiperTTS
+
+    try:
+        tts = PiperTTS.from_config(config)
+        tts.load()
+    except AssistantError as exc:
+        log.warning("speech output off: %s", exc)
+        return None, f"no speech output: {exc}"
+    speaker: Any = (
+        WavSpeaker(speak_to) if speak_to else SoundDeviceSpeaker(config.speech.output_device)
+    )
+    return Mouth(tts, speaker), ""
+
+
+def build_voice(
+    config: Config,
+    turns: Turns,
+    mouth: Mouth | None,
+    listen_from: str | None = None,
+    gpio: list[Any] | None = None,
+) -> tuple[VoiceLoop | None, str]:
+    """The listening loop: microphone (opened now; ``listen_from``: a WAV file), recognizer,
+    wake word, LEDs and button (added to ``gpio``, closed at stop), the voice on ``turns``;
+    or None and why not (the service then serves text only)."""
+    from .hardware import Indicators, PushButton
+    from .speech.audio import SoundDeviceMicrophone, WavMicrophone
+    from .speech.stt import Ears, make_recognizer
+    from .speech.vad import make_segmenter
+    from .voice import Voice, VoiceLoop
+
+    gpio = gpio if gpio is not None else []
+    try:
+        recognizer = make_recognizer(config)
+    except AssistantError as exc:
+        log.error("voice off (the API still serves text): %s", exc)
+        return None, str(exc)
+    mic: Any = (
+        WavMicrophone(listen_from, rate=recognizer.rate, realtime=True)
+        if listen_from
+        else SoundDeviceMicrophone(config.speech.input_device, rate=recognizer.rate)
+    )
+    ears = Ears(recognizer, make_segmenter(config.speech.vad, config.speech.trailing_silence_s))
+    wake = None
+    if config.voice.wake == "word":
+        from .speech.wake import make_wake
+
+        vc = config.voice
+        try:
+            wake = make_wake(vc.wake_engine, vc.wake_word, vc.wake_threshold)
+        except AssistantError as exc:
+            log.error("voice off (the API still serves text): voice.wake_word: %s", exc)
+            return None, f"voice.wake_word: {exc}"
+    indicators = None
+    try:
+        indicators = Indicators(config.voice)
+    except AssistantError as exc:
+        log.warning("status LEDs off: %s", exc)
+    if indicators is not None and indicators.leds:
+        gpio.append(indicators)
+    voice = VoiceLoop(
+        config, mic, ears, Voice(config, turns, mouth), indicators=indicators, wake=wake
+    )
+    if config.voice.button_pin:
+        try:
+            gpio.append(PushButton(config.voice.button_pin, voice.press))
+        except AssistantError as exc:
+            log.warning("push-to-talk button off: %s", exc)
+    voice.open_microphone()
+    return voice, ""
+
+
+async def start_wyoming(
+    config: Callable[[], Config],
+    state: ApiState,
+    load: Callable[[Callable[[], Any]], Awaitable[Any]],
+) -> tuple[info.Parts, WyomingServer | None]:
+    """The Wyoming server on the parts the service has (``load`` runs what it lacks on
+    the loader thread): its parts, and the server (None, logged, when it cannot bind)."""
+    from .speech.stt import make_recognizer
+    from .speech.tts import PiperTTS
+    from .speech.wake import builtin_words
+    from .wyoming.agent import Agent
+    from .wyoming.handler import Handler
+    from .wyoming.info import Parts as WyomingParts
+    from .wyoming.server import WyomingServer
+
+    settings = config()
+    parts = WyomingParts(
+        agent=Agent(config, state.turns),
+        model_id=state.model_id,
+        home_control=bool(settings.actions),
+        metrics=state.metrics,
+        language=settings.speech.language,
+    )
+    if state.voice is not None:
+        parts.recognizer = state.voice.ears.recognizer
+    else:
+        try:
+            parts.recognizer = await load(functools.partial(make_recognizer, settings))
+        except AssistantError as exc:
+            log.warning("wyoming: no speech-to-text or wake phrase: %s", exc)
+            parts.missing["asr"] = parts.missing["wake"] = str(exc)
+    if parts.recognizer is not None:
+        parts.stt_model = Path(str(parts.recognizer.path)).name
+        parts.wake_phrase = settings.voice.wake_phrase.strip()
+    parts.wake_words = builtin_words()  # microWakeWord needs no speech-to-text
+    if state.mouth is not None:
+        parts.tts = state.mouth.tts
+    else:
+        tts = PiperTTS.from_config(settings)
+        try:
+            await load(tts.load)
+            parts.tts = tts
+        except AssistantError as exc:
+            log.warning("wyoming: no text-to-speech: %s", exc)
+            parts.missing["tts"] = str(exc)
+    server = WyomingServer(
+        settings.wyoming, functools.partial(Handler, parts, settings.wyoming.max_audio_s)
+    )
+    try:
+        await server.start()
+    except AssistantError as exc:
+        log.error("wyoming off (the API and voice still serve): %s", exc)
+        state.wyoming_off = str(exc)
+        return parts, None
+    offered = [k for k in ("asr", "tts", "handle") if k not in parts.missing]
+    if parts.wake_words or parts.wake_phrase:
+        offered.append("wake " + ", ".join([*parts.wake_words, parts.wake_phrase]).rstrip(", "))
+    log.info("wyoming listening on %s (%s)", server.url, ", ".join(offered))
+    return parts, server

@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,11 +39,11 @@ from .api.app import ApiState, create_app
 from .api.server import Server
 from .brain import Brain
 from .config import Config
-from .errors import AssistantError
+from .parts import build_mouth, build_voice, start_wyoming
 from .reload import Reloaded, reload_config
-from .runtime import STATUS, RuntimeDir
-from .status import status_line
+from .runtime import RuntimeDir
 from .systemd import Liveness, Notifier
+from .watch import Watch
 
 __all__ = ["Service"]
 
@@ -78,6 +76,8 @@ class Service:
         self._gpio: list[Any] = []  # LEDs and button, closed at stop
         self.notifier = notifier or Notifier()
         self.liveness = Liveness()
+        #: the loops that keep systemd informed (status line, watchdog)
+        self.watch = Watch(self.notifier, self.liveness, lambda: self.config)
         self.stopping = asyncio.Event()
         self.ready = False
         self.serving = asyncio.Event()  # set once READY=1 went out
@@ -90,7 +90,6 @@ class Service:
         self._ticker: threading.Thread | None = None
         self._runtime_dir = runtime_dir
         self._runtime: RuntimeDir | None = None
-        self._reported_stall = False
         #: set when a stop came while a model was still loading on a thread that cannot
         #: be interrupted: ``cmd_run`` exits without waiting for it
         self.abandoned = False
@@ -123,23 +122,10 @@ class Service:
         """piper + the speaker, or None (logged) when the device cannot speak."""
         if not self.config.voice.enabled and not self.speak_to:
             return None
-        from .speech.audio import SoundDeviceSpeaker, WavSpeaker
-        from .speech.mouth import Mouth
-        from .speech.tts import PiperTTS
-
-        try:
-            tts = PiperTTS.from_config(self.config)
-            tts.load()
-        except AssistantError as exc:
-            log.warning("speech output off: %s", exc)
-            self.voice_off = f"no speech output: {exc}"
-            return None
-        speaker: Any = (
-            WavSpeaker(self.speak_to)
-            if self.speak_to
-            else SoundDeviceSpeaker(self.config.speech.output_device)
-        )
-        return Mouth(tts, speaker)
+        mouth, why = build_mouth(self.config, self.speak_to)
+        if why:
+            self.voice_off = why
+        return mouth
 
     # -- signals ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -166,8 +152,8 @@ class Service:
         if self._wyoming_parts is not None:  # describe tells Home Assistant at once
             self._wyoming_parts.home_control = bool(outcome.config.actions)
         self.state.reload = outcome.as_dict(self.reloads)
-        self._set_stall_limits()
-        line = self._publish(self.state, send=False)  # `qwen-assistant reload` waits for it
+        self.watch.set_stall_limits()
+        line = self.watch.publish(self.state, send=False)  # `qwen-assistant reload` waits for it
         if self.ready:
             self.notifier.ready(line)
 
@@ -177,6 +163,7 @@ class Service:
         loop = asyncio.get_running_loop()
         # first of all, before the fan or a socket is touched; AlreadyRunning: exit 75
         self._runtime = RuntimeDir.claim(self._runtime_dir)
+        self.watch.runtime = self._runtime
         for sig, handler in (
             (signal.SIGTERM, self.stop),
             (signal.SIGINT, self.stop),
@@ -198,7 +185,7 @@ class Service:
             state = starting.result()
             state.starting = False
             self.ready = True
-            self.notifier.ready(self._publish(state, send=False))
+            self.notifier.ready(self.watch.publish(state, send=False))
             self.serving.set()
             waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self.stopping.wait())}
             if self._serving is not None:
@@ -231,7 +218,7 @@ class Service:
         inference = self.liveness.register("inference", config.service.stall_s)
         inference.paused = True  # loading the model is bounded by TimeoutStartSec instead
         brain.heartbeat = inference.beat
-        self._set_stall_limits()
+        self.watch.set_stall_limits()
         self.state = state = ApiState(
             config, brain, governor, liveness=self.liveness, starting=True, actor=self.actor
         )
@@ -250,12 +237,12 @@ class Service:
             log.info("API listening on %s (loading the model)", self.server.url)
 
         def turned(_turn: Any) -> None:  # `qwen-assistant status` shows a turn at once
-            self._publish(state)
+            self.watch.publish(state)
 
         brain.listeners.append(turned)
         self._loops = [
-            asyncio.create_task(self._report(state), name="status"),
-            asyncio.create_task(self._watch(state), name="watchdog"),
+            asyncio.create_task(self.watch.report(state), name="status"),
+            asyncio.create_task(self.watch.watch(state), name="watchdog"),
         ]
         await self._loading(brain.load(self._make_engine))
         inference.beat()
@@ -271,7 +258,7 @@ class Service:
             if state.voice is not None:
                 heard = self.liveness.register("voice loop", config.service.stall_s)
                 state.voice.heartbeat = heard.beat
-                self._set_stall_limits()
+                self.watch.set_stall_limits()
                 self._voice_task = asyncio.create_task(state.voice.run(self.stopping), name="voice")
         if config.wyoming.enabled:
             await self._start_wyoming(state)
@@ -285,122 +272,25 @@ class Service:
         return state
 
     def _ears(self, state: ApiState) -> Any:
-        """The voice loop: microphone (opened now), recognizer, LEDs, button; None (logged)
-        when speech-to-text cannot load — the service then serves text only."""
-        from .hardware import Indicators, PushButton
-        from .speech.audio import SoundDeviceMicrophone, WavMicrophone
-        from .speech.stt import Ears, make_recognizer
-        from .speech.vad import make_segmenter
-        from .voice import Voice, VoiceLoop
-
-        config = self.config
-        try:
-            recognizer = make_recognizer(config)
-        except AssistantError as exc:
-            log.error("voice off (the API still serves text): %s", exc)
-            self.voice_off = str(exc)
-            return None
-        mic: Any = (
-            WavMicrophone(self.listen_from, rate=recognizer.rate, realtime=True)
-            if self.listen_from
-            else SoundDeviceMicrophone(config.speech.input_device, rate=recognizer.rate)
+        """The voice loop, or None (logged) when it cannot run: the service serves text."""
+        voice, why = build_voice(
+            self.config, state.turns, state.mouth, self.listen_from, self._gpio
         )
-        segmenter = make_segmenter(config.speech.vad, config.speech.trailing_silence_s)
-        ears = Ears(recognizer, segmenter)
-        wake = None
-        if config.voice.wake == "word":
-            from .speech.wake import make_wake
-
-            vc = config.voice
-            try:
-                wake = make_wake(vc.wake_engine, vc.wake_word, vc.wake_threshold)
-            except AssistantError as exc:
-                log.error("voice off (the API still serves text): voice.wake_word: %s", exc)
-                self.voice_off = f"voice.wake_word: {exc}"
-                return None
-        indicators = None
-        try:
-            indicators = Indicators(config.voice)
-        except AssistantError as exc:
-            log.warning("status LEDs off: %s", exc)
-        if indicators is not None and indicators.leds:
-            self._gpio.append(indicators)
-        voice = VoiceLoop(
-            config,
-            mic,
-            ears,
-            Voice(config, state.turns, state.mouth),
-            indicators=indicators,
-            wake=wake,
-        )
-        if config.voice.button_pin:
-            try:
-                self._gpio.append(PushButton(config.voice.button_pin, voice.press))
-            except AssistantError as exc:
-                log.warning("push-to-talk button off: %s", exc)
-        voice.open_microphone()
+        if why:
+            self.voice_off = why
         return voice
 
     async def _start_wyoming(self, state: ApiState) -> None:
         """The Wyoming server on the parts the voice loop has (loading what it lacks); a
         part that cannot load, or a uri that cannot be bound, is logged and the rest of
         the service serves on."""
-        from .speech.stt import make_recognizer
-        from .speech.tts import PiperTTS
-        from .speech.wake import builtin_words
-        from .wyoming.agent import Agent
-        from .wyoming.handler import Handler
-        from .wyoming.info import Parts
-        from .wyoming.server import WyomingServer
-
         loop = asyncio.get_running_loop()
-        config = self.config
-        parts = self._wyoming_parts = Parts(
-            agent=Agent(lambda: self.config, state.turns),
-            model_id=state.model_id,
-            home_control=bool(config.actions),
-            metrics=state.metrics,
-            language=config.speech.language,
-        )
-        if state.voice is not None:
-            parts.recognizer = state.voice.ears.recognizer
-        else:
-            try:
-                parts.recognizer = await self._loading(
-                    loop.run_in_executor(self._loader, make_recognizer, config)
-                )
-            except AssistantError as exc:
-                log.warning("wyoming: no speech-to-text or wake phrase: %s", exc)
-                parts.missing["asr"] = parts.missing["wake"] = str(exc)
-        if parts.recognizer is not None:
-            parts.stt_model = Path(str(parts.recognizer.path)).name
-            parts.wake_phrase = config.voice.wake_phrase.strip()
-        parts.wake_words = builtin_words()  # microWakeWord needs no speech-to-text
-        if state.mouth is not None:
-            parts.tts = state.mouth.tts
-        else:
-            tts = PiperTTS.from_config(config)
-            try:
-                await self._loading(loop.run_in_executor(self._loader, tts.load))
-                parts.tts = tts
-            except AssistantError as exc:
-                log.warning("wyoming: no text-to-speech: %s", exc)
-                parts.missing["tts"] = str(exc)
-        server = WyomingServer(
-            config.wyoming, functools.partial(Handler, parts, config.wyoming.max_audio_s)
-        )
-        try:
-            await server.start()
-        except AssistantError as exc:
-            log.error("wyoming off (the API and voice still serve): %s", exc)
-            state.wyoming_off = str(exc)
-            return
-        self.wyoming = server
-        state.wyoming = server
-        offered = [k for k in ("asr", "tts", "handle") if k not in parts.missing]
-        if parts.wake_words or parts.wake_phrase:
-            offered.append("wake " + ", ".join([*parts.wake_words, parts.wake_phrase]).rstrip(", "))
-        log.info("wyoming listening on %s (%s)", server.url, ", ".join(offered))
+
+        async def load(fn: Callable[[], T]) -> T:
+            return await self._loading(loop.run_in_executor(self._loader, fn))
+
+        self._wyoming_parts, server = await start_wyoming(lambda: self.config, state, load)
+        self.wyoming = state.wyoming = server
 
     async def _loading(self, work: Awaitable[T]) -> T:
         """Await ``work``, asking systemd for more start-up time while it runs.
@@ -415,69 +305,6 @@ class Service:
             await asyncio.wait({task}, timeout=LOAD_EXTEND_S / 3)
         self._loading_now = None
         return task.result()
-
-    def _set_stall_limits(self) -> None:
-        stall = self.config.service.stall_s
-        floors = {
-            # the governor beats once per tick: never call it stalled within three ticks
-            "thermal governor": 3 * self.config.thermal.interval_s,
-            # an idle inference thread beats only on the probe queued once per watchdog
-            # round: its beat is one round old at the next check, so allow two rounds
-            "inference": 2 * self._watch_period(),
-        }
-        for name, beat in self.liveness.parts.items():
-            beat.stall_s = max(stall, floors.get(name, 0.0))
-
-    def _watch_period(self) -> float:
-        wd = self.notifier.watchdog_s
-        return wd / 2 if wd else self.config.service.status_interval_s
-
-    # -- the loops that keep systemd informed ----------------------------------------------
-    def _publish(self, state: ApiState, *, send: bool = True) -> str:
-        """Write status.json and (``send``) the STATUS= line; return the line.
-
-        status.json is the same snapshot /status serves, plus the line and when it was
-        written: `qwen-assistant status` renders exactly what the API and systemd see.
-        """
-        snap = state.snapshot()
-        line = status_line(snap)
-        if send:
-            self.notifier.status(line)
-        if self._runtime is not None:
-            data = snap | {
-                "line": line,
-                "updated_at": time.time(),
-                "interval_s": self.config.service.status_interval_s,
-            }
-            try:
-                self._runtime.write_status(data)
-            except OSError as exc:
-                log.warning("cannot write %s: %s", self._runtime.path / STATUS, exc)
-        return line
-
-    async def _report(self, state: ApiState) -> None:
-        while True:
-            self._publish(state)
-            await asyncio.sleep(self.config.service.status_interval_s)
-
-    async def _watch(self, state: ApiState) -> None:
-        """Ping the watchdog at half its period, only while every part makes progress."""
-        while True:
-            stalled = self.liveness.stalled()
-            engine = state.brain.engine
-            if engine is not None and engine.failure:  # dead, not slow: no waiting stall_s
-                stalled.append(f"inference ({engine.failure})")
-            if not stalled:
-                self.notifier.watchdog()
-                if self._reported_stall:
-                    log.warning("watchdog: every part makes progress again")
-                    self._reported_stall = False
-            elif not self._reported_stall:
-                log.error("watchdog: stalled: %s; not pinging systemd", ", ".join(stalled))
-                self._reported_stall = True
-                self._publish(state)
-            state.brain.probe()  # the inference thread beats when it gets to it
-            await asyncio.sleep(self._watch_period())
 
     async def _drain(self, state: ApiState | None) -> None:
         """Stop accepting, let running answers finish within stop_grace_s, cut the rest,

@@ -40,7 +40,7 @@ def test_doctor_names_each_problem_and_its_fix(tmp_path: Path) -> None:
 
 
 def test_doctor_fails_a_missing_speech_model_when_voice_is_on(tmp_path: Path) -> None:
-    from assistant.doctor import _speech
+    from assistant.doctor.software import speech as _speech
 
     config = tmp_path / "config.toml"
     config.write_text(f'[speech]\nstt_model = "{tmp_path}/nothing"\n')
@@ -49,7 +49,7 @@ def test_doctor_fails_a_missing_speech_model_when_voice_is_on(tmp_path: Path) ->
 
 
 def test_doctor_checks_the_clock_lever(tmp_path: Path) -> None:
-    from assistant.doctor import _thermal
+    from assistant.doctor.machine import thermal as _thermal
 
     sensor = tmp_path / "temp"
     sensor.write_text("61000\n")
@@ -99,7 +99,7 @@ def test_audio_devices_are_looked_up_by_name_like_the_service(
     import dataclasses
 
     from assistant.config import Config
-    from assistant.doctor import _audio
+    from assistant.doctor.machine import audio as _audio
     from assistant.speech import audio
 
     devices = [
@@ -120,7 +120,7 @@ def test_audio_devices_are_looked_up_by_name_like_the_service(
 
 
 def test_doctor_checks_each_actions_program_and_token_file(tmp_path: Path) -> None:
-    from assistant.doctor import _actions
+    from assistant.doctor.software import actions as _actions
 
     assert [c.level for c in _actions(load_config(None))] == ["OK"]
     (tmp_path / "token").write_text("t")
@@ -155,7 +155,7 @@ def test_doctor_checks_each_actions_program_and_token_file(tmp_path: Path) -> No
     ],
 )
 def test_doctor_checks_the_wake_word(tmp_path: Path, word: str, level: str, text: str) -> None:
-    from assistant.doctor import _speech
+    from assistant.doctor.software import speech as _speech
 
     config = tmp_path / "config.toml"
     config.write_text(f'[voice]\nwake = "word"\nwake_word = "{word}"\n')

@@ -86,7 +86,7 @@ def test_an_english_stt_model_with_mandarin_configured_is_one_line(tmp_path: Pat
 
 
 def test_doctor_warns_when_the_voice_speaks_another_language(tmp_path: Path) -> None:
-    from assistant.doctor import _voice
+    from assistant.doctor.software import voice as _voice
 
     models = tmp_path / "models"
     models.mkdir()

@@ -15,11 +15,12 @@ from assistant.config import Thermal
 from assistant.thermal import report
 from assistant.thermal import simulate as sim
 from assistant.thermal.board import Board
+from assistant.thermal.policies import compare, sweep_row
 
 
 @pytest.fixture(scope="module")
 def results() -> dict[str, sim.Outcome]:
-    return sim.compare(Thermal())
+    return compare(Thermal())
 
 
 def test_model_matches_the_published_figures() -> None:
@@ -82,7 +83,7 @@ def test_the_targets_table_says_what_was_met(results: dict[str, sim.Outcome]) ->
 def test_the_sweep_table_reads_one_scenario_per_row(results: dict[str, sim.Outcome]) -> None:
     """What `simulate --sweep` prints, for the default scenario (40 °C, seed 1)."""
     gov = results["governor"]
-    text = report.render_sweep([sim.sweep_row(40.0, 1, results)])
+    text = report.render_sweep([sweep_row(40.0, 1, results)])
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["ambient", "seed", "gov"]
     assert lines[1].split()[:3] == ["40", "1", str(gov.tokens)]

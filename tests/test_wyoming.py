@@ -603,7 +603,7 @@ def test_doctor_says_whether_the_wyoming_address_is_free() -> None:
     import socket
     import threading
 
-    from assistant.doctor import _wyoming
+    from assistant.doctor.software import wyoming as _wyoming
 
     def answer_http(server: socket.socket) -> None:
         conn, _ = server.accept()

@@ -18,7 +18,7 @@ from typing import Any
 from .. import __version__
 from ..config import env_seed
 from ..errors import EX_USAGE, AssistantError, ConfigError
-from . import bench, models, service, text, voice
+from . import bench, models, service, simulate, text, voice
 from ._base import PROG, common
 
 __all__ = ["build_parser", "main"]
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     text.register(top, add)
     service.register(top, add)
+    simulate.register(top, add)
     bench.register(top, add, group)
     models.register(add, group)
     voice.register(top, add, group)

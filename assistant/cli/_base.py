@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from ..config import Config, find_config, load_config
 
-__all__ = ["PROG", "Add", "Group", "bounded", "common", "load"]
+__all__ = ["PROG", "Add", "Group", "Progress", "bounded", "common", "load"]
 
 PROG = "qwen-assistant"
 
@@ -58,3 +59,21 @@ def load(args: argparse.Namespace) -> Config:
 
 def api_key_default() -> str:
     return os.environ.get("QWEN_ASSISTANT_API_KEY", "")
+
+
+class Progress:
+    """``simulating [#####     ] 20/40 45 °C, seed 1`` on stderr, one line rewritten."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.n = label, total, 0
+
+    def step(self, what: str) -> None:
+        self.n += 1
+        filled = round(20 * self.n / self.total)
+        bar = "#" * filled + " " * (20 - filled)
+        sys.stderr.write(f"\r{self.label} [{bar}] {self.n}/{self.total} {what:<20}")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        sys.stderr.write("\r" + " " * 70 + "\r")
+        sys.stderr.flush()

@@ -26,81 +26,23 @@ API answer, which waits, its KV kept, until a lane frees.
 
 from __future__ import annotations
 
-import codecs
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationError
-from .grammar import Constraint, GrammarSampler, JsonPiece
-from .policy import Generation, Sampling, should_stop
+from .sequence import END, Rules, Seq, common_prefix, sample, wrap_up
 
 if TYPE_CHECKING:
     from ..thermal.actors import Intensity
 
-__all__ = ["END", "Rules", "Scheduler", "Seq"]
+__all__ = ["Scheduler"]
 
 log = logging.getLogger(__name__)
-
-#: put on a sequence's queue after its last piece
-END = object()
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-@dataclass(eq=False)
-class Seq:
-    """One answer in the batch (built by the engine, run by the scheduler)."""
-
-    gen: Generation
-    tokens: list[int]
-    sampling: Sampling
-    cancel: threading.Event
-    constraint: Constraint | None = None
-    #: 0 voice, 1 API (lower runs first, and keeps its lane)
-    priority: int = 1
-    out: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
-    done: threading.Event = field(default_factory=threading.Event)
-    #: set when the reader stopped reading (a stop string, a client gone)
-    left: threading.Event = field(default_factory=threading.Event)
-    #: called with each piece on the decode thread instead of queueing it; False: stop
-    sink: Callable[[str], bool] | None = None
-    # -- the scheduler's state -------------------------------------------------------
-    slot: int = 0
-    number: int = 0
-    pending: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated
-    feed: list[int] = field(default_factory=list)  # tokens to evaluate next step
-    pos: int = 0  # the position of the next evaluated token
-    sampler: Any = None
-    grammar: GrammarSampler | None = None
-    rng: Any = None
-    start: float = 0.0
-    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
-
-
-@dataclass(frozen=True)
-class Rules:
-    """What the decode loop needs of its engine, as values and callables (the scheduler
-    knows no engine): the loaded ``llama``, the tokens that end an answer, the sampling
-    seed, the governor's levers (read between steps) and where a constrained answer's
-    JSON starts (``lead``: None while a token is free text, else the tokens to keep)."""
-
-    llama: Any
-    stop_ids: frozenset[int]
-    seed: Callable[[], int]
-    levers: Callable[[], Intensity]
-    lead: Callable[[Constraint | None, Generation, int], list[int] | None]
 
 
 @dataclass
@@ -421,94 +363,9 @@ class Scheduler:
         return bool(idle)
 
     def _sample(self, seq: Seq, row: int, now: float) -> None:
-        rules, gen = self.rules, seq.gen
-        stats, s = gen.stats, seq.sampling
-        if seq.grammar is None:
-            token = int(seq.sampler.sample(self.llama._ctx, row))
-            if not gen.token_ids and not stats.first_token_s:
-                stats.first_token_s = now - seq.start
-            lead = rules.lead(seq.constraint, gen, token)
-            if lead is None:
-                if token in rules.stop_ids:
-                    self._end(seq, "stop")
-                    return
-                self._accept(seq, token, str)
-                reason = should_stop(gen.token_ids, s, now - seq.start, seq.cancel)
-                if reason:
-                    self._end(seq, reason)
-                    return
-                seq.feed = [token]
-                return
-            self._start_json(seq)
-            if lead:
-                gen.token_ids += lead
-                seq.feed = lead  # evaluated next step; the grammar samples after it
-                return
-        grammar = seq.grammar
-        if grammar is None:  # (set by _start_json above)
-            raise GenerationError("the grammar did not start")
-        token = grammar.sample(s.temperature, s.top_k, s.top_p, seq.rng, row)
-        stats.grammar_tokens, stats.grammar_masked = grammar.steps, grammar.masked_steps
-        self._accept(seq, token, JsonPiece)
-        if grammar.complete:
-            lazy = seq.constraint is not None and seq.constraint.start != "now"
-            self._end(seq, "tool_call" if lazy else "stop")
-            return
-        reason = should_stop(
-            gen.token_ids,
-            replace(s, repetition_abort_tokens=0),  # JSON repeats its quotes and braces
-            now - seq.start,
-            seq.cancel,
-        )
+        reason = sample(seq, self.rules, row, now)
         if reason:
             self._end(seq, reason)
-            return
-        seq.feed = [token]
-
-    def _start_json(self, seq: Seq) -> None:
-        import numpy as np
-
-        rules, constraint = self.rules, seq.constraint
-        if constraint is None:  # (_lead returns a lead only with a constraint)
-            raise GenerationError("no constraint to decode under")
-        seq.grammar = GrammarSampler(self.llama, constraint.gbnf, sorted(rules.stop_ids))
-        seed = rules.seed()
-        seq.rng = np.random.default_rng(seed if seed >= 0 else None)
-        # the free text ends here: flush its decoder, the JSON gets its own
-        self._say(seq, seq.decoder.decode(b"", final=True), str)
-        seq.decoder = codecs.getincrementaldecoder("utf-8")("replace")
-
-    def _accept(self, seq: Seq, token: int, kind: type[str]) -> None:
-        gen = seq.gen
-        gen.token_ids.append(token)
-        gen.stats.completion_tokens = len(gen.token_ids)
-        self._say(seq, seq.decoder.decode(self.llama.detokenize([token])), kind)
-
-    def _say(self, seq: Seq, text: str, kind: type[str]) -> None:
-        """``text`` joins the answer's free text or its JSON and goes to the reader."""
-        if not text:
-            return
-        if kind is JsonPiece:
-            seq.gen.json += text
-        else:
-            seq.gen.text += text
-        self._emit(seq, kind(text))
-
-    @staticmethod
-    def _emit(seq: Seq, piece: str) -> None:
-        """A piece to the reader: its ``sink`` right here on the decode thread (no thread
-        wakes per token), else the queue its iterator reads."""
-        if seq.sink is None:
-            seq.out.put(piece)
-            return
-        try:
-            more = seq.sink(piece)
-        except Exception as exc:  # the reader's failure ends only its answer
-            log.exception("an answer's reader failed")
-            seq.out.put(exc)
-            more = False
-        if not more:
-            seq.left.set()
 
     def _retire_cancelled(self) -> None:
         for seq in [q for q in self._active if q.cancel.is_set() or q.left.is_set()]:
@@ -528,17 +385,7 @@ class Scheduler:
         self._finish(seq, None)
 
     def _finish(self, seq: Seq, error: BaseException | None) -> None:
-        gen = seq.gen
-        stats = gen.stats
-        stats.total_s = self.clock() - seq.start if seq.start else 0.0
-        stats.stop_reason = stats.stop_reason or "cancelled"
-        kind: type[str] = JsonPiece if seq.grammar is not None else str
-        self._say(seq, seq.decoder.decode(b"", final=True), kind)
-        if seq.grammar is not None:
-            seq.grammar.close()
-        if seq.sampler is not None:
-            seq.sampler.close()
-            seq.sampler = None
+        wrap_up(seq, self.clock())
         if seq.slot:
             slot = self._slots[seq.slot - 1]
             if slot.busy is seq:  # its tokens stay: the KV holds what was evaluated

@@ -35,11 +35,12 @@ from ..config import LLM, Config, env_seed
 from ..errors import GenerationError, ModelError
 from ..thermal.actors import Intensity, engine_threads
 from .backend import Backend, choose_backend, cpu_description
-from .batch import END, Rules, Scheduler, Seq
+from .batch import Scheduler
 from .conversation import Chat, ChatML, Conversation
 from .gguf import FIX, GGUFInfo, read_gguf
 from .grammar import Constraint, check_grammar
 from .policy import Generation, Sampling
+from .sequence import END, Rules, Seq
 from .vocab import chatml_for
 
 __all__ = ["Engine"]

@@ -1,38 +1,24 @@
-"""``qwen-assistant doctor``: is this machine ready to run the assistant?
-
-One line per check, ``OK`` / ``WARN`` / ``FAIL``, each problem with its fix. Exit status 1 when
-anything FAILs (the service would not work), 0 otherwise.
-"""
+"""The checks of what this machine would run: models, voices, recognizer, llama.cpp,
+the [[actions]] and the Wyoming port."""
 
 from __future__ import annotations
 
-import glob
-import grp
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .config import Config
-from .errors import AssistantError
-from .systemd import hidden_from_the_unit
+from ..config import Config
+from ..errors import AssistantError
+from ..systemd import hidden_from_the_unit
+from .check import Check
 
-__all__ = ["Check", "render", "run_checks"]
-
-MIN_AVAILABLE_MB = 1000  # Qwen 0.5B Q4 + piper + an STT model, with room to spare
-
-
-@dataclass(frozen=True)
-class Check:
-    level: str  # "OK", "WARN", "FAIL"
-    name: str
-    detail: str
+__all__ = ["actions", "llama", "models", "speech", "voice", "wyoming"]
 
 
-def _models(config: Config) -> Iterator[Check]:
-    from .llm.engine import Engine
-    from .models.store import ModelStore
+def models(config: Config) -> Iterator[Check]:
+    from ..llm.engine import Engine
+    from ..models.store import ModelStore
 
     try:  # what `run` does: header, size/sha256 against the manifest, load, canary
         engine = Engine.from_config(config)
@@ -71,8 +57,8 @@ def _models(config: Config) -> Iterator[Check]:
         yield Check("WARN", "models", f"none installed in {store.root}; {fix}")
 
 
-def _voice(config: Config) -> Iterator[Check]:
-    from .speech.tts import resolve_voice
+def voice(config: Config) -> Iterator[Check]:
+    from ..speech.tts import resolve_voice
 
     level = "FAIL" if config.voice.enabled else "WARN"
     fix = "run `qwen-assistant models fetch tts`"
@@ -82,8 +68,8 @@ def _voice(config: Config) -> Iterator[Check]:
         yield Check(level, "voice", f"{exc}; {fix}")
         return
     if voice.is_file():
-        from .language import LANGUAGES
-        from .models.store import ModelStore
+        from ..language import LANGUAGES
+        from ..models.store import ModelStore
 
         want = config.speech.language
         have = ModelStore(config.paths.models_dir).language_of(voice)
@@ -100,11 +86,11 @@ def _voice(config: Config) -> Iterator[Check]:
         yield Check(level, "voice", f"{voice}: no such piper voice; {fix}")
 
 
-def _speech(config: Config) -> Iterator[Check]:
+def speech(config: Config) -> Iterator[Check]:
     """The speech-to-text model loads with the engine that runs it (what the voice loop and
     Wyoming load), and the wake words there are."""
-    from .speech.stt import make_recognizer
-    from .speech.wake import builtin_words
+    from ..speech.stt import make_recognizer
+    from ..speech.wake import builtin_words
 
     needed = config.voice.enabled or config.wyoming.enabled
     try:
@@ -115,7 +101,7 @@ def _speech(config: Config) -> Iterator[Check]:
         engine = type(recognizer).__name__.removesuffix("Recognizer").lower()
         yield Check("OK", "stt", f"{engine} model {recognizer.path} (loads)")
     if config.speech.vad == "silero":
-        from .speech.vad import silero_model
+        from ..speech.vad import silero_model
 
         try:
             yield Check("OK", "vad", f"Silero VAD {silero_model()}")
@@ -132,7 +118,7 @@ def _speech(config: Config) -> Iterator[Check]:
     }[vc.wake]
     words = builtin_words()
     if vc.wake == "word":
-        from .speech.wake import make_wake
+        from ..speech.wake import make_wake
 
         try:
             make_wake(vc.wake_engine, vc.wake_word, vc.wake_threshold)
@@ -151,7 +137,7 @@ def _speech(config: Config) -> Iterator[Check]:
         )
 
 
-def _llama() -> Iterator[Check]:
+def llama() -> Iterator[Check]:
     try:
         import llama_cpp
     except ImportError as exc:
@@ -169,123 +155,7 @@ def _llama() -> Iterator[Check]:
     )
 
 
-def _audio(config: Config) -> Iterator[Check]:
-    """The devices the service would open: the same lookup by name (``find_device``)."""
-    from .speech.audio import AudioError, find_device, list_devices
-
-    try:
-        devices = list_devices()
-    except AudioError as exc:  # PortAudio itself is missing
-        yield Check("FAIL", "audio", str(exc))
-        return
-    except Exception as exc:  # noqa: BLE001 - PortAudio reports anything as PortAudioError
-        yield Check("FAIL", "audio", f"PortAudio cannot list devices: {exc}")
-        return
-    level = "FAIL" if config.voice.enabled else "WARN"
-    for kind, key, wanted in (
-        ("input", "inputs", config.speech.input_device),
-        ("output", "outputs", config.speech.output_device),
-    ):
-        names = [d["name"] for d in devices if d[key]]
-        if not names:
-            yield Check(level, "audio", f"no {kind} device; plug one in (arecord -l / aplay -l)")
-            continue
-        try:
-            index = find_device(wanted, kind)
-        except AudioError as exc:  # names the setting and lists the devices
-            yield Check(level, "audio", str(exc))
-            continue
-        chosen = next((d["name"] for d in devices if d["index"] == index), names[0])
-        yield Check("OK", "audio", f"{kind}: {chosen!r}")
-
-
-def _thermal(config: Config) -> Iterator[Check]:
-    from .thermal.actors import CPUFREQ_POLICY, ClockCap
-    from .thermal.sensor import FileThermometer, SensorError, find_sensor
-
-    t = config.thermal
-    path, why = find_sensor(t.sensor_path)
-    if not path:
-        yield Check(
-            "WARN",
-            "thermal",
-            f"{why}: thermal control off (answers are never slowed or refused for heat; a "
-            "driven fan runs at full)",
-        )
-    else:
-        try:
-            celsius = FileThermometer(path, stale_s=t.stale_s).read()
-        except SensorError as exc:
-            yield Check(
-                "WARN",
-                "thermal",
-                f"{exc}: the governor runs the fan at full and every lever at its floor "
-                f"({t.min_rate_per_min:g} req/min); set thermal.sensor_path",
-            )
-        else:
-            yield Check("OK", "thermal", f"{path}: {celsius:.1f} °C")
-    if not t.clock_path:
-        yield Check("OK", "clock", 'thermal.clock_path = "": the governor leaves the clock alone')
-        return
-    if not path:
-        yield Check("OK", "clock", "no thermal control: the governor leaves the clock alone")
-        return
-    cap = ClockCap(CPUFREQ_POLICY if t.clock_path == "auto" else t.clock_path)
-    if cap.available:
-        yield Check(
-            "OK",
-            "clock",
-            f"{cap.path}: writable, {cap.min_mhz}-{cap.max_mhz} MHz (now ≤ {cap.mhz} MHz)",
-        )
-    else:
-        yield Check(
-            "WARN",
-            "clock",
-            f"{cap.problem}: the governor uses threads, pacing and admission instead",
-        )
-
-
-def _gpio(config: Config) -> Iterator[Check]:
-    chips = sorted(glob.glob("/dev/gpiochip*"))
-    users = []
-    if config.thermal.fan_driver.startswith("gpio"):
-        users.append(f"thermal.fan_driver = {config.thermal.fan_driver!r}")
-    if config.voice.enabled and config.voice.wake == "button":
-        users.append('voice.wake = "button"')
-    pins = [config.voice.led_listening_pin, config.voice.led_thinking_pin]
-    pins += [config.voice.led_speaking_pin, config.voice.led_error_pin]
-    if config.voice.enabled and any(pins):
-        users.append("voice.led_*_pin")
-    level = "FAIL" if users else "WARN"
-    if not chips:
-        if users:
-            yield Check("FAIL", "gpio", f"no /dev/gpiochip* but {' and '.join(users)} needs one")
-        else:
-            yield Check("OK", "gpio", "no /dev/gpiochip* (not a Pi); nothing configured needs it")
-        return
-    usable = [c for c in chips if os.access(c, os.R_OK | os.W_OK)]
-    if usable:
-        yield Check("OK", "gpio", f"{', '.join(usable)} usable")
-    else:
-        yield Check(level, "gpio", f"{chips[0]} not writable; add the user to the gpio group")
-
-
-def _groups() -> Iterator[Check]:
-    mine = set(os.getgroups())
-    user = os.environ.get("USER") or str(os.getuid())
-    for name in ("audio", "gpio"):
-        try:
-            gid = grp.getgrnam(name).gr_gid
-        except KeyError:
-            yield Check("WARN", "groups", f"no {name!r} group on this system")
-            continue
-        if os.getuid() == 0 or gid in mine:
-            yield Check("OK", "groups", f"in {name!r}")
-        else:
-            yield Check("WARN", "groups", f"not in {name!r}: sudo usermod -aG {name} {user}")
-
-
-def _actions(config: Config) -> Iterator[Check]:
+def actions(config: Config) -> Iterator[Check]:
     """Each [[actions]] table's effect can run here: its program, its token file."""
     if not config.actions:
         yield Check("OK", "actions", "none configured: the assistant says it cannot act")
@@ -310,7 +180,7 @@ def _actions(config: Config) -> Iterator[Check]:
             yield Check("OK", "actions", f"{name}: {action.effect} {target}")
 
 
-def _wyoming(config: Config) -> Iterator[Check]:
+def wyoming(config: Config) -> Iterator[Check]:
     """Off, or: the running service answers Describe there, or the address is free for it."""
     import socket
     from urllib.parse import urlsplit
@@ -376,52 +246,3 @@ def _describe(sock: Any) -> str:
         if names
     ]
     return "the running service answers: " + ("; ".join(offered) or "nothing offered")
-
-
-def _memory() -> Iterator[Check]:
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-        available = int(fields["MemAvailable"].split()[0]) // 1024
-    except (OSError, KeyError, ValueError) as exc:
-        yield Check("WARN", "memory", f"cannot read /proc/meminfo: {exc}")
-        return
-    if available >= MIN_AVAILABLE_MB:
-        yield Check("OK", "memory", f"{available} MB available")
-    else:
-        yield Check(
-            "WARN",
-            "memory",
-            f"{available} MB available, under {MIN_AVAILABLE_MB} MB: stop other services",
-        )
-
-
-def run_checks(config: Config, *, config_problem: str = "") -> list[Check]:
-    checks: list[Check] = []
-    if config_problem:
-        checks.append(Check("FAIL", "config", config_problem))
-    else:
-        checks.append(Check("OK", "config", f"{config.source or 'built-in defaults'}: valid"))
-    steps: list[Callable[[], Iterator[Check]]] = [
-        lambda: _models(config),
-        lambda: _voice(config),
-        lambda: _speech(config),
-        _llama,
-        lambda: _audio(config),
-        lambda: _thermal(config),
-        lambda: _gpio(config),
-        lambda: _actions(config),
-        lambda: _wyoming(config),
-        _groups,
-        _memory,
-    ]
-    for step in steps:
-        try:
-            checks.extend(step())
-        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the rest
-            checks.append(Check("FAIL", step.__name__.strip("_<>"), f"check crashed: {exc!r}"))
-    return checks
-
-
-def render(checks: list[Check]) -> str:
-    width = max(len(c.name) for c in checks)
-    return "\n".join(f"{c.level:<4}  {c.name:<{width}}  {c.detail}" for c in checks)
