@@ -25,6 +25,7 @@ from typing import Any
 from .errors import AssistantError
 from .llm.grammar import JsonPiece
 from .llm.policy import GenerationStats
+from .llm.ports import TextEngine
 from .thermal.admission import Admission, Priority, Ticket
 
 __all__ = ["Brain", "Job", "NotReady", "StopMatcher", "TurnRecord"]
@@ -156,7 +157,7 @@ class Brain:
     def __init__(
         self,
         admission: Admission,
-        engine: Any = None,
+        engine: TextEngine | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         history: int = 20,
@@ -187,10 +188,17 @@ class Brain:
         """Why the brain is not ready: the load failed, or the decode loop died."""
         return self.load_error or (self.engine.failure if self.engine is not None else "")
 
+    @property
+    def loaded(self) -> TextEngine:
+        """The engine; :class:`NotReady` while there is none."""
+        if self.engine is None:
+            raise NotReady(self.problem or "the model is still loading")
+        return self.engine
+
     def next_id(self) -> int:
         return next(self._ids)
 
-    async def load(self, make_engine: Callable[[], Any]) -> None:
+    async def load(self, make_engine: Callable[[], TextEngine]) -> None:
         """Build and load the engine on the inference thread; the loop keeps serving."""
         loop = asyncio.get_running_loop()
         try:
@@ -282,7 +290,7 @@ class Brain:
             return not job.matcher.hit
 
         try:
-            generation = self.engine.generate(
+            generation = self.loaded.generate(
                 tokens,
                 cancel=job.cancel_event,
                 priority=int(ticket.priority),

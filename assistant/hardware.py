@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from .config import Voice as VoiceSettings
 from .errors import AssistantError
 
-__all__ = ["STATE_LEDS", "Indicators", "PushButton"]
+__all__ = ["STATE_LEDS", "Indicators", "PushButton", "ShowsState"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,12 @@ STATE_LEDS = {
     "mic lost": "error",
     "error": "error",
 }
+
+
+class ShowsState(Protocol):
+    """Shows the voice loop's state ("listening", "thinking", "speaking", "mic lost", …)."""
+
+    def show(self, state: str) -> None: ...
 
 
 class Indicators:

@@ -16,17 +16,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .actions.actor import Actor
-from .brain import Brain
 from .config import Config
 from .errors import AssistantError
+from .parts import Parts, unpaced
 from .speech.audio import FRAME_S, WavMicrophone, WavSpeaker
 from .speech.mouth import Mouth
-from .speech.stt import Ears, Heard, make_recognizer
+from .speech.stt import Ears, Heard, Recognizer, make_recognizer
 from .speech.tts import PiperTTS
 from .speech.vad import make_segmenter
-from .thermal.admission import Admission
-from .turn import Turns
 from .voice import TurnResult, Voice
 
 __all__ = ["BENCH_QUESTIONS", "VoiceRig", "bench_voice"]
@@ -52,25 +49,22 @@ class VoiceRig:
         self.model = model
         self.stt_engine = stt_engine
         self.stt_model = stt_model
-        # a rig on the command line is not the service: no thermal rate limit between turns
-        unlimited = dataclasses.replace(config.thermal, rate_per_min=600.0, burst=100)
-        self.brain = Brain(Admission(unlimited))
-        self.turns = Turns(self.brain, Actor(config.actions), lambda: self.config)
-        self.recognizer: Any = None
+        # a rig on the command line is not the service: no thermal rate limit between turns,
+        # but the governor's heat checks and levers act on its engine as on the service's
+        self.parts = Parts(unpaced(config), model=model)
+        self.brain, self.turns = self.parts.brain, self.parts.turns
+        self.recognizer: Recognizer | None = None
         self.tts: PiperTTS | None = None
 
+    @property
+    def ears_model(self) -> Recognizer:
+        if self.recognizer is None:
+            raise RuntimeError("load() first")
+        return self.recognizer
+
     async def load(self) -> None:
-        from .llm.engine import Engine
-
-        def engine() -> Engine:
-            e = Engine.from_config(self.config, model=self.model)
-            e.load()
-            # the prompt a voice turn sends (what the actions say included), in the KV cache
-            e.warm_system(self.turns.actor.system_prompt(self.config.llm.system_prompt))
-            return e
-
         loop = asyncio.get_running_loop()
-        await self.brain.load(engine)
+        await self.parts.load()
         self.recognizer = await loop.run_in_executor(
             None,
             lambda: make_recognizer(self.config, engine=self.stt_engine, model=self.stt_model),
@@ -85,14 +79,15 @@ class VoiceRig:
 
         if self.tts is not None:
             pcm = b"".join(self.tts.synthesize("Hello there."))
-            self.recognizer.accept(resample(pcm, self.tts.sample_rate, self.recognizer.rate))
-            self.recognizer.final()
+            ears = self.ears_model
+            ears.accept(resample(pcm, self.tts.sample_rate, ears.rate))
+            ears.final()
 
     def hear(self, wav: str | Path, *, realtime: bool = True) -> Heard:
         """The first utterance in ``wav`` (blocking: runs in a thread)."""
-        mic = WavMicrophone(wav, rate=self.recognizer.rate, realtime=realtime)
+        mic = WavMicrophone(wav, rate=self.ears_model.rate, realtime=realtime)
         speech = self.config.speech
-        ears = Ears(self.recognizer, make_segmenter(speech.vad, speech.trailing_silence_s))
+        ears = Ears(self.ears_model, make_segmenter(speech.vad, speech.trailing_silence_s))
         mic.open()
         try:
             while pcm := mic.read():
@@ -119,7 +114,7 @@ class VoiceRig:
             mouth.close()
 
     def close(self) -> None:
-        self.brain.close()
+        self.parts.close()
 
 
 def _speak_to_wav(tts: PiperTTS, text: str, path: Path, lead_s: float = 0.3) -> None:

@@ -30,6 +30,7 @@ from .turn import Turns
 if TYPE_CHECKING:
     from .api.state import ApiState
     from .llm.engine import Engine
+    from .llm.ports import TextEngine
     from .speech.mouth import Mouth
     from .voice import VoiceLoop
     from .wyoming import info
@@ -67,6 +68,8 @@ class Parts:
         self.brain = Brain(self.governor.admission)
         self.actor = actor if actor is not None else Actor(config.actions)
         self.turns = Turns(self.brain, self.actor, lambda: self.config)
+        #: the engine make_engine() loaded (its backend and GGUF info)
+        self.engine: Engine | None = None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
@@ -83,9 +86,10 @@ class Parts:
         engine = Engine.from_config(self.config, self.model, intensity=self.governor.intensity)
         engine.load()
         engine.warm_system(self.actor.system_prompt(self.config.llm.system_prompt))
+        self.engine = engine
         return engine
 
-    async def load(self, make_engine: Callable[[], Engine] | None = None) -> None:
+    async def load(self, make_engine: Callable[[], TextEngine] | None = None) -> None:
         """Load the model on the Brain's inference thread; the governor starts ticking."""
         await self.brain.load(make_engine or self.make_engine)
         if self._ticker is None:
@@ -131,7 +135,7 @@ def build_mouth(config: Config, speak_to: str | None = None) -> tuple[Mouth | No
 def build_voice(
     config: Config,
     turns: Turns,
-    mouth: Mouth | None,
+    mouth: Mouth,
     listen_from: str | None = None,
     gpio: list[Any] | None = None,
 ) -> tuple[VoiceLoop | None, str]:

@@ -32,18 +32,28 @@ import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .actions.actor import Actor
 from .api.app import ApiState, create_app
 from .api.server import Server
-from .brain import Brain
+from .brain import Brain, TurnRecord
 from .config import Config
 from .parts import build_mouth, build_voice, start_wyoming
 from .reload import Reloaded, reload_config
 from .runtime import RuntimeDir
 from .systemd import Liveness, Notifier
 from .watch import Watch
+
+if TYPE_CHECKING:
+    from .hardware import Indicators, PushButton
+    from .llm.engine import Engine
+    from .llm.ports import TextEngine
+    from .speech.mouth import Mouth
+    from .thermal.governor import Governor
+    from .voice import VoiceLoop
+    from .wyoming import info
+    from .wyoming.server import WyomingServer
 
 __all__ = ["Service"]
 
@@ -60,8 +70,8 @@ class Service:
         self,
         config: Config,
         *,
-        make_engine: Callable[[], Any] | None = None,
-        governor: Any = None,
+        make_engine: Callable[[], TextEngine] | None = None,
+        governor: Governor | None = None,
         speak_to: str | None = None,
         listen_from: str | None = None,
         notifier: Notifier | None = None,
@@ -73,7 +83,7 @@ class Service:
         self.speak_to = speak_to
         self.listen_from = listen_from
         self._voice_task: asyncio.Task[None] | None = None
-        self._gpio: list[Any] = []  # LEDs and button, closed at stop
+        self._gpio: list[Indicators | PushButton] = []  # LEDs and button, closed at stop
         self.notifier = notifier or Notifier()
         self.liveness = Liveness()
         #: the loops that keep systemd informed (status line, watchdog)
@@ -103,10 +113,10 @@ class Service:
         self.voice_off = "voice.enabled = false" if not config.voice.enabled else ""
         #: the [[actions]] every front end offers (updated on reload)
         self.actor = Actor(config.actions)
-        self.wyoming: Any = None  # wyoming.server.WyomingServer while it listens
-        self._wyoming_parts: Any = None
+        self.wyoming: WyomingServer | None = None  # while it listens
+        self._wyoming_parts: info.Parts | None = None
 
-    def _default_engine(self) -> Any:
+    def _default_engine(self) -> Engine:
         from .llm.engine import Engine
 
         # the governor's thread and pacing levers act on this engine between tokens
@@ -118,7 +128,7 @@ class Service:
         engine.warm_system(self.actor.system_prompt(self.config.llm.system_prompt))
         return engine
 
-    def _mouth(self) -> Any:
+    def _mouth(self) -> Mouth | None:
         """piper + the speaker, or None (logged) when the device cannot speak."""
         if not self.config.voice.enabled and not self.speak_to:
             return None
@@ -236,7 +246,7 @@ class Service:
             self._serving = asyncio.create_task(self.server.serve(), name="api")
             log.info("API listening on %s (loading the model)", self.server.url)
 
-        def turned(_turn: Any) -> None:  # `qwen-assistant status` shows a turn at once
+        def turned(_turn: TurnRecord) -> None:  # `qwen-assistant status` shows a turn at once
             self.watch.publish(state)
 
         brain.listeners.append(turned)
@@ -247,7 +257,7 @@ class Service:
         await self._loading(brain.load(self._make_engine))
         inference.beat()
         inference.paused = False
-        state.model_id = Path(str(brain.engine.model_path)).stem
+        state.model_id = Path(str(brain.loaded.model_path)).stem
         state.model_sha256 = getattr(brain.engine, "sha256", "")
         backend = getattr(brain.engine, "backend", None)
         state.backend = backend.describe() if backend is not None else ""
@@ -265,14 +275,16 @@ class Service:
         log.info(
             "ready: %s loaded in %.1f s on %s%s",
             state.model_id,
-            brain.engine.load_s,
+            brain.loaded.load_s,
             state.backend,
             "" if state.mouth else " (no speech output)",
         )
         return state
 
-    def _ears(self, state: ApiState) -> Any:
+    def _ears(self, state: ApiState) -> VoiceLoop | None:
         """The voice loop, or None (logged) when it cannot run: the service serves text."""
+        if state.mouth is None:
+            return None
         voice, why = build_voice(
             self.config, state.turns, state.mouth, self.listen_from, self._gpio
         )

@@ -4,20 +4,52 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = ["snapshot", "status_line"]
 
 
+class _Snapshots(Protocol):
+    def snapshot(self) -> Any: ...
+
+
+class BrainView(Protocol):
+    """What the status reads of the Brain."""
+
+    @property
+    def admission(self) -> _Snapshots: ...
+
+    @property
+    def turns(self) -> Sequence[Any]: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def problem(self) -> str: ...
+
+
+class GovernorView(Protocol):
+    def status(self) -> Any: ...
+
+
+class VoiceView(Protocol):
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def problem(self) -> str: ...
+
+
 def snapshot(
-    brain: Any,
-    governor: Any,
+    brain: BrainView,
+    governor: GovernorView,
     *,
     model: str = "",
     speaking: bool = False,
     stalled: Sequence[str] = (),
     starting: bool = False,
-    voice: Any = None,
+    voice: VoiceView | None = None,
     voice_off: str = "",
     reload: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -65,7 +97,7 @@ def snapshot(
             or brain.problem
             or thermal["problem"]
             or admission["stopped"]
-            or (voice.problem if voice_state == "mic lost" else "")
+            or (voice.problem if voice is not None and voice_state == "mic lost" else "")
             or rejected
         ),
         "voice": voice_state or "off",

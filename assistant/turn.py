@@ -316,7 +316,7 @@ class Turns:
                 raise NotReady(brain.problem or "the model is still loading")
             tokens = request.tokens
             if tokens is None:
-                history, fmt = request.conversation.history, brain.engine.chat_format
+                history, fmt = request.conversation.history, brain.loaded.chat_format
                 prompt = self.actor.prompt(fmt, self._config().llm, history, request.text)
                 tokens = prompt.tokens
             ticket = await brain.admit(request.priority, self._config().api.queue_timeout_s)

@@ -19,10 +19,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .config import Config
-from .speech.audio import MicLost
+from .hardware import ShowsState
+from .speech.audio import MicLost, Microphone
+from .speech.mouth import Mouth, Utterance
 from .speech.sentences import SentenceSplitter, split_all
 from .speech.stt import Ears, Heard
-from .speech.wake import match_wake
+from .speech.wake import WakeDetector, match_wake
 from .thermal.admission import Priority
 from .turn import Conversation, Piece, Turn, TurnRequest, Turns
 
@@ -59,7 +61,7 @@ class Voice:
         self,
         config: Config,
         turns: Turns,
-        mouth: Any,
+        mouth: Mouth,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -71,7 +73,7 @@ class Voice:
         self.conversation = Conversation("voice")
         self.last_turn_at = clock()
         self.turn: Turn | None = None
-        self.utterance: Any = None
+        self.utterance: Utterance | None = None
         self.on_first_audio: Callable[[float], None] | None = None  # e.g. state "speaking"
 
     @property
@@ -164,16 +166,16 @@ class VoiceLoop:
     def __init__(
         self,
         config: Config,
-        mic: Any,
+        mic: Microphone,
         ears: Ears,
         voice: Voice,
         *,
-        indicators: Any = None,
+        indicators: ShowsState | None = None,
         clock: Callable[[], float] = time.monotonic,
         heartbeat: Callable[[], None] = lambda: None,
         backoff_s: float = 1.0,
         backoff_max_s: float = 30.0,
-        wake: Any = None,
+        wake: WakeDetector | None = None,
     ) -> None:
         self.config = config
         #: voice.wake = "word": the wake-word detector (speech.wake.MicroWake's face:

@@ -84,6 +84,7 @@ class House:
     wyoming_parts: Any
     ran: Path
     unlocked: Path
+    engine: ScriptedEngine
 
     @property
     def brain(self) -> Brain:
@@ -118,11 +119,12 @@ def house(tmp_path: Path) -> Any:
     api = API(host="127.0.0.1", port=0, unix_socket="", allow_actions=True)
     config = Config(thermal=thermal, api=api)
     governor = Governor.from_config(config, drive_fan=False)
-    brain = Brain(governor.admission, ScriptedEngine())
+    engine = ScriptedEngine()
+    brain = Brain(governor.admission, engine)
     turns = Turns(brain, Actor(actions(tmp_path)), lambda: config)
     state = ApiState(config, brain, governor, model_id="m", runner=turns)
     voice = Voice(config, turns, Mouth(FakeTTS(), NullSpeaker()))
-    wyoming_parts = make_parts(config, brain.engine, agent=Agent(lambda: config, turns))
+    wyoming_parts = make_parts(config, engine, agent=Agent(lambda: config, turns))
     server = ServerThread(create_app(state), config.api)
     try:
         yield House(
@@ -134,6 +136,7 @@ def house(tmp_path: Path) -> Any:
             wyoming_parts,
             tmp_path / "ran",
             tmp_path / "unlocked",
+            engine,
         )
     finally:
         server.close()
@@ -295,7 +298,7 @@ async def test_a_refusal_is_the_same_on_every_door(house: House) -> None:
 
 
 async def test_a_cut_at_shutdown_is_the_same_on_every_door(house: House) -> None:
-    engine = house.brain.engine
+    engine = house.engine
     async with serving(house.wyoming_parts, house.config) as server, client(server) as c:
         doors = Doors(house, c)
         for door in DOORS:

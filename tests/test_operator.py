@@ -32,7 +32,7 @@ from assistant.service import Service
 from assistant.systemd import Notifier
 from assistant.thermal.admission import Admission, Busy, Priority
 from assistant.thermal.governor import Governor
-from tests.fakes import FakeEngine
+from tests.fakes import Clock, FakeEngine
 
 QUESTION = {"messages": [{"role": "user", "content": "Count."}], "stream": True}
 
@@ -314,14 +314,6 @@ async def test_a_second_service_on_the_same_runtime_directory_exits_75(tmp_path:
 
 
 # -- an honest Retry-After -----------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_retry_after_follows_the_running_answers_own_progress() -> None:

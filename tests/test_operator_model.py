@@ -90,7 +90,7 @@ def test_sigterm_mid_stream_is_an_error_for_the_client_and_a_clean_stop(
                         sent = True
         assert proc.proc.wait(30) == 0
     log = "".join(proc.log)
-    assert "turn 1 api: shutdown" in log, log
+    assert "turn 1 api: 'Count from 1 to 100, one number a line.' → shutdown" in log, log
     assert "Traceback" not in log and "Bad file descriptor" not in log
     assert "stopped" in log
 

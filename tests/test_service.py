@@ -113,7 +113,7 @@ def test_the_service_serves_reloads_and_stops(
     )
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert "Paris" in text
-    proc.wait_for("turn 1 api: stop")
+    proc.wait_for("→ stop, ")  # turn 1's log line: "turn 1 api: '…' → stop, …"
 
     answer = run("ask", "--server", url, "--temperature", "0", "What is the capital of France?")
     assert answer.returncode == 0, answer.stderr

@@ -36,14 +36,7 @@ from assistant.thermal import (
     parse_throttled,
 )
 from assistant.thermal.fan import FanError
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import Clock
 
 
 # -- fan curve -------------------------------------------------------------------------------

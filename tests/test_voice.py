@@ -24,7 +24,7 @@ from assistant.speech.mouth import SLICE_S, Mouth
 from assistant.speech.stt import Ears, Heard
 from assistant.speech.vad import Segmenter
 from assistant.voice import TurnResult, VoiceLoop, match_wake
-from tests.fakes import FakeTTS, NullSpeaker
+from tests.fakes import Clock, FakeTTS, NullSpeaker
 
 RATE = 16000
 FRAME = 2 * round(RATE * FRAME_S)
@@ -57,19 +57,12 @@ def utterance() -> list[bytes]:
     return frames(tone(0.6) + bytes(2 * round(RATE * 0.7)))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class ScriptedRecognizer:
     """A streaming recognizer that "hears" the next scripted text in each utterance."""
 
     rate = RATE
     streaming = True
+    path = Path("scripted")
 
     def __init__(self, texts: list[str]) -> None:
         self.texts = list(texts)

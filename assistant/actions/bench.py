@@ -21,13 +21,16 @@ import re
 import statistics
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Action, Config
 from ..llm.conversation import stateless_prompt
 from ..toolcall import call_schema, validate
 from .actor import Actor
 from .runner import Outcome, Runner
+
+if TYPE_CHECKING:
+    from ..llm.engine import Engine
 
 __all__ = ["ACTIONS", "NO_ACTION", "REQUESTS", "bench_actions", "render"]
 
@@ -255,7 +258,7 @@ def bench_actions(
 
 
 def _measure(
-    engine: Any, config: Config, limit: int, progress: Callable[[str], None] | None
+    engine: Engine, config: Config, limit: int, progress: Callable[[str], None] | None
 ) -> dict[str, Any]:
     runner = _Recorder()
     actor = Actor(ACTIONS, runner=runner)

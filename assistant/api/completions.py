@@ -231,11 +231,11 @@ def _prepare(state: ApiState, body: ChatRequest, max_tokens: int) -> tuple[Plan,
         how = how.with_actions(actor)
     if how.constraint is not None:  # a schema llama.cpp refuses is a 400, before admission
         try:
-            state.brain.engine.check_grammar(how.constraint)
+            state.brain.loaded.check_grammar(how.constraint)
         except ValueError as exc:
             param = {"json": "response_format", "tools": "tools"}.get(how.mode, "messages")
             raise ApiError(400, str(exc), param=param) from None
-    fmt = state.brain.engine.chat_format
+    fmt = state.brain.loaded.chat_format
     try:
         prompt = stateless_prompt(fmt, how.messages, llm.system_prompt, llm.n_ctx, max_tokens)
     except PromptTooLong as exc:

@@ -5,16 +5,30 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import InitVar, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..actions.actor import Actor
 from ..brain import Brain
 from ..config import Config
+from ..speech.mouth import Mouth
 from ..status import snapshot
+from ..systemd import Liveness
+from ..thermal.governor import Governor
 from ..turn import Turns
+from ..voice import VoiceLoop
 from . import metrics as prom
 
-__all__ = ["ApiState"]
+__all__ = ["ApiState", "Listening"]
+
+
+class Listening(Protocol):
+    """A server the status names: where it listens and how many are connected."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def connections(self) -> int: ...
 
 
 @dataclass
@@ -23,14 +37,14 @@ class ApiState:
 
     config: Config
     brain: Brain
-    governor: Any
+    governor: Governor
     model_id: str = "qwen-assistant"
-    mouth: Any = None  # speech.mouth.Mouth, when the device can speak
+    mouth: Mouth | None = None  # when the device can speak
     metrics: prom.Metrics = field(default_factory=prom.Metrics)
     started: float = field(default_factory=time.time)
-    liveness: Any = None  # systemd.Liveness: the parts the watchdog waits on
+    liveness: Liveness | None = None  # the parts the watchdog waits on
     starting: bool = False  # the service sets it while it loads (False: ready once loaded)
-    voice: Any = None  # voice.VoiceLoop when the device listens
+    voice: VoiceLoop | None = None  # when the device listens
     voice_off: str = ""  # why there is no voice loop ("" while there is one)
     model_sha256: str = ""
     backend: str = ""  # "CPU (AMD EPYC)", "Vulkan: Vulkan0 …, 99 layers offloaded"
@@ -38,7 +52,7 @@ class ApiState:
     api_url: str = ""
     #: the last reload's outcome (reload.Reloaded.as_dict), None before the first
     reload: dict[str, Any] | None = None
-    wyoming: Any = None  # wyoming.server.WyomingServer while it listens
+    wyoming: Listening | None = None  # the Wyoming server while it listens
     wyoming_off: str = ""  # why it does not ("" while it does, or when not enabled)
     #: the device's [[actions]] (offered to API clients only with api.allow_actions)
     actor: InitVar[Actor | None] = None

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..actions.actor import Actor
 from ..llm.conversation import split_system
 from ..llm.grammar import Constraint
 from ..toolcall import (
@@ -64,7 +65,7 @@ class Plan:
         """The last user message (what a device action must be grounded in)."""
         return next((t for r, t in reversed(self.messages) if r == "user"), "")
 
-    def with_actions(self, actor: Any) -> Plan:
+    def with_actions(self, actor: Actor) -> Plan:
         """This plain-text plan offering the device's actions instead."""
         (_, system), *rest = self.messages
         return Plan(

@@ -8,11 +8,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..config import Config
 from ..errors import EX_USAGE, AssistantError
 from ._base import PROG, Add, api_key_default, bounded, load
+
+if TYPE_CHECKING:
+    from ..parts import Parts
+    from ..turn import Turn, TurnRequest, Turns
 
 __all__ = ["register"]
 
@@ -70,7 +74,7 @@ def register(top: Any, add: Add) -> None:
 
 
 # -- ask / chat ----------------------------------------------------------------------------
-def _parts(config: Config, args: argparse.Namespace) -> Any:
+def _parts(config: Config, args: argparse.Namespace) -> Parts:
     """The house in this process (:class:`~assistant.parts.Parts`): the governor reads the
     temperature and queues like any request, but never drives the fan (the service's)."""
     import asyncio
@@ -84,8 +88,8 @@ def _parts(config: Config, args: argparse.Namespace) -> Any:
     except BaseException:
         parts.close()
         raise
-    if args.stats:
-        print(f"[{parts.brain.engine.backend.describe()}]", file=sys.stderr)
+    if args.stats and parts.engine is not None:
+        print(f"[{parts.engine.backend.describe()}]", file=sys.stderr)
     return parts
 
 
@@ -93,7 +97,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"max_tokens": args.max_tokens, "temperature": args.temperature}
 
 
-async def _print_turn(turns: Any, request: Any, stats: bool) -> Any:
+async def _print_turn(turns: Turns, request: TurnRequest, stats: bool) -> Turn:
     """Run one turn and print it as it comes: the answer's text (a schema answer: its JSON;
     a device turn: past the ClaimGuard), then what came of an action."""
     from ..llm.grammar import JsonPiece
@@ -193,7 +197,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
             llm = config.llm
             system = f"{llm.system_prompt}\n\n{json_hint(schema)}"
-            fmt = parts.brain.engine.chat_format
+            fmt = parts.brain.loaded.chat_format
             max_tokens = args.max_tokens or llm.max_tokens
             prompt = stateless_prompt(fmt, [("user", args.text)], system, llm.n_ctx, max_tokens)
             request = TurnRequest(
@@ -356,7 +360,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGHUP, lambda _s, _f: session.reload())
     try:
         if interactive:
-            info = session.parts.brain.engine.info
+            engine = session.parts.engine
+            info = engine.info if engine is not None else None
             print(
                 f"{info.name if info else 'model'} ready. /help for commands; "
                 "Ctrl-C stops an answer, Ctrl-D leaves.",

@@ -124,7 +124,7 @@ def _say(tts: PiperTTS, text: str, speed: float) -> bytes:
     return resample(b"".join(tts.synthesize(text)), tts.sample_rate, RATE)
 
 
-def _cpu(detector: Any, pcm: bytes) -> tuple[int, float]:
+def _cpu(detector: MicroWake | OpenWake | PhraseWake, pcm: bytes) -> tuple[int, float]:
     """Detections and process CPU seconds of one detector over ``pcm`` as a stream."""
     began = time.process_time()
     hits = len(detections(detector, pcm))

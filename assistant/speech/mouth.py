@@ -15,9 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from .audio import Speaker
+from .tts import TTS
 
 __all__ = ["Mouth", "Utterance"]
 
@@ -89,7 +89,7 @@ class Utterance:
 
 class Mouth:
     def __init__(
-        self, tts: Any, speaker: Speaker, *, clock: Callable[[], float] = time.monotonic
+        self, tts: TTS, speaker: Speaker, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.tts = tts
         self.speaker = speaker

@@ -39,6 +39,11 @@ RATE = 16000
 
 
 class Recognizer(Protocol):
+    """Speech-to-text on one model: 16 kHz int16 audio in, its transcript out (``accept``:
+    the partial one so far; ``final``: the utterance's); ``sibling``: a state of its own on
+    the same model."""
+
+    path: Path
     rate: int
     streaming: bool
 
@@ -232,7 +237,7 @@ class WhisperRecognizer:
 
 def make_recognizer(
     config: Config, *, engine: str | None = None, model: str | Path | None = None
-) -> Any:
+) -> Recognizer:
     """The configured engine with its model (loading takes a second or two).
 
     ``speech.stt_engine = "auto"`` is the engine of the model (:func:`model_kind`).

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..config import Config, env_seed
 from ..errors import ModelError
 from ..language import LANGUAGES, readable, unreadable, voice_language
 
-__all__ = ["PiperTTS", "resolve_voice"]
+__all__ = ["TTS", "PiperTTS", "resolve_voice"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,17 @@ def resolve_voice(config: Config) -> Path:
 #: piper's phonemizer (espeak-ng) keeps global state: one synthesis at a time per process
 #: (the mouth and the Wyoming server both speak)
 _SYNTH_LOCK = threading.Lock()
+
+
+class TTS(Protocol):
+    """A voice: text in, 16-bit mono PCM chunks out at ``sample_rate``."""
+
+    voice_path: Path
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    def synthesize(self, text: str) -> Iterable[bytes]: ...
 
 
 class PiperTTS:

@@ -16,6 +16,7 @@ import difflib
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 from ..errors import ModelError
 from .audio import FRAME_S
@@ -29,12 +30,23 @@ __all__ = [
     "OpenWake",
     "PhraseWake",
     "Refractory",
+    "WakeDetector",
     "builtin_words",
     "detections",
     "make_wake",
     "match_wake",
     "wake_name",
 ]
+
+
+class WakeDetector(Protocol):
+    """A wake word heard in a stream of 16 kHz audio: ``feed`` returns the second of a
+    detection (None: not yet)."""
+
+    name: str
+
+    def feed(self, pcm: bytes) -> float | None: ...
+
 
 #: after a detection, the phrase is not detected again for this long (its echo, a repeat)
 REFRACTORY_S = 2.0

@@ -41,7 +41,8 @@ from wyoming.wake import Detect, Detection, NotDetected
 from ..brain import NotReady
 from ..errors import PromptTooLong
 from ..speech.sentences import SentenceSplitter, split_all
-from ..speech.stt import RATE, transcribe_pcm
+from ..speech.stt import RATE, Recognizer, transcribe_pcm
+from ..speech.tts import TTS
 from ..speech.wake import MicroWake, PhraseWake, wake_name
 from ..thermal.admission import Busy
 from .info import Parts, describe
@@ -194,10 +195,13 @@ class Handler(AsyncEventHandler):
     async def _describe(self, _event: Event) -> None:
         await self.write_event(describe(self.parts).event())
 
-    def _need(self, what: str, part: Any) -> None:
+    def _need(self, what: str, part: object) -> None:
         if part is None:
-            why = self.parts.missing.get(what, "not available on this device")
-            raise BadEvent(f"no {what} here: {why}", f"no_{what}")
+            raise self._missing(what)
+
+    def _missing(self, what: str) -> BadEvent:
+        why = self.parts.missing.get(what, "not available on this device")
+        return BadEvent(f"no {what} here: {why}", f"no_{what}")
 
     # -- audio in: transcription and wake --------------------------------------------------
     async def _transcribe(self, _event: Event) -> None:
@@ -226,7 +230,7 @@ class Handler(AsyncEventHandler):
                 "unknown_wake_word",
             )
         self._wake = [
-            PhraseWake(parts.recognizer, parts.wake_phrase)
+            PhraseWake(self._recognizer(), parts.wake_phrase)
             if n not in parts.wake_words
             else MicroWake(n)
             for n in wanted
@@ -288,7 +292,7 @@ class Handler(AsyncEventHandler):
             raise BadEvent("audio-stop without audio")
         pcm, self._audio = bytes(self._audio), None
         began = time.monotonic()
-        rec = self.parts.recognizer.sibling()
+        rec = self._recognizer().sibling()
         text = await loop.run_in_executor(self.parts.executor, transcribe_pcm, rec, pcm)
         took = time.monotonic() - began
         audio_s = len(pcm) / 2 / RATE
@@ -334,14 +338,24 @@ class Handler(AsyncEventHandler):
         self._count("tts", "ok")
         await self.write_event(AudioStop().event())
 
+    def _tts(self) -> TTS:
+        if (tts := self.parts.tts) is None:
+            raise self._missing("tts")
+        return tts
+
+    def _recognizer(self) -> Recognizer:
+        if (recognizer := self.parts.recognizer) is None:
+            raise self._missing("asr")
+        return recognizer
+
     async def _start_audio(self) -> None:
         self._stream_started = True
         await self.write_event(
-            AudioStart(rate=self.parts.tts.sample_rate, width=2, channels=1).event()
+            AudioStart(rate=self._tts().sample_rate, width=2, channels=1).event()
         )
 
     async def _speak(self, sentence: str) -> None:
-        tts = self.parts.tts
+        tts = self._tts()
         loop = asyncio.get_running_loop()
         pcm = await loop.run_in_executor(
             self.parts.executor, lambda: b"".join(tts.synthesize(sentence))

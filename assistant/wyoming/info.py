@@ -30,6 +30,9 @@ from wyoming.info import (
 )
 
 from .. import __version__
+from ..api.metrics import Metrics
+from ..speech.stt import Recognizer
+from ..speech.tts import TTS
 from .agent import Agent
 
 __all__ = ["Parts", "describe"]
@@ -44,16 +47,16 @@ class Parts:
     """The device's speech and language parts, shared by every Wyoming connection."""
 
     agent: Agent | None = None
-    recognizer: Any = None  # speech.stt.Recognizer (each stream takes a sibling)
+    recognizer: Recognizer | None = None  # each stream takes a sibling
     stt_model: str = ""  # the model directory's name
-    tts: Any = None  # speech.tts.PiperTTS, loaded
+    tts: TTS | None = None  # loaded
     wake_phrase: str = ""  # "" = no wake phrase (no recognizer)
     #: the bundled microWakeWord models, name → phrase ({} without pymicro-wakeword)
     wake_words: dict[str, str] = field(default_factory=dict)
     model_id: str = ""  # the LLM, for the handle program
     language: str = "en"  # speech.language: what the recognizer, the phrase and Qwen speak
     home_control: bool = False  # [[actions]] are configured
-    metrics: Any = None  # api.metrics.Metrics: Wyoming requests are counted with the API's
+    metrics: Metrics | None = None  # Wyoming requests are counted with the API's
     #: why a part is missing: {"asr": "…", "tts": "…", …}
     missing: dict[str, str] = field(default_factory=dict)
     #: recognition and synthesis run here, off the event loop

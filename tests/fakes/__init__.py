@@ -1,5 +1,7 @@
-"""A fake engine with the real Engine's face (generate → Generation, chat_format, settings),
-whose answers the test paces: each token can wait for the test to let it through."""
+"""The test fakes, one of each, typed against the house's Protocols: an engine with the real
+Engine's face (:class:`~assistant.llm.ports.TextEngine`) whose answers the test paces, a
+voice (:class:`~assistant.speech.tts.TTS`), a speaker that plays nothing, a clock the test
+moves, and a local HTTP server for actions."""
 
 from __future__ import annotations
 
@@ -103,18 +105,34 @@ class FakeEngine:
 
 
 class FakeTTS:
-    """1 kHz "speech": 100 ms of audio per word; signals each synthesis."""
+    """100 samples of "speech" per word at ``sample_rate`` (at the default 1 kHz: 100 ms a
+    word); remembers each text and signals each synthesis."""
 
-    sample_rate = 1000
+    voice_path = Path("en_US-fake-medium.onnx")
 
-    def __init__(self) -> None:
+    def __init__(self, sample_rate: int = 1000) -> None:
+        self.sample_rate = sample_rate
         self.synthesised: list[str] = []
         self.event = threading.Semaphore(0)
+
+    @staticmethod
+    def samples(text: str) -> int:
+        return 100 * len(text.split())
 
     def synthesize(self, text: str) -> Iterator[bytes]:
         self.synthesised.append(text)
         self.event.release()
-        yield bytes(2 * 100 * len(text.split()))
+        yield bytes(2 * self.samples(text))
+
+
+class Clock:
+    """A clock the test moves (``now``)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class NullSpeaker:
