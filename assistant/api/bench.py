@@ -11,6 +11,7 @@ HTTP includes the request, admission and the (cached) prompt prefill.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import statistics
@@ -18,17 +19,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..brain import Brain
 from ..config import Config
 from ..llm.bench import DECODE_PROMPT, table
 from ..llm.conversation import stateless_prompt
 from ..llm.engine import Engine
-from ..thermal.governor import Governor
+from ..parts import Parts, unpaced
 from .app import ApiState, create_app
 from .client import stream_chat
 from .server import ServerThread
 
-__all__ = ["bench_api", "render"]
+__all__ = ["bench_api", "house", "render", "serve"]
 
 
 def _decode_rate(times: list[float], tokens: int) -> float:
@@ -37,23 +37,30 @@ def _decode_rate(times: list[float], tokens: int) -> float:
     return (tokens - 1) / span if span > 0 and tokens > 1 else 0.0
 
 
-def _serve(config: Config, engine: Engine) -> ServerThread:
-    """The API on a free loopback port; admission without limits (this measures HTTP)."""
-    thermal = dataclasses.replace(
-        config.thermal, sensor_path="", rate_per_min=600.0, burst=100, queue_size=100
-    )
+def house(config: Config, model: str | None) -> tuple[Parts, Engine]:
+    """The house with its model loaded, admission without limits and no thermal control
+    (this measures HTTP), serving on a free loopback port."""
+    thermal = dataclasses.replace(config.thermal, sensor_path="")
     api = dataclasses.replace(config.api, host="127.0.0.1", port=0, unix_socket="")
-    config = dataclasses.replace(config, thermal=thermal, api=api)
-    governor = Governor.from_config(config, drive_fan=False)
-    state = ApiState(config, Brain(governor.admission, engine), governor, engine.model_path.stem)
-    return ServerThread(create_app(state), api)
+    parts = Parts(unpaced(dataclasses.replace(config, thermal=thermal, api=api)), model=model)
+    asyncio.run(parts.load())
+    if parts.engine is None:
+        raise RuntimeError("the model did not load")
+    return parts, parts.engine
+
+
+def serve(parts: Parts, engine: Engine) -> ServerThread:
+    config = parts.config
+    state = ApiState(
+        config, parts.brain, parts.governor, engine.model_path.stem, runner=parts.turns
+    )
+    return ServerThread(create_app(state), config.api)
 
 
 def bench_api(
     config: Config, *, model: str | None = None, tokens: int = 128, runs: int = 3
 ) -> dict[str, Any]:
-    engine = Engine.from_config(config, model)
-    engine.load()
+    parts, engine = house(config, model)
     messages = [{"role": "user", "content": DECODE_PROMPT}]
     prompt = stateless_prompt(
         engine.chat_format,
@@ -62,7 +69,7 @@ def bench_api(
         config.llm.n_ctx,
         tokens,
     ).tokens
-    background = _serve(config, engine)
+    background = serve(parts, engine)
     http_rates, local_rates, http_ttft, local_ttft, counts = [], [], [], [], []
     try:
         for _ in stream_chat(background.url, messages, max_tokens=tokens, temperature=0.0):
@@ -86,7 +93,7 @@ def bench_api(
             counts.append((n, generation.stats.completion_tokens))
     finally:
         background.close()
-        engine.close()
+        parts.close()
     api_tok_s = statistics.median(http_rates)
     local_tok_s = statistics.median(local_rates)
     return {

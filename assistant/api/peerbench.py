@@ -42,7 +42,7 @@ from ..llm.bench import table
 from ..llm.conversation import stateless_prompt
 from ..llm.engine import Engine
 from ..thermal.actors import engine_threads
-from .bench import _serve
+from .bench import house, serve
 from .client import StreamResult, stream_chat
 
 __all__ = ["QUESTIONS", "bench_peer", "render_peer"]
@@ -287,8 +287,7 @@ def bench_peer(
     # lengths) would differ; without, both give the same answer
     llm = dataclasses.replace(config.llm, parallel=most, repeat_penalty=1.0)
     config = dataclasses.replace(config, llm=llm)
-    engine = Engine.from_config(config, model)
-    engine.load()
+    parts, engine = house(config, model)
     threads, batch_threads = engine_threads(llm)
     system = llm.system_prompt
     peer_args = [
@@ -301,7 +300,7 @@ def bench_peer(
     ]  # fmt: skip
     # llama-server's sampling defaults differ from llm.*: send ours
     params = {"repeat_penalty": llm.repeat_penalty, "top_k": llm.top_k, "top_p": llm.top_p}
-    ours = _serve(config, engine)
+    ours = serve(parts, engine)
     other: Peer | None = None
     by_c: dict[str, Any] = {}
     try:
@@ -330,7 +329,7 @@ def bench_peer(
         if other is not None:
             other.close()
         ours.close()
-        engine.close()
+        parts.close()
     return {
         "model_file": Path(engine.model_path).name,
         "tokens": tokens,
