@@ -234,6 +234,7 @@ class Service:
         )
         state.runtime_dir = str(self._runtime.path) if self._runtime else ""
         state.voice_off = self.voice_off
+        self.watch.events = state.events
         if config.api.enabled:
             self.server = Server(
                 create_app(state),
@@ -268,6 +269,7 @@ class Service:
             if state.voice is not None:
                 heard = self.liveness.register("voice loop", config.service.stall_s)
                 state.voice.heartbeat = heard.beat
+                state.voice.on_event = state.events.publish
                 self.watch.set_stall_limits()
                 self._voice_task = asyncio.create_task(state.voice.run(self.stopping), name="voice")
         if config.wyoming.enabled:
@@ -327,6 +329,7 @@ class Service:
         if state is not None:
             state.brain.closing = "the service is stopping"
             cut = await state.brain.drain(grace, f"the service is stopping (after {grace:g} s)")
+            state.events.close()  # the event streams end (after the cuts they told)
             if cut:
                 log.warning("cut %d answer(s) still running after %g s", cut, grace)
         if self.server is not None:

@@ -191,6 +191,9 @@ class VoiceLoop:
         self.backoff_max_s = backoff_max_s
         self.state = "starting"
         self.problem = ""
+        #: told each state change and wake ("voice", state=…, problem=…; "wake", word=…),
+        #: from the event loop (the service's event stream)
+        self.on_event: Callable[..., object] | None = None
         self.armed_until = 0.0  # a question needs no wake phrase until then
         self._deaf_until = 0.0
         self._answering: asyncio.Task[TurnResult | None] | None = None
@@ -207,6 +210,8 @@ class VoiceLoop:
         self.state = state
         if self.indicators is not None:
             self.indicators.show(state)
+        if self.on_event is not None:
+            self.on_event("voice", state=state, problem=problem)
 
     @property
     def speaking(self) -> bool:
@@ -330,7 +335,10 @@ class VoiceLoop:
             if self._wake_heard(pcm):
                 self.armed_until = now + vc.follow_up_s
                 self.ears.reset()
-                log.info("voice: wake word %s heard", getattr(self.wake, "name", "?"))
+                word = self.wake.name if self.wake is not None else "?"
+                log.info("voice: wake word %s heard", word)
+                if self.on_event is not None:
+                    self.on_event("wake", word=word)
             return
         heard = self.ears.feed(pcm)
         if heard is None or not heard.text:

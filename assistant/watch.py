@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .events import EventHub, device
 from .runtime import STATUS, RuntimeDir
 from .status import status_line
 from .systemd import Liveness, Notifier
@@ -33,6 +34,8 @@ class Watch:
         #: where status.json goes (set once the service claimed its runtime directory)
         self.runtime: RuntimeDir | None = None
         self.reported_stall = False
+        #: the event stream: a "device" event with each status (heat, levers, queue, speed)
+        self.events: EventHub | None = None
 
     def set_stall_limits(self) -> None:
         stall = self.config().service.stall_s
@@ -58,6 +61,8 @@ class Watch:
         """
         snap = state.snapshot()
         line = status_line(snap)
+        if self.events is not None:
+            self.events.publish("device", **device(snap))
         if send:
             self.notifier.status(line)
         if self.runtime is not None:

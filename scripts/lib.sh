@@ -14,8 +14,9 @@ BUILD_APT=(ninja-build ccache)
 VULKAN_BUILD_APT=(libvulkan-dev glslc glslang-tools spirv-headers)
 VULKAN_APT=(libvulkan1 mesa-vulkan-drivers)
 # test.sh: systemd-analyze (the unit's checks), systemd-nspawn + debootstrap to boot the unit
-# under a real systemd 252, sox for the noise the voice-activity tests mix under speech
-TEST_APT=(systemd systemd-container debootstrap sox)
+# under a real systemd 252, sox for the noise the voice-activity tests mix under speech,
+# Debian's chromium and its driver for the kiosk page's browser tests (no downloaded browser)
+TEST_APT=(systemd systemd-container debootstrap sox chromium chromium-driver)
 # test-arm64.sh, installed without recommends (no binfmt handlers come with qemu-user)
 ARM64_TOOLS=(debootstrap qemu-user g++-aarch64-linux-gnu binutils-aarch64-linux-gnu)
 

@@ -176,6 +176,7 @@ class Doors:
         ears = Ears(ScriptedRecognizer([text]), Segmenter(trailing_silence_s=0.5))
         mic = WavMicrophone(wav, rate=RATE, tail_s=0.2)
         loop = VoiceLoop(config, mic, ears, house.voice)
+        loop.on_event = house.state.events.publish  # as the service wires it
         await loop.run(asyncio.Event())  # to the end of the file and of the answer
         answered = loop._answering
         result = answered.result() if answered is not None else None

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 
 from . import metrics as prom
+from . import stream
 from .completions import LOADING_RETRY_S, ApiError, complete
 from .guard import Guard
 from .schema import ChatRequest
@@ -92,6 +93,8 @@ def create_app(state: ApiState) -> Any:
     async def metrics_text() -> Response:
         text = prom.render(metrics, state.snapshot())
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    stream.register(app, state)
 
     @app.post("/v1/chat/completions", summary="OpenAI-compatible chat completion")
     async def chat(body: ChatRequest, request: Request) -> Response:

@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import json
 import socket
+import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -27,7 +28,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-OPEN_PATHS = frozenset({"/health"})
+#: served without the key: the supervisor's probe, and the kiosk page and its assets (they
+#: hold no secret; the page asks for the key when the events need it)
+OPEN_PATHS = frozenset({"/health", "/", "/kiosk/kiosk.js", "/kiosk/kiosk.css"})
+#: the one path a browser may authorize with the key cookie (an EventSource sends no header)
+COOKIE_PATHS = frozenset({"/v1/events"})
+COOKIE = b"qwen_assistant_key"
 
 
 def error_body(message: str, kind: str, code: str | None = None, param: str | None = None) -> bytes:
@@ -90,7 +96,8 @@ class Guard:
             )
             return
         key = settings.api_key.encode()
-        if key and scope.get("path") not in OPEN_PATHS and not _authorized(headers, key):
+        path = scope.get("path")
+        if key and path not in OPEN_PATHS and not _authorized(headers, key, path in COOKIE_PATHS):
             await self._refuse(
                 send,
                 401,
@@ -183,7 +190,19 @@ class Guard:
         return b"".join(chunks)
 
 
-def _authorized(headers: dict[str, bytes], key: bytes) -> bool:
+def _authorized(headers: dict[str, bytes], key: bytes, cookie: bool = False) -> bool:
+    """The bearer token (or, where ``cookie`` allows it, the key cookie) is the key."""
     scheme, _, token = headers.get("authorization", b"").partition(b" ")
     # compare_digest takes the same time wherever the first difference is
-    return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), key)
+    if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), key):
+        return True
+    return cookie and hmac.compare_digest(_cookie(headers.get("cookie", b"")), key)
+
+
+def _cookie(header: bytes) -> bytes:
+    """The key cookie's value ("" when absent), percent-decoded as the page encodes it."""
+    for part in header.split(b";"):
+        name, _, value = part.strip().partition(b"=")
+        if name == COOKIE:
+            return urllib.parse.unquote_to_bytes(value.strip())
+    return b""

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from ..actions.actor import Actor
 from ..brain import Brain
 from ..config import Config
+from ..events import EventHub
 from ..speech.mouth import Mouth
 from ..status import snapshot
 from ..systemd import Liveness
@@ -41,6 +42,8 @@ class ApiState:
     model_id: str = "qwen-assistant"
     mouth: Mouth | None = None  # when the device can speak
     metrics: prom.Metrics = field(default_factory=prom.Metrics)
+    #: every turn, the voice's state and the heat, for /v1/events and the kiosk page
+    events: EventHub = field(default_factory=EventHub)
     started: float = field(default_factory=time.time)
     liveness: Liveness | None = None  # the parts the watchdog waits on
     starting: bool = False  # the service sets it while it loads (False: ready once loaded)
@@ -66,6 +69,7 @@ class ApiState:
             runner = Turns(self.brain, actor or Actor(), lambda: self.config)
         self.turns = runner
         runner.listeners.append(self.metrics.turn)
+        runner.listeners.append(self.events.turn)
 
     def snapshot(self) -> dict[str, Any]:
         """The one status: /status serves it, status.json and the STATUS= line render it."""

@@ -21,6 +21,7 @@ __all__ = [
     "API",
     "LLM",
     "Config",
+    "Kiosk",
     "Paths",
     "Service",
     "Speech",
@@ -328,6 +329,20 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Kiosk:
+    enabled: bool = opt(True)
+    title: str = opt("Assistant")
+    language: str = opt("en", choices=("en", "zh"))
+    theme: str = opt("dark", choices=("dark", "light"))
+    speak: bool = opt(True)
+
+    def check(self) -> list[tuple[str, str]]:
+        if not self.title.strip() or len(self.title) > 60:
+            return [("title", "must be 1 to 60 characters")]
+        return []
+
+
+@dataclass(frozen=True)
 class Config:
     paths: Paths = field(default_factory=Paths)
     llm: LLM = field(default_factory=LLM)
@@ -337,6 +352,7 @@ class Config:
     api: API = field(default_factory=API)
     wyoming: Wyoming = field(default_factory=Wyoming)
     service: Service = field(default_factory=Service)
+    kiosk: Kiosk = field(default_factory=Kiosk)
     #: the [[actions]] tables: what the device may do (none by default)
     actions: tuple[Action, ...] = ()
     #: the file this was loaded from, or None for the built-in default
