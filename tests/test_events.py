@@ -8,6 +8,7 @@ import asyncio
 import html
 import http.server
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +252,56 @@ def test_the_title_is_text_not_markup(title: str) -> None:
     page = kiosk.page(config, can_speak=False)
     assert f"<title>{html.escape(title)}</title>" in page
     assert "<script>alert" not in page
+
+
+# -- the documented robot controller ----------------------------------------------------------
+def _doc_blocks(kind: str) -> list[str]:
+    text = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
+    section = text.split("## The event stream (`GET /v1/events`)", 1)[1].split("\n## ", 1)[0]
+    return [b.split("```", 1)[0] for b in section.split(f"```{kind}\n")[1:]]
+
+
+def test_the_documented_event_stream_commands_follow_a_turn(tmp_path: Path) -> None:
+    """docs/api.md's `curl -N` and its httpx loop, as written, against the API on its
+    default port: the snapshot comes first; a turn's answer is printed by the loop."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 8088)) == 0:
+            pytest.skip("port 8088 is taken here: the documented commands use it")
+    (curl,) = _doc_blocks("sh")
+    (loop,) = _doc_blocks("python")
+    assert curl.strip() == "curl -N http://127.0.0.1:8088/v1/events"
+    thread, _state = serve(tmp_path, port=8088)
+    procs = []
+    try:
+        follow = subprocess.Popen(curl.split(), stdout=subprocess.PIPE, text=True)
+        procs.append(follow)
+        assert follow.stdout is not None
+        first = follow.stdout.readline()
+        assert first.startswith("data: ") and json.loads(first[6:])["type"] == "snapshot"
+        robot = subprocess.Popen(
+            [sys.executable, "-u", "-c", loop], stdout=subprocess.PIPE, text=True
+        )
+        procs.append(robot)
+        body = {"messages": [{"role": "user", "content": "Capital of France?"}]}
+        printed = threading.Event()
+
+        def ask() -> None:  # turns until the loop, once connected, has printed one
+            while not printed.is_set():
+                httpx.post(f"{thread.url}/v1/chat/completions", json=body, timeout=10)
+
+        asking = threading.Thread(target=ask, daemon=True)
+        asking.start()
+        assert robot.stdout is not None
+        line = robot.stdout.readline()
+        printed.set()
+        asking.join(10)
+        assert line == "api answered: Paris is the capital.\n"
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        thread.close()

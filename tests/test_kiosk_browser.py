@@ -200,3 +200,21 @@ def test_the_page_shows_every_turn_the_heat_and_the_link(
     temp.write_text("45000\n")
     with Process(config, tmp_path):
         wait(browser, lambda d: text_of(d, "link") == "connected", timeout=120)
+
+
+def test_the_kiosk_bench_measures_the_browser_idle_and_in_a_turn(browser: Any) -> None:
+    """scripts/bench-kiosk.py at its smallest: one idle second, one typed turn."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).parent.parent
+    out = subprocess.run(
+        [sys.executable, str(root / "scripts/bench-kiosk.py"), "--idle-s", "1", "--turns", "1",
+         "--json"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    assert figures["turns"] == 1 and figures["turns_cpu_share"] > 0
+    assert 0 <= figures["idle_cpu_share"] < figures["cpu_count"]

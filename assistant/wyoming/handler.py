@@ -195,22 +195,18 @@ class Handler(AsyncEventHandler):
     async def _describe(self, _event: Event) -> None:
         await self.write_event(describe(self.parts).event())
 
-    def _need(self, what: str, part: object) -> None:
-        if part is None:
-            raise self._missing(what)
-
     def _missing(self, what: str) -> BadEvent:
         why = self.parts.missing.get(what, "not available on this device")
         return BadEvent(f"no {what} here: {why}", f"no_{what}")
 
     # -- audio in: transcription and wake --------------------------------------------------
     async def _transcribe(self, _event: Event) -> None:
-        self._need("asr", self.parts.recognizer)
+        self._recognizer()
         self._audio, self._converter, self._wake = bytearray(), None, None
 
     async def _audio_start(self, _event: Event) -> None:
         if self._wake is None and self._audio is None:  # audio without transcribe
-            self._need("asr", self.parts.recognizer)
+            self._recognizer()
             self._audio = bytearray()
         self._converter = AudioChunkConverter(rate=RATE, width=2, channels=1)
 
@@ -221,7 +217,7 @@ class Handler(AsyncEventHandler):
         if parts.wake_phrase:
             ours[wake_name(parts.wake_phrase)] = None
         if not ours:
-            self._need("wake", None)
+            raise self._missing("wake")
         names = Detect.from_event(event).names or []
         wanted = [wake_name(n) for n in names] or list(ours)
         if not any(n in ours for n in wanted):
@@ -308,7 +304,7 @@ class Handler(AsyncEventHandler):
             await self._synthesize(event_text(event, "synthesize"))
 
     async def _stream_start(self, _event: Event) -> None:
-        self._need("tts", self.parts.tts)
+        self._tts()
         self._stream, self._stream_started = SentenceSplitter(), False
 
     async def _stream_chunk(self, event: Event) -> None:
@@ -329,7 +325,7 @@ class Handler(AsyncEventHandler):
         await self.write_event(SynthesizeStopped().event())
 
     async def _synthesize(self, text: str) -> None:
-        self._need("tts", self.parts.tts)
+        self._tts()
         self._stream_started = False
         for sentence in split_all([text]):
             await self._speak(sentence)
@@ -371,8 +367,7 @@ class Handler(AsyncEventHandler):
     async def _handle(self, event: Event) -> None:
         agent = self.parts.agent
         if agent is None:
-            self._need("handle", None)
-            return
+            raise self._missing("handle")
         question = event_text(event, "transcript").strip()
         context = event.data.get("context")
         if context is not None and not isinstance(context, dict):
