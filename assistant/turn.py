@@ -85,6 +85,9 @@ class TurnRequest:
     #: the prompt the door built (the API's client-held messages); None: the turn builds it
     #: from the conversation's history, with the actions offered
     tokens: Sequence[int] | None = None
+    #: the prompt without the actions, for a second answer when the model's call was not
+    #: asked for (None: the turn builds it, when it built the first; the API passes its own)
+    plain: Sequence[int] | None = None
     #: the grammar; :data:`ACTIONS` (default): the actions' lazy tool-call grammar
     constraint: Constraint | None = ACTIONS
     stops: Sequence[str] = ()
@@ -192,8 +195,37 @@ class Turn:
         if job is None:  # a yes or no: no model needed
             yield self._event(Outcome, self.decision)
             return
+        async for event in self._stream(job):
+            yield event
+        if job.cut:
+            yield self._event(Cut, job.cut)
+            return
+        if not request.act or self.cancelled:
+            return
+        finished = job.finish == "tool_call"
+        decision = await self._turns.actor.decide(
+            job.json, finished, request.text, self.id, request.conversation.key
+        )
+        if decision is not None and decision.ungrounded and not self.text.strip():
+            # a call the request did not ask for: it may be a plain question ("What is two
+            # plus two?"); answered without the actions, unless that cannot be admitted
+            second = await self._turns.plainly(self)
+            if second is not None:
+                self.job = second
+                async for event in self._stream(second):
+                    yield event
+                if second.cut:
+                    yield self._event(Cut, second.cut)
+                    return
+                decision = None if self.text.strip() else decision
+        self.decision = decision
+        if decision is not None:
+            yield self._event(Outcome, decision)
+
+    async def _stream(self, job: Job) -> AsyncIterator[TurnEvent]:
+        """``job``'s pieces as events: past the claim guard on a device turn."""
         try:
-            if request.act:
+            if self.request.act:
                 guard = ClaimGuard()
                 async for words in honest_words(job, self.id, guard):
                     self.text += words
@@ -209,16 +241,6 @@ class Turn:
         finally:
             job.cancel()  # no-op when finished; stops the engine when the door stopped
             await asyncio.shield(job.done)
-        if job.cut:
-            yield self._event(Cut, job.cut)
-            return
-        if request.act and not self.cancelled:
-            finished = job.finish == "tool_call"
-            self.decision = await self._turns.actor.decide(
-                job.json, finished, request.text, self.id, request.conversation.key
-            )
-            if self.decision is not None:
-                yield self._event(Outcome, self.decision)
 
     def end(
         self,
@@ -340,6 +362,27 @@ class Turns:
             ticket, list(tokens), stops=request.stops, constraint=constraint, **overrides
         )
         return turn
+
+    async def plainly(self, turn: Turn) -> Job | None:
+        """A second answer for ``turn`` without the actions (the model is told it cannot
+        act), admitted like the first; None when it cannot be had (not admitted, no prompt)."""
+        request, brain = turn.request, self.brain
+        tokens = request.plain
+        try:
+            if tokens is None and request.tokens is None:
+                history, fmt = request.conversation.history, brain.loaded.chat_format
+                llm = self._config().llm
+                tokens = self.actor.prompt(fmt, llm, history, request.text, offer=False).tokens
+            if tokens is None:
+                return None
+            ticket = await brain.admit(request.priority, self._config().api.queue_timeout_s)
+        except (Busy, NotReady) as exc:
+            log.info("turn %d: no second answer without the actions: %s", turn.id, exc)
+            return None
+        log.info("turn %d: the call was not asked for; answering without the actions", turn.id)
+        overrides = {k: v for k, v in request.overrides.items() if v is not None}
+        overrides.setdefault("max_tokens", self._config().llm.max_tokens)
+        return brain.generate(ticket, list(tokens), stops=request.stops, **overrides)
 
     async def run(self, request: TurnRequest) -> Turn:
         """A whole turn, ended: for a door that shows the answer only once it is complete.

@@ -51,6 +51,9 @@ SCRIPT = {
     "Unlock the front door.": ([], UNLOCK),
     "Yes.": (["Yes", " to", " what?"], ""),
 }
+#: a plain question the model answers with a call it was not asked for; without the actions
+#: (the second answer) it answers it
+PLAIN = {"What is two plus two?": ["Four."]}
 DOORS = ("voice", "api", "api-stream", "wyoming", "cli")
 
 
@@ -69,9 +72,13 @@ class ScriptedEngine(FakeEngine):
             hits = [i for i in range(len(tokens) - n + 1) if tokens[i : i + n] == needle]
             return hits[-1] if hits else -1
 
-        request = max(SCRIPT, key=last)
+        request = max([*SCRIPT, *PLAIN], key=last)
         self.asked.append(request)
-        self.words, self.call = SCRIPT[request]
+        if request in PLAIN:
+            constrained = overrides.get("constraint") is not None
+            self.words, self.call = ([], LIGHT) if constrained else (PLAIN[request], "")
+        else:
+            self.words, self.call = SCRIPT[request]
         return super().generate(tokens, cancel=cancel, **overrides)
 
 
@@ -331,7 +338,7 @@ async def test_a_cut_at_shutdown_is_the_same_on_every_door(house: House) -> None
             engine.started.clear()
             asking = asyncio.ensure_future(doors.ask(door, "What is the capital of France?"))
             engine.release()
-            await asyncio.to_thread(engine.started.wait, 10)  # the first token is out
+            assert await asyncio.to_thread(engine.started.wait, 120), door  # a first token is out
             assert await house.brain.drain(0.0, "the service is stopping") == 1
             try:
                 shown = await asking
@@ -340,3 +347,17 @@ async def test_a_cut_at_shutdown_is_the_same_on_every_door(house: House) -> None
             assert "capital" not in shown, door  # never passed off as a whole answer
     assert [r.outcome for r in house.brain.turns] == ["shutdown"] * len(DOORS)
     assert not house.wyoming_parts.agent._conversations.get("ha-1", Conversation("")).history
+
+
+async def test_a_plain_question_the_model_answers_with_a_call_is_answered_on_every_door(
+    house: House,
+) -> None:
+    """Issue 28's "What is two plus two?" → "Sorry, I can't do that.": the call (light_on)
+    was not asked for, so the turn answers again without the actions, on every door."""
+    async with serving(house.wyoming_parts, house.config) as server, client(server) as c:
+        doors = Doors(house, c)
+        said = {door: await doors.ask(door, "What is two plus two?") for door in DOORS}
+    assert said == dict.fromkeys(DOORS, "Four.")
+    assert not house.ran.exists()  # the light was never turned on
+    assert [r.outcome for r in house.brain.turns] == ["stop"] * len(DOORS)
+    assert house.voice.history == [("user", "What is two plus two?"), ("assistant", "Four.")]

@@ -221,6 +221,9 @@ class Decision:
 
     #: the request this answers (for a yes: the request that was asked about)
     request: str = ""
+    #: the call was not grounded in the request (no action was asked for, or another one):
+    #: the request may be a plain question, answered without the actions
+    ungrounded: bool = False
 
     def history(self, request: str) -> list[tuple[str, str]]:
         """This turn for the conversation history, in Qwen's tool format: the request, the
@@ -291,12 +294,20 @@ class Actor:
         return tools_prompt(base, self._tools, ONLY_THESE)
 
     def prompt(
-        self, fmt: ChatML, llm: LLM, history: Sequence[tuple[str, str]], request: str
+        self,
+        fmt: ChatML,
+        llm: LLM,
+        history: Sequence[tuple[str, str]],
+        request: str,
+        *,
+        offer: bool = True,
     ) -> Prompt:
-        """The prompt for ``request`` after ``history``, with these actions offered, trimmed
-        to the context like any client-held history."""
+        """The prompt for ``request`` after ``history``, with these actions offered (``offer``
+        False: none, and the model told it cannot act), trimmed to the context like any
+        client-held history."""
         messages = [*history, ("user", request)]
-        system = self.system_prompt(llm.system_prompt)
+        base = llm.system_prompt
+        system = self.system_prompt(base) if offer else f"{base.rstrip()} {NO_ACTIONS}".strip()
         return stateless_prompt(fmt, messages, system, llm.n_ctx, llm.max_tokens)
 
     def constraint(self) -> Constraint | None:
@@ -350,7 +361,7 @@ class Actor:
                 why,
                 extra={"TURN_ID": turn_id},
             )
-            return Decision(CANNOT, call.name, call.arguments, "refused")
+            return Decision(CANNOT, call.name, call.arguments, "refused", ungrounded=True)
         if action.confirm:
             self._pending[key] = _Pending(action, call.arguments, self.clock(), request)
             return Decision(_question(action, call.arguments), call.name, call.arguments, "confirm")

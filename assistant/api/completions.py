@@ -10,6 +10,7 @@ Retry-After. Tools and ``response_format`` are planned by :mod:`.tools`; with
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -116,12 +117,13 @@ async def complete(state: ApiState, body: ChatRequest, request: Request) -> Resp
     if not brain.ready:
         raise _not_ready(brain.problem or "the model is still loading")
     max_tokens = min(body.requested_tokens or llm.max_tokens, llm.max_tokens)
-    how, tokens = _prepare(state, body, max_tokens)
+    how, tokens, plain = _prepare(state, body, max_tokens)
     # device mode: a "Shall I …?" waits under an id only this server issues
     confirmation = uuid.uuid4().hex
     turn_request = _turn_request(
         body, how, tokens, max_tokens=max_tokens, arrived=arrived, confirmation=confirmation
     )
+    turn_request = dataclasses.replace(turn_request, plain=plain)
     try:
         gone, turn = await _or_gone(request, state.turns.start(turn_request))
     except Busy as exc:
@@ -219,8 +221,11 @@ def _asks(turn: Turn) -> bool:
     return turn.decision is not None and turn.decision.outcome == "confirm"
 
 
-def _prepare(state: ApiState, body: ChatRequest, max_tokens: int) -> tuple[Plan, list[int]]:
-    """The plan and the prompt's tokens, or the ApiError (400) that says what is wrong."""
+def _prepare(
+    state: ApiState, body: ChatRequest, max_tokens: int
+) -> tuple[Plan, list[int], list[int] | None]:
+    """The plan, the prompt's tokens and (device mode) the prompt without the actions, or
+    the ApiError (400) that says what is wrong."""
     llm = state.config.llm
     try:
         how = plan(body, llm.system_prompt)
@@ -238,12 +243,13 @@ def _prepare(state: ApiState, body: ChatRequest, max_tokens: int) -> tuple[Plan,
     fmt = state.brain.loaded.chat_format
     try:
         prompt = stateless_prompt(fmt, how.messages, llm.system_prompt, llm.n_ctx, max_tokens)
+        plain = how.plain and stateless_prompt(fmt, how.plain, "", llm.n_ctx, max_tokens).tokens
     except PromptTooLong as exc:
         raise ApiError(400, str(exc), code="context_length_exceeded", param="messages") from None
     except ValueError as exc:
         raise ApiError(400, str(exc), param="messages") from None
     opening = (fmt.encode_markup or fmt.encode)(how.opening) if how.opening else []
-    return how, prompt.tokens + opening
+    return how, prompt.tokens + opening, plain or None
 
 
 def _finish(state: ApiState, turn: Turn, speak: bool) -> None:

@@ -25,6 +25,7 @@ from ..actions.actor import Actor
 from ..llm.conversation import split_system
 from ..llm.grammar import Constraint
 from ..toolcall import (
+    NO_ACTIONS,
     Tool,
     ToolCall,
     ToolError,
@@ -59,6 +60,9 @@ class Plan:
     #: "tools": a call answers with tool_calls; "json": the content is the JSON;
     #: "device": the device's own [[actions]] (api.allow_actions) run here
     mode: str = "text"
+    #: device mode: the messages without the actions (the model told it cannot act), for a
+    #: second answer when its call was not asked for
+    plain: list[tuple[str, str]] | None = None
 
     @property
     def request(self) -> str:
@@ -72,6 +76,7 @@ class Plan:
             [("system", actor.system_prompt(system)), *rest],
             constraint=actor.constraint(),
             mode="device",
+            plain=[("system", f"{system.rstrip()} {NO_ACTIONS}".strip()), *rest],
         )
 
 
