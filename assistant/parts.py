@@ -123,7 +123,7 @@ def build_mouth(config: Config, speak_to: str | None = None) -> tuple[Mouth | No
     try:
         tts = PiperTTS.from_config(config)
         tts.load()
-    except AssistantError as exc:
+    except (AssistantError, OSError) as exc:  # a model file it cannot read, too
         log.warning("speech output off: %s", exc)
         return None, f"no speech output: {exc}"
     speaker: Any = (
@@ -151,7 +151,7 @@ def build_voice(
     gpio = gpio if gpio is not None else []
     try:
         recognizer = make_recognizer(config)
-    except AssistantError as exc:
+    except (AssistantError, OSError) as exc:
         log.error("voice off (the API still serves text): %s", exc)
         return None, str(exc)
     mic: Any = (
@@ -217,7 +217,7 @@ async def start_wyoming(
     else:
         try:
             parts.recognizer = await load(functools.partial(make_recognizer, settings))
-        except AssistantError as exc:
+        except (AssistantError, OSError) as exc:
             log.warning("wyoming: no speech-to-text or wake phrase: %s", exc)
             parts.missing["asr"] = parts.missing["wake"] = str(exc)
     if parts.recognizer is not None:
@@ -231,7 +231,7 @@ async def start_wyoming(
         try:
             await load(tts.load)
             parts.tts = tts
-        except AssistantError as exc:
+        except (AssistantError, OSError) as exc:
             log.warning("wyoming: no text-to-speech: %s", exc)
             parts.missing["tts"] = str(exc)
     server = WyomingServer(

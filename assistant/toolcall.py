@@ -182,7 +182,7 @@ def validate(schema: dict[str, Any], value: Any, where: str = "") -> list[str]: 
     """Problems of ``value`` against the JSON-schema subset tools use ([] = valid).
 
     Covers type, enum, const, properties/required/additionalProperties, items,
-    minimum/maximum, minLength/maxLength, minItems/maxItems and anyOf.
+    minimum/maximum, minLength/maxLength, pattern, minItems/maxItems and anyOf.
     """
     at = where or "arguments"
     if "anyOf" in schema:
@@ -222,6 +222,8 @@ def validate(schema: dict[str, Any], value: Any, where: str = "") -> list[str]: 
             problems.append(f"{at} is shorter than {schema['minLength']} characters")
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             problems.append(f"{at} is longer than {schema['maxLength']} characters")
+        if isinstance(pattern := schema.get("pattern"), str) and not _matches(pattern, value):
+            problems.append(f"{at} does not match the pattern {pattern}")
     elif isinstance(value, int | float):
         if "minimum" in schema and value < schema["minimum"]:
             problems.append(f"{at} {value} is below {schema['minimum']}")
@@ -236,3 +238,12 @@ def gbnf_for_schema(schema: dict[str, Any]) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     return str(json_schema_to_gbnf(json.dumps(schema), prop_order=["name", "arguments"]))
+
+
+def _matches(pattern: str, value: str) -> bool:
+    """JSON Schema's ``pattern``: a regular expression found anywhere in the value (a
+    pattern Python cannot read is not held against the value; the grammar enforces it)."""
+    try:
+        return re.search(pattern, value) is not None
+    except re.error:
+        return True

@@ -183,6 +183,28 @@ def test_hostile_text_is_one_literal_argument() -> None:
     assert json.loads(outcome.output) == ["say", hostile]
 
 
+def test_a_value_that_starts_with_a_dash_is_an_argument_after_the_programs_own_dashes() -> None:
+    """docs/actions.md: "-rf" arrives as one argument; after the command's own "--" an
+    argparse program takes it as text, not as an option."""
+    program = (
+        "import argparse, json; p = argparse.ArgumentParser(); p.add_argument('text'); "
+        "print(json.dumps(vars(p.parse_args())))"
+    )
+    said = run(command(sys.executable, "-c", program, "--", "{text}"), {"text": "-rf"})
+    assert said.ok and json.loads(said.output) == {"text": "-rf"}
+    # without the "--" the same program reads it as an option it does not know: a failure
+    assert not run(command(sys.executable, "-c", program, "{text}"), {"text": "-rf"}).ok
+
+
+def test_a_pattern_keeps_dash_values_out_before_anything_runs() -> None:
+    schema = {"type": "object", "properties": {"text": {"type": "string", "pattern": "^[^-]"}}}
+    action = Action(name="run", description="Run it", parameters=schema, command=(*ARGV, "{text}"))
+    runner = FakeRunner()
+    call = '{"name": "run", "arguments": {"text": "-rf"}}'
+    decision = asyncio.run(Actor([action], runner=runner).act(call, "Run -rf"))
+    assert decision.outcome == "refused" and not runner.ran
+
+
 def test_a_missing_optional_argument_is_no_argument_at_all() -> None:
     outcome = run(command(*ARGV, "say", "{text}", "--to={text}"), {})
     assert json.loads(outcome.output) == ["say", "--to="]

@@ -705,3 +705,48 @@ def test_describe_names_the_configured_language() -> None:
     languages = {m.name: m.languages for m in info.wake[0].models}
     assert languages["okay_nabu"] == ["en"] and ["zh"] in languages.values()
     parts.close()
+
+
+async def test_a_part_that_cannot_be_read_is_left_out_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 28: with Wyoming on and the speech models unreadable, start-up died with a
+    PermissionError traceback; the parts are left out, said once each, and Wyoming serves."""
+    from assistant.parts import start_wyoming
+    from assistant.speech import stt, tts
+    from tests.test_api import make_state
+
+    def unreadable(*_args: Any, **_kwargs: Any) -> Any:
+        raise PermissionError(13, "Permission denied", "/models/stt/model.bin")
+
+    monkeypatch.setattr(stt, "make_recognizer", unreadable)
+    monkeypatch.setattr(tts.PiperTTS, "from_config", classmethod(lambda _cls, _c: _Unreadable()))
+    config = dataclasses.replace(
+        make_config(), wyoming=dataclasses.replace(Wyoming(), uri="tcp://127.0.0.1:0")
+    )
+    state = make_state(config, FakeEngine(["Hi."]))
+
+    async def load(fn: Any) -> Any:
+        return fn()
+
+    parts, server = await start_wyoming(lambda: config, state, load)
+    try:
+        assert server is not None  # it serves what it has: the conversation agent
+        assert (
+            "Permission denied" in parts.missing["asr"]
+            and "Permission denied" in parts.missing["tts"]
+        )
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len([w for w in warnings if "Permission denied" in w]) == 2
+        assert not any(r.exc_info for r in caplog.records)
+    finally:
+        if server is not None:
+            await server.stop()
+        parts.close()
+
+
+class _Unreadable:
+    voice_path = Path("/models/tts/voice.onnx")
+
+    def load(self) -> None:
+        raise PermissionError(13, "Permission denied", str(self.voice_path))
