@@ -284,6 +284,16 @@ def test_corrupt_manifest_is_one_clear_line(tmp_path: Path) -> None:
         ModelStore(tmp_path).role_model("llm")
 
 
+def test_a_manifest_that_cannot_be_read_is_not_to_be_deleted(tmp_path: Path) -> None:
+    """Issue 28: an unreadable manifest (another user's, say) must not be answered "delete
+    it": that is not the fix, and it would lose what is installed."""
+    (tmp_path / "manifest.json").mkdir()  # readable by no one, root included
+    with pytest.raises(ModelError) as error:
+        ModelStore(tmp_path).role_model("llm")
+    assert "cannot be read (Is a directory)" in str(error.value)
+    assert "delete" not in str(error.value) and "read access" in str(error.value)
+
+
 def test_auto_without_a_fetch_points_at_the_official_file(tmp_path: Path) -> None:
     config_file = tmp_path / "c.toml"
     config_file.write_text(f'[paths]\nmodels_dir = "{tmp_path}"\n')

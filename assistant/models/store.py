@@ -66,7 +66,12 @@ class ModelStore:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {"roles": {}, "models": {}}
-        except (OSError, ValueError) as exc:
+        except OSError as exc:  # e.g. another user's file: deleting it is not the fix
+            raise ModelError(
+                f"{self.manifest_path}: cannot be read ({exc.strerror}); run as the user the "
+                "models belong to, or give this user read access to the models directory"
+            ) from None
+        except ValueError as exc:
             raise ModelError(
                 f"{self.manifest_path}: unreadable ({exc}); delete it and run "
                 "`qwen-assistant models fetch`"
