@@ -4,8 +4,11 @@ requests, the tool format and validator, grounding, confirmation and the claim g
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.server
 import json
+import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,6 +206,23 @@ def test_a_pattern_keeps_dash_values_out_before_anything_runs() -> None:
     call = '{"name": "run", "arguments": {"text": "-rf"}}'
     decision = asyncio.run(Actor([action], runner=runner).act(call, "Run -rf"))
     assert decision.outcome == "refused" and not runner.ran
+
+
+def test_a_command_that_leaves_a_child_holding_its_output_has_finished() -> None:
+    """Issue 28: it exited 0 but a background child kept stdout open: it was said "did not
+    finish" (and its group killed, the child with it)."""
+    program = (
+        "import subprocess, sys; child = subprocess.Popen(['sleep', '30']); "
+        "print(child.pid, flush=True)"
+    )
+    action = dataclasses.replace(command(sys.executable, "-c", program), timeout_s=5.0)
+    outcome = run(action, {})
+    child = int(outcome.output.split()[0])
+    try:
+        assert outcome.ok, outcome.said
+        os.kill(child, 0)  # the child it started is its own business: it still runs
+    finally:
+        os.kill(child, signal.SIGKILL)
 
 
 def test_a_missing_optional_argument_is_no_argument_at_all() -> None:

@@ -31,6 +31,8 @@ __all__ = ["OUTPUT_LIMIT", "Outcome", "Runner", "expand"]
 
 log = logging.getLogger(__name__)
 
+#: once a command exited, how long its output may still take to arrive
+OUTPUT_GRACE_S = 0.5
 OUTPUT_LIMIT = 4096
 SAID_OUTPUT = 200  # characters of output a `say` template's {output} gets
 
@@ -107,6 +109,18 @@ def _json_escape(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)[1:-1]
 
 
+class _Watched(asyncio.subprocess.SubprocessStreamProtocol):
+    """The stream protocol of asyncio's Process, telling when the process itself exited."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit, loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
+
+
 def _body(body: Any, values: Mapping[str, Any]) -> Any:
     """A table body: a leaf that is exactly ``{p}`` takes p's JSON value, others expand."""
     if isinstance(body, str):
@@ -181,14 +195,17 @@ class Runner:
 
     async def _command(self, action: Action, arguments: Mapping[str, Any]) -> Outcome:
         argv = _argv(action, arguments)
+        loop = asyncio.get_running_loop()
         try:
-            proc = await asyncio.create_subprocess_exec(
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _Watched(65536, loop),
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # its own process group: a timeout kills all of it
             )
+            proc = asyncio.subprocess.Process(transport, protocol, loop)
         except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument
             return self._failed(
                 f"{argv[0]} could not start ({getattr(exc, 'strerror', '') or exc})"
@@ -199,21 +216,29 @@ class Runner:
         async def read() -> None:
             while stdout is not None and (chunk := await stdout.read(65536)):
                 kept.extend(chunk[: max(0, OUTPUT_LIMIT - len(kept))])
-            await proc.wait()
 
-        try:
-            await asyncio.wait_for(read(), action.timeout_s)
+        reading = asyncio.ensure_future(read())
+        try:  # its exit, not its pipe's end (Process.wait waits for both)
+            await asyncio.wait_for(protocol.exited.wait(), action.timeout_s)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
+            reading.cancel()
+            transport.close()
             output = kept.decode(errors="replace")
             return self._failed(f"it did not finish within {action.timeout_s:g} seconds", output)
+        # it exited: what it wrote is in the pipe at once, but a child it left running in the
+        # background may hold the pipe open; its end is not this command's end
+        try:
+            await asyncio.wait_for(asyncio.shield(reading), OUTPUT_GRACE_S)
+        except TimeoutError:
+            reading.cancel()
+        transport.close()  # our end of the pipe: the child's writes are its own affair
         output = kept.decode(errors="replace")
-        if proc.returncode != 0:
-            return self._failed(
-                f"{Path(argv[0]).name} exited with status {proc.returncode}", output
-            )
+        status = transport.get_returncode()
+        if status != 0:
+            return self._failed(f"{Path(argv[0]).name} exited with status {status}", output)
         return self._done(action, arguments, output, "exit 0")
 
     def _http(self, action: Action, http: Http, arguments: Mapping[str, Any]) -> Outcome:
