@@ -4,13 +4,16 @@ requests, the tool format and validator, grounding, confirmation and the claim g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import http.server
 import json
 import os
 import signal
+import socket
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -669,3 +672,68 @@ def test_the_examples_in_docs_actions_md_and_config_toml_are_valid(tmp_path: Pat
     for block in blocks:
         names += [a.name for a in load_config(write(tmp_path, block)).actions]
     assert names == ["move", "go_to", "show_text", "light_on", "unlock_door", "light_on"]
+
+
+# -- replies a target should not send: each an honest failure, never a raise -----------------
+@contextlib.contextmanager
+def raw_target(reply: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A TCP server that reads a request and answers with ``reply`` (raw bytes, any pace)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                with contextlib.suppress(OSError):
+                    reply(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        server.close()
+
+
+def _trickle(conn: socket.socket) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 200\r\n\r\n")
+    for _ in range(200):  # one byte every 0.2 s: 40 s in all, each read well within timeout
+        conn.sendall(b"x")
+        threading.Event().wait(0.2)  # the target's pace, not the test waiting
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        (lambda c: c.sendall(b"SSH-2.0-OpenSSH_9.2\r\n"), "did not give an HTTP answer"),
+        (
+            lambda c: c.sendall(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"),
+            "did not give an HTTP answer",
+        ),
+        (
+            lambda c: c.sendall(b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 120 + b"\r\n"),
+            "did not give an HTTP answer",
+        ),
+        (
+            lambda c: c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab"),
+            "did not give an HTTP answer",
+        ),
+        (_trickle, "did not answer within 1 seconds"),
+    ],
+    ids=["not-http", "64k-header", "120-headers", "broken-chunked", "trickle"],
+)
+def test_a_target_that_answers_badly_is_an_honest_failure(reply: Any, why: str) -> None:
+    with raw_target(reply) as url:
+        action = Action(
+            name="ping", description="Ping the robot", http=Http(f"{url}/ping", "POST"),
+            timeout_s=1.0,
+        )  # fmt: skip
+        outcome = run(action, {})
+    assert not outcome.ok and why in outcome.said, outcome

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -166,9 +167,7 @@ class Runner:
         elif action.command:
             outcome = await self._command(action, arguments)
         elif action.http is not None:
-            outcome = await asyncio.get_running_loop().run_in_executor(
-                None, self._http, action, action.http, arguments
-            )
+            outcome = await self._http_within(action, action.http, arguments)
         else:  # parse_actions gives every action one effect
             outcome = self._failed("the action has no effect")
         log.info(
@@ -181,6 +180,31 @@ class Runner:
             extra={"TURN_ID": turn_id, "ACTION": action.name},
         )
         return outcome
+
+    async def _http_within(
+        self, action: Action, http: Http, arguments: Mapping[str, Any]
+    ) -> Outcome:
+        """The request on a thread of its own, with one deadline for all of it (connect,
+        send, the answer's headers and body): a target that trickles its answer is an honest
+        failure at ``timeout_s``, and a stop never waits for that thread (a daemon)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Outcome] = loop.create_future()
+
+        def settle(outcome: Outcome) -> None:
+            if not done.done():
+                done.set_result(outcome)
+
+        def work() -> None:
+            outcome = self._http(action, http, arguments)
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(settle, outcome)
+
+        threading.Thread(target=work, name="action-http", daemon=True).start()
+        try:
+            return await asyncio.wait_for(asyncio.shield(done), action.timeout_s)
+        except TimeoutError:
+            host = urllib.parse.urlsplit(http.url).netloc
+            return self._failed(f"{host} did not answer within {action.timeout_s:g} seconds")
 
     def _done(
         self, action: Action, arguments: Mapping[str, Any], output: str, detail: str
