@@ -56,7 +56,9 @@ async def _events(state: ApiState, request: Request) -> AsyncIterator[str]:
 
 
 def register(app: FastAPI, state: ApiState) -> None:
-    @app.get("/v1/events", summary="Server-sent events: every turn, the voice and the heat")
+    # not in the OpenAPI schema: a stream of events has no response body to describe (the
+    # events are documented in docs/api.md), and the button takes no input
+    @app.get("/v1/events", include_in_schema=False)
     async def events(request: Request) -> Response:
         return StreamingResponse(
             _events(state, request),
@@ -64,7 +66,7 @@ def register(app: FastAPI, state: ApiState) -> None:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @app.post("/v1/voice/listen", summary="The talk button: listen now, or interrupt")
+    @app.post("/v1/voice/listen", include_in_schema=False)
     async def listen() -> Response:
         if state.voice is None:
             why = state.voice_off or "no voice loop"
