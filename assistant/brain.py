@@ -134,7 +134,10 @@ class Job:
         return "shutdown" if reason == "cancelled" and self.cut else reason
 
     def _put(self, item: Any) -> None:  # from the inference thread
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody reads this answer any more
+            self.cancel_event.set()
 
     def _emit(self, text: str) -> None:
         if text:

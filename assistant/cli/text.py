@@ -100,6 +100,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 async def _print_turn(turns: Turns, request: TurnRequest, stats: bool) -> Turn:
     """Run one turn and print it as it comes: the answer's text (a schema answer: its JSON;
     a device turn: past the ClaimGuard), then what came of an action."""
+    import asyncio
+
     from ..llm.grammar import JsonPiece
     from ..turn import Outcome, Piece
 
@@ -118,6 +120,8 @@ async def _print_turn(turns: Turns, request: TurnRequest, stats: bool) -> Turn:
                 wrote = True
     except BaseException:
         turn.cancel()
+        if turn.job is not None:  # the engine lets go of it before this loop ends
+            await asyncio.shield(turn.job.done)
         raise
     finally:
         record = turn.end()
