@@ -6,17 +6,15 @@ so a question takes the same path whichever command asks it. A command beside th
 never drives the fan or the clock cap (``drive_fan=False``). The service (``run``) builds its
 own in its start order, with the builders below for what only it has: the mouth
 (:func:`build_mouth`), the listening loop (:func:`build_voice`) and the Wyoming server
-(:func:`start_wyoming`).
+(:func:`assistant.wyoming.start.start_wyoming`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import threading
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,15 +26,12 @@ from .thermal.governor import Governor
 from .turn import Turns
 
 if TYPE_CHECKING:
-    from .api.state import ApiState
     from .llm.engine import Engine
     from .llm.ports import TextEngine
     from .speech.mouth import Mouth
     from .voice import VoiceLoop
-    from .wyoming import info
-    from .wyoming.server import WyomingServer
 
-__all__ = ["Parts", "build_mouth", "build_voice", "start_wyoming", "unpaced"]
+__all__ = ["Parts", "build_mouth", "build_voice", "unpaced"]
 
 log = logging.getLogger(__name__)
 
@@ -187,64 +182,3 @@ def build_voice(
             log.warning("push-to-talk button off: %s", exc)
     voice.open_microphone()
     return voice, ""
-
-
-async def start_wyoming(
-    config: Callable[[], Config],
-    state: ApiState,
-    load: Callable[[Callable[[], Any]], Awaitable[Any]],
-) -> tuple[info.Parts, WyomingServer | None]:
-    """The Wyoming server on the parts the service has (``load`` runs what it lacks on
-    the loader thread): its parts, and the server (None, logged, when it cannot bind)."""
-    from .speech.stt import make_recognizer
-    from .speech.tts import PiperTTS
-    from .speech.wake import builtin_words
-    from .wyoming.agent import Agent
-    from .wyoming.handler import Handler
-    from .wyoming.info import Parts as WyomingParts
-    from .wyoming.server import WyomingServer
-
-    settings = config()
-    parts = WyomingParts(
-        agent=Agent(config, state.turns),
-        model_id=state.model_id,
-        home_control=bool(settings.actions),
-        metrics=state.metrics,
-        language=settings.speech.language,
-    )
-    if state.voice is not None:
-        parts.recognizer = state.voice.ears.recognizer
-    else:
-        try:
-            parts.recognizer = await load(functools.partial(make_recognizer, settings))
-        except (AssistantError, OSError) as exc:
-            log.warning("wyoming: no speech-to-text or wake phrase: %s", exc)
-            parts.missing["asr"] = parts.missing["wake"] = str(exc)
-    if parts.recognizer is not None:
-        parts.stt_model = Path(str(parts.recognizer.path)).name
-        parts.wake_phrase = settings.voice.wake_phrase.strip()
-    parts.wake_words = builtin_words()  # microWakeWord needs no speech-to-text
-    if state.mouth is not None:
-        parts.tts = state.mouth.tts
-    else:
-        tts = PiperTTS.from_config(settings)
-        try:
-            await load(tts.load)
-            parts.tts = tts
-        except (AssistantError, OSError) as exc:
-            log.warning("wyoming: no text-to-speech: %s", exc)
-            parts.missing["tts"] = str(exc)
-    server = WyomingServer(
-        settings.wyoming, functools.partial(Handler, parts, settings.wyoming.max_audio_s)
-    )
-    try:
-        await server.start()
-    except AssistantError as exc:
-        log.error("wyoming off (the API and voice still serve): %s", exc)
-        state.wyoming_off = str(exc)
-        return parts, None
-    offered = [k for k in ("asr", "tts", "handle") if k not in parts.missing]
-    if parts.wake_words or parts.wake_phrase:
-        offered.append("wake " + ", ".join([*parts.wake_words, parts.wake_phrase]).rstrip(", "))
-    log.info("wyoming listening on %s (%s)", server.url, ", ".join(offered))
-    return parts, server

@@ -39,11 +39,12 @@ from .api.app import ApiState, create_app
 from .api.server import Server
 from .brain import Brain, TurnRecord
 from .config import Config
-from .parts import build_mouth, build_voice, start_wyoming
+from .parts import build_mouth, build_voice
 from .reload import Reloaded, reload_config
 from .runtime import RuntimeDir
 from .systemd import Liveness, Notifier
 from .watch import Watch
+from .wyoming.start import start_wyoming
 
 if TYPE_CHECKING:
     from .hardware import Indicators, PushButton

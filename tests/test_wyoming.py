@@ -712,8 +712,8 @@ async def test_a_part_that_cannot_be_read_is_left_out_with_one_warning(
 ) -> None:
     """Issue 28: with Wyoming on and the speech models unreadable, start-up died with a
     PermissionError traceback; the parts are left out, said once each, and Wyoming serves."""
-    from assistant.parts import start_wyoming
     from assistant.speech import stt, tts
+    from assistant.wyoming.start import start_wyoming
     from tests.test_api import make_state
 
     def unreadable(*_args: Any, **_kwargs: Any) -> Any:
