@@ -148,6 +148,13 @@ class Service:
         self.notifier.stopping()
         if self.state is not None:
             self.state.brain.closing = "the service is stopping"
+            # `qwen-assistant status` says "stopping" (not "ready", not "not running") until
+            # the process is gone: the status loop goes on through the drain
+            self.watch.publish(self.state, send=False)
+        if self.wyoming is not None:  # no new connection during the drain
+            self.wyoming.close()
+        if self._wyoming_parts is not None:  # each event and synthesis ends with an error
+            self._wyoming_parts.closing = "the service is stopping"
         self.stopping.set()
 
     def reload(self) -> None:
@@ -344,8 +351,6 @@ class Service:
         service.stop_grace_s, cut the rest, stop the API, close the model, fan to safe."""
         loop = asyncio.get_running_loop()
         state = self.state
-        for task in self._loops:
-            task.cancel()
         if self._voice_task is not None:
             self.stopping.set()
             with contextlib.suppress(Exception):
@@ -354,10 +359,12 @@ class Service:
             with contextlib.suppress(Exception):
                 part.close()
         await self._drain(state)
-        if self.wyoming is not None:  # after the drain: running answers were delivered
-            await self.wyoming.stop()
+        if self.wyoming is not None:  # after the drain: running answers were delivered,
+            await self.wyoming.stop()  # syntheses still running end with an error event
         if self._wyoming_parts is not None:
             self._wyoming_parts.close()
+        for task in self._loops:  # the status said "stopping" through the drain
+            task.cancel()
         if state is not None:
             if self.abandoned:
                 state.brain.close(wait=False)

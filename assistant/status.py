@@ -28,6 +28,9 @@ class BrainView(Protocol):
     @property
     def problem(self) -> str: ...
 
+    @property
+    def closing(self) -> str: ...
+
 
 class GovernorView(Protocol):
     def status(self) -> Any: ...
@@ -68,7 +71,9 @@ def snapshot(
     turns = [dataclasses.asdict(t) for t in brain.turns]
     # the last answer the model gave (a yes to "Shall I …?" has no speed to show)
     last: dict[str, Any] = next((t for t in reversed(turns) if t["completion_tokens"]), {})
-    if not brain.ready or starting:
+    if brain.closing:  # a stop: running answers finish, nothing new is admitted
+        state = "stopping"
+    elif not brain.ready or starting:
         state = "error" if brain.problem else "loading"
     elif thermal["state"] == "sensor lost":
         state = "sensor lost"
@@ -94,6 +99,7 @@ def snapshot(
         "ready": brain.ready,
         "problem": (
             ("stalled: " + ", ".join(stalled) if stalled else "")
+            or brain.closing
             or brain.problem
             or thermal["problem"]
             or admission["stopped"]

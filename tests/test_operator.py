@@ -142,6 +142,39 @@ async def test_a_stop_lets_a_running_answer_finish_within_the_grace(tmp_path: Pa
     assert rest[-2]["choices"][0]["finish_reason"] == "stop" and rest[-1] == "[DONE]"
 
 
+async def test_status_says_stopping_until_the_drain_is_over(tmp_path: Path) -> None:
+    """After SIGTERM the process lived on through the drain while `status` said "not
+    running" (or the last "ready"): now it says "stopping" until the process is gone."""
+    engine = FakeEngine(["one ", "two."], gated=True)
+    async with running(tmp_path, engine) as (service, task):
+        url = service.state.api_url if service.state else ""
+        async with (
+            httpx.AsyncClient(timeout=30) as client,
+            client.stream("POST", f"{url}/v1/chat/completions", json=QUESTION) as response,
+        ):
+            events = sse_events(response)
+            engine.release(1)
+            await anext(events)
+            assert content(await anext(events)) == "one "
+            service.stop()  # SIGTERM's handler; the answer is still running
+            code, out, err = await run_cli(
+                "status", "--json", "--runtime-dir", str(tmp_path / "run")
+            )
+            assert code == 0, err
+            status = json.loads(out)
+            assert status["state"] == "stopping", status["state"]
+            assert status["problem"] == "the service is stopping"
+            assert status["line"].startswith("stopping · ")
+            code, text, _ = await run_cli("status", "--runtime-dir", str(tmp_path / "run"))
+            assert "stopping (the service is stopping)" in text
+            engine.release(1)
+            rest = [e async for e in events]
+        assert await asyncio.wait_for(task, 30) == 0
+    assert "".join(content(e) for e in rest) == "two."
+    code, _, err = await run_cli("status", "--runtime-dir", str(tmp_path / "run"))
+    assert code == 3 and "no running service" in err
+
+
 async def test_a_stop_cuts_an_answer_after_the_grace_and_the_client_sees_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -10,7 +10,8 @@ import dataclasses
 import json
 import math
 import struct
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,8 @@ from assistant.errors import ConfigError
 from assistant.status import snapshot
 from assistant.thermal.governor import Governor
 from assistant.turn import Turns
-from assistant.wyoming import handler as handler_module
+from assistant.wyoming import connection as connection_module
+from assistant.wyoming import server as server_module
 from assistant.wyoming.agent import Agent
 from assistant.wyoming.handler import Handler
 from assistant.wyoming.info import Parts
@@ -332,7 +334,7 @@ async def test_a_client_that_does_not_read_is_dropped_and_the_others_are_served(
     WRITE_S without reading, and a well-behaved client is answered."""
     import logging
 
-    monkeypatch.setattr(handler_module, "WRITE_S", 0.2)
+    monkeypatch.setattr(connection_module, "WRITE_S", 0.2)
     dropped = asyncio.Event()
 
     class Watch(logging.Handler):
@@ -341,7 +343,7 @@ async def test_a_client_that_does_not_read_is_dropped_and_the_others_are_served(
                 dropped.set()
 
     watch = Watch()
-    logging.getLogger("assistant.wyoming.handler").addHandler(watch)
+    logging.getLogger("assistant.wyoming.connection").addHandler(watch)
     parts = make_parts(make_config())
     try:
         async with serving(parts) as server, client(server) as hog:
@@ -352,7 +354,7 @@ async def test_a_client_that_does_not_read_is_dropped_and_the_others_are_served(
                 await polite.write_event(Describe().event())
                 assert [e.type for e in await until(polite, "info")][-1] == "info"
     finally:
-        logging.getLogger("assistant.wyoming.handler").removeHandler(watch)
+        logging.getLogger("assistant.wyoming.connection").removeHandler(watch)
 
 
 # -- the conversation agent ----------------------------------------------------------------------
@@ -565,8 +567,89 @@ async def test_connections_beyond_max_connections_are_closed_at_once() -> None:
             await until(c, "info")
 
 
+class GatedTTS(FakeTTS):
+    """Each sentence waits for the test's ``go`` before its sound (threading: synthesis
+    runs on the executor)."""
+
+    def __init__(self) -> None:
+        super().__init__(22050)
+        self.go = threading.Semaphore(0)
+
+    def synthesize(self, text: str) -> Iterator[bytes]:
+        self.synthesised.append(text)
+        self.event.release()
+        self.go.acquire(timeout=30)
+        yield bytes(2 * self.samples(text))
+
+
+async def started(tts: FakeTTS) -> None:
+    """Until ``tts`` began a synthesis."""
+    await asyncio.get_running_loop().run_in_executor(None, tts.event.acquire)
+
+
+async def test_a_stop_accepts_no_new_connection_and_a_synthesis_ends_with_an_error() -> None:
+    """On SIGTERM a synthesis stream ended in a bare EOF and new connections were accepted
+    during the drain: now the listening socket closes first, and a running synthesis ends
+    at its next sentence with an error saying the service is stopping."""
+    tts = GatedTTS()
+    parts = make_parts(make_config(), tts=tts)
+    async with serving(parts) as server, client(server) as c:
+        await c.write_event(Synthesize(text="One sentence. Another one. And a third.").event())
+        await started(tts)  # the first sentence is being synthesised
+        server.close()  # the service's stop(): no new connection, every event refused
+        parts.closing = "the service is stopping"
+        with pytest.raises(OSError):
+            async with client(server) as late:
+                await late.write_event(Describe().event())
+        tts.go.release()  # the first sentence is spoken, the second is not begun
+        seen = await closed(c)
+        assert seen[0] == "audio-start" and "audio-chunk" in seen
+        assert seen[-1] == "error" and "audio-stop" not in seen
+        assert tts.synthesised == ["One sentence."]  # the second was not begun
+    assert counted(parts).wyoming == {("tts", "stopping"): 1}
+
+
+async def test_a_synthesis_the_stop_cuts_mid_sentence_gets_an_error_not_a_bare_eof() -> None:
+    tts = GatedTTS()
+    parts = make_parts(make_config(), tts=tts)
+    async with serving(parts) as server, client(server) as c:
+        await c.write_event(Synthesize(text="A sentence that takes its time.").event())
+        await started(tts)
+        parts.closing = "the service is stopping"
+        await server.stop()  # after the drain: what still runs is cut
+        tts.go.release()
+        error = (await until(c, "error"))[-1]
+        assert error.data["code"] == "stopping"
+        assert "the service is stopping" in error.data["text"]
+        assert await closed(c) == []
+
+
+async def test_a_stuck_client_gives_its_connection_to_one_that_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Clients that ask for speech and never read held every connection for WRITE_S (30 s)
+    and ``describe`` was refused meanwhile: a connection stuck for STALLED_S now gives its
+    place to a client that waits."""
+    monkeypatch.setattr(server_module, "STALLED_S", 0.2)
+    config = make_config(max_connections=2)
+    async with (
+        serving(make_parts(config), config) as server,
+        client(server) as hog1,
+        client(server) as hog2,
+    ):
+        for hog in (hog1, hog2):  # ~6 MB of audio each: more than the socket buffers hold
+            await hog.write_event(Synthesize(text="a " * 30_000).event())
+        async with asyncio.timeout(30):  # until both have been stuck for STALLED_S
+            while sum(s >= 0.2 for s in server.stuck()) < 2:
+                await asyncio.sleep(0.05)
+        async with client(server) as polite:
+            await polite.write_event(Describe().event())
+            assert [e.type for e in await until(polite, "info")] == ["info"]
+        assert server.connections <= 2
+
+
 async def test_a_silent_client_is_disconnected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handler_module, "IDLE_S", 0.05)
+    monkeypatch.setattr(connection_module, "IDLE_S", 0.05)
     async with serving(make_parts(make_config())) as server, client(server) as c:
         assert await closed(c) == []
 
@@ -645,7 +728,7 @@ def test_a_wyoming_change_waits_for_a_restart_and_reload_says_so(tmp_path: Path)
 
 
 async def test_a_client_awaiting_a_slow_answer_is_not_idle(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handler_module, "IDLE_S", 0.05)
+    monkeypatch.setattr(connection_module, "IDLE_S", 0.05)
     engine = FakeEngine(["slow", " answer"], gated=True)
     parts = make_parts(make_config(), engine=engine)
     async with serving(parts) as server, client(server) as c:

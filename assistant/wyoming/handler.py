@@ -13,15 +13,17 @@
 - ``transcript`` (with ``context.conversation_id``) → ``handled`` with Qwen's answer, or
   an ``error`` saying why it was not admitted.
 
-Events are read by a task of their own, so a client that leaves mid-answer is noticed at
-once and its answer cancelled. A malformed event gets an ``error`` (the connection stays);
-bytes that are not Wyoming get an ``error`` and the connection closes.
+A malformed event gets an ``error`` (the connection stays); bytes that are not Wyoming get
+an ``error`` and the connection closes (:class:`~assistant.wyoming.connection.Connection`:
+the mechanics every connection shares). While the service stops (``Parts.closing``), every
+event but ``describe`` gets an ``error`` (code ``stopping``) and the connection closes; a
+synthesis in progress ends the same way at its next sentence, or when the server's stop
+cuts it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -29,10 +31,8 @@ from typing import Any
 
 from wyoming.asr import Transcript
 from wyoming.audio import AudioChunk, AudioChunkConverter, AudioStart, AudioStop
-from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.handle import Handled, NotHandled
-from wyoming.server import AsyncEventHandler
 from wyoming.tts import (
     SynthesizeStopped,
 )
@@ -45,8 +45,9 @@ from ..speech.stt import RATE, Recognizer, transcribe_pcm
 from ..speech.tts import TTS
 from ..speech.wake import MicroWake, PhraseWake, wake_name
 from ..thermal.admission import Busy
+from .connection import Connection
 from .info import Parts, describe
-from .server import IDLE_S, WRITE_S, BadEvent, ProtocolError, audio_chunk, event_text, read_event
+from .server import BadEvent, audio_chunk, event_text
 
 __all__ = ["Handler"]
 
@@ -57,10 +58,9 @@ log = logging.getLogger(__name__)
 SAMPLES_PER_CHUNK = 1024  # audio sent to the client in chunks of this many samples
 #: numbers the connections (a conversation of its own for each)
 _CONNECTIONS = itertools.count(1)
-_QUEUE = 16  # events read ahead of the one being handled (backpressure beyond)
 
 
-class Handler(AsyncEventHandler):
+class Handler(Connection):
     def __init__(
         self,
         parts: Parts,
@@ -68,8 +68,7 @@ class Handler(AsyncEventHandler):
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
-        super().__init__(reader, writer)
-        self.parts = parts
+        super().__init__(parts, reader, writer)
         self.max_bytes = round(max_audio_s * RATE) * 2
         self.max_audio_s = max_audio_s
         self._audio: bytearray | None = None  # a transcription's 16 kHz mono audio
@@ -78,83 +77,14 @@ class Handler(AsyncEventHandler):
         self._detected = False
         self._stream: SentenceSplitter | None = None  # a synthesize-start … stream
         self._stream_started = False
-        self.peer = str(writer.get_extra_info("peername") or "unix socket")
         #: this connection's own conversation when a transcript names none
         self.connection = f"connection-{next(_CONNECTIONS)}"
         self._actions = self._by_type()
-
-    # -- the connection --------------------------------------------------------------------
-    async def run(self) -> None:
-        """Read events on one task, handle them on this one, until either side ends."""
-        events: asyncio.Queue[Event | None] = asyncio.Queue(_QUEUE)
-        reading = asyncio.create_task(self._read(events), name="wyoming read")
-        try:
-            while True:
-                try:  # idle: waiting for the client, not for an answer it awaits
-                    async with asyncio.timeout(IDLE_S):
-                        event = await events.get()
-                except TimeoutError:
-                    log.info("wyoming %s: idle for %.0f s, disconnected", self.peer, IDLE_S)
-                    return
-                if event is None:
-                    return
-                handling = asyncio.ensure_future(self.handle_event(event))
-                await asyncio.wait({handling, reading}, return_when=asyncio.FIRST_COMPLETED)
-                if not handling.done():  # the client left (or broke the protocol) meanwhile
-                    handling.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await handling
-                    return
-                if not handling.result():
-                    return
-        finally:
-            self.writer.close()  # first: a read in progress ends with the connection
-            reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reading
-            await self.disconnect()
-
-    async def _read(self, events: asyncio.Queue[Event | None]) -> None:
-        try:
-            while (event := await read_event(self.reader)) is not None:
-                await events.put(event)
-        except ProtocolError as exc:
-            log.warning("wyoming %s: %s; closing the connection", self.peer, exc)
-            with contextlib.suppress(Exception):
-                await self.write_event(Error(text=str(exc), code="protocol").event())
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            with contextlib.suppress(asyncio.QueueFull):
-                events.put_nowait(None)
-
-    async def write_event(self, event: Event) -> None:
-        """Send ``event``; a client that has not read for :data:`WRITE_S` (eight clients
-        that ask for speech and never read held every connection) is disconnected."""
-        try:
-            async with asyncio.timeout(WRITE_S):
-                await super().write_event(event)
-        except TimeoutError:
-            log.warning("wyoming %s: not reading for %.0f s, disconnected", self.peer, WRITE_S)
-            self.writer.transport.abort()
-            raise ConnectionResetError(f"{self.peer} stopped reading") from None
 
     async def disconnect(self) -> None:
         self._audio = self._wake = self._stream = None
         if self.parts.agent is not None:  # its pending "Shall I …?" ends with it
             self.parts.agent.forget_connection(self.connection)
-
-    async def handle_event(self, event: Event) -> bool:
-        """Answer one event; False closes the connection."""
-        try:
-            return await self._dispatch(event)
-        except BadEvent as exc:
-            log.info("wyoming %s: %s event refused: %s", self.peer, event.type, exc)
-            self._count(self._program(event.type), exc.code)
-            await self.write_event(Error(text=str(exc), code=exc.code).event())
-            return exc.code != "too_long"
-        except (ConnectionError, OSError):
-            return False
 
     def _program(self, kind: str) -> str:
         """The Wyoming program an event belongs to (for the metrics)."""
@@ -164,11 +94,8 @@ class Handler(AsyncEventHandler):
             kind, "tts" if kind.startswith("synthesize") else kind
         )
 
-    def _count(self, program: str, outcome: str) -> None:
-        if self.parts.metrics is not None:
-            self.parts.metrics.wyoming_request(program, outcome)
-
     async def _dispatch(self, event: Event) -> bool:
+        self._check_open(event.type)
         act = self._actions.get(event.type)  # (built once per connection)
         if act is None:
             log.debug("wyoming %s: ignored %s event", self.peer, event.type)
@@ -194,10 +121,6 @@ class Handler(AsyncEventHandler):
 
     async def _describe(self, _event: Event) -> None:
         await self.write_event(describe(self.parts).event())
-
-    def _missing(self, what: str) -> BadEvent:
-        why = self.parts.missing.get(what, "not available on this device")
-        return BadEvent(f"no {what} here: {why}", f"no_{what}")
 
     # -- audio in: transcription and wake --------------------------------------------------
     async def _transcribe(self, _event: Event) -> None:
@@ -351,6 +274,7 @@ class Handler(AsyncEventHandler):
         )
 
     async def _speak(self, sentence: str) -> None:
+        self._check_open()  # a stop ends a long synthesis at its next sentence
         tts = self._tts()
         loop = asyncio.get_running_loop()
         pcm = await loop.run_in_executor(

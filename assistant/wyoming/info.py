@@ -59,6 +59,8 @@ class Parts:
     metrics: Metrics | None = None  # Wyoming requests are counted with the API's
     #: why a part is missing: {"asr": "…", "tts": "…", …}
     missing: dict[str, str] = field(default_factory=dict)
+    #: why the service is stopping ("" while it serves): events get an error saying so
+    closing: str = ""
     #: recognition and synthesis run here, off the event loop
     executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="wyoming")

@@ -4,9 +4,12 @@ Wyoming has no authentication, so the bind is loopback unless ``wyoming.allow_la
 config refuses anything else). What a client sends is bounded before it is believed: a
 header line over :data:`MAX_LINE_BYTES`, a ``data_length`` over :data:`MAX_DATA_BYTES` or
 a ``payload_length`` over :data:`MAX_PAYLOAD_BYTES` closes the connection after an
-``error`` event, as does a client silent for :data:`IDLE_S`; one connection over
-``wyoming.max_connections`` is closed at once. Nothing a client does reaches past its own
-connection: the voice loop and the HTTP API keep serving.
+``error`` event, as does a client silent for :data:`IDLE_S` or not reading what it asked
+for for :data:`WRITE_S`. One connection over ``wyoming.max_connections`` takes the place of
+a connection whose writes have been stuck for :data:`STALLED_S` (a client that asks and
+never reads gets that long of a slot others wait for), or is closed at once with an error.
+A stop closes the listening socket first (no new connection during the drain). Nothing a
+client does reaches past its own connection: the voice loop and the HTTP API keep serving.
 
 With ``wyoming.zeroconf`` the service is announced over mDNS as ``_wyoming._tcp`` (the
 ``zeroconf`` package, as ``wyoming[zeroconf]`` does), so Home Assistant discovers it.
@@ -20,6 +23,7 @@ import json
 import logging
 import os
 import socket
+import time
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +43,7 @@ __all__ = [
     "MAX_DATA_BYTES",
     "MAX_LINE_BYTES",
     "MAX_PAYLOAD_BYTES",
+    "STALLED_S",
     "WRITE_S",
     "BadEvent",
     "ProtocolError",
@@ -55,6 +60,8 @@ MAX_DATA_BYTES = 64 * 1024  # its extra JSON data (a Synthesize text, a Transcri
 MAX_PAYLOAD_BYTES = 256 * 1024  # its payload (an audio chunk: ~8 s of 16 kHz mono)
 IDLE_S = 60.0  # a client that sends nothing for this long is disconnected
 WRITE_S = 30.0  # a client that reads nothing of an answer for this long is disconnected
+#: a connection whose writes have waited this long gives its place to a new client
+STALLED_S = 5.0
 
 
 class ProtocolError(Exception):
@@ -122,7 +129,7 @@ class WyomingServer(AsyncServer):
         self.config = config
         self._make_handler = make_handler
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], Any] = {}  # each connection's Handler
         self._zeroconf: Any = None
         self.url = ""
 
@@ -176,7 +183,7 @@ class WyomingServer(AsyncServer):
         return int(self._server.sockets[0].getsockname()[1])
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._tasks) >= self.config.max_connections:
+        if len(self._tasks) >= self.config.max_connections and not self._make_room():
             log.warning(
                 "wyoming: connection refused: %d open (wyoming.max_connections)", len(self._tasks)
             )
@@ -191,21 +198,46 @@ class WyomingServer(AsyncServer):
             writer.close()
             return
         task = typing.cast("asyncio.Task[None]", asyncio.current_task())
-        self._tasks.add(task)
+        handler = self._tasks[task] = self._make_handler(reader, writer)
         try:
-            await self._make_handler(reader, writer).run()
+            await handler.run()
         except asyncio.CancelledError:  # stop() ends it: not an error of the connection
             pass
         except Exception as exc:  # one connection's bug never stops the server
             log.exception("wyoming: connection failed: %s", exc)
         finally:
-            self._tasks.discard(task)
+            self._tasks.pop(task, None)
             writer.close()
+
+    def stuck(self) -> list[float]:
+        """How long each connection's write has waited for its client (0: not waiting)."""
+        now = time.monotonic()
+        since = (getattr(h, "blocked_since", None) for h in self._tasks.values())
+        return [now - s if s is not None else 0.0 for s in since]
+
+    def _make_room(self) -> bool:
+        """Drop the connection stuck longest on a write, if for :data:`STALLED_S`."""
+        now = time.monotonic()
+        stuck = [
+            (since, handler)
+            for handler in self._tasks.values()
+            if (since := getattr(handler, "blocked_since", None)) is not None
+            and now - since >= STALLED_S
+        ]
+        if not stuck:
+            return False
+        since, handler = min(stuck, key=lambda pair: pair[0])
+        handler.drop(f"not reading for {now - since:.0f} s while another client waits")
+        return True
+
+    def close(self) -> None:
+        """Accept no new connection (a stop's first step); open ones are served on."""
+        if self._server is not None:
+            self._server.close()
 
     async def stop(self) -> None:
         """Stop listening, end every connection, withdraw the announcement."""
-        if self._server is not None:
-            self._server.close()
+        self.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
