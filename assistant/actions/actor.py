@@ -13,17 +13,18 @@ instead of pretending. Nothing here claims an action ran unless :class:`Runner` 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..config import Action
 from ..llm.conversation import ChatML, Prompt, stateless_prompt
-from ..llm.grammar import Constraint, JsonPiece
+from ..llm.grammar import Constraint
 from ..toolcall import (
     NO_ACTIONS,
     ToolCall,
@@ -34,17 +35,26 @@ from ..toolcall import (
     render_responses,
     tools_prompt,
 )
+from .claims import CANNOT, ClaimGuard, Claims, claims_action, honest_words
 from .grounding import grounded
 from .runner import Outcome, Runner
 
 if TYPE_CHECKING:
     from ..config import LLM
 
-__all__ = ["CANNOT", "Actor", "ClaimGuard", "Decision", "claims_action", "grounded", "honest_words"]
+__all__ = [
+    "CANNOT",
+    "Actor",
+    "ClaimGuard",
+    "Claims",
+    "Decision",
+    "claims_action",
+    "grounded",
+    "honest_words",
+]
 
 log = logging.getLogger(__name__)
 
-CANNOT = "Sorry, I can't do that."
 #: a "Shall I …?" waits this long for its yes
 CONFIRM_WINDOW_S = 60.0
 #: appended after the tools section of a voice or CLI turn
@@ -54,159 +64,6 @@ ONLY_THESE = (
 )
 _YES = re.compile(r"^(yes|yeah|yep|sure|ok|okay|do it|go ahead|please do)\b", re.I)
 _NO = re.compile(r"^(no|nope|don't|do not|cancel|stop|never mind)\b", re.I)
-
-
-_VERBS = (
-    r"(turn|turned|switch|switched|open|opened|close|closed|unlock|unlocked|lock|locked"
-    r"|move|moved|dim|dimmed|play|played)"
-)
-_CLAIMS = [
-    re.compile(r"^\W*(done|ok|okay|all set)\W*$", re.I),
-    re.compile(
-        r"\b(i'?ve|i have|i'?ll|i will|i am going to|i'?m going to|i just|let'?s|let me)"
-        r"\s+(now\s+)?" + _VERBS + r"\b",
-        re.I,
-    ),
-    re.compile(r"\b(turning|switching|opening|unlocking|locking|moving)\s+(on|off|the|it)\b", re.I),
-    re.compile(r"\b(is|are) now (on|off|open|closed|locked|unlocked)\b", re.I),
-    re.compile(r"\bi can (now )?" + _VERBS + r"\b", re.I),  # "Sure, I can turn on the light."
-    re.compile(
-        r"\b(light|lights|lamp|door|heating|music|tv|television|fan|robot)\b[^.!?]{0,24}?"
-        r"\b(is|are) (now )?(on|off|open|closed|locked|unlocked|playing)\b",
-        re.I,
-    ),  # "The kitchen light is on."
-]
-
-
-def claims_action(sentence: str) -> bool:
-    """Does this sentence of the model's own text claim (or promise) that it acted?
-
-    Only the Runner acts, and what it says is not model text: a model sentence like
-    "Done." or "I'll turn on the light." is never true, so it is not said.
-    """
-    return any(p.search(sentence) for p in _CLAIMS)
-
-
-class ClaimGuard:
-    """Model text → text safe to show, sentence by sentence; a sentence that claims an
-    action ends the answer with :data:`CANNOT` (``hit`` tells the caller to stop).
-
-    The first sentence may go out a clause at a time (up to its last ``,`` ``;`` ``:``
-    once 16 characters are held), so the voice can start speaking before the sentence
-    ends: what goes out early claims nothing, and the whole sentence is still checked when
-    it ends (a claim that spans the clause is cut there, after what was already said).
-    """
-
-    _END = re.compile(r"[.!?…]+[\"')\]]*(\s+|$)|\n")
-    _CLAUSE = re.compile(r"[,;:](?=\s)")
-    FIRST_CLAUSE_CHARS = 16
-
-    def __init__(self) -> None:
-        self._held = ""
-        self._head = ""  # the part of the current sentence already let out
-        self._sentences = 0  # sentences let out
-        self._last = ""  # the last character let through
-        self._code = False  # a fenced block that is code, not a call: let through
-        self.hit = False
-
-    def _cannot(self, before: str) -> str:
-        self.hit, self._held = True, ""
-        last = before[-1:] or self._last
-        return f"{before}{' ' if last and not last.isspace() else ''}{CANNOT}"
-
-    def _out(self, text: str) -> str:
-        self._last = text[-1:] or self._last
-        return text
-
-    def feed(self, piece: str) -> str:
-        if self.hit:
-            return ""
-        self._held += piece
-        limit = len(self._held)
-        fence = -1 if self._code else self._held.find(FENCE)
-        if fence >= 0:
-            verdict = _fenced_call(self._held[fence + len(FENCE) :])
-            if verdict is None:  # not yet known: hold the fence and what follows
-                limit = fence
-            elif verdict:  # a call written as text would be shown or spoken as JSON
-                out = self._release(fence)
-                return out if self.hit else self._cannot(out)
-            else:
-                self._code = True  # a code block, not a call
-        return self._release(limit)
-
-    def _release(self, limit: int) -> str:
-        """The whole sentences of the first ``limit`` held characters that claim nothing
-        (and the first sentence's early clause); a claim ends the answer."""
-        out, start = "", 0
-        for end in self._END.finditer(self._held, 0, limit):
-            sentence = self._held[start : end.end()]
-            if claims_action(self._head + sentence):
-                return self._cannot(out)
-            out, start = out + sentence, end.end()
-            self._head, self._sentences = "", self._sentences + 1
-        self._held = self._held[start:]
-        if self._sentences == 0 and (early := self._first_clause(limit - start)):
-            out += early
-        return self._out(out)
-
-    def _first_clause(self, limit: int) -> str:
-        """Up to the last clause boundary of the unfinished first sentence (within the
-        first ``limit`` held characters), if that part claims nothing ("" otherwise)."""
-        cuts = [m.end() for m in self._CLAUSE.finditer(self._held, 0, max(0, limit))]
-        cut = next((c for c in reversed(cuts) if len(self._head) + c >= self.FIRST_CLAUSE_CHARS), 0)
-        clause = self._held[:cut]
-        if not clause or claims_action(self._head + clause):
-            return ""
-        self._head += clause
-        self._held = self._held[cut:]
-        return clause
-
-    def flush(self) -> str:
-        if self.hit:
-            self._held = ""
-            return ""
-        rest, self._held = self._held, ""
-        fence = -1 if self._code else rest.find(FENCE)
-        if fence >= 0 and _fenced_call(rest[fence + len(FENCE) :] + "\n") is not False:
-            before = rest[:fence]
-            return self._cannot("" if claims_action(self._head + before) else self._out(before))
-        return self._cannot("") if claims_action(self._head + rest) else self._out(rest)
-
-
-#: a Markdown code fence: the model sometimes writes its call inside one
-FENCE = "```"
-
-
-def _fenced_call(after: str) -> bool | None:
-    """Whether the text after a code fence is a call written as JSON (True), code or
-    anything else (False), or not known yet (None)."""
-    if after.lstrip().startswith("{"):
-        return True
-    line_end = after.find("\n")
-    if line_end < 0:  # the fence's language tag, still coming
-        return None if len(after) < 24 else False
-    body = after[line_end + 1 :].lstrip()
-    return None if not body else body.startswith("{")
-
-
-async def honest_words(
-    pieces: AsyncIterable[str], turn_id: int = 0, guard: ClaimGuard | None = None
-) -> AsyncGenerator[str, None]:
-    """The model's own words from a job's ``pieces``: without a call's JSON, and through a
-    :class:`ClaimGuard` (a sentence that claims an action ends them with :data:`CANNOT`;
-    pass ``guard`` to read its ``hit`` afterwards)."""
-    guard = guard if guard is not None else ClaimGuard()
-    async for piece in pieces:
-        if isinstance(piece, JsonPiece):
-            continue
-        if text := guard.feed(piece):
-            yield text
-        if guard.hit:
-            log.info("turn %d: the model claimed an action it did not call", turn_id)
-            break
-    if tail := guard.flush():
-        yield tail
 
 
 @dataclass(frozen=True)
@@ -309,6 +166,18 @@ class Actor:
         base = llm.system_prompt
         system = self.system_prompt(base) if offer else f"{base.rstrip()} {NO_ACTIONS}".strip()
         return stateless_prompt(fmt, messages, system, llm.n_ctx, llm.max_tokens)
+
+    def claims(self, history: Sequence[tuple[str, str]] = ()) -> Claims:
+        """What a turn after ``history`` must not claim: the word lists, and echoes of each
+        action's ``say`` and of the outcomes said in ``history`` (a call's result is
+        followed by what was said about it) or the actions' own verbs done in words."""
+        said = [a.say for a in self.actions]
+        for (role, text), (_, answer) in itertools.pairwise(history):
+            if role == "user" and text.startswith("<tool_response>"):
+                said.append(answer)
+        verbs = {a.name.split("_")[0] for a in self.actions}
+        verbs |= {a.description.split()[0] for a in self.actions if a.description.split()}
+        return Claims(said, verbs)
 
     def constraint(self) -> Constraint | None:
         """The lazy grammar of a call to one of the actions (enums left to the validator)."""

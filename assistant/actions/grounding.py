@@ -5,6 +5,9 @@ call runs only when the request names it: each enum argument (a room, a directio
 in the request, the request names a word of the action's name, description or keywords that
 tells it from the other actions (a word another action shares grounds none), and it does
 not say the opposite of the direction its name or keywords give ("off" for ``light_on``).
+A free-text argument (a string without an enum: a screen's text) must come from the request:
+most of its words are the request's, so an invented "Good morning, and welcome!" is refused
+where "Opening hours: 9 to 5" for "Put the opening hours, 9 to 5, on the display." runs.
 Pure.
 """
 
@@ -61,6 +64,46 @@ def _terms(action: Action) -> set[str]:
     return ((naming | _words(action.description)) - _STOP) | (naming & _DIRECTIONS)
 
 
+#: the share of a free-text argument's words the request must contain
+FREE_TEXT_SHARE = 0.6
+
+
+def _from_request(value: str, said: set[str]) -> bool:
+    """Are most of ``value``'s words (its content words, or all of them when it has none
+    besides stop words) in the request?"""
+    words = set(re.findall(r"[a-z0-9]+", value.lower()))
+    content = words - _STOP or words
+    found = [w for w in content if w in said or _words(w) & said or f"{w}s" in said]
+    return not content or len(found) >= FREE_TEXT_SHARE * len(content)
+
+
+def _opposite(action: Action, said: set[str]) -> str:
+    """Why the request says the opposite of ``action``'s direction ("" when it does not)."""
+    direction = _naming(action) & _DIRECTIONS
+    for pair in _OPPOSITES:
+        for mine, other in (pair, pair[::-1]):
+            if mine in direction and other not in direction and other in said and mine not in said:
+                return f"the request says {other!r}, the opposite of what {action.name} does"
+    return ""
+
+
+def _unsaid(action: Action, arguments: dict[str, Any], said: set[str], values: set[str]) -> str:
+    """Why an argument is not the request's ("" when each is): an enum value it does not
+    name, a free text it did not say. Adds the enum values' words to ``values``."""
+    props = action.parameters.get("properties", {})
+    for key, value in arguments.items():
+        if not isinstance(value, str):
+            continue
+        if "enum" not in props.get(key, {}):  # free text: the request's own words
+            if not _from_request(value, said):
+                return f"{key} {value!r} is not what the request says"
+        elif not _words(value) <= said:
+            return f"{key} {value!r} is not named in the request"
+        else:
+            values |= _words(value) - _STOP
+    return ""
+
+
 def grounded(
     action: Action, arguments: dict[str, Any], request: str, actions: Sequence[Action] = ()
 ) -> str:
@@ -71,19 +114,10 @@ def grounded(
     names, "front door" for go_to's place, does), and must not say the opposite of the
     direction the action's name or keywords give ("off" for light_on)."""
     said = _words(request)
-    props = action.parameters.get("properties", {})
     values: set[str] = set()  # the enum values the request names: this action's own words
-    for key, value in arguments.items():
-        if "enum" in props.get(key, {}) and isinstance(value, str):
-            if not _words(value) <= said:
-                return f"{key} {value!r} is not named in the request"
-            values |= _words(value) - _STOP
-    terms, direction = _terms(action), _naming(action) & _DIRECTIONS
-    for pair in _OPPOSITES:
-        for mine, other in (pair, pair[::-1]):
-            if mine in direction and other not in direction and other in said and mine not in said:
-                return f"the request says {other!r}, the opposite of what {action.name} does"
-    named = terms & said
+    if why := _unsaid(action, arguments, said, values) or _opposite(action, said):
+        return why
+    named = _terms(action) & said
     if not named:
         return f"the request shares no word with {action.name}'s name, description or keywords"
     if not named - _DIRECTIONS:
