@@ -5,6 +5,7 @@ cookie, Host) and no secret in any event."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import http.server
 import json
@@ -16,12 +17,12 @@ import httpx
 import pytest
 
 from assistant.api.server import ServerThread
-from assistant.config import Action, Http
+from assistant.config import Http
 from assistant.events import EventHub
 from assistant.turn import Conversation, TurnRequest
 from tests.fakes import FakeEngine, serve_http
 from tests.test_api import make_config, make_state
-from tests.test_doors import DOORS, Doors, House, house  # noqa: F401 - the fixture
+from tests.test_doors import DOORS, Doors, House, actions, house  # noqa: F401 - the fixture
 from tests.test_wyoming import client, serving
 
 KEY = "s3cret-key-for-the-test"
@@ -176,17 +177,9 @@ async def test_no_secret_is_in_any_event(house: House, tmp_path: Path) -> None: 
     token.write_text("tok-123-secret")
     sub = house.state.events.subscribe()
     with serve_http(_Ok) as url:
-        light = Action(
-            name="light_on",
-            description="Turn on the light in a room",
-            parameters={
-                "type": "object",
-                "properties": {"room": {"type": "string", "enum": ["kitchen", "hall"]}},
-            },
-            http=Http(f"{url}/light", "POST", (("X-Secret", "hdr-456-secret"),),
-                      {"entity_id": "light.{room}", "auth": "{token}"}, str(token)),
-            say="The {room} light is on.",
-        )  # fmt: skip
+        http = Http(f"{url}/light", "POST", (("X-Secret", "hdr-456-secret"),),
+                    {"entity_id": "light.{room}", "auth": "{token}"}, str(token))  # fmt: skip
+        light = dataclasses.replace(actions(tmp_path)[0], command=(), http=http)
         house.turns.actor.update([light])
         request = TurnRequest("cli", "Turn on the kitchen light.", Conversation("cli:test"))
         turn = await house.turns.start(request)

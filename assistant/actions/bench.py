@@ -10,7 +10,9 @@ turn, with a runner that records instead of acting. Figures:
   the right action / with the right arguments (targets ≥ 0.9);
 - ``false_action_rate``: no-action requests for which an action would run (target 0);
 - the grammar's cost: first-token time and decode tokens/s of each call with and without
-  the constraint (the same prompt, greedy), and their ratio (target ≥ 0.9).
+  the constraint (the same prompt, greedy), and their ratio (target ≥ 0.9);
+- ``many``: fifteen actions with overlapping verbs, each request a whole turn
+  (:mod:`~assistant.actions.bench_turns`): right and false actions, plain questions answered.
 """
 
 from __future__ import annotations
@@ -252,9 +254,12 @@ def bench_actions(
 ) -> dict[str, Any]:
     """Run the set against the configured model (``limit``: the first N of each part)."""
     from ..llm.bench import loaded_engine
+    from .bench_turns import bench_turns
 
     with loaded_engine(config, model) as engine:
-        return _measure(engine, config, limit, progress)
+        result = _measure(engine, config, limit, progress)
+    result["many"] = bench_turns(config, model=model, limit=limit, progress=progress)
+    return result
 
 
 def _measure(
@@ -394,4 +399,11 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"miss: {miss['request']!r} expected {miss['expected']} → {miss['model']}")
     for false in result["false_actions"]:
         lines.append(f"false action: {false['request']!r} → {false['model']}")
+    many = result.get("many") or {}
+    lines += [f"many.{k:<23} {v}" for k, v in many.items() if isinstance(v, int | float)]
+    for miss in many.get("misses", ()):
+        lines.append(
+            f"many miss: {miss['request']!r} expected {miss['expected'] or 'nothing'} → "
+            f"ran {miss['ran'] or 'nothing'}, said {miss['said']!r}"
+        )
     return "\n".join(lines)

@@ -133,7 +133,11 @@ def register(top: Any, add: Add, group: Group) -> None:
             "should call one and 24 that should call none through the voice turn's prompt, "
             "grammar and checks (nothing is run). Prints valid_json_rate, right_action_rate, "
             "right_arguments_rate, false_action_rate, and first-token time and decode tokens/s "
-            "of each call with and without the grammar (decode_ratio), with every miss.",
+            "of each call with and without the grammar (decode_ratio), with every miss. Then "
+            "15 actions with overlapping verbs (start, stop, set, turn on/off…), each of 30 "
+            "action requests, 10 commands no action does and 10 plain questions as a whole "
+            "turn (grounding, claim guard, second answer; nothing is run): many.right_action_"
+            "rate, many.false_action_rate, many.plain_answered_rate.",
         )
         actions.add_argument("--json", action="store_true", help="print one JSON object")
         actions.add_argument("--model", metavar="GGUF", help="the LLM (default: llm.model)")
@@ -260,8 +264,10 @@ def cmd_bench_wake(args: argparse.Namespace) -> int:
 
 def cmd_bench_actions(args: argparse.Namespace) -> int:
     from ..actions.bench import NO_ACTION, REQUESTS, bench_actions, render
+    from ..actions.bench_turns import MANY_REQUESTS, NOT_OURS, QUESTIONS
 
-    total = min(args.limit or 10**6, len(REQUESTS)) + min(args.limit or 10**6, len(NO_ACTION))
+    sets = (REQUESTS, NO_ACTION, MANY_REQUESTS, NOT_OURS, QUESTIONS)
+    total = sum(min(args.limit or 10**6, len(each)) for each in sets)
     progress = Progress("requests", total) if sys.stderr.isatty() else None
     result = bench_actions(
         load(args), model=args.model, limit=args.limit or 0,
