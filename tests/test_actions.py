@@ -551,6 +551,22 @@ def test_a_request_for_the_opposite_never_runs_the_action() -> None:
     assert decision.said == CANNOT and not runner.ran
 
 
+def test_an_invented_free_text_is_refused_and_the_requests_own_runs() -> None:
+    """ "Put the opening hours, 9 to 5, on the display." put an invented "Good morning, and
+    welcome to the robot's screen!" on the screen and said "It's on the screen."."""
+    text = {"type": "object", "properties": {"text": {"type": "string"}}}
+    show = _act(
+        "show_text", "Show a text on the robot's screen", parameters=text, keywords=("display",)
+    )
+    request = "Put the opening hours, 9 to 5, on the display."
+    invented = {"text": "Good morning, and welcome to the robot's screen!"}
+    assert 'text "Good morning' in grounded(show, invented, request, [show])
+    assert "is not what the request says" in grounded(show, invented, request, [show])
+    assert grounded(show, {"text": "Opening hours: 9 to 5"}, request, [show]) == ""
+    assert grounded(show, {"text": "Welcome home"}, 'Show "Welcome home" on the screen.') == ""
+    assert grounded(show, {"text": "Happy birthdays"}, "Show happy birthday on screen.") == ""
+
+
 def test_confirm_asks_then_runs_only_on_yes() -> None:
     now = [0.0]
     a, runner = actor(DOOR, clock=lambda: now[0])
