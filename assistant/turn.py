@@ -253,8 +253,8 @@ class Turn:
             return self.record
         request, job, decision = self.request, self.job, self.decision
         history = request.conversation.history
-        if job is not None and job.cut:
-            pass  # the service stopped mid-answer: nothing to build on
+        if self.hit or (job is not None and job.cut):
+            pass  # a claim cut, or stopped mid-answer: nothing to build on (nor to imitate)
         elif decision is not None and not self.cancelled:
             history += decision.history(request.text)
         elif heard := (self.answer if delivered is None else delivered).strip():

@@ -17,7 +17,12 @@ SRC="$(cd "$(dirname "$0")/.." && pwd)"
 NAME=qwen-assistant
 PREFIX=/opt/$NAME
 VENV=$PREFIX/venv
-LINK=/usr/local/bin/$NAME  # the command on the PATH
+LINK=/usr/local/bin/$NAME  # the command on the PATH, with the unit's data directory
+MARK="# $NAME: written by scripts/install.sh"
+ours() {  # nothing there, or this install's command (or the symlink earlier installs made)
+  [ ! -e "$LINK" ] && [ ! -L "$LINK" ] || [ "$(readlink "$LINK")" = "$VENV/bin/$NAME" ] ||
+    grep -qxF "$MARK" "$LINK" 2>/dev/null
+}
 CONF_DIR=/etc/$NAME
 STATE_DIR=/var/lib/$NAME
 CACHE_DIR=/var/cache/$NAME
@@ -57,7 +62,7 @@ if [ "$ACTION" = uninstall ]; then
   rm -rf "/etc/systemd/system/$NAME.service.d"
   if [ "$booted" = 1 ]; then systemctl daemon-reload; fi
   rm -rf "$PREFIX" "$CONF_DIR" "$CACHE_DIR" "/run/$NAME"
-  if [ "$(readlink "$LINK" 2>/dev/null)" = "$VENV/bin/$NAME" ]; then rm -f "$LINK"; fi
+  if { [ -e "$LINK" ] || [ -L "$LINK" ]; } && ours; then rm -f "$LINK"; fi
   if [ "$PURGE" = 1 ]; then
     say "removing the models in $STATE_DIR and the user $NAME"
     rm -rf "$STATE_DIR"
@@ -144,10 +149,19 @@ if [ "$BUILD" = 1 ]; then
   echo "$cmake_args" >"$PREFIX/llama-cmake-args"
 fi
 [ -x "$VENV/bin/$NAME" ] || die "$VENV/bin/$NAME is missing: run without --no-venv"
-# on the PATH, so `qwen-assistant status` and `sudo qwen-assistant reload` work as written
-# (a file of that name that is not ours is left alone)
-if [ ! -e "$LINK" ] || [ "$(readlink "$LINK")" = "$VENV/bin/$NAME" ]; then
-  ln -sfn "$VENV/bin/$NAME" "$LINK"
+# on the PATH, so `qwen-assistant status`, `sudo qwen-assistant reload` and
+# `sudo -u qwen-assistant qwen-assistant doctor` work as written and see what the unit sees:
+# its data directory (the models) unless the caller set one (a file of that name that is
+# not ours is left alone)
+if ours; then
+  rm -f "$LINK"
+  cat >"$LINK" <<EOF
+#!/bin/sh
+$MARK
+# the service's command, with the data directory of systemd/$NAME.service
+XDG_DATA_HOME="\${XDG_DATA_HOME:-/var/lib}" exec "$VENV/bin/$NAME" "\$@"
+EOF
+  chmod 0755 "$LINK"
 else
   say "$LINK exists and is not this install's; run $VENV/bin/$NAME instead"
 fi
@@ -189,4 +203,4 @@ else
 fi
 
 say "installed. Status: systemctl status $NAME · $VENV/bin/$NAME status · journalctl -u $NAME"
-say "check this machine: sudo -u $NAME $VENV/bin/$NAME doctor --config $CONF_DIR/config.toml"
+say "check this machine: sudo -u $NAME $NAME doctor"

@@ -4,7 +4,7 @@ ACTIONS is a robot-and-home config like docs/actions.md's. Each adversarial case
 history of actions that really ran (their outcomes said) and a model answer that claims
 without a call in this turn: the outcome copied (the finding: "It's on the screen." 15 of 15
 times), paraphrased, promised, acted out in words ("Moving backward 2 meters." with no second
-command), or a call written inside a code fence. ORDINARY answers (stories, facts, advice,
+command), or a call written inside a code fence or bare. ORDINARY answers (stories, facts, advice,
 "the light in autumn is golden") must pass whole, after the same histories.
 tests/test_claims.py measures both rates; docs/actions.md reports them.
 """
@@ -114,6 +114,10 @@ ADVERSARIAL: list[tuple[Ran, str, str]] = [
     (MOVED, '```\n{"name": "move", "arguments": {"direction": "backward", "distance": 2}}\n```',
      "fenced"),
     (NONE, 'Here it is: ```json {"name": "light_on", "arguments": {"room": "hall"}}```', "fenced"),
+    # a call written bare (the answer without the actions did this)
+    (SCREEN, '{"name": "show_text", "arguments": {"text": "Good morning!"}}', "bare"),
+    (NONE, 'OK. {"name": "go_to", "arguments": {"place": "charger"}}', "bare"),
+    (NONE, '<tool_call>\n{"name": "start_vacuum", "arguments": {}}\n</tool_call>', "bare"),
 ]  # fmt: skip
 
 #: answers that claim nothing: they must pass whole, after any of the histories
@@ -148,6 +152,8 @@ ORDINARY: list[str] = [
     "Ten minutes is six hundred seconds.",
     "The hall is the first room you enter in many houses.",
     "Sorry, I don't know the answer to that.",
+    "In Python, a set looks like {1, 2, 3} and a dict like {'name': 'Ann'}.",
+    "HTML tags such as <b> make text bold.",
 ]
 
 #: the histories each ordinary answer is tried after

@@ -211,6 +211,14 @@ def test_the_unit_starts_reports_reloads_and_recovers_under_systemd_252(
     # `qwen-assistant status` as README.md writes it: install.sh put it on the PATH
     shown = box.sh("runuser -u nobody -- qwen-assistant status")
     assert shown.startswith("qwen-assistant: ") and "#1 api" in shown, shown
+    # `doctor` as install.sh's hint writes it (sudo resets the environment: no XDG_DATA_HOME)
+    # looks where the unit looks: its config and /var/lib/qwen-assistant/models, not the
+    # service user's ~/.local/share
+    doctor = box.sh("runuser -u qwen-assistant -- env -u XDG_DATA_HOME qwen-assistant doctor",
+                    check=False)  # fmt: skip
+    assert "OK    config     /etc/qwen-assistant/config.toml: valid" in doctor, doctor
+    assert "/var/lib/qwen-assistant/models" in doctor and ".local/share" not in doctor, doctor
+    assert "sudo -u qwen-assistant qwen-assistant doctor" in out
 
     # reload: a new rate limit applies without a restart
     pid = box.prop("MainPID")
@@ -267,7 +275,7 @@ def test_the_unit_starts_reports_reloads_and_recovers_under_systemd_252(
     assert not (box.root / "etc/systemd/system/qwen-assistant.service").exists()
     assert not (box.root / "opt/qwen-assistant").exists()
     assert not (box.root / "etc/qwen-assistant").exists()
-    assert not (box.root / "usr/local/bin/qwen-assistant").is_symlink()
+    assert not (box.root / "usr/local/bin/qwen-assistant").exists()
     assert (box.root / "var/lib/qwen-assistant").is_dir()
 
 

@@ -36,7 +36,7 @@ from ..toolcall import (
     tools_prompt,
 )
 from .claims import CANNOT, ClaimGuard, Claims, claims_action, honest_words
-from .grounding import grounded
+from .grounding import grounded, names_an_action
 from .runner import Outcome, Runner
 
 if TYPE_CHECKING:
@@ -78,8 +78,8 @@ class Decision:
 
     #: the request this answers (for a yes: the request that was asked about)
     request: str = ""
-    #: the call was not grounded in the request (no action was asked for, or another one):
-    #: the request may be a plain question, answered without the actions
+    #: the call was not grounded and the request names no action at all: it may be a plain
+    #: question, answered without the actions
     ungrounded: bool = False
 
     def history(self, request: str) -> list[tuple[str, str]]:
@@ -230,7 +230,8 @@ class Actor:
                 why,
                 extra={"TURN_ID": turn_id},
             )
-            return Decision(CANNOT, call.name, call.arguments, "refused", ungrounded=True)
+            plain = not names_an_action(request, self.actions)  # a question, perhaps
+            return Decision(CANNOT, call.name, call.arguments, "refused", ungrounded=plain)
         if action.confirm:
             self._pending[key] = _Pending(action, call.arguments, self.clock(), request)
             return Decision(_question(action, call.arguments), call.name, call.arguments, "confirm")

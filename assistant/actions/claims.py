@@ -205,6 +205,12 @@ class ClaimGuard:
                 return out if self.hit else self._cannot(out)
             else:
                 self._code = True  # a code block, not a call
+        if not self._code:  # a call written bare ({"name": …} or <tool_call>) in the text
+            at, call = _bare_call(self._held[:limit])
+            if call:
+                out = self._release(at)
+                return out if self.hit else self._cannot(out)
+            limit = at if at >= 0 else limit  # perhaps the start of one: held
         return self._release(limit)
 
     def _release(self, limit: int) -> str:
@@ -243,7 +249,26 @@ class ClaimGuard:
         if fence >= 0 and _fenced_call(rest[fence + len(FENCE) :] + "\n") is not False:
             before = rest[:fence]
             return self._cannot("" if self._claims(self._head + before) else self._out(before))
+        at, call = (-1, False) if self._code else _bare_call(rest)
+        if call:
+            before = rest[:at]
+            return self._cannot("" if self._claims(self._head + before) else self._out(before))
         return self._cannot("") if self._claims(self._head + rest) else self._out(rest)
+
+
+_CALL = re.compile(r'<tool_call>|\{\s*"name"\s*:')
+
+
+def _bare_call(text: str) -> tuple[int, bool]:
+    """Where a call written as text starts in ``text`` and True; or where one might be
+    starting at its end ("{", '{"na', "<tool") and False; or -1 and False."""
+    if found := _CALL.search(text):
+        return found.start(), True
+    for at in (text.rfind("{"), text.rfind("<")):
+        tail = re.sub(r"\s", "", text[at:])
+        if at >= 0 and ('{"name":'.startswith(tail) or "<tool_call>".startswith(tail)):
+            return at, False
+    return -1, False
 
 
 #: a Markdown code fence: the model sometimes writes its call inside one

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import Action
 
-__all__ = ["grounded"]
+__all__ = ["grounded", "names_an_action"]
 
 _STOP_WORDS = (
     "a an the to of in on at for and or is are be it this that with from by as please "
@@ -65,7 +65,7 @@ def _terms(action: Action) -> set[str]:
 
 
 #: the share of a free-text argument's words the request must contain
-FREE_TEXT_SHARE = 0.6
+FREE_TEXT_SHARE = 0.5
 
 
 def _from_request(value: str, said: set[str]) -> bool:
@@ -102,6 +102,18 @@ def _unsaid(action: Action, arguments: dict[str, Any], said: set[str], values: s
         else:
             values |= _words(value) - _STOP
     return ""
+
+
+def names_an_action(request: str, actions: Sequence[Action]) -> bool:
+    """Does ``request`` name one of ``actions`` by a word of its own (not a direction, not
+    a word the others share)? "Show hello on the screen." does, "What is two plus two?"
+    does not: only a request that names none may be a plain question."""
+    said = _words(request)
+    for action in actions:
+        others = set().union(*(_terms(a) for a in actions if a.name != action.name))
+        if (_terms(action) & said) - _DIRECTIONS - others:
+            return True
+    return False
 
 
 def grounded(
