@@ -11,8 +11,8 @@ turn, with a runner that records instead of acting. Figures:
 - ``false_action_rate``: no-action requests for which an action would run (target 0);
 - the grammar's cost: first-token time and decode tokens/s of each call with and without
   the constraint (the same prompt, greedy), and their ratio (target ≥ 0.9);
-- ``many``: fifteen actions with overlapping verbs, each request a whole turn
-  (:mod:`~assistant.actions.bench_turns`): right and false actions, plain questions answered.
+- ``many`` (the command adds it from :mod:`assistant.bench_turns`): fifteen actions with
+  overlapping verbs, each request a whole turn: right and false actions, questions answered.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from .runner import Outcome, Runner
 if TYPE_CHECKING:
     from ..llm.engine import Engine
 
-__all__ = ["ACTIONS", "NO_ACTION", "REQUESTS", "bench_actions", "render"]
+__all__ = ["ACTIONS", "NO_ACTION", "REQUESTS", "Recorder", "bench_actions", "render"]
 
 ROOMS = ["kitchen", "bedroom", "hall", "living room", "bathroom"]
 
@@ -217,8 +217,8 @@ NO_ACTION: tuple[str, ...] = (
 )
 
 
-class _Recorder(Runner):
-    """A runner that records what would run, and says it ran."""
+class Recorder(Runner):
+    """Records what would run, and says it ran (the action's own ``say``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -254,18 +254,15 @@ def bench_actions(
 ) -> dict[str, Any]:
     """Run the set against the configured model (``limit``: the first N of each part)."""
     from ..llm.bench import loaded_engine
-    from .bench_turns import bench_turns
 
     with loaded_engine(config, model) as engine:
-        result = _measure(engine, config, limit, progress)
-    result["many"] = bench_turns(config, model=model, limit=limit, progress=progress)
-    return result
+        return _measure(engine, config, limit, progress)
 
 
 def _measure(
     engine: Engine, config: Config, limit: int, progress: Callable[[str], None] | None
 ) -> dict[str, Any]:
-    runner = _Recorder()
+    runner = Recorder()
     actor = Actor(ACTIONS, runner=runner)
     fmt, llm = engine.chat_format, config.llm
     system = actor.system_prompt(llm.system_prompt)
@@ -373,7 +370,7 @@ def _false_actions(
     others: tuple[str, ...],
     generate: Callable[[str, bool], Any],
     actor: Actor,
-    runner: _Recorder,
+    runner: Recorder,
     progress: Callable[[str], None] | None,
 ) -> tuple[list[dict[str, Any]], int]:
     """The no-action requests an action would run for, and how many the model called for."""

@@ -264,15 +264,15 @@ def cmd_bench_wake(args: argparse.Namespace) -> int:
 
 def cmd_bench_actions(args: argparse.Namespace) -> int:
     from ..actions.bench import NO_ACTION, REQUESTS, bench_actions, render
-    from ..actions.bench_turns import MANY_REQUESTS, NOT_OURS, QUESTIONS
+    from ..bench_turns import MANY_REQUESTS, NOT_OURS, QUESTIONS, bench_turns
 
     sets = (REQUESTS, NO_ACTION, MANY_REQUESTS, NOT_OURS, QUESTIONS)
     total = sum(min(args.limit or 10**6, len(each)) for each in sets)
     progress = Progress("requests", total) if sys.stderr.isatty() else None
-    result = bench_actions(
-        load(args), model=args.model, limit=args.limit or 0,
-        progress=progress.step if progress else None,
-    )  # fmt: skip
+    step = progress.step if progress else None
+    config = load(args)
+    result = bench_actions(config, model=args.model, limit=args.limit or 0, progress=step)
+    result["many"] = bench_turns(config, model=args.model, limit=args.limit or 0, progress=step)
     if progress:
         progress.done()
     print(json.dumps(result) if args.json else render(result))

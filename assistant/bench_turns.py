@@ -1,4 +1,4 @@
-"""The many-action half of ``qwen-assistant bench actions``: whole turns through the house.
+"""The second half of ``qwen-assistant bench actions``: whole turns through the house.
 
 Fifteen actions whose verbs overlap (start, stop, set, turn on, turn off, open, close…), and
 every request a real turn on :class:`~assistant.turn.Turns` (the prompt, grammar, grounding,
@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from ..config import Action, Config
-from ..turn import Conversation, TurnRequest
-from .claims import CANNOT
-from .runner import Outcome, Runner
+from .actions.bench import Recorder
+from .actions.claims import CANNOT
+from .config import Action, Config
+from .turn import Conversation, TurnRequest
 
 __all__ = ["MANY", "MANY_REQUESTS", "NOT_OURS", "QUESTIONS", "bench_turns"]
 
@@ -132,18 +132,6 @@ QUESTIONS: tuple[str, ...] = (
 )
 
 
-class _Recorder(Runner):
-    """Records what would run, and says the action's own ``say``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ran: list[tuple[str, dict[str, Any]]] = []
-
-    async def run(self, action: Action, arguments: Mapping[str, Any], turn_id: int = 0) -> Outcome:
-        self.ran.append((action.name, dict(arguments)))
-        return Outcome(True, action.say)
-
-
 def bench_turns(
     config: Config,
     *,
@@ -155,10 +143,10 @@ def bench_turns(
     each set)."""
     import dataclasses
 
-    from ..parts import Parts, unpaced
-    from .actor import Actor
+    from .actions.actor import Actor
+    from .parts import Parts, unpaced
 
-    recorder = _Recorder()
+    recorder = Recorder()
     actor = Actor(MANY, runner=recorder)
     settings = dataclasses.replace(unpaced(config), actions=MANY)
     end = limit or None
