@@ -45,6 +45,11 @@ def test_the_documented_action_commands_work_with_the_default_config(tmp_path: P
             for key in ("right_action_rate", "right_arguments_rate", "decode_ratio",
                         "first_token_s_constrained", "first_token_s_free"):  # fmt: skip
                 assert figures[key] > 0, figures
+            many = figures["many"]  # 15 overlapping actions, as whole turns
+            assert many["actions"] == 15 and many["action_requests"] == 20
+            assert many["not_ours_requests"] == 10 and many["questions"] == 10
+            assert many["false_action_rate"] == 0.0, many  # a shared verb grounds nothing
+            assert many["right_action_rate"] > 0 and many["plain_answered_rate"] > 0, many
 
 
 def test_ask_json_schema_as_docs_cli_md_shows_it(tmp_path: Path) -> None:

@@ -34,6 +34,8 @@ def _words(text: str) -> set[str]:
         words.add(word)
         if len(word) > 3 and word.endswith("s"):  # lights → light
             words.add(word[:-1])
+        if len(word) > 5 and word.endswith("ing"):  # vacuuming → vacuum, moving → move
+            words |= {word[:-3], word[:-3] + "e"}
     return words
 
 
@@ -104,14 +106,33 @@ def _unsaid(action: Action, arguments: dict[str, Any], said: set[str], values: s
     return ""
 
 
+def _enums(action: Action) -> set[str]:
+    """The words of ``action``'s enum values (rooms, places, directions)."""
+    props = action.parameters.get("properties", {}).values()
+    values = (v for p in props if isinstance(p, dict) for v in p.get("enum", ()))
+    return set().union(*(_words(v) for v in values if isinstance(v, str))) - _STOP
+
+
+def _alike(action: Action, words: set[str], actions: Sequence[Action]) -> str:
+    """Another action whose name, description and keywords hold all of ``words`` (so they
+    do not tell ``action`` from it), or "": "start" and "vacuum" together tell start_vacuum
+    from stop_vacuum and from start_music, though each alone is shared. (A room both
+    light actions take tells light_on from light_off in "I need light in the bedroom.": an
+    enum value the request names is this call's own word.)"""
+    for other in actions:
+        if other.name != action.name and words <= _terms(other):
+            return other.name
+    return ""
+
+
 def names_an_action(request: str, actions: Sequence[Action]) -> bool:
-    """Does ``request`` name one of ``actions`` by a word of its own (not a direction, not
-    a word the others share)? "Show hello on the screen." does, "What is two plus two?"
-    does not: only a request that names none may be a plain question."""
+    """Does ``request`` name one of ``actions`` by words that tell it from the others (not
+    a direction alone)? "Show hello on the screen." does, "What is two plus two?" does
+    not: only a request that names none may be a plain question."""
     said = _words(request)
     for action in actions:
-        others = set().union(*(_terms(a) for a in actions if a.name != action.name))
-        if (_terms(action) & said) - _DIRECTIONS - others:
+        named = (_terms(action) | _enums(action)) & said
+        if named - _DIRECTIONS and not _alike(action, named, actions):
             return True
     return False
 
@@ -121,10 +142,11 @@ def grounded(
 ) -> str:
     """ "" when ``request`` asks for this call; else why it does not.
 
-    The request must name what tells this action from the others in ``actions`` (a word
-    another action's name, description or keywords share grounds none; an enum value it
-    names, "front door" for go_to's place, does), and must not say the opposite of the
-    direction the action's name or keywords give ("off" for light_on)."""
+    The request must name what tells this action from each of the others in ``actions``
+    (a word, or words together, that the other's name, description and keywords do not
+    all hold; an enum value it names, "front door" for go_to's place, counts), and must
+    not say the opposite of the direction the action's name or keywords
+    give ("off" for light_on)."""
     said = _words(request)
     values: set[str] = set()  # the enum values the request names: this action's own words
     if why := _unsaid(action, arguments, said, values) or _opposite(action, said):
@@ -134,10 +156,9 @@ def grounded(
         return f"the request shares no word with {action.name}'s name, description or keywords"
     if not named - _DIRECTIONS:
         return f"the request names only a direction ({', '.join(sorted(named))}) of {action.name}"
-    common = set().union(*(_terms(a) for a in actions if a.name != action.name))
-    if not (named | values) - common:
+    if other := _alike(action, named | values, actions):
         return (
-            f"the request names nothing that tells {action.name} from the other actions "
-            f"(only {', '.join(sorted(named))})"
+            f"the request names nothing that tells {action.name} from {other} "
+            f"(only {', '.join(sorted(named | values))})"
         )
     return ""
