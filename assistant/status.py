@@ -134,8 +134,8 @@ def status_line(s: dict[str, Any]) -> str:
     else:
         parts.append(f"{t['celsius']:.1f} °C" if t["celsius"] is not None else "no temperature")
     parts.append(f"fan {t['fan_duty'] * 100:.0f}%")
-    if t.get("levers"):
-        parts.append(t["levers"])
+    if t.get("levers"):  # and why, while the heat holds them
+        parts.append(t["levers"] + (f" ({t['held_by']})" if t.get("held_by") else ""))
     if a.get("paced", True):
         parts.append(f"{a['rate_per_min']:.1f}/{a['configured_per_min']:g} req/min")
     else:

@@ -47,6 +47,10 @@ RESUME_MARGIN_C = 2.0
 #: and falls at most this fast, so the short spike each request's prompt evaluation puts
 #: on the die counts, not only the average.
 PEAK_DECAY_C_PER_S = 0.01
+#: ... but it is never held more than this far above the smoothed temperature: a prompt's
+#: spike (a few degrees for a few seconds) counts, a board that really cooled (a cabinet
+#: opened, a fan back) gets its levers back within seconds, not 0.01 °C/s later
+PEAK_SPAN_C = 8.0
 #: How often the firmware's throttle flags are polled (vcgencmd forks a process).
 THROTTLE_POLL_S = 60.0
 
@@ -71,6 +75,8 @@ class ThermalStatus:
     clock_problem: str = ""  # why the clock lever is not available ("" = it is)
     pacing: float = 1.0
     levers: str = ""  # "threads 2/4 · clock ≤ 1.8 GHz · pacing 0.9" when any holds back
+    #: why they are held: "heat budget 1.2 of 4.0 W: peak 80.3 °C, target 78 °C" ("" = not)
+    held_by: str = ""
     no_sensor: str = ""  # why there is no thermal control ("" = there is)
 
 
@@ -228,7 +234,8 @@ class Governor:
             self._slope += 0.1 * ((smoothed - self.celsius) / dt - self._slope)
         self.celsius = smoothed
         decay = PEAK_DECAY_C_PER_S * dt
-        self.peak = celsius if self.peak is None else max(celsius, self.peak - decay)
+        held = celsius if self.peak is None else min(self.peak - decay, smoothed + PEAK_SPAN_C)
+        self.peak = max(celsius, held)
         point = self.controller.update(self.peak, dt)
         # the fan is the free lever: full whenever the budget binds, else the curve
         curve = self.curve.update(smoothed)
@@ -336,6 +343,14 @@ class Governor:
         with self._lock:
             return self._status()
 
+    def _held_by(self) -> str:
+        """Why the levers are held: the budget, and the envelope it answers to."""
+        budget, full = self.controller.budget_w, self.ladder.full_w
+        peak = f"peak {self.peak:.1f} °C, " if self.peak is not None else ""
+        return (
+            f"heat budget {budget:.1f} of {full:.1f} W: {peak}target {self.settings.target_c:g} °C"
+        )
+
     def _status(self) -> ThermalStatus:
         rate = self.admission.bucket.rate_per_min
         control = self.thermometer is not None
@@ -372,5 +387,6 @@ class Governor:
             clock_problem="not driven here" if self.clock_cap is None else self.clock_cap.problem,
             pacing=i.state.pacing,
             levers=p.describe(i.max_threads, i.max_batch_threads) if held else "",
+            held_by=self._held_by() if held and state in ("cooling", "hot") else "",
             no_sensor=self.no_sensor,
         )
