@@ -154,6 +154,8 @@ ORDINARY: list[str] = [
     "Sorry, I don't know the answer to that.",
     "In Python, a set looks like {1, 2, 3} and a dict like {'name': 'Ann'}.",
     "HTML tags such as <b> make text bold.",
+    "I'll show you how to boil an egg: put it in boiling water for nine minutes.",
+    "I am there for you whenever you need help.",
 ]
 
 #: the histories each ordinary answer is tried after

@@ -74,6 +74,14 @@ def test_without_the_actions_known_the_copied_outcomes_pass_the_word_lists() -> 
     assert known("Vacuuming the living room.") and known("On my way to the kitchen.")
 
 
+def test_a_description_that_starts_with_no_verb_gives_no_verb() -> None:
+    """ "The front door lock" must not make "I'm there to help." a claim."""
+    lock = Action("front_lock", "The front door lock, locked", command=("/bin/true",))
+    claims = Actor([lock]).claims()
+    assert not claims("I am there to help you.") and not claims("I'm the assistant here.")
+    assert claims("I'm locking the front door.")
+
+
 def test_an_outcome_said_earlier_is_a_claim_even_when_no_action_says_it() -> None:
     """The history's own outcome (an action whose ``say`` ran its {output}) is known."""
     clock = Action("read_clock", "Read the clock", command=("/bin/date",), say="{output}")

@@ -80,6 +80,14 @@ _FINITE = re.compile(
     r"|takes?|needs?|requires?|keeps?)\b",
     re.I,
 )
+#: a description's first word that is no verb ("The front door lock", "A light in …")
+_NOT_VERBS = frozenset(
+    re.findall(
+        r"\S+",
+        "the a an this that these my your our its to for in on at of with when what which how "
+        "if it all any each every",
+    )
+)
 _SLOT = "slotplaceholder"  # a template's {placeholder} while it is tokenised
 _ANY = r"\S+(?: \S+){0,3}"  # what a placeholder stands for: one to four words
 
@@ -122,16 +130,15 @@ class Claims:
             if len(content) >= 2:
                 self._paraphrases.append(content)
         verbs = [*verbs, *(w[:-3] for t in said if (w := _first(t)).endswith("ing"))]
-        stems = sorted(
-            {v.lower()[:-1] if v.lower().endswith("e") else v.lower() for v in verbs} - {""}
-        )
+        verbs = [v.lower() for v in verbs if v.lower() not in _NOT_VERBS]
+        stems = sorted({v[:-1] if v.endswith("e") else v for v in verbs} - {""})
         verb = "(?:" + "|".join(re.escape(v) for v in stems if len(v) >= 3) + r")\w{0,4}"
         known = any(len(v) >= 3 for v in stems)
         #: "Moving backward." (short, no verb of its own: not "Moving house is hard.")
         self._acting = re.compile(rf"{_OPENERS}{verb}ing\b", re.I) if known else None
-        #: "I'm moving back.", "I'll show it.", "Let me drive there."
+        #: "I'm moving back.", "I'll show it.", "Let me drive there." (not "I'll show you how")
         subject = rf"\b{_SUBJECTS}\s+(?:now\s+|just\s+|already\s+)?"
-        self._doing = re.compile(rf"{subject}{verb}\b", re.I) if known else None
+        self._doing = re.compile(rf"{subject}{verb}\b(?!\s+you\b)", re.I) if known else None
 
     def __call__(self, sentence: str) -> bool:
         return claims_action(sentence) or self.echoes(sentence)
