@@ -23,8 +23,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .actions.bench import Recorder
 from .actions.claims import CANNOT
+from .actions.runner import Recorder
 from .config import Action, Config
 from .turn import Conversation, TurnRequest
 

@@ -22,19 +22,19 @@ import json
 import re
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..config import Action, Config
 from ..llm.conversation import stateless_prompt
 from ..toolcall import call_schema, validate
 from .actor import Actor
-from .runner import Outcome, Runner
+from .runner import Recorder
 
 if TYPE_CHECKING:
     from ..llm.engine import Engine
 
-__all__ = ["ACTIONS", "NO_ACTION", "REQUESTS", "Recorder", "bench_actions", "render"]
+__all__ = ["ACTIONS", "NO_ACTION", "REQUESTS", "bench_actions", "render"]
 
 ROOMS = ["kitchen", "bedroom", "hall", "living room", "bathroom"]
 
@@ -215,18 +215,6 @@ NO_ACTION: tuple[str, ...] = (
     "Lock the car.",
     "Water the plants.",
 )
-
-
-class Recorder(Runner):
-    """Records what would run, and says it ran (the action's own ``say``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ran: list[tuple[str, dict[str, Any]]] = []
-
-    async def run(self, action: Action, arguments: Mapping[str, Any], turn_id: int = 0) -> Outcome:
-        self.ran.append((action.name, dict(arguments)))
-        return Outcome(True, action.say)
 
 
 def _same(expected: Any, got: Any) -> bool:

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..config.actions import PLACEHOLDER, Action, Http
 
-__all__ = ["OUTPUT_LIMIT", "Outcome", "Runner", "expand"]
+__all__ = ["OUTPUT_LIMIT", "Outcome", "Recorder", "Runner", "expand"]
 
 log = logging.getLogger(__name__)
 
@@ -320,3 +320,16 @@ class Runner:
             return self._failed(f"{host} could not be reached ({reason})")
         except (HTTPException, ValueError) as exc:  # not HTTP (or a reply http.client refuses)
             return self._failed(f"{host} did not give an HTTP answer ({type(exc).__name__})")
+
+
+class Recorder(Runner):
+    """For the benches: records what would run instead of running it, and says it ran
+    (the action's own ``say``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ran: list[tuple[str, dict[str, Any]]] = []
+
+    async def run(self, action: Action, arguments: Mapping[str, Any], turn_id: int = 0) -> Outcome:
+        self.ran.append((action.name, dict(arguments)))
+        return Outcome(True, action.say)
