@@ -146,7 +146,8 @@ async def test_status_says_stopping_until_the_drain_is_over(tmp_path: Path) -> N
     """After SIGTERM the process lived on through the drain while `status` said "not
     running" (or the last "ready"): now it says "stopping" until the process is gone."""
     engine = FakeEngine(["one ", "two."], gated=True)
-    async with running(tmp_path, engine) as (service, task):
+    config = load_config(config_file(tmp_path / "config.toml", grace=60.0))  # a slow `status`
+    async with running(tmp_path, engine, config=config) as (service, task):
         url = service.state.api_url if service.state else ""
         async with (
             httpx.AsyncClient(timeout=30) as client,

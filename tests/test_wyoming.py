@@ -596,10 +596,11 @@ async def test_a_stop_accepts_no_new_connection_and_a_synthesis_ends_with_an_err
     async with serving(parts) as server, client(server) as c:
         await c.write_event(Synthesize(text="One sentence. Another one. And a third.").event())
         await started(tts)  # the first sentence is being synthesised
+        port = server.port
         server.close()  # the service's stop(): no new connection, every event refused
         parts.closing = "the service is stopping"
-        with pytest.raises(OSError):
-            async with client(server) as late:
+        with pytest.raises(ConnectionRefusedError):
+            async with AsyncTcpClient("127.0.0.1", port) as late:
                 await late.write_event(Describe().event())
         tts.go.release()  # the first sentence is spoken, the second is not begun
         seen = await closed(c)
@@ -645,7 +646,6 @@ async def test_a_stuck_client_gives_its_connection_to_one_that_waits(
         async with client(server) as polite:
             await polite.write_event(Describe().event())
             assert [e.type for e in await until(polite, "info")] == ["info"]
-        assert server.connections <= 2
 
 
 async def test_a_silent_client_is_disconnected(monkeypatch: pytest.MonkeyPatch) -> None:
