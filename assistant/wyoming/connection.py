@@ -111,6 +111,10 @@ class Connection(AsyncEventHandler):
         finally:
             self.blocked_since = None
 
+    def stuck_s(self, now: float) -> float:
+        """How long the write in progress has waited for the client (0: none waits)."""
+        return now - self.blocked_since if self.blocked_since is not None else 0.0
+
     def drop(self, why: str) -> None:
         """End this connection now (its writes are stuck): ``why`` is logged."""
         log.warning("wyoming %s: %s, disconnected", self.peer, why)

@@ -212,22 +212,15 @@ class WyomingServer(AsyncServer):
     def stuck(self) -> list[float]:
         """How long each connection's write has waited for its client (0: not waiting)."""
         now = time.monotonic()
-        since = (getattr(h, "blocked_since", None) for h in self._tasks.values())
-        return [now - s if s is not None else 0.0 for s in since]
+        return [handler.stuck_s(now) for handler in self._tasks.values()]
 
     def _make_room(self) -> bool:
         """Drop the connection stuck longest on a write, if for :data:`STALLED_S`."""
         now = time.monotonic()
-        stuck = [
-            (since, handler)
-            for handler in self._tasks.values()
-            if (since := getattr(handler, "blocked_since", None)) is not None
-            and now - since >= STALLED_S
-        ]
-        if not stuck:
+        longest = max(self._tasks.values(), key=lambda h: h.stuck_s(now), default=None)
+        if longest is None or longest.stuck_s(now) < STALLED_S:
             return False
-        since, handler = min(stuck, key=lambda pair: pair[0])
-        handler.drop(f"not reading for {now - since:.0f} s while another client waits")
+        longest.drop(f"not reading for {longest.stuck_s(now):.0f} s while another client waits")
         return True
 
     def close(self) -> None:
