@@ -89,20 +89,24 @@ def _opposite(action: Action, said: set[str]) -> str:
     return ""
 
 
-def _unsaid(action: Action, arguments: dict[str, Any], said: set[str], values: set[str]) -> str:
-    """Why an argument is not the request's ("" when each is): an enum value it does not
-    name, a free text it did not say. Adds the enum values' words to ``values``."""
+def _choices(action: Action, arguments: dict[str, Any]) -> dict[str, str]:
+    """The call's string arguments that are one of an enum's values (a room, a place)."""
     props = action.parameters.get("properties", {})
+    return {k: v for k, v in arguments.items() if isinstance(v, str) and "enum" in props.get(k, {})}
+
+
+def _unsaid(action: Action, arguments: dict[str, Any], said: set[str]) -> str:
+    """Why an argument is not the request's ("" when each is): an enum value it does not
+    name, a free text it did not say."""
+    choices = _choices(action, arguments)
     for key, value in arguments.items():
         if not isinstance(value, str):
             continue
-        if "enum" not in props.get(key, {}):  # free text: the request's own words
+        if key not in choices:  # free text: the request's own words
             if not _from_request(value, said):
                 return f"{key} {value!r} is not what the request says"
         elif not _words(value) <= said:
             return f"{key} {value!r} is not named in the request"
-        else:
-            values |= _words(value) - _STOP
     return ""
 
 
@@ -148,9 +152,10 @@ def grounded(
     not say the opposite of the direction the action's name or keywords
     give ("off" for light_on)."""
     said = _words(request)
-    values: set[str] = set()  # the enum values the request names: this action's own words
-    if why := _unsaid(action, arguments, said, values) or _opposite(action, said):
+    if why := _unsaid(action, arguments, said) or _opposite(action, said):
         return why
+    # the enum values the request names are this call's own words
+    values = set().union(*(_words(v) for v in _choices(action, arguments).values())) - _STOP
     named = _terms(action) & said
     if not named:
         return f"the request shares no word with {action.name}'s name, description or keywords"
