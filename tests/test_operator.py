@@ -119,18 +119,24 @@ def content(event: Any) -> str:
     return str(event["choices"][0]["delta"].get("content") or "")
 
 
+@contextlib.asynccontextmanager
+async def asking(service: Service) -> AsyncIterator[AsyncIterator[Any]]:
+    """QUESTION streamed from ``service``'s API: its events as they come."""
+    url = service.state.api_url if service.state else ""
+    async with (
+        httpx.AsyncClient(timeout=30) as client,
+        client.stream("POST", f"{url}/v1/chat/completions", json=QUESTION) as response,
+    ):
+        yield sse_events(response)
+
+
 # -- graceful stop -------------------------------------------------------------------------
 
 
 async def test_a_stop_lets_a_running_answer_finish_within_the_grace(tmp_path: Path) -> None:
     engine = FakeEngine(["one ", "two ", "three."], gated=True)
     async with running(tmp_path, engine) as (service, task):
-        url = service.state.api_url if service.state else ""
-        async with (
-            httpx.AsyncClient(timeout=30) as client,
-            client.stream("POST", f"{url}/v1/chat/completions", json=QUESTION) as response,
-        ):
-            events = sse_events(response)
+        async with asking(service) as events:
             engine.release(1)
             assert (await anext(events))["choices"][0]["delta"]["role"] == "assistant"
             assert content(await anext(events)) == "one "
@@ -148,12 +154,7 @@ async def test_status_says_stopping_until_the_drain_is_over(tmp_path: Path) -> N
     engine = FakeEngine(["one ", "two."], gated=True)
     config = load_config(config_file(tmp_path / "config.toml", grace=60.0))  # a slow `status`
     async with running(tmp_path, engine, config=config) as (service, task):
-        url = service.state.api_url if service.state else ""
-        async with (
-            httpx.AsyncClient(timeout=30) as client,
-            client.stream("POST", f"{url}/v1/chat/completions", json=QUESTION) as response,
-        ):
-            events = sse_events(response)
+        async with asking(service) as events:
             engine.release(1)
             await anext(events)
             assert content(await anext(events)) == "one "
@@ -183,12 +184,7 @@ async def test_a_stop_cuts_an_answer_after_the_grace_and_the_client_sees_it(
     config = load_config(config_file(tmp_path / "config.toml", grace=0.2))
     with caplog.at_level(logging.INFO, logger="assistant"):
         async with running(tmp_path, engine, config=config) as (service, task):
-            url = service.state.api_url if service.state else ""
-            async with (
-                httpx.AsyncClient(timeout=30) as client,
-                client.stream("POST", f"{url}/v1/chat/completions", json=QUESTION) as response,
-            ):
-                events = sse_events(response)
+            async with asking(service) as events:
                 engine.release(2)
                 await anext(events)
                 assert content(await anext(events)) + content(await anext(events)) == "word " * 2
