@@ -10,6 +10,7 @@ loop gets the service restarted by the watchdog, `systemctl stop` is clean, and
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -219,6 +220,11 @@ def test_the_unit_starts_reports_reloads_and_recovers_under_systemd_252(
     assert "OK    config     /etc/qwen-assistant/config.toml: valid" in doctor, doctor
     assert "/var/lib/qwen-assistant/models" in doctor and ".local/share" not in doctor, doctor
     assert "sudo -u qwen-assistant qwen-assistant doctor" in out
+    # docs/performance.md's `sudo -u qwen-assistant qwen-assistant bench pi --json > bench-pi.json`
+    box.sh("cd /root && runuser -u qwen-assistant -- env -u XDG_DATA_HOME qwen-assistant "
+           "bench pi --json > bench-pi.json", timeout=300)  # fmt: skip
+    figures = json.loads(box.sh("cat /root/bench-pi.json"))
+    assert figures["model"]["file"] == smollm_path.name, figures["model"]
 
     # reload: a new rate limit applies without a restart
     pid = box.prop("MainPID")
