@@ -327,7 +327,8 @@ def test_a_slow_client_times_out_with_408(loading: ServerThread) -> None:
         (b'{"messages": [{"role": "user", "content": "x"}], "temperature": 1e9}', "temperature"),
         (b'{"messages": [{"role": "user", "content": "x"}], "top_p": 0}', "top_p"),
         (b'{"messages": [{"role": "user", "content": "x"}], "n": 2}', "n"),
-        (b'{"messages": [{"role": "user", "content": "x"}], "seed": 1}', "unknown parameter"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "seed": -1}', "seed"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "presence_penalty": 1}', "unknown"),
         (
             b'{"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}',
             "tools",

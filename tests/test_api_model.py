@@ -141,6 +141,21 @@ def test_max_tokens_is_clamped_to_the_configured_cap(serve: Any) -> None:
     assert short.choices[0].finish_reason == "length"
 
 
+def test_a_seed_repeats_a_sampled_answer_and_another_seed_changes_it(serve: Any) -> None:
+    client = serve().client()
+    messages = ask("Tell me a very long story about a robot.")
+
+    def sampled(seed: int) -> str:
+        answer = client.chat.completions.create(
+            model="m", messages=messages, temperature=1.5, top_p=1.0, max_tokens=24, seed=seed
+        )
+        return answer.choices[0].message.content or ""
+
+    first = sampled(7)
+    assert sampled(7) == first
+    assert {sampled(seed) for seed in (8, 9, 10)} - {first}, "other seeds gave the same text"
+
+
 def test_a_stop_string_cuts_the_answer(serve: Any) -> None:
     client = serve().client()
     messages = ask("Tell me a very long story about a robot.")

@@ -211,7 +211,12 @@ def _turn_request(
         tokens=tokens,
         constraint=how.constraint,
         stops=body.stops,
-        overrides={"max_tokens": max_tokens, "temperature": body.temperature, "top_p": body.top_p},
+        overrides={
+            "max_tokens": max_tokens,
+            "temperature": body.temperature,
+            "top_p": body.top_p,
+            "seed": body.seed,
+        },
         arrived=arrived,
     )
 

@@ -163,6 +163,9 @@ class ChatRequest(_Strict):
     )
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    seed: int | None = Field(
+        default=None, ge=0, le=2**32 - 2, description="sample this answer with this seed"
+    )
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None

@@ -148,6 +148,35 @@ def register(top: Any, add: Add, group: Group) -> None:
             help="only the first N requests of each set (a quick check)",
         )
 
+        answers = add(
+            bench,
+            "answers",
+            "right answers to simple questions at several sampling settings",
+            cmd_bench_answers,
+            "Ask the 189 short questions of assistant/data/answers.tsv (facts, arithmetic, "
+            "units, yes or no) as the voice loop asks them (the configured system prompt, one "
+            "fresh conversation each) at 9 sampling points (temperature 0, 0.2, 0.4, 0.7 and "
+            "a few top_p and repeat_penalty points), each with --seeds seeds (greedy once), "
+            "and score each answer by matching. Prints right_rate per point (mean and range "
+            "over the seeds, and per kind of question), the best point and the configured "
+            "one's.",
+        )
+        answers.add_argument("--json", action="store_true", help="print one JSON object")
+        answers.add_argument("--model", metavar="GGUF", help="the LLM (default: llm.model)")
+        answers.add_argument(
+            "--seeds",
+            type=bounded(int, 1, 20),
+            default=3,
+            metavar="N",
+            help="seeds 1..N for each sampling point (default 3)",
+        )
+        answers.add_argument(
+            "--limit",
+            type=bounded(int, 1, 1000),
+            metavar="N",
+            help="only the first N questions (a quick check)",
+        )
+
         wake = add(
             bench,
             "wake",
@@ -255,6 +284,22 @@ def cmd_bench_wake(args: argparse.Namespace) -> int:
     result = bench_wake(
         load(args), word=args.word or "", engine=args.engine or "", minutes=args.minutes,
         matcher_minutes=args.matcher_minutes, progress=progress.step if progress else None,
+    )  # fmt: skip
+    if progress:
+        progress.done()
+    print(json.dumps(result) if args.json else render(result))
+    return 0
+
+
+def cmd_bench_answers(args: argparse.Namespace) -> int:
+    from ..bench_answers import POINTS, bench_answers, questions, render
+
+    asked = min(args.limit or 10**6, len(questions()))
+    runs = sum(1 if p[0] == 0 else args.seeds for p in POINTS)
+    progress = Progress("answers", asked * runs) if sys.stderr.isatty() else None
+    result = bench_answers(
+        load(args), model=args.model, seeds=args.seeds, limit=args.limit or 0,
+        progress=progress.step if progress else None,
     )  # fmt: skip
     if progress:
         progress.done()

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationError
-from .sequence import END, Rules, Seq, common_prefix, sample, wrap_up
+from .sequence import END, Rules, Seq, common_prefix, sample, seed_of, wrap_up
 
 if TYPE_CHECKING:
     from ..thermal.actors import Intensity
@@ -252,7 +252,8 @@ class Scheduler:
         lib.llama_memory_seq_rm(self.mem, sid, keep, -1)
         slot.tokens = list(tokens[:keep])
         seq.slot, seq.pos, seq.pending = sid, keep, list(tokens[keep:])
-        s = seq.sampling
+        s, seed = seq.sampling, seed_of(seq, self.rules)
+        self.llama.set_seed(seed if seed >= 0 else 0xFFFFFFFF)  # 0xFFFFFFFF: a fresh one
         seq.sampler = self.llama._init_sampler(
             top_k=s.top_k, top_p=s.top_p, temp=s.temperature, repeat_penalty=s.repeat_penalty
         )

@@ -21,6 +21,8 @@ class Sampling:
     top_k: int
     repeat_penalty: float
     repetition_abort_tokens: int
+    #: this answer's sampling seed (an API request's ``seed``); None: the engine's
+    seed: int | None = None
 
     @classmethod
     def from_config(cls, llm: LLM) -> Sampling:

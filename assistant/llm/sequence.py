@@ -19,7 +19,7 @@ from .policy import Generation, Sampling, should_stop
 if TYPE_CHECKING:
     from ..thermal.actors import Intensity
 
-__all__ = ["END", "Rules", "Seq", "sample", "say"]
+__all__ = ["END", "Rules", "Seq", "sample", "say", "seed_of"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,12 @@ class Rules:
     seed: Callable[[], int]
     levers: Callable[[], Intensity]
     lead: Callable[[Constraint | None, Generation, int], list[int] | None]
+
+
+def seed_of(seq: Seq, rules: Rules) -> int:
+    """The answer's sampling seed: its own, else the engine's (-1: a fresh one)."""
+    own = seq.sampling.seed
+    return rules.seed() if own is None else own
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -130,7 +136,7 @@ def _start_json(seq: Seq, rules: Rules) -> None:
     if constraint is None:  # (a lead comes only with a constraint)
         raise GenerationError("no constraint to decode under")
     seq.grammar = GrammarSampler(rules.llama, constraint.gbnf, sorted(rules.stop_ids))
-    seed = rules.seed()
+    seed = seed_of(seq, rules)
     seq.rng = np.random.default_rng(seed if seed >= 0 else None)
     # the free text ends here: flush its decoder, the JSON gets its own
     say(seq, seq.decoder.decode(b"", final=True), str)
