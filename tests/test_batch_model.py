@@ -285,3 +285,43 @@ def test_a_grammar_llama_cpp_refuses_ends_that_answer_and_no_other(
     assert bad.stats.stop_reason == "error"
     assert first + "".join(pieces) == beside.text and beside.stats.stop_reason in ("stop", "length")
     assert run(engine.generate(prompt(engine, QUESTIONS[1]), max_tokens=8)).strip()
+
+
+def test_a_full_kv_cache_drops_the_system_prompts_cells_and_every_answer_ends(
+    smollm_path: Path,
+) -> None:
+    """The shared cache holds n_ctx for each slot and SPARE_CELLS more: with a system
+    prompt longer than the spare in sequence 0 and both slots answering their own long
+    prompts at once, the cache runs out; sequence 0's cells go, not an answer."""
+    from assistant.llm.context import SPARE_CELLS
+
+    settings = greedy(n_ctx=512, n_batch=128, parallel=1, max_tokens=96, repetition_abort_tokens=0)
+    engine = Engine(settings, smollm_path)
+    engine.load()
+    try:
+        assert engine.llama.n_ctx() == 2 * 512 + SPARE_CELLS  # (parallel + 1) x n_ctx + spare
+        long = " ".join(f"Rule {n}: be kind." for n in range(70))
+        engine.warm(engine.chat_format.message("system", long))
+        assert engine.scheduler is not None and len(engine.scheduler.prefix()) > SPARE_CELLS
+
+        def own(question: str, system: str) -> list[int]:
+            tokens = prompt(engine, question, system)
+            assert 300 < len(tokens) <= 512 - 96  # (prompt() leaves 96 for the answer)
+            return tokens
+
+        tale = " ".join(f"Fact {n}: the sky is blue." for n in range(36))
+        api = engine.generate(own(STORY, "Be brief. " + tale), max_tokens=96)
+        pieces = iter(api)
+        next(pieces)  # the API answer decodes (its slot busy) when the voice prompt comes
+        reader = threading.Thread(target=lambda: list(pieces))
+        reader.start()
+        voice = engine.generate(own(STORY, "Be short. " + tale), max_tokens=32, priority=0)
+        run(voice)
+        reader.join(120)
+        for answer in (api, voice):
+            assert answer.stats.stop_reason in ("stop", "length"), answer.stats
+            assert answer.stats.completion_tokens > 0
+        assert engine.scheduler.prefix() == []  # sequence 0 gave its cells
+        assert run(engine.generate(prompt(engine, QUESTIONS[1]), max_tokens=8))  # and on
+    finally:
+        engine.close()

@@ -264,3 +264,12 @@ def test_the_system_prompt_asks_for_the_configured_language(tmp_path: Path) -> N
     assert problems(write(tmp_path, '[speech]\nlanguage = "fr"\n')) == [
         f"{tmp_path / 'config.toml'}:2:1: speech.language: must be one of 'en', 'zh', got 'fr'"
     ]
+
+
+def test_a_quantized_kv_cache_without_flash_attention_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, '[llm]\nflash_attn = "off"\nkv_type = "q8_0"\n')
+    (problem,) = problems(path)
+    assert "llm.kv_type: a q8_0 KV cache needs flash attention" in problem
+    path = write(tmp_path, '[llm]\nkv_type = "q9"\n')
+    assert "llm.kv_type: must be one of" in problems(path)[0]
+    assert load_config(write(tmp_path, '[llm]\nflash_attn = "on"\nkv_type = "q8_0"\n'))

@@ -189,3 +189,20 @@ def test_a_dead_decode_loop_says_why_at_once(smollm_path: Path) -> None:
         assert engine.failure == "the decode loop failed: llama_decode exploded"
     finally:
         engine.close()
+
+
+def test_flash_attention_and_the_kv_type_reach_llama_cpp(smollm_path: Path) -> None:
+    """Each setting computes differently (a greedy answer drifts), "auto" is "on" on the CPU,
+    and each engine repeats its own answer."""
+    answers = {}
+    for flash_attn, kv_type in (("off", "f16"), ("on", "f16"), ("auto", "f16"), ("on", "q8_0")):
+        engine = Engine(greedy(flash_attn=flash_attn, kv_type=kv_type, max_tokens=48), smollm_path)
+        engine.load()
+        try:
+            texts = ["".join(engine.new_chat().ask("Why is the sky blue?")) for _ in range(2)]
+        finally:
+            engine.close()
+        assert texts[0] == texts[1]
+        answers[flash_attn, kv_type] = texts[0]
+    assert answers["auto", "f16"] == answers["on", "f16"]
+    assert len({answers["off", "f16"], answers["on", "f16"], answers["on", "q8_0"]}) == 3

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from assistant.api.client import StreamResult
-from assistant.api.peerbench import Peer, PeerError, _figures
+from assistant.api.peer import Peer, PeerError
+from assistant.api.peerbench import _figures
+from assistant.config import LLM
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "scripts" / "build-llama-server.sh"
@@ -102,3 +104,8 @@ def test_bench_api_peer_runs_as_documented(tmp_path: Path) -> None:
     assert r["voice"]["during_streams"] == 2 and r["voice"]["voice_first_token_s"] > 0
     assert r["peak_rss_mb"]["llama_server"] > 100 and r["peak_rss_mb"]["qwen_assistant"] > 100
     assert "-np" in r["peer_args"] and r["parallel"] == 2
+    # the peer runs the engine's attention and KV cache (the defaults here)
+    settings = (r["flash_attn"], r["kv_type"])
+    assert settings == (LLM().flash_attn, LLM().kv_type)
+    args = r["peer_args"]
+    assert (args[args.index("-fa") + 1], args[args.index("-ctk") + 1]) == settings

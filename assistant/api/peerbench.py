@@ -1,19 +1,19 @@
 """``qwen-assistant bench api --peer PATH``: qwen-assistant and llama-server side by side.
 
-Both serve the same GGUF with the same threads, n_batch and context per sequence
-(llama-server: ``-np`` slots of ``-c`` / ``-np`` tokens each, its default non-unified KV
-cache), and both are driven the same way: ``c`` clients (stdlib HTTP, one thread each)
-stream one greedy chat completion each at the same moment, every client its own
-question, the same system message and ``max_tokens``, greedy without a repeat penalty.
-Runs alternate between the two systems; medians are reported. Per concurrency: the
-aggregate tokens/s (all completion tokens over the wall time from the requests to the last
-token), the mean
-and p95 time to first token, and for one stream the decode tokens/s of the answer (first
-piece to last; the prompt is cached by a warm-up). Then, while ``c`` API answers stream,
-a voice answer is started in-process at voice priority: its time to first token is
-compared with its prompt's evaluation alone plus one batch step. Last, every sequence at
-once with a prompt that fills its context; peak RSS is then each process's high-water mark
-(VmHWM; for qwen-assistant the whole bench process, HTTP server and clients included).
+Both serve the same GGUF with the same threads, n_batch, context per sequence, flash
+attention and KV cache type (``llm.flash_attn``, ``llm.kv_type``; llama-server: ``-np``
+slots of ``-c`` / ``-np`` tokens each, its default non-unified KV cache), and both are
+driven the same way: ``c`` clients (stdlib HTTP, one thread each) stream one greedy chat
+completion each at the same moment, every client its own question, the same system message
+and ``max_tokens``, greedy without a repeat penalty. Runs alternate between the two
+systems; medians are reported. Per concurrency: the aggregate tokens/s (all completion
+tokens over the wall time from the requests to the last token), the mean and p95 time to
+first token, and for one stream the decode tokens/s of the answer (first piece to last;
+the prompt is cached by a warm-up). Then, while ``c`` API answers stream, a voice answer
+is started in-process at voice priority: its time to first token is compared with its
+prompt's evaluation alone plus one batch step. Last, every sequence at once with a prompt
+that fills its context; peak RSS is then each process's high-water mark (VmHWM; qwen-
+assistant's is the whole bench process's).
 
 llama-server is built by ``scripts/build-llama-server.sh`` from the sources vendored in
 llama-cpp-python (the same llama.cpp); it is a benchmark tool, not a runtime dependency.
@@ -24,26 +24,21 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import resource
-import socket
 import statistics
-import subprocess
-import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..errors import AssistantError
 from ..llm.bench import table
 from ..llm.conversation import stateless_prompt
 from ..llm.engine import Engine
 from ..thermal.actors import engine_threads
 from .bench import house, serve
 from .client import StreamResult, stream_chat
+from .peer import Peer, PeerError, hwm_mb
 
 __all__ = ["QUESTIONS", "bench_peer", "render_peer"]
 
@@ -64,77 +59,6 @@ FILLER = (
     "The lighthouse stood on a rock at the edge of the bay, and every night its lamp turned "
     "slowly above the water while the keeper wrote the names of passing ships in a book. "
 )
-PEER_START_S = 120.0
-
-
-class PeerError(AssistantError):
-    exit_code = 69  # EX_UNAVAILABLE
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _hwm_mb(pid: int | str = "self") -> float:
-    """A process's peak resident set (VmHWM), MB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-class Peer:
-    """llama-server on a free loopback port, ready once its /health says so."""
-
-    def __init__(self, binary: str, args: list[str]) -> None:
-        path = Path(binary)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise PeerError(
-                f"--peer {binary}: not an executable file; build one with "
-                "scripts/build-llama-server.sh (it prints the path)"
-            )
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.args = [str(path), *args, "--host", "127.0.0.1", "--port", str(self.port)]
-        # its log (a pipe would fill and stall it); closed in close()
-        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [*self.args, "--no-webui"], stdout=subprocess.DEVNULL, stderr=self.log, text=True
-        )
-        deadline = time.monotonic() + PEER_START_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                why = self.log.read().strip()
-                last = why.splitlines()[-1] if why else f"exit {self.proc.returncode}"
-                raise PeerError(f"--peer {binary} did not start: {last}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:  # noqa: S310
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.close()
-        raise PeerError(f"--peer {binary} was not ready within {PEER_START_S:g} s")
-
-    def rss_mb(self) -> float:
-        return _hwm_mb(self.proc.pid)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 def _streams(
@@ -296,6 +220,7 @@ def bench_peer(
         "-c", str(llm.n_ctx * most), "-np", str(most),
         "-b", str(llm.n_batch), "-ub", str(llm.n_batch),
         "--seed", str(max(0, llm.seed)),
+        "-fa", llm.flash_attn, "-ctk", llm.kv_type, "-ctv", llm.kv_type,  # as the engine's
         *(peer_args or []),
     ]  # fmt: skip
     # llama-server's sampling defaults differ from llm.*: send ours
@@ -321,6 +246,11 @@ def bench_peer(
                 "decode_ratio": round(a["decode_tok_s"] / b["decode_tok_s"], 4)
                 if b["decode_tok_s"]
                 else 0.0,
+                # each run's ratio (the spread): run k of ours against run k of theirs
+                "aggregate_ratios": [
+                    round(m["aggregate_tok_s"] / t["aggregate_tok_s"], 3)
+                    for m, t in zip(mine, theirs, strict=True)
+                ],
             }
         voice = _voice_probe(engine, ours.url, system, most, tokens)
         full = _full_context(engine, [(ours.url, {}), (other.url, params)], system, most, tokens)
@@ -337,11 +267,13 @@ def bench_peer(
         "threads": [threads, batch_threads],
         "parallel": most,
         "n_ctx_per_sequence": llm.n_ctx,
+        "flash_attn": llm.flash_attn,
+        "kv_type": llm.kv_type,
         "peer": str(Path(peer).resolve()),
         "peer_args": peer_args,
         "concurrency": by_c,
         "voice": voice,
-        "peak_rss_mb": {"qwen_assistant": _hwm_mb(), "llama_server": peer_rss},
+        "peak_rss_mb": {"qwen_assistant": hwm_mb(), "llama_server": peer_rss},
         #: the last phase: every sequence at once with a prompt of this many tokens
         "full_context_prompt_tokens": full,
         "cpu_count": os.cpu_count(),
@@ -353,14 +285,16 @@ def render_peer(r: dict[str, Any]) -> str:
         ("model", r["model_file"]),
         ("threads, parallel, n_ctx each", f"{r['threads']}, {r['parallel']}, "
          f"{r['n_ctx_per_sequence']}"),
+        ("flash attention, KV cache (both)", f"{r['flash_attn']}, {r['kv_type']}"),
     ]  # fmt: skip
     for c, f in r["concurrency"].items():
         a, b = f["qwen_assistant"], f["llama_server"]
         rows += [
             (
                 f"{c} stream(s): aggregate tok/s",
-                f"{a['aggregate_tok_s']:.1f} vs {b['aggregate_tok_s']:.1f}  "
-                f"(ratio {f['aggregate_ratio']:.3f})",
+                f"{a['aggregate_tok_s']:.1f} vs {b['aggregate_tok_s']:.1f}  (ratio "
+                f"{f['aggregate_ratio']:.3f}; runs {min(f['aggregate_ratios']):.3f}-"
+                f"{max(f['aggregate_ratios']):.3f})",
             ),
             (
                 f"{c} stream(s): first token mean/p95",

@@ -3,10 +3,11 @@
 module: the sections are plain data that every room reads."""
 
 from .actions import Action, Http, parse_actions
+from .fields import opt
+from .llm import LLM
 from .load import ENV_VAR, SYSTEM_CONFIG, default_config_path, find_config, load_config
 from .schema import (
     API,
-    LLM,
     SEED_VAR,
     Config,
     Kiosk,
@@ -19,7 +20,6 @@ from .schema import (
     data_dir,
     env_seed,
     is_loopback,
-    opt,
 )
 
 __all__ = [

@@ -12,16 +12,15 @@ several sequences for little more than the cost of one.
 
 Sequence ids: 0 is llama-cpp-python's own (``Llama.eval``): it holds the system prompt,
 evaluated once at load. Slots are sequences 1..``parallel + 1``, each with the tokens its
-KV cells hold. Every sequence has its own KV stream of llm.n_ctx cells (llama.cpp's
-non-unified cache, as llama-server runs it): an answer attends over its own cells only, so
-idle slots may keep their caches at no cost to the others, and a lone answer is computed
-exactly as the one-sequence engine computed it. A new answer takes the free slot holding
-the longest common prefix with its prompt (a conversation's next turn reuses its earlier
-turns); when sequence 0's system prompt is the longer match, its stream is copied
-(``llama_memory_seq_cp``, a buffer copy: not re-evaluated). llama.cpp evaluates running
-sequences with consecutive ids in one pass, so the rows go in id order. An answer past
-the ``parallel`` lanes (voice arriving while the API holds every lane) runs instead of an
-API answer, which waits, its KV kept, until a lane frees.
+KV cells hold, in one KV cache they share (:mod:`.context`): an answer attends over its
+own cells only, so idle slots may keep their caches at no cost to the others, and a lone
+answer is the same whatever they hold. A new answer takes the free slot holding the
+longest common prefix with its prompt (a conversation's next turn reuses its earlier
+turns); when sequence 0's system prompt is the longer match, the slot shares its cells
+(``llama_memory_seq_cp``: not copied, not re-evaluated). When the cache is full, the idle
+slots' caches go, then sequence 0's. An answer past the ``parallel`` lanes (voice
+arriving while the API holds every lane) runs instead of an API answer, which waits, its
+KV kept, until a lane frees.
 """
 
 from __future__ import annotations
@@ -219,8 +218,7 @@ class Scheduler:
 
     def _place(self, arrivals: list[Seq]) -> None:
         """Give each arrival a free slot: the one whose cache shares the longest prefix
-        with its prompt, else the lowest (running sequences with consecutive ids go
-        through llama.cpp in one pass)."""
+        with its prompt, else the lowest."""
         chosen: list[tuple[Seq, _Slot]] = []
         for seq in arrivals:
             free = [s for s in self._slots if s.busy is None]
@@ -241,7 +239,7 @@ class Scheduler:
         tokens, lib, sid = seq.tokens, self._lib, slot.seq_id
         mine = common_prefix(slot.tokens, tokens)
         shared = common_prefix(self.prefix(), tokens)
-        if shared > mine:  # a copy of sequence 0's whole stream, cut to the shared part
+        if shared > mine:  # sequence 0's cells, shared, cut to the common part
             lib.llama_memory_seq_rm(self.mem, sid, -1, -1)
             lib.llama_memory_seq_cp(self.mem, 0, sid, -1, -1)
             keep = shared
@@ -265,18 +263,8 @@ class Scheduler:
 
     def _lanes(self) -> list[Seq]:
         """The sequences this step advances: all of them, or, past ``parallel`` (a voice
-        turn beyond the API's lanes), all but one API answer that waits: the youngest
-        whose pause leaves consecutive sequence ids (one llama.cpp pass), else the
-        youngest."""
+        turn beyond the API's lanes), all but the youngest API answer, which waits."""
         ranked = sorted(self._active, key=lambda q: (q.priority, q.number))
-        if len(ranked) <= self.parallel:
-            return ranked
-        api = [q for q in ranked if q.priority > 0]
-        for waiting in reversed(api):
-            rest = [q for q in ranked if q is not waiting]
-            ids = sorted(q.slot for q in rest)
-            if ids == list(range(ids[0], ids[0] + len(ids))) and len(rest) <= self.parallel:
-                return rest
         return ranked[: self.parallel]
 
     def _fill(self, lanes: list[Seq]) -> tuple[list[tuple[Seq, bool]], bool, bool]:
@@ -302,7 +290,7 @@ class Scheduler:
             # a voice prompt is evaluated alone: its first token comes one prompt
             # evaluation after the step in flight; the others lose one step
             lanes = [q for q in lanes if q.priority == 0]
-        lanes = sorted(lanes, key=lambda q: q.slot)  # consecutive ids: one pass
+        lanes = sorted(lanes, key=lambda q: q.slot)
         for seq in lanes:  # one token each (a tool call's lead: a few)
             if seq.feed and not seq.pending:
                 feed, seq.feed = seq.feed, []
@@ -328,7 +316,7 @@ class Scheduler:
         intensity.phase("prompt" if prompt else "decode")
         begun = self.clock()
         rc = self._lib.llama_decode(self.ctx, self._batch)
-        if rc == 1 and self._evict():
+        while rc == 1 and self._evict():
             rc = self._lib.llama_decode(self.ctx, self._batch)
         if rc != 0:
             raise GenerationError(f"llama_decode failed ({rc}) with {len(rows)} tokens")
@@ -356,11 +344,16 @@ class Scheduler:
                 seq.gen.stats.paced_s += paced
 
     def _evict(self) -> bool:
-        """No room in the KV cache: drop the cached tokens of the idle slots. True if any."""
+        """No room in the KV cache: drop the idle slots' caches or, when they hold none,
+        sequence 0's system prompt (the next answers evaluate theirs). True if any went."""
         idle = [s for s in self._slots if s.busy is None and s.tokens]
         for slot in idle:
             self._lib.llama_memory_seq_rm(self.mem, slot.seq_id, -1, -1)
             slot.tokens = []
+        if not idle and self.llama.n_tokens:
+            self._lib.llama_memory_seq_rm(self.mem, 0, -1, -1)
+            self.llama.n_tokens = 0
+            return True
         return bool(idle)
 
     def _sample(self, seq: Seq, row: int, now: float) -> None:

@@ -22,7 +22,6 @@ prefills its own tokens.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -36,6 +35,7 @@ from ..errors import GenerationError, ModelError
 from ..thermal.actors import Intensity, engine_threads
 from .backend import Backend, choose_backend, cpu_description
 from .batch import Scheduler
+from .context import kv_cells, make_context
 from .conversation import Chat, ChatML, Conversation
 from .gguf import FIX, GGUFInfo, read_gguf
 from .grammar import Constraint, check_grammar
@@ -165,7 +165,11 @@ class Engine:
             raise ModelError(
                 f"{self.model_path}: llama.cpp could not load it ({exc}); {FIX}"
             ) from None
-        self._sequences()
+        try:
+            make_context(self._llama, s, self.model_path)
+        except ModelError:
+            self._llama = None
+            raise
         if self.intensity is None:  # no governor: always full, never paced
             self.intensity = Intensity(threads, batch_threads)
             self._threads_version = self.intensity.version
@@ -182,32 +186,7 @@ class Engine:
 
     @property
     def kv_cells(self) -> int:
-        """The KV cache's size: a stream of llm.n_ctx cells for sequence 0 (the system
-        prompt) and for each of the parallel + 1 slots."""
-        return self.settings.n_ctx * (self.settings.parallel + 2)
-
-    def _sequences(self) -> None:
-        """Re-create the context with a KV stream for sequence 0 and each of the
-        parallel + 1 slots (``Llama`` makes a one-sequence context and has no parameter
-        for this; the first context is freed before the second is made)."""
-        from llama_cpp._internals import LlamaContext
-
-        llama = self._llama
-        params = llama.context_params
-        params.n_seq_max = self.settings.parallel + 2
-        params.kv_unified = False
-        llama._ctx.close()
-        try:
-            llama._ctx = llama._stack.enter_context(
-                contextlib.closing(LlamaContext(model=llama._model, params=params, verbose=False))
-            )
-        except ValueError as exc:
-            self._llama.close()
-            self._llama = None
-            raise ModelError(
-                f"{self.model_path}: llama.cpp could not make a context for "
-                f"llm.parallel = {self.settings.parallel} ({exc}); lower llm.parallel or llm.n_ctx"
-            ) from None
+        return kv_cells(self.settings)
 
     def _canary(self) -> None:
         """A few greedy tokens of a fixed prompt must look like a language model's."""

@@ -1,0 +1,67 @@
+"""The llama context the engine runs in, made from [llm]: one KV cache the sequences share,
+how attention is computed (``llm.flash_attn``) and what the cache stores (``llm.kv_type``).
+
+The cache is llama.cpp's unified one, sized to what can be in use at once: ``llm.n_ctx``
+cells for each of the ``parallel + 1`` slots (an answer's prompt and tokens never pass
+n_ctx) and :data:`SPARE_CELLS` for sequence 0's system prompt, whose cells every answer
+that starts from it shares rather than copies. An answer attends over its own cells only
+(the others are masked), so a lone answer is the same whatever the other slots hold.
+``Llama`` makes a one-sequence context and has no parameter for the sequences, so the
+context is made again: the first one is freed before the second is made. Every answer, the
+engine's and the batch scheduler's, runs in this one context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from ..config import LLM
+from ..errors import ModelError
+
+__all__ = ["FLASH_ATTN_TYPES", "SPARE_CELLS", "kv_cells", "make_context"]
+
+#: llm.flash_attn → llama.cpp's llama_flash_attn_type
+FLASH_ATTN_TYPES = {
+    "auto": "LLAMA_FLASH_ATTN_TYPE_AUTO",
+    "on": "LLAMA_FLASH_ATTN_TYPE_ENABLED",
+    "off": "LLAMA_FLASH_ATTN_TYPE_DISABLED",
+}
+
+
+#: cells beyond the slots' for sequence 0's system prompt (a longer one than fits here
+#: still works: when the cache is full, the scheduler drops idle caches, then this one)
+SPARE_CELLS = 256
+
+
+def kv_cells(settings: LLM) -> int:
+    """The KV cache's size in cells: llm.n_ctx for each of the parallel + 1 slots, and
+    :data:`SPARE_CELLS`."""
+    return settings.n_ctx * (settings.parallel + 1) + SPARE_CELLS
+
+
+def make_context(llama: Any, settings: LLM, model_path: Path) -> None:
+    """Replace ``llama``'s context with one for ``settings``; on failure ``llama`` is closed
+    and :class:`ModelError` names the keys to change."""
+    import llama_cpp
+    from llama_cpp._internals import LlamaContext
+
+    params = llama.context_params
+    params.n_seq_max = settings.parallel + 2
+    params.kv_unified = True
+    params.flash_attn_type = getattr(llama_cpp, FLASH_ATTN_TYPES[settings.flash_attn])
+    params.type_k = params.type_v = getattr(llama_cpp, f"GGML_TYPE_{settings.kv_type.upper()}")
+    llama._ctx.close()
+    try:
+        llama._ctx = llama._stack.enter_context(
+            contextlib.closing(LlamaContext(model=llama._model, params=params, verbose=False))
+        )
+    except ValueError as exc:
+        llama.close()
+        raise ModelError(
+            f"{model_path}: llama.cpp could not make a context for llm.parallel = "
+            f"{settings.parallel}, llm.flash_attn = {settings.flash_attn!r}, llm.kv_type = "
+            f"{settings.kv_type!r} ({exc}); lower llm.parallel or llm.n_ctx, or set "
+            f'llm.kv_type = "f16"'
+        ) from None
