@@ -5,6 +5,7 @@ runs); the targets it cannot meet are pinned at their measured figures (docs/the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -67,17 +68,58 @@ def test_governor_meets_its_targets(results: dict[str, sim.Outcome]) -> None:
     assert gov.voice_served >= none.voice_served
     # without a governor the board lives in the throttle zone
     assert none.throttle_s > 0.9 * 3600 and firmware.throttle_s > 0.9 * 3600
-    # a target out of reach with one engine: a voice request waits for the running API
-    # answer (docs/thermal.md); no policy gets the p95 under 2 s
-    assert min(o.p95_wait_voice_s for o in results.values() if o.voice_served) > 2.0
+    # one microphone, one question at a time, and a lane beyond the API's for it
+    assert gov.p95_wait_voice_s <= 2.0
 
 
 def test_the_targets_table_says_what_was_met(results: dict[str, sim.Outcome]) -> None:
     t = report.targets(results)
     assert t["throttle_s"]["met"] and t["tokens_vs_none"]["met"]
-    assert not t["p95_wait_voice_s"]["met"]
+    assert t["p95_wait_voice_s"]["met"]
     text = report.render(results, sim.KIOSK, sim.Workload())
-    assert "governor p95_wait_voice_s: " in text and "MISSED" in text
+    assert "governor p95_wait_voice_s: 0 (target <= 2): met" in text
+    assert "MISSED" not in text
+
+
+def test_a_microphone_asks_again_only_after_the_answer_was_heard() -> None:
+    from assistant.thermal.workload import SPEECH_TOK_S, Microphone
+
+    mic = Microphone(sim.Workload(follow_up=1.0, think_s=(3.0, 3.0)), 0)
+    assert mic.next_at is not None
+    first = mic.ask(mic.next_at)
+    assert first is not None and first.microphone == 0
+    assert mic.ask(first.at + 600) is None  # one person: no second question meanwhile
+    mic.heard(first, first_token_at=first.at + 1.0, done_at=first.at + 2.0)
+    spoken = first.at + 1.0 + first.completion_tokens / SPEECH_TOK_S  # heard out, then 3 s
+    assert mic.next_at == pytest.approx(max(first.at + 2.0, spoken) + 3.0)
+    refused = Microphone(sim.Workload(follow_up=1.0), 1)
+    assert refused.next_at is not None
+    asked = refused.ask(refused.next_at)
+    assert asked is not None
+    refused.heard(asked, None, asked.at)  # refused: no follow-up, a new conversation later
+    assert refused.next_at is not None and refused.next_at >= asked.at
+
+
+def test_satellites_are_more_microphones_and_more_voice() -> None:
+    one = sim.Workload(duration_s=1200)
+    three = dataclasses.replace(one, microphones=3)
+    requests = sim.make_requests(one)
+    run = functools.partial(sim.run_policy, "governor", Thermal(), sim.KIOSK, requests)
+    alone = run(duration_s=1200, workload=one)
+    more = run(duration_s=1200, workload=three)
+    assert 0 < alone.voice_served < more.voice_served
+
+
+def test_a_batch_step_costs_what_its_arithmetic_and_one_read_of_the_weights_cost() -> None:
+    board = Board(sim.KIOSK)
+    hw, idle = sim.KIOSK, sim.KIOSK.idle_w
+    one = board.power("decode", 1) - idle
+    assert one == pytest.approx(hw.decode_core_w + hw.decode_mem_w)
+    two = board.power("decode", 2) - idle
+    gain = hw.batch_speedup[1]
+    assert two == pytest.approx(hw.decode_core_w * gain + hw.decode_mem_w * gain / 2)
+    # per token, the batch is cheaper: the weights are read once for both answers
+    assert two / gain < one
 
 
 def test_the_sweep_table_reads_one_scenario_per_row(results: dict[str, sim.Outcome]) -> None:
@@ -119,7 +161,8 @@ def test_the_arrivals_ask_for_more_than_the_device_serves(
     arrived = len(sim.make_requests(sim.Workload()))
     for outcome in results.values():
         assert outcome.api_refused > 0
-        assert outcome.served + outcome.refused <= arrived
+        api_served = outcome.served - outcome.voice_served
+        assert api_served + outcome.api_refused <= arrived
 
 
 def test_a_cooler_board_lets_the_governor_admit_more() -> None:

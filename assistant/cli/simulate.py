@@ -59,9 +59,16 @@ def register(top: Any, add: Add) -> None:
     sim.add_argument(
         "--demand",
         type=bounded(float, 0.1, 600.0),
-        default=12.0,
+        default=8.4,
         metavar="N",
-        help="requests arriving per minute (default 12)",
+        help="API requests arriving per minute (default 8.4)",
+    )
+    sim.add_argument(
+        "--satellites",
+        type=bounded(int, 0, 16),
+        default=0,
+        metavar="N",
+        help="Wyoming satellites: a microphone each, beside the device's own (default 0)",
     )
     sim.add_argument(
         "--minutes",
@@ -93,7 +100,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     ]
     if args.ambient is not None:
         hw = dataclasses.replace(hw, ambient_c=args.ambient)
-    workload = sim.Workload(per_min=args.demand, duration_s=args.minutes * 60, seed=args.seed)
+    workload = sim.Workload(
+        per_min=args.demand, microphones=1 + args.satellites, duration_s=args.minutes * 60,
+        seed=args.seed,
+    )  # fmt: skip
     settings = load(args).thermal
     if args.sweep:
         seeds = range(1, args.seeds + 1)

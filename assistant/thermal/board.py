@@ -38,8 +38,8 @@ F_MIN_GHZ = 1.5
 STEP_S = 0.25  # integration step; the die's time constant is ~3 s
 
 
-#: aggregate decode tokens/s of 1..4 answers decoded together over one alone; decode is
-#: memory-bound, so a batch costs about the power of one answer (docs/performance.md)
+#: aggregate decode tokens/s of 1..4 answers decoded together over one alone
+#: (docs/performance.md); what a batch step costs follows from it (:meth:`Board.power`)
 BATCH_SPEEDUP = (1.0, 1.31, 1.38, 1.68)
 
 
@@ -139,7 +139,11 @@ class Board:
         else:
             self.clock_ghz = min(F_MAX_GHZ, (self.cap.mhz or 2400) / 1000)
 
-    def power(self, phase: str) -> float:
+    def power(self, phase: str, lanes: int = 1) -> float:
+        """Board watts of ``phase``; ``lanes`` answers decoding together. A batch step
+        reads the weights once (memory energy per step as one answer's) and does every
+        answer's arithmetic (core energy per step x lanes) in ``lanes / speed-up`` of one
+        answer's step time: core power x speed-up, memory power x speed-up / lanes."""
         hw, ratio = self.hw, self.clock_ghz / F_MAX_GHZ
         core = float(ratio**hw.core_power_exp)
         state = self.intensity.state
@@ -150,7 +154,10 @@ class Board:
             )
         if phase == "decode":
             share = state.decode_threads / hw.cores
-            work = hw.decode_core_w * core * share + hw.decode_mem_w * self.speed(phase)
+            n = max(1, min(lanes, len(hw.batch_speedup)))
+            gain = hw.batch_speedup[n - 1]
+            work = hw.decode_core_w * core * share * gain
+            work += hw.decode_mem_w * self.speed(phase) * gain / n
             return hw.idle_w + work * state.pacing
         return hw.idle_w
 

@@ -39,6 +39,7 @@ def compare(
             fixed_rate=rate,
             trace_every_s=trace_every_s,
             patience_s=workload.patience_s,
+            workload=workload,
         )
 
     results: dict[str, Outcome] = {}

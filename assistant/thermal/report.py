@@ -55,7 +55,9 @@ def render(results: dict[str, Outcome], hw: Hardware, workload: Workload) -> str
     minutes = workload.duration_s / 60
     lines = [
         f"{minutes:g} simulated minutes · {hw.name} at {hw.ambient_c:g} °C · "
-        f"{workload.per_min:g} requests/min arriving ({workload.voice_share:.0%} voice)",
+        f"{workload.per_min:g} API requests/min arriving, {workload.microphones} "
+        f"microphone{'s' if workload.microphones != 1 else ''} (a person asks, hears the "
+        "answer, maybe asks again)",
         "",
         f"{'policy':<19}{'served':>7}{'tokens':>8}{'voice':>6}{'v ref':>6}{'api ref':>8}"
         f"{'thr s':>7}{'v p50/p95 s':>12}{'api p50/p95 s':>14}{'cv':>6}{'J/tok':>6}"

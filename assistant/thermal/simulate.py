@@ -6,7 +6,8 @@ the fan curve, :class:`~assistant.thermal.admission.Admission` with its bucket, 
 wait limit, and the :class:`~assistant.thermal.actors.Intensity` the engine reads. The
 simulation replaces only the thermometer (it reads the model's die temperature), the fan
 (it sets the model's airflow), the clock cap (it sets the model's clock) and the clock
-(simulated seconds). The board itself is :mod:`.board`; the reports are :mod:`.report`.
+(simulated seconds). The board itself is :mod:`.board`, what arrives :mod:`.workload`;
+the reports are :mod:`.report`.
 
 Policies, on the same arrivals: ``firmware`` (no daemon: the kernel's fan curve on the fan
 header, every request queued, the throttle the only limit), ``none`` (the daemon with no
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +41,7 @@ from .board import (
 from .budget import FixedRate
 from .fan import FanCurve
 from .governor import Governor
+from .workload import PATIENCE_S, Microphone, Request, Workload, make_requests
 
 __all__ = [
     "ACTIVE_COOLER",
@@ -60,50 +61,6 @@ __all__ = [
 ]
 
 POLICIES = ("firmware", "none", "best_fixed", "governor")
-#: How long a client waits in the queue before it gives up: api.queue_timeout_s's default.
-PATIENCE_S = 120.0
-
-
-@dataclass(frozen=True)
-class Request:
-    at: float  # arrival, simulated seconds
-    priority: Priority
-    prompt_tokens: int  # to prefill (voice: only the new turn; the system prompt is cached)
-    completion_tokens: int
-
-
-@dataclass(frozen=True)
-class Workload:
-    """Arrivals: Poisson, more than the device can serve."""
-
-    per_min: float = 12.0
-    voice_share: float = 0.3
-    voice_prompt: tuple[int, int] = (15, 40)
-    api_prompt: tuple[int, int] = (100, 400)  # stateless API: the whole history again
-    completion: tuple[int, int] = (32, 256)
-    duration_s: float = 3600.0
-    seed: int = 1
-    patience_s: float = PATIENCE_S
-
-
-def make_requests(workload: Workload) -> list[Request]:
-    rng = random.Random(workload.seed)  # noqa: S311 (a simulation, not cryptography)
-    requests: list[Request] = []
-    now = 0.0
-    while True:
-        now += rng.expovariate(workload.per_min / 60.0)
-        if now >= workload.duration_s:
-            return requests
-        voice = rng.random() < workload.voice_share
-        lo, hi = workload.voice_prompt if voice else workload.api_prompt
-        requests.append(
-            Request(
-                at=now,
-                priority=Priority.VOICE if voice else Priority.API,
-                prompt_tokens=rng.randint(lo, hi),
-                completion_tokens=rng.randint(*workload.completion),
-            )
-        )
 
 
 @dataclass
@@ -150,6 +107,7 @@ class _Job:
     prefill_left: float
     decode_left: float
     decode_s: float = 0.0
+    first_at: float | None = None
 
 
 class _Run:
@@ -164,6 +122,7 @@ class _Run:
         *,
         fixed_rate: float | None,
         patience_s: float,
+        workload: Workload | None,
     ) -> None:
         self.hw = hw
         self.clock = _SimClock()
@@ -195,12 +154,15 @@ class _Run:
             self.kernel_fan = FanCurve(Thermal().fan_curve, Thermal().fan_hysteresis_c)
         self.fan = SimFan(self.board)
         self.pending = list(reversed(requests))
+        count = workload.microphones if workload else 0
+        self.mics = [Microphone(workload, i) for i in range(count)] if workload else []
         self.queued: dict[int, tuple[Ticket, Request]] = {}
         self.jobs: list[_Job] = []
         self.out = Outcome(rate_per_min=fixed_rate)
         self.waits: dict[Priority, list[float]] = {Priority.VOICE: [], Priority.API: []}
         self.speeds: list[float] = []
         self.tokens = 0.0
+        self.lanes = 0  # answers in the last decode step
         self.joules = 0.0
         self.window = [0.0, 0, 0.0, 0, 0.0]  # tokens, refused, waits summed, started, GHz·s
 
@@ -210,10 +172,18 @@ class _Run:
         else:
             self.out.api_refused += 1
         self.window[1] += 1
+        self._heard(request, None)
+
+    def _heard(self, request: Request, first_at: float | None) -> None:
+        if request.microphone >= 0:  # that person may ask again
+            self.mics[request.microphone].heard(request, first_at, self.clock.now)
 
     def arrivals(self) -> None:
-        while self.pending and self.pending[-1].at <= self.clock.now:
-            request = self.pending.pop()
+        now = self.clock.now
+        due = [q for q in (mic.ask(now) for mic in self.mics) if q is not None]
+        while self.pending and self.pending[-1].at <= now:
+            due.append(self.pending.pop())
+        for request in due:
             try:
                 ticket = self.admission.admit(request.priority, wait_limit_s=self.wait_limit)
             except Busy:
@@ -263,11 +233,14 @@ class _Run:
         phase("decode")
         lanes = sorted(self.jobs, key=lambda j: (j.ticket.priority, j.ticket.number))
         lanes = lanes[: self.hw.slots]  # voice beyond the slots pauses an API answer
+        self.lanes = len(lanes)
         speedup = self.hw.batch_speedup[min(len(lanes), len(self.hw.batch_speedup)) - 1]
         tok_s = self.hw.decode_tok_s * self.board.speed("decode") * speedup / len(lanes)
         tok_s *= self.board.intensity.state.pacing
         for job in lanes:
             made = min(job.decode_left, tok_s * STEP_S)
+            if job.first_at is None:
+                job.first_at = self.clock.now
             job.decode_left -= made
             job.decode_s += made / tok_s
             self.tokens += made
@@ -281,6 +254,7 @@ class _Run:
                 self.speeds.append(job.request.completion_tokens / job.decode_s)
                 self.admission.release(job.ticket)
                 self.jobs.remove(job)
+                self._heard(job.request, job.first_at)
         return "decode"
 
     def run(self, duration_s: float, trace_every_s: float) -> Outcome:
@@ -300,7 +274,7 @@ class _Run:
                 self.give_up()
             board.firmware()
             self.arrivals()
-            watts = board.power(self.work())
+            watts = board.power(self.work(), self.lanes)
             board.step(watts, STEP_S)
             self.joules += watts * STEP_S
             self.window[4] += board.clock_ghz * STEP_S
@@ -368,12 +342,17 @@ def run_policy(
     fixed_rate: float | None = None,
     trace_every_s: float = 0.0,
     patience_s: float = PATIENCE_S,
+    workload: Workload | None = None,
 ) -> Outcome:
     """Run ``firmware``, ``none``, ``fixed`` (every lever at full and a fixed rate instead of
-    the budget) or ``governor`` over ``requests``."""
+    the budget) or ``governor`` over ``requests``, and the people at ``workload``'s
+    microphones."""
     if (policy == "fixed") != (fixed_rate is not None):
         raise ValueError("fixed_rate goes with policy 'fixed' and only with it")
-    run = _Run(policy, settings, hw, requests, fixed_rate=fixed_rate, patience_s=patience_s)
+    run = _Run(
+        policy, settings, hw, requests, fixed_rate=fixed_rate, patience_s=patience_s,
+        workload=workload,
+    )  # fmt: skip
     return run.run(duration_s, trace_every_s)
 
 
