@@ -4,6 +4,7 @@ leaving between steps, voice taking a lane, a grammar per sequence, and four cli
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -290,13 +291,20 @@ def test_a_grammar_llama_cpp_refuses_ends_that_answer_and_no_other(
 def test_a_full_kv_cache_drops_the_system_prompts_cells_and_every_answer_ends(
     smollm_path: Path,
 ) -> None:
-    """The shared cache holds n_ctx for each slot and SPARE_CELLS more: with a system
-    prompt longer than the spare in sequence 0 and both slots answering their own long
-    prompts at once, the cache runs out; sequence 0's cells go, not an answer."""
+    """With flash attention the cache is shared: n_ctx for each slot and SPARE_CELLS more.
+    With a system prompt longer than the spare in sequence 0 and both slots answering
+    their own long prompts at once, it runs out; sequence 0's cells go, not an answer.
+    Without (the default), a stream of n_ctx cells for sequence 0 and each slot."""
     from assistant.llm.context import SPARE_CELLS
 
     settings = greedy(n_ctx=512, n_batch=128, parallel=1, max_tokens=96, repetition_abort_tokens=0)
-    engine = Engine(settings, smollm_path)
+    streams = Engine(settings, smollm_path)
+    streams.load()
+    try:
+        assert streams.llama.n_ctx() == 3 * 512  # sequence 0 and the two slots
+    finally:
+        streams.close()
+    engine = Engine(dataclasses.replace(settings, flash_attn="on"), smollm_path)
     engine.load()
     try:
         assert engine.llama.n_ctx() == 2 * 512 + SPARE_CELLS  # (parallel + 1) x n_ctx + spare

@@ -66,6 +66,7 @@ def test_bench_answers_runs_every_point_at_a_small_size(smollm_path: Path) -> No
         assert row["min"] <= row["right_rate"] <= row["max"]
         if row["runs"] == 1:  # one run: its misses are the rate's complement
             assert len(row["wrong"]) == round((1 - row["right_rate"]) * 4)
-    assert data["configured"] == {"temperature": 0.7, "top_p": 0.9, "repeat_penalty": 1.1}
+    assert data["configured"] == {"temperature": 0.4, "top_p": 0.5, "repeat_penalty": 1.1}
+    assert data["configured_rate"] == next(r["right_rate"] for r in rows if r["top_p"] == 0.5)
     table = run("bench", "answers", "--model", str(smollm_path), "--limit", "2", "--seeds", "1")
     assert table.returncode == 0 and "best: temperature" in table.stdout

@@ -5,12 +5,15 @@ the decode loop, and the clock cap follows the engine's phase."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from assistant.config import LLM
 from assistant.llm.bench import decode_prompt
 from assistant.llm.engine import Engine
 from assistant.thermal.actors import Intensity
+from tests.conftest import greedy
 
 pytestmark = pytest.mark.slow
 
@@ -43,13 +46,18 @@ def greedy_answer(engine: Engine, n: int, change: Intensity | None = None) -> tu
     return "".join(pieces), threads_seen
 
 
-@pytest.mark.parametrize("levers", ["qwen"], indirect=True)
-def test_changing_threads_mid_answer_leaves_a_greedy_answer_unchanged(
-    levers: tuple[Engine, Intensity],
-) -> None:
-    engine, intensity = levers
-    before, full = greedy_answer(engine, 48)
-    after, fewest = greedy_answer(engine, 48, change=intensity)
+def test_changing_threads_mid_answer_leaves_a_greedy_answer_unchanged(qwen_path: Path) -> None:
+    """Without flash attention (llm.flash_attn = "off"): each attention sum is one
+    thread's, whatever the count. With it, llama.cpp splits a step's attention across the
+    threads, so the sums move with them (docs/performance.md)."""
+    engine = Engine(greedy(flash_attn="off"), qwen_path)
+    engine.load()
+    try:
+        engine.intensity = intensity = Intensity(engine.threads, engine.threads)
+        before, full = greedy_answer(engine, 48)
+        after, fewest = greedy_answer(engine, 48, change=intensity)
+    finally:
+        engine.close()
     assert fewest == 1 < full or full == 1  # the engine took the change up between tokens
     assert after == before
     assert len(before.split()) > 10
@@ -99,4 +107,5 @@ def test_bench_threads_runs_as_documented_with_the_default_config() -> None:
     full = next(r for r in data["rows"] if r["threads"] == data["threads"])
     assert full["decode_ratio"] == 1.0  # ratios are to the engine's threads at full
     assert all(r["decode_tok_s"] > 0 and r["prefill_tok_s"] > 0 for r in data["rows"])
-    assert data["midway_same_text"] is True
+    assert data["midway_must_match"] is (LLM().flash_attn == "off")
+    assert data["midway_same_text"] is True or not data["midway_must_match"]

@@ -353,7 +353,7 @@ def cmd_bench_threads(args: argparse.Namespace) -> int:
 
     result = bench_threads(load(args), model=args.model, tokens=args.tokens, runs=args.runs)
     print(json.dumps(result) if args.json else render_threads(result))
-    return 0 if result["midway_same_text"] else 1
+    return 0 if result["midway_same_text"] or not result["midway_must_match"] else 1
 
 
 def cmd_bench_api(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from .fields import opt
 
 __all__ = ["FLASH_ATTN", "KV_TYPES", "LLM"]
 
-FLASH_ATTN = ("auto", "on", "off")
+FLASH_ATTN = ("off", "on", "auto")
 #: KV cache types llama.cpp's CPU backend stores (ggml type names)
 KV_TYPES = ("f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
 
@@ -25,8 +25,8 @@ class LLM:
     parallel: int = opt(2, lo=1, hi=16)
     gpu_layers: int = opt(0, lo=-1, hi=999)
     vulkan_devices: str = opt("")
-    #: llama.cpp's flash attention: "auto" (llama.cpp decides per device), "on", "off"
-    flash_attn: str = opt("auto", choices=FLASH_ATTN)
+    #: llama.cpp's flash attention: "off", "on", "auto" (llama.cpp decides per device)
+    flash_attn: str = opt("off", choices=FLASH_ATTN)
     #: the KV cache's type, for K and V alike (a quantized V needs flash attention)
     kv_type: str = opt("f16", choices=KV_TYPES)
     mmap: bool = opt(True)
@@ -38,8 +38,8 @@ class LLM:
     )
     max_tokens: int = opt(256, lo=1, hi=8192)
     max_seconds: float = opt(60.0, lo=1.0, hi=3600.0)
-    temperature: float = opt(0.7, lo=0.0, hi=2.0)
-    top_p: float = opt(0.9, lo=0.01, hi=1.0)
+    temperature: float = opt(0.4, lo=0.0, hi=2.0)
+    top_p: float = opt(0.5, lo=0.01, hi=1.0)
     top_k: int = opt(40, lo=0, hi=1000)
     repeat_penalty: float = opt(1.1, lo=1.0, hi=2.0)
     seed: int = opt(-1, lo=-1, hi=2**31 - 1)

@@ -7,20 +7,17 @@ in all); one ``llama_decode`` evaluates them all and every sequence that has log
 its next token with its own sampler (the same llama.cpp chain ``Llama.generate`` builds
 for the same parameters, so a lone greedy answer is the one it always was). A new answer
 joins at the next step; a cancelled one (barge-in, a client gone, a stop string) leaves at
-the next step. Decode of a 0.5B model is memory-bound: one pass over the weights advances
-several sequences for little more than the cost of one.
+the next. Decode is memory-bound: one pass over the weights advances several for about one.
 
 Sequence ids: 0 is llama-cpp-python's own (``Llama.eval``): it holds the system prompt,
-evaluated once at load. Slots are sequences 1..``parallel + 1``, each with the tokens its
-KV cells hold, in one KV cache they share (:mod:`.context`): an answer attends over its
-own cells only, so idle slots may keep their caches at no cost to the others, and a lone
-answer is the same whatever they hold. A new answer takes the free slot holding the
-longest common prefix with its prompt (a conversation's next turn reuses its earlier
-turns); when sequence 0's system prompt is the longer match, the slot shares its cells
-(``llama_memory_seq_cp``: not copied, not re-evaluated). When the cache is full, the idle
-slots' caches go, then sequence 0's. An answer past the ``parallel`` lanes (voice
-arriving while the API holds every lane) runs instead of an API answer, which waits, its
-KV kept, until a lane frees.
+evaluated once at load. Slots are sequences 1..``parallel + 1``, each with the tokens its KV
+cells hold (the layout: :mod:`.context`). An answer attends over its own cells only, so a
+lone answer is the same whatever the idle slots keep. A new answer takes the free slot with
+the longest common prefix with its prompt; when sequence 0's system prompt is longer, the
+slot gets its cells (``llama_memory_seq_cp``: copied, or shared in a unified cache). Streams
+with consecutive ids take one pass: rows go in id order. A full cache drops the idle slots'
+caches, then sequence 0's. An answer past the ``parallel`` lanes (voice while the API holds
+every lane) runs instead of an API answer, which waits, its KV kept, until a lane frees.
 """
 
 from __future__ import annotations
@@ -239,7 +236,7 @@ class Scheduler:
         tokens, lib, sid = seq.tokens, self._lib, slot.seq_id
         mine = common_prefix(slot.tokens, tokens)
         shared = common_prefix(self.prefix(), tokens)
-        if shared > mine:  # sequence 0's cells, shared, cut to the common part
+        if shared > mine:  # sequence 0's cells (copied or shared), cut to the common part
             lib.llama_memory_seq_rm(self.mem, sid, -1, -1)
             lib.llama_memory_seq_cp(self.mem, 0, sid, -1, -1)
             keep = shared
@@ -263,8 +260,18 @@ class Scheduler:
 
     def _lanes(self) -> list[Seq]:
         """The sequences this step advances: all of them, or, past ``parallel`` (a voice
-        turn beyond the API's lanes), all but the youngest API answer, which waits."""
+        turn beyond the API's lanes), all but one API answer that waits: the youngest
+        whose pause leaves consecutive sequence ids (one llama.cpp pass over per-sequence
+        streams), else the youngest."""
         ranked = sorted(self._active, key=lambda q: (q.priority, q.number))
+        if len(ranked) <= self.parallel:
+            return ranked
+        api = [q for q in ranked if q.priority > 0]
+        for waiting in reversed(api):
+            rest = [q for q in ranked if q is not waiting]
+            ids = sorted(q.slot for q in rest)
+            if ids == list(range(ids[0], ids[0] + len(ids))) and len(rest) <= self.parallel:
+                return rest
         return ranked[: self.parallel]
 
     def _fill(self, lanes: list[Seq]) -> tuple[list[tuple[Seq, bool]], bool, bool]:
@@ -290,7 +297,7 @@ class Scheduler:
             # a voice prompt is evaluated alone: its first token comes one prompt
             # evaluation after the step in flight; the others lose one step
             lanes = [q for q in lanes if q.priority == 0]
-        lanes = sorted(lanes, key=lambda q: q.slot)
+        lanes = sorted(lanes, key=lambda q: q.slot)  # consecutive ids: one pass
         for seq in lanes:  # one token each (a tool call's lead: a few)
             if seq.feed and not seq.pending:
                 feed, seq.feed = seq.feed, []

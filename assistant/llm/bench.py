@@ -261,6 +261,9 @@ def bench_threads(
             "runs": runs,
             "rows": rows,
             "midway_same_text": before == after,
+            # with flash attention llama.cpp splits a step's attention across the threads,
+            # so its sums (and a near tie) change with them; without, they may not
+            "midway_must_match": engine.settings.flash_attn == "off",
             "midway_threads": f"{full}->{max(1, full // 2)} after {max(1, tokens // 4)} tokens",
         }
 
@@ -278,6 +281,8 @@ def render_threads(r: dict[str, Any]) -> str:
             f"{row['prefill_tok_s']:>14.1f}{row['prefill_ratio']:>7.3f}"
         )
     same = "the same text" if r["midway_same_text"] else "A DIFFERENT TEXT"
+    if not r["midway_must_match"]:
+        same += " (llm.flash_attn: attention is split across the threads, its sums with them)"
     lines += ["", f"greedy answer with threads {r['midway_threads']}: {same}"]
     return "\n".join(lines)
 

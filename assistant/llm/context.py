@@ -1,14 +1,15 @@
-"""The llama context the engine runs in, made from [llm]: one KV cache the sequences share,
-how attention is computed (``llm.flash_attn``) and what the cache stores (``llm.kv_type``).
+"""The llama context the engine runs in, made from [llm]: its KV cache's layout, how
+attention is computed (``llm.flash_attn``) and what the cache stores (``llm.kv_type``).
 
-The cache is llama.cpp's unified one, sized to what can be in use at once: ``llm.n_ctx``
-cells for each of the ``parallel + 1`` slots (an answer's prompt and tokens never pass
-n_ctx) and :data:`SPARE_CELLS` for sequence 0's system prompt, whose cells every answer
-that starts from it shares rather than copies. An answer attends over its own cells only
-(the others are masked), so a lone answer is the same whatever the other slots hold.
-``Llama`` makes a one-sequence context and has no parameter for the sequences, so the
-context is made again: the first one is freed before the second is made. Every answer, the
-engine's and the batch scheduler's, runs in this one context.
+Without flash attention (the default) every sequence has its own stream of ``llm.n_ctx``
+cells, sequence 0 (the system prompt) and each of the ``parallel + 1`` slots: attention
+is a matrix product over the cells in use, so a stream keeps an answer's work to its own
+cells. With flash attention the sequences share one unified cache, n_ctx cells for each
+slot and :data:`SPARE_CELLS` for sequence 0, whose cells an answer shares rather than
+copies: its kernel skips the other sequences' (masked) cells, and the cache is 2048
+cells a slot smaller. ``Llama`` makes a one-sequence context and has no parameter for the
+sequences, so the context is made again: the first one is freed before the second is
+made. Every answer, the engine's and the batch scheduler's, runs in this one context.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from ..config import LLM
 from ..errors import ModelError
 
-__all__ = ["FLASH_ATTN_TYPES", "SPARE_CELLS", "kv_cells", "make_context"]
+__all__ = ["FLASH_ATTN_TYPES", "SPARE_CELLS", "kv_cells", "make_context", "unified"]
 
 #: llm.flash_attn → llama.cpp's llama_flash_attn_type
 FLASH_ATTN_TYPES = {
@@ -30,15 +31,23 @@ FLASH_ATTN_TYPES = {
 }
 
 
-#: cells beyond the slots' for sequence 0's system prompt (a longer one than fits here
+#: unified cache: cells beyond the slots' for sequence 0's system prompt (a longer one
 #: still works: when the cache is full, the scheduler drops idle caches, then this one)
 SPARE_CELLS = 256
 
 
+def unified(settings: LLM) -> bool:
+    """One cache for every sequence: with flash attention, whose kernel skips the cells
+    of other sequences (without it, attention would compute over all of them)."""
+    return settings.flash_attn != "off"
+
+
 def kv_cells(settings: LLM) -> int:
-    """The KV cache's size in cells: llm.n_ctx for each of the parallel + 1 slots, and
-    :data:`SPARE_CELLS`."""
-    return settings.n_ctx * (settings.parallel + 1) + SPARE_CELLS
+    """The KV cache's size in cells: unified, llm.n_ctx for each of the parallel + 1 slots
+    and :data:`SPARE_CELLS`; else a stream of llm.n_ctx for sequence 0 and each slot."""
+    if unified(settings):
+        return settings.n_ctx * (settings.parallel + 1) + SPARE_CELLS
+    return settings.n_ctx * (settings.parallel + 2)
 
 
 def make_context(llama: Any, settings: LLM, model_path: Path) -> None:
@@ -49,7 +58,7 @@ def make_context(llama: Any, settings: LLM, model_path: Path) -> None:
 
     params = llama.context_params
     params.n_seq_max = settings.parallel + 2
-    params.kv_unified = True
+    params.kv_unified = unified(settings)
     params.flash_attn_type = getattr(llama_cpp, FLASH_ATTN_TYPES[settings.flash_attn])
     params.type_k = params.type_v = getattr(llama_cpp, f"GGML_TYPE_{settings.kv_type.upper()}")
     llama._ctx.close()
