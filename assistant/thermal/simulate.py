@@ -154,8 +154,8 @@ class _Run:
             self.kernel_fan = FanCurve(Thermal().fan_curve, Thermal().fan_hysteresis_c)
         self.fan = SimFan(self.board)
         self.pending = list(reversed(requests))
-        count = workload.microphones if workload else 0
-        self.mics = [Microphone(workload, i) for i in range(count)] if workload else []
+        mics = range(workload.microphones) if workload else range(0)
+        self.mics = [Microphone(workload, i) for i in mics] if workload else []
         self.queued: dict[int, tuple[Ticket, Request]] = {}
         self.jobs: list[_Job] = []
         self.out = Outcome(rate_per_min=fixed_rate)
