@@ -89,6 +89,11 @@ class Hardware:
     def conductance(self, duty: float) -> float:
         return self.still_air_w_per_k + self.fan_w_per_k * duty
 
+    def speedup(self, lanes: int) -> float:
+        """Aggregate decode speed of ``lanes`` answers together over one alone (the last
+        measured figure beyond the table)."""
+        return self.batch_speedup[max(1, min(lanes, len(self.batch_speedup))) - 1]
+
 
 #: No heatsink, no fan, room air.
 BARE_BOARD = Hardware("bare board")
@@ -154,8 +159,8 @@ class Board:
             )
         if phase == "decode":
             share = state.decode_threads / hw.cores
-            n = max(1, min(lanes, len(hw.batch_speedup)))
-            gain = hw.batch_speedup[n - 1]
+            n = max(1, min(lanes, len(hw.batch_speedup)))  # lanes the table measured
+            gain = hw.speedup(n)
             work = hw.decode_core_w * core * share * gain
             work += hw.decode_mem_w * self.speed(phase) * gain / n
             return hw.idle_w + work * state.pacing

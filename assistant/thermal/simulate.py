@@ -154,8 +154,9 @@ class _Run:
             self.kernel_fan = FanCurve(Thermal().fan_curve, Thermal().fan_hysteresis_c)
         self.fan = SimFan(self.board)
         self.pending = list(reversed(requests))
-        mics = range(workload.microphones) if workload else range(0)
-        self.mics = [Microphone(workload, i) for i in mics] if workload else []
+        self.mics = (
+            [Microphone(workload, i) for i in range(workload.microphones)] if workload else []
+        )
         self.queued: dict[int, tuple[Ticket, Request]] = {}
         self.jobs: list[_Job] = []
         self.out = Outcome(rate_per_min=fixed_rate)
@@ -234,7 +235,7 @@ class _Run:
         lanes = sorted(self.jobs, key=lambda j: (j.ticket.priority, j.ticket.number))
         lanes = lanes[: self.hw.slots]  # voice beyond the slots pauses an API answer
         self.lanes = len(lanes)
-        speedup = self.hw.batch_speedup[min(len(lanes), len(self.hw.batch_speedup)) - 1]
+        speedup = self.hw.speedup(len(lanes))
         tok_s = self.hw.decode_tok_s * self.board.speed("decode") * speedup / len(lanes)
         tok_s *= self.board.intensity.state.pacing
         for job in lanes:
