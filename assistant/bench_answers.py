@@ -25,10 +25,11 @@ from .turn import Conversation, TurnRequest
 if TYPE_CHECKING:
     from .parts import Parts
 
-__all__ = ["POINTS", "Question", "bench_answers", "questions", "render", "right"]
+__all__ = ["KEYS", "POINTS", "Question", "bench_answers", "plan", "questions", "render", "right"]
 
 #: (temperature, top_p, repeat_penalty)
 Point = tuple[float, float, float]
+KEYS = ("temperature", "top_p", "repeat_penalty")
 
 #: greedy with and without the penalty, the
 #: temperatures of the issue at the configured top_p, and a few top_p / penalty points
@@ -123,6 +124,11 @@ def right(answer: str, forms: Sequence[str]) -> bool:
     return any(re.search(rf"(?<![\w.]){re.escape(_digits(f))}(?![\w]|\.\d)", said) for f in forms)
 
 
+def plan(seeds: int, points: Sequence[Point] = POINTS) -> list[tuple[Point, int]]:
+    """The runs: every point with seeds 1..``seeds``, a greedy point (temperature 0) once."""
+    return [(p, s) for s in range(1, seeds + 1) for p in points if p[0] > 0 or s == 1]
+
+
 def bench_answers(
     config: Config,
     *,
@@ -140,7 +146,7 @@ def bench_answers(
     scores: dict[Point, list[list[bool]]] = {p: [] for p in points}
     wrong: dict[Point, list[dict[str, str]]] = {p: [] for p in points}
     with Parts(unpaced(config), model=model) as parts:
-        runs = [(p, s) for s in range(1, seeds + 1) for p in points if p[0] > 0 or s == 1]
+        runs = plan(seeds, points)
         answered = asyncio.run(_ask(parts, asked, runs, progress))
         for (point, seed), answers in zip(runs, answered, strict=True):
             marks = [right(a, q.forms) for a, q in zip(answers, asked, strict=True)]
@@ -204,10 +210,9 @@ def _figures(
             )
             for kind in kinds
         }
-        temperature, top_p, repeat_penalty = point
         rows.append({
-            "temperature": temperature, "top_p": top_p, "repeat_penalty": repeat_penalty,
-            "runs": len(runs), "right_rate": round(sum(rates) / len(rates), 3),
+            **dict(zip(KEYS, point, strict=True)), "runs": len(runs),
+            "right_rate": round(sum(rates) / len(rates), 3),
             "min": round(min(rates), 3), "max": round(max(rates), 3), "by_kind": by_kind,
             "wrong": wrong[point],
         })  # fmt: skip
@@ -218,11 +223,9 @@ def _figures(
         "questions": len(asked),
         "seeds": seeds,
         "max_tokens": MAX_TOKENS,
-        "configured": dict(
-            zip(("temperature", "top_p", "repeat_penalty"), configured, strict=True)
-        ),
+        "configured": dict(zip(KEYS, configured, strict=True)),
         "configured_rate": next((r["right_rate"] for r in rows if _point(r) == configured), None),
-        "best": {k: best[k] for k in ("temperature", "top_p", "repeat_penalty", "right_rate")},
+        "best": {k: best[k] for k in (*KEYS, "right_rate")},
         "points": rows,
     }
 

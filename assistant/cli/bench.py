@@ -292,11 +292,11 @@ def cmd_bench_wake(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_answers(args: argparse.Namespace) -> int:
-    from ..bench_answers import POINTS, bench_answers, questions, render
+    from ..bench_answers import bench_answers, plan, questions, render
 
     asked = min(args.limit or 10**6, len(questions()))
-    runs = sum(1 if p[0] == 0 else args.seeds for p in POINTS)
-    progress = Progress("answers", asked * runs) if sys.stderr.isatty() else None
+    total = asked * len(plan(args.seeds))
+    progress = Progress("answers", total) if sys.stderr.isatty() else None
     result = bench_answers(
         load(args), model=args.model, seeds=args.seeds, limit=args.limit or 0,
         progress=progress.step if progress else None,
