@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationError
-from .sequence import END, Rules, Seq, common_prefix, sample, seed_of, wrap_up
+from .sequence import END, Rules, Seq, common_prefix, llama_seed, sample, seed_of, wrap_up
 
 if TYPE_CHECKING:
     from ..thermal.actors import Intensity
@@ -248,7 +248,7 @@ class Scheduler:
         slot.tokens = list(tokens[:keep])
         seq.slot, seq.pos, seq.pending = sid, keep, list(tokens[keep:])
         s, seed = seq.sampling, seed_of(seq, self.rules)
-        self.llama.set_seed(seed if seed >= 0 else 0xFFFFFFFF)  # 0xFFFFFFFF: a fresh one
+        self.llama.set_seed(llama_seed(seed))
         seq.sampler = self.llama._init_sampler(
             top_k=s.top_k, top_p=s.top_p, temp=s.temperature, repeat_penalty=s.repeat_penalty
         )

@@ -40,7 +40,7 @@ from .conversation import Chat, ChatML, Conversation
 from .gguf import FIX, GGUFInfo, read_gguf
 from .grammar import Constraint, check_grammar
 from .policy import Generation, Sampling
-from .sequence import END, Rules, Seq
+from .sequence import END, Rules, Seq, llama_seed
 from .vocab import chatml_for
 
 __all__ = ["Engine"]
@@ -158,7 +158,7 @@ class Engine:
                 n_gpu_layers=self.backend.gpu_layers,
                 use_mmap=s.mmap,
                 use_mlock=s.mlock,
-                seed=seed if seed >= 0 else 0xFFFFFFFF,
+                seed=llama_seed(seed),
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:

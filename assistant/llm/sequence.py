@@ -19,7 +19,7 @@ from .policy import Generation, Sampling, should_stop
 if TYPE_CHECKING:
     from ..thermal.actors import Intensity
 
-__all__ = ["END", "Rules", "Seq", "sample", "say", "seed_of"]
+__all__ = ["END", "Rules", "Seq", "llama_seed", "sample", "say", "seed_of"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,11 @@ def seed_of(seq: Seq, rules: Rules) -> int:
     """The answer's sampling seed: its own, else the engine's (-1: a fresh one)."""
     own = seq.sampling.seed
     return rules.seed() if own is None else own
+
+
+def llama_seed(seed: int) -> int:
+    """``seed`` as llama.cpp takes it: -1 (a fresh one each time) is LLAMA_DEFAULT_SEED."""
+    return seed if seed >= 0 else 0xFFFFFFFF
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
