@@ -174,6 +174,19 @@ def test_a_cooler_board_lets_the_governor_admit_more() -> None:
     assert cold.max_c < hot.max_c
 
 
+def test_simulate_satellites_add_people_asking(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/thermal.md's `--satellites N`: a microphone each beside the device's own."""
+    voice = []
+    for satellites in ("0", "2"):
+        assert main(["simulate", "--json", "--minutes", "10", "--satellites", satellites]) == 0
+        voice.append(json.loads(capsys.readouterr().out)["policies"]["none"]["voice_served"])
+    assert 0 < voice[0] < voice[1]
+    with pytest.raises(SystemExit) as usage:
+        main(["simulate", "--satellites", "17"])
+    assert usage.value.code == 64  # EX_USAGE, with one line saying why
+    assert "argument --satellites: must be between 0 and 16, got 17" in capsys.readouterr().err
+
+
 def test_simulate_json_has_the_documented_shape(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--json", "--minutes", "10"]) == 0
     data = json.loads(capsys.readouterr().out)
