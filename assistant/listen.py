@@ -18,12 +18,11 @@ from typing import Any
 
 from .config import Config
 from .errors import AssistantError
-from .parts import Parts, unpaced
+from .parts import Parts, make_ears, unpaced
 from .speech.audio import FRAME_S, WavMicrophone, WavSpeaker
 from .speech.mouth import Mouth
-from .speech.stt import Ears, Heard, Recognizer, make_recognizer
+from .speech.stt import Heard, Recognizer, make_recognizer
 from .speech.tts import PiperTTS
-from .speech.vad import make_segmenter
 from .voice import TurnResult, Voice
 
 __all__ = ["BENCH_QUESTIONS", "VoiceRig", "bench_voice"]
@@ -86,8 +85,7 @@ class VoiceRig:
     def hear(self, wav: str | Path, *, realtime: bool = True) -> Heard:
         """The first utterance in ``wav`` (blocking: runs in a thread)."""
         mic = WavMicrophone(wav, rate=self.ears_model.rate, realtime=realtime)
-        speech = self.config.speech
-        ears = Ears(self.ears_model, make_segmenter(speech.vad, speech.trailing_silence_s))
+        ears = make_ears(self.config, self.ears_model)
         mic.open()
         try:
             while pcm := mic.read():

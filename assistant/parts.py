@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .llm.engine import Engine
     from .llm.ports import TextEngine
     from .speech.mouth import Mouth
+    from .speech.stt import Ears, Recognizer
     from .voice import VoiceLoop
 
 __all__ = ["Parts", "build_mouth", "build_voice", "unpaced"]
@@ -127,6 +128,22 @@ def build_mouth(config: Config, speak_to: str | None = None) -> tuple[Mouth | No
     return Mouth(tts, speaker), ""
 
 
+def make_ears(config: Config, recognizer: Recognizer) -> Ears:
+    """What hears the microphone: the configured front end, voice-activity detector and
+    ``recognizer`` (the service's loop and ``bench voice`` alike). A front end that cannot
+    run is a :class:`~assistant.errors.ModelError` naming the setting."""
+    from .speech.frontend import make_front_end
+    from .speech.stt import Ears
+    from .speech.vad import make_segmenter
+
+    speech = config.speech
+    front_end = make_front_end(speech, recognizer.rate)
+    if front_end is not None:
+        log.info("audio front end: %s", front_end.describe())
+    segmenter = make_segmenter(speech.vad, speech.trailing_silence_s)
+    return Ears(recognizer, segmenter, front_end=front_end)
+
+
 def build_voice(
     config: Config,
     turns: Turns,
@@ -139,8 +156,7 @@ def build_voice(
     or None and why not (the service then serves text only)."""
     from .hardware import Indicators, PushButton
     from .speech.audio import SoundDeviceMicrophone, WavMicrophone
-    from .speech.stt import Ears, make_recognizer
-    from .speech.vad import make_segmenter
+    from .speech.stt import make_recognizer
     from .voice import Voice, VoiceLoop
 
     gpio = gpio if gpio is not None else []
@@ -154,7 +170,11 @@ def build_voice(
         if listen_from
         else SoundDeviceMicrophone(config.speech.input_device, rate=recognizer.rate)
     )
-    ears = Ears(recognizer, make_segmenter(config.speech.vad, config.speech.trailing_silence_s))
+    try:
+        ears = make_ears(config, recognizer)
+    except AssistantError as exc:
+        log.error("voice off (the API still serves text): %s", exc)
+        return None, str(exc)
     wake = None
     if config.voice.wake == "word":
         from .speech.wake import make_wake

@@ -196,6 +196,7 @@ class VoiceLoop:
         self.on_event: Callable[..., object] | None = None
         self.armed_until = 0.0  # a question needs no wake phrase until then
         self._deaf_until = 0.0
+        self._barged = False  # a barge-in stopped the answer: its question is being heard
         self._answering: asyncio.Task[TurnResult | None] | None = None
         self._frames: asyncio.Queue[bytes] = asyncio.Queue(maxsize=100)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -228,7 +229,10 @@ class VoiceLoop:
         self.armed_until = self.clock() + self.config.voice.follow_up_s
 
     def _barge_in(self, why: str) -> None:
+        """Stop the answer and listen at once: what follows is the next question."""
         log.info("voice: barge-in (%s)", why)
+        self._barged = True
+        self.ears.reset()
         self.voice.interrupt()
 
     def open_microphone(self) -> None:
@@ -311,17 +315,18 @@ class VoiceLoop:
     async def _frame(self, pcm: bytes) -> None:
         now = self.clock()
         vc = self.config.voice
-        if self.speaking or now < self._deaf_until:
+        if (self.speaking and not self._barged) or now < self._deaf_until:
             if not (self.speaking and vc.barge_in):
                 # half-duplex: never hear ourselves. The ears are already clear: the
                 # question's end reset them, and _answer resets them when it finishes.
                 return
+            pcm, clean = self._cleaned(pcm)
             if vc.wake == "word":  # the wake word stops the answer; nothing is transcribed
                 if self._wake_heard(pcm):
                     self._barge_in("wake word")
                     self.armed_until = now + vc.follow_up_s
                 return
-            heard = self.ears.feed(pcm)
+            heard = self.ears.feed_clean(clean)
             text = heard.text if heard is not None else self.ears.partial
             if vc.wake == "phrase" and text and match_wake(text, vc.wake_phrase) is not None:
                 self.ears.reset()
@@ -330,6 +335,7 @@ class VoiceLoop:
         if now - self.voice.last_turn_at > vc.idle_reset_s and self.voice.history:
             log.info("voice: idle for %.0f s, starting a new conversation", vc.idle_reset_s)
             self.voice.reset()
+        pcm, clean = self._cleaned(pcm)
         if vc.wake == "word" and now >= self.armed_until and not self.ears.hearing:
             # the wake word's model listens; the recognizer runs only once it is heard
             if self._wake_heard(pcm):
@@ -340,12 +346,20 @@ class VoiceLoop:
                 if self.on_event is not None:
                     self.on_event("wake", word=word)
             return
-        heard = self.ears.feed(pcm)
+        heard = self.ears.feed_clean(clean)
         if heard is None or not heard.text:
             return
         question = self._question(heard, now)
         if question:
+            if self._answering is not None and not self._answering.done():
+                await asyncio.wait({self._answering})  # the interrupted answer winds down
             self._answering = asyncio.ensure_future(self._answer(heard, question))
+
+    def _cleaned(self, pcm: bytes) -> tuple[bytes, bytes]:
+        """(what the wake word hears, what the recognizer hears) of one frame: every frame
+        the loop listens to goes through the ears' front end, so it follows the room."""
+        clean = self.ears.clean(pcm)
+        return (clean if self.config.speech.wake_hears == "clean" else pcm), clean
 
     def _wake_heard(self, pcm: bytes) -> bool:
         return self.wake is not None and self.wake.feed(pcm) is not None
@@ -374,8 +388,11 @@ class VoiceLoop:
             self._set("listening", str(exc))
             return None
         finally:
-            self._deaf_until = self.clock() + TAIL_S
+            if self._barged:  # the ears are hearing the question that interrupted it
+                self._barged = False
+            else:
+                self._deaf_until = self.clock() + TAIL_S
+                self.ears.reset()
             self.armed_until = self.clock() + self.config.voice.follow_up_s
-            self.ears.reset()
         self._set("listening")
         return result

@@ -44,7 +44,7 @@ def test_doctor_fails_a_missing_speech_model_when_voice_is_on(tmp_path: Path) ->
 
     config = tmp_path / "config.toml"
     config.write_text(f'[speech]\nstt_model = "{tmp_path}/nothing"\n')
-    stt, _vad, _wake = _speech(load_config(config))
+    stt, _vad, _front, _wake = _speech(load_config(config))
     assert stt.level == "FAIL" and f"{tmp_path}/nothing: no such speech-to-text model" in stt.detail
 
 
@@ -159,5 +159,26 @@ def test_doctor_checks_the_wake_word(tmp_path: Path, word: str, level: str, text
 
     config = tmp_path / "config.toml"
     config.write_text(f'[voice]\nwake = "word"\nwake_word = "{word}"\n')
-    _stt, _vad, wake = _speech(load_config(config))
+    _stt, _vad, _front, wake = _speech(load_config(config))
     assert wake.level == level and text in wake.detail, wake
+
+
+@pytest.mark.parametrize(
+    ("speech", "text"),
+    [
+        ("", "speex noise suppression 2 (-30 dB) for the recognizer and the wake word; "),
+        (
+            'wake_hears = "raw"\nauto_gain_dbfs = 12',
+            "noise suppression 2 (-30 dB), auto gain 12 dBFS for the recognizer; ",
+        ),
+        ("noise_suppression = 0", "off (speech.noise_suppression = 0, auto_gain_dbfs = 0)"),
+    ],
+)
+def test_doctor_shows_the_audio_front_end(tmp_path: Path, speech: str, text: str) -> None:
+    from assistant.doctor.software import front_end
+
+    config = tmp_path / "config.toml"
+    config.write_text(f"[speech]\n{speech}\n")
+    check = front_end(load_config(config), 16000)
+    assert check.level == "OK" and text in check.detail, check
+    assert check.detail.endswith("of a core") or "off" in check.detail

@@ -271,6 +271,25 @@ async def test_the_wake_word_barges_in_while_speaking() -> None:
     await settle(loop)
 
 
+@sync
+async def test_a_barge_in_listens_at_once_for_the_question_that_follows() -> None:
+    """ "Okay Nabu" over the answer stops it, and the question said right after it (before
+    the interrupted answer has wound down) is heard whole and answered."""
+    loop, voice, clock, recognizer, wake = word_rig(
+        ["tell me a story", "what time is it"], barge_in=True
+    )
+    wake.say()
+    await speak(loop, clock, frames(bytes(FRAME)) + utterance())
+    assert loop.speaking and recognizer.heard == ["tell me a story"]
+    wake.say()
+    await speak(loop, clock, frames(bytes(FRAME)) + utterance())  # no pause after the word
+    assert voice.interrupted == 1
+    voice.release.set()
+    await settle(loop)
+    assert voice.questions == ["tell me a story", "what time is it"]
+    assert recognizer.heard == ["tell me a story", "what time is it"]
+
+
 def test_voice_wake_word_must_name_a_model(tmp_path: Path) -> None:
     from assistant.config import load_config
     from assistant.errors import ConfigError

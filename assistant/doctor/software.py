@@ -93,6 +93,7 @@ def speech(config: Config) -> Iterator[Check]:
     from ..speech.wake import builtin_words
 
     needed = config.voice.enabled or config.wyoming.enabled
+    recognizer = None
     try:
         recognizer = make_recognizer(config)
     except AssistantError as exc:
@@ -109,6 +110,7 @@ def speech(config: Config) -> Iterator[Check]:
             yield Check("WARN", "vad", f"{exc}; the energy VAD stands in")
     else:
         yield Check("OK", "vad", 'the energy VAD (speech.vad = "energy")')
+    yield front_end(config, recognizer.rate if recognizer is not None else 16000)
     vc = config.voice
     listens = {
         "phrase": f"the phrase {vc.wake_phrase!r} (by speech-to-text)",
@@ -135,6 +137,27 @@ def speech(config: Config) -> Iterator[Check]:
             "wake",
             f"the voice loop wakes on {listens}; no microWakeWord for Wyoming; {fix}",
         )
+
+
+def front_end(config: Config, rate: int) -> Check:
+    """The audio front end's settings, who hears it, and its CPU on 2 s of noise."""
+    import numpy as np
+
+    from ..speech.frontend import make_front_end
+
+    sc = config.speech
+    try:
+        front = make_front_end(sc, rate)
+    except AssistantError as exc:
+        return Check("FAIL" if config.voice.enabled else "WARN", "front end", str(exc))
+    if front is None:
+        return Check("OK", "front end", "off (speech.noise_suppression = 0, auto_gain_dbfs = 0)")
+    noise = np.random.default_rng(0).normal(0, 1000, 2 * rate).astype("<i2").tobytes()
+    front.clean(noise)
+    hears = "the recognizer" + (" and the wake word" if sc.wake_hears == "clean" else "")
+    return Check(
+        "OK", "front end", f"speex {front.describe()} for {hears}; {front.rtf:.2%} of a core"
+    )
 
 
 def llama() -> Iterator[Check]:

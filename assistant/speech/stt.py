@@ -29,6 +29,7 @@ import numpy as np
 from ..config import Config
 from ..errors import ModelError
 from .audio import FRAME_S
+from .frontend import FrontEnd
 from .vad import Segmenter
 
 __all__ = ["Ears", "Heard", "Recognizer", "VoskRecognizer", "WhisperRecognizer", "make_recognizer"]
@@ -302,8 +303,10 @@ class Ears:
         *,
         clock: Callable[[], float] = time.monotonic,
         speculate_s: float = 0.15,
+        front_end: FrontEnd | None = None,
     ) -> None:
         self.recognizer = recognizer
+        self.front_end = front_end  # noise suppression and gain before everything else
         self.segmenter = segmenter
         self.clock = clock
         self.partial = ""
@@ -320,7 +323,16 @@ class Ears:
     def hearing(self) -> bool:
         return self.segmenter.in_speech
 
+    def clean(self, pcm: bytes) -> bytes:
+        """``pcm`` through the front end (as it is without one)."""
+        return pcm if self.front_end is None else self.front_end.process(pcm)
+
     def feed(self, pcm: bytes) -> Heard | None:
+        """The microphone's audio in; a :class:`Heard` when an utterance ends."""
+        return self.feed_clean(self.clean(pcm))
+
+    def feed_clean(self, pcm: bytes) -> Heard | None:
+        """As :meth:`feed`, for audio that went through :meth:`clean` already."""
         segment = self.segmenter.feed(pcm)
         if segment.voiced:
             self._speech_end = self.clock()
@@ -367,9 +379,10 @@ class Ears:
         self._guess = None
 
 
-def transcribe_pcm(recognizer: Recognizer, pcm: bytes) -> str:
-    """A whole recording (`qwen-assistant transcribe`): every utterance, joined."""
-    ears = Ears(recognizer, Segmenter(trailing_silence_s=0.5))
+def transcribe_pcm(recognizer: Recognizer, pcm: bytes, *, ears: Ears | None = None) -> str:
+    """A whole recording (`qwen-assistant transcribe`): every utterance, joined. ``ears``:
+    hear it as they do (their front end and voice-activity detector) instead."""
+    ears = ears or Ears(recognizer, Segmenter(trailing_silence_s=0.5))
     frame = 2 * round(recognizer.rate * FRAME_S)
     texts = []
     for i in range(0, len(pcm) + frame * 40, frame):  # plus silence to close the last one
