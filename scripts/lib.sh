@@ -5,8 +5,9 @@
 QA_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/qwen-assistant"
 # The Debian packages, by who needs them (each script installs its own; test.sh all at once):
 # setup.sh: a C/C++ toolchain and cmake build llama-cpp-python; libsystemd-dev and pkg-config
-# build systemd-python; libportaudio2 is what sounddevice loads
-SETUP_APT=(build-essential cmake pkg-config libsystemd-dev libportaudio2 python3-venv)
+# build systemd-python; libportaudio2 is what sounddevice loads; espeak-ng and sox make the
+# voices and noise of `bench wake`
+SETUP_APT=(build-essential cmake pkg-config libsystemd-dev libportaudio2 python3-venv espeak-ng sox)
 # build-llama.sh: ninja and ccache for every build
 BUILD_APT=(ninja-build ccache)
 # build-llama.sh --vulkan: the Vulkan headers and loader, the shader compilers; setup.sh

@@ -182,17 +182,20 @@ def register(top: Any, add: Add, group: Group) -> None:
             "wake",
             "wake word: false rejects, false accepts per hour, CPU against the transcript matcher",
             cmd_bench_wake,
-            "Generate positives (the wake word said by the piper voice in six sentences at "
-            "three speeds, clean and under noise) and negatives (speech without the wake word, "
-            "music-like chords, noise; --minutes long), run the wake-word model over them, and "
-            'the transcript matcher (voice.wake = "phrase") over the first --matcher-minutes '
-            "of the negatives. Prints false_reject_rate, false_accepts_per_hour, wake_rtf and "
-            "idle_cpu_ratio (wake-word CPU ÷ transcript-matcher CPU per second of audio), "
-            "then the same at every cut-off from 0.3 to 0.95 and the suggested "
-            "voice.wake_threshold.",
+            "Generate positives (each bundled wake word said by piper and five espeak-ng "
+            "voices at three speeds and pitches, alone, before a question and inside a "
+            "sentence, near and across the room; clean and 10 dB and 5 dB over pink, brown, "
+            "babble, music or television noise) and negatives (talk, television, babble, "
+            "music, noise; --minutes long), and run each word's model over them raw and "
+            "through each audio front end (speex noise suppression and gain). Prints the "
+            "configured word's false rejects (overall, clean, 10 dB, 5 dB) and false accepts "
+            "per hour at its cut-off, the CPU of the model, the front end and the transcript "
+            'matcher (voice.wake = "phrase") over --matcher-minutes, the sweep of cut-offs '
+            "0.3-0.95 with the suggested voice.wake_threshold, the table of every word and "
+            "front end, and the recognizer's word error rate raw and through each front end.",
         )
         wake.add_argument("--json", action="store_true", help="print one JSON object")
-        wake.add_argument("--word", metavar="NAME", help="default: voice.wake_word")
+        wake.add_argument("--word", metavar="NAME", help="one word (default: every bundled word)")
         wake.add_argument(
             "--engine",
             choices=("microwakeword", "openwakeword"),
@@ -201,9 +204,9 @@ def register(top: Any, add: Add, group: Group) -> None:
         wake.add_argument(
             "--minutes",
             type=bounded(float, 1, 600),
-            default=30.0,
+            default=60.0,
             metavar="M",
-            help="minutes of negatives (default 30)",
+            help="minutes of negatives (default 60)",
         )
         wake.add_argument(
             "--matcher-minutes",
@@ -211,6 +214,12 @@ def register(top: Any, add: Add, group: Group) -> None:
             default=5.0,
             metavar="M",
             help="minutes of them the transcript matcher hears (default 5)",
+        )
+        wake.add_argument(
+            "--voices",
+            type=bounded(int, 1, 6),
+            metavar="N",
+            help="only piper and the first N-1 espeak-ng voices (default: all 6; a quick check)",
         )
 
         pi = bench_command(
@@ -276,14 +285,19 @@ def cmd_bench_pi(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_wake(args: argparse.Namespace) -> int:
-    from ..speech.bench import POSITIVES, SPEEDS, bench_wake, render
+    from ..speech.bench import bench_wake, render, size
+    from ..speech.testaudio import ESPEAK_VOICES
+    from ..speech.wake import BUILTIN, OPEN_BUILTIN
 
-    # the positives, about one spoken negative per 3 s of two thirds of the minutes, 3 steps
-    total = len(POSITIVES) * len(SPEEDS) * 2 + round(args.minutes * 60 * 2 / 3 / 3) + 3
+    config = load(args)
+    engine = args.engine or config.voice.wake_engine
+    words = 1 if args.word else len(OPEN_BUILTIN if engine == "openwakeword" else BUILTIN)
+    total = size(words, args.minutes, args.voices or 1 + len(ESPEAK_VOICES))
     progress = Progress("bench wake", total) if sys.stderr.isatty() else None
     result = bench_wake(
-        load(args), word=args.word or "", engine=args.engine or "", minutes=args.minutes,
-        matcher_minutes=args.matcher_minutes, progress=progress.step if progress else None,
+        config, word=args.word or "", engine=engine, minutes=args.minutes,
+        matcher_minutes=args.matcher_minutes, n_voices=args.voices or 0,
+        progress=progress.step if progress else None,
     )  # fmt: skip
     if progress:
         progress.done()
