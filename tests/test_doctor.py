@@ -166,10 +166,10 @@ def test_doctor_checks_the_wake_word(tmp_path: Path, word: str, level: str, text
 @pytest.mark.parametrize(
     ("speech", "text"),
     [
-        ("", "speex noise suppression 2 (-30 dB) for the recognizer and the wake word; "),
+        ("", "speex noise suppression 1 (-15 dB) for the recognizer and the wake word; "),
         (
             'wake_hears = "raw"\nauto_gain_dbfs = 12',
-            "noise suppression 2 (-30 dB), auto gain 12 dBFS for the recognizer; ",
+            "noise suppression 1 (-15 dB), auto gain 12 dBFS for the recognizer; ",
         ),
         ("noise_suppression = 0", "off (speech.noise_suppression = 0, auto_gain_dbfs = 0)"),
     ],

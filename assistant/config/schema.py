@@ -61,7 +61,7 @@ class Speech:
     output_device: str = opt("")
     #: the audio front end (speex, as Home Assistant's Assist): 15 dB of noise suppression
     #: per step (0: off) and the automatic gain's target (0: off); docs/voice.md
-    noise_suppression: int = opt(2, lo=0, hi=4)
+    noise_suppression: int = opt(1, lo=0, hi=4)
     auto_gain_dbfs: int = opt(0, lo=0, hi=31)
     #: what the wake-word model hears: the microphone's "raw" audio or the "clean" audio
     #: the recognizer hears
