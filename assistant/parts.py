@@ -138,8 +138,6 @@ def make_ears(config: Config, recognizer: Recognizer) -> Ears:
 
     speech = config.speech
     front_end = make_front_end(speech, recognizer.rate)
-    if front_end is not None:
-        log.info("audio front end: %s", front_end.describe())
     segmenter = make_segmenter(speech.vad, speech.trailing_silence_s)
     return Ears(recognizer, segmenter, front_end=front_end)
 
@@ -175,6 +173,8 @@ def build_voice(
     except AssistantError as exc:
         log.error("voice off (the API still serves text): %s", exc)
         return None, str(exc)
+    if ears.front_end is not None:
+        log.info("audio front end: %s", ears.front_end.describe())
     wake = None
     if config.voice.wake == "word":
         from .speech.wake import make_wake

@@ -24,7 +24,7 @@ from .speech.audio import MicLost, Microphone
 from .speech.mouth import Mouth, Utterance
 from .speech.sentences import SentenceSplitter, split_all
 from .speech.stt import Ears, Heard
-from .speech.wake import WakeDetector, match_wake
+from .speech.wake import WakeDetector, is_stop, match_wake
 from .thermal.admission import Priority
 from .turn import Conversation, Piece, Turn, TurnRequest, Turns
 
@@ -180,23 +180,17 @@ class VoiceLoop:
         self.config = config
         #: voice.wake = "word": the wake-word detector (speech.wake.MicroWake's face:
         #: ``feed(pcm) -> seconds | None``, ``name``); the recognizer waits for it
-        self.wake = wake
-        self.mic = mic
-        self.ears = ears
-        self.voice = voice
-        self.indicators = indicators
-        self.clock = clock
-        self.heartbeat = heartbeat
-        self.backoff_s = backoff_s
-        self.backoff_max_s = backoff_max_s
-        self.state = "starting"
-        self.problem = ""
+        self.wake, self.mic, self.ears, self.voice = wake, mic, ears, voice
+        self.indicators, self.clock, self.heartbeat = indicators, clock, heartbeat
+        self.backoff_s, self.backoff_max_s = backoff_s, backoff_max_s
+        self.state, self.problem = "starting", ""
         #: told each state change and wake ("voice", state=…, problem=…; "wake", word=…),
         #: from the event loop (the service's event stream)
         self.on_event: Callable[..., object] | None = None
         self.armed_until = 0.0  # a question needs no wake phrase until then
         self._deaf_until = 0.0
         self._barged = False  # a barge-in stopped the answer: its question is being heard
+        self._stop_heard_until = 0.0  # till then, "stop" after a barge-in is no question
         self._answering: asyncio.Task[TurnResult | None] | None = None
         self._frames: asyncio.Queue[bytes] = asyncio.Queue(maxsize=100)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -232,6 +226,7 @@ class VoiceLoop:
         """Stop the answer and listen at once: what follows is the next question."""
         log.info("voice: barge-in (%s)", why)
         self._barged = True
+        self._stop_heard_until = self.clock() + self.config.voice.follow_up_s
         self.ears.reset()
         self.voice.interrupt()
 
@@ -329,8 +324,8 @@ class VoiceLoop:
             heard = self.ears.feed_clean(clean)
             text = heard.text if heard is not None else self.ears.partial
             if vc.wake == "phrase" and text and match_wake(text, vc.wake_phrase) is not None:
-                self.ears.reset()
                 self._barge_in("wake phrase")
+                self.armed_until = now + vc.follow_up_s  # the question needs no phrase
             return
         if now - self.voice.last_turn_at > vc.idle_reset_s and self.voice.history:
             log.info("voice: idle for %.0f s, starting a new conversation", vc.idle_reset_s)
@@ -366,6 +361,9 @@ class VoiceLoop:
 
     def _question(self, heard: Heard, now: float) -> str:
         vc = self.config.voice
+        if now < self._stop_heard_until and is_stop(heard.text):
+            log.info("voice: %r after a barge-in: stopped, nothing to answer", heard.text)
+            return ""  # "Okay Nabu … stop": the stop was the point
         if vc.wake == "word":  # the ears heard it because the wake word (or a turn) armed them
             return heard.text
         if vc.wake == "always" or now < self.armed_until:

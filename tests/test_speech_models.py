@@ -397,10 +397,10 @@ def test_wake_finds_each_engines_words_in_speech(tmp_path: Path, tts: PiperTTS) 
 def test_bench_wake_as_docs_performance_md_reproduces_it(tmp_path: Path) -> None:
     """docs/performance.md's `bench wake --json` as written, at test size (one word, two
     voices, a minute of negatives, half a minute of them for the transcript matcher: the
-    hour, six voices and four words are the bench's figures): every figure is there, the near clean positives of the
-    piper voice are heard, the wake word and the front end cost a small part of the
-    transcript matcher's CPU, and every front end is measured for the wake word and the
-    recognizer."""
+    hour, six voices and four words are the bench's figures): every figure is there, the
+    near clean positives of the piper voice are heard, the wake word and the front end cost
+    a small part of the transcript matcher's CPU, and every front end is measured for the
+    wake word and the recognizer."""
     import shlex
 
     text = (Path(__file__).parent.parent / "docs" / "performance.md").read_text()

@@ -290,6 +290,52 @@ async def test_a_barge_in_listens_at_once_for_the_question_that_follows() -> Non
     assert recognizer.heard == ["tell me a story", "what time is it"]
 
 
+@sync
+async def test_stop_after_a_barge_in_stops_and_asks_nothing() -> None:
+    """ "Okay Nabu … stop" over an answer: it stops, and "stop" is not answered; a stop
+    word later, outside the window, is an ordinary question."""
+    loop, voice, clock, _, wake = word_rig(
+        ["tell me a story", "Stop.", "stop"], barge_in=True, follow_up_s=4.0
+    )
+    wake.say()
+    await speak(loop, clock, frames(bytes(FRAME)) + utterance())
+    wake.say()
+    await speak(loop, clock, frames(bytes(FRAME)) + utterance())
+    voice.release.set()
+    await settle(loop)
+    assert voice.interrupted == 1 and voice.questions == ["tell me a story"]
+    clock.now += 5
+    wake.say()
+    await speak(loop, clock, frames(bytes(FRAME)) + utterance())
+    await settle(loop)
+    assert voice.questions == ["tell me a story", "stop"]
+
+
+@pytest.mark.parametrize(
+    ("text", "stop"),
+    [("Stop.", True), ("Never mind!", True), ("okay, stop", True), ("stop the music", False)],
+)
+def test_what_counts_as_just_stop(text: str, stop: bool) -> None:
+    from assistant.speech.wake import is_stop
+
+    assert is_stop(text) is stop
+
+
+@sync
+async def test_a_wake_phrase_barge_in_takes_the_question_without_the_phrase() -> None:
+    """ "Hey robot, what time is it?" over an answer: the phrase (on the partial result) stops
+    it and the rest of the utterance is the next question."""
+    loop, voice, clock, _ = rig(
+        ["hey robot tell me a story", "hey robot what time is it"], barge_in=True
+    )
+    await speak(loop, clock, utterance())
+    await speak(loop, clock, utterance())  # over the answer
+    assert voice.interrupted == 1
+    voice.release.set()
+    await settle(loop)
+    assert voice.questions == ["tell me a story", "what time is it"]
+
+
 def test_voice_wake_word_must_name_a_model(tmp_path: Path) -> None:
     from assistant.config import load_config
     from assistant.errors import ConfigError

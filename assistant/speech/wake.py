@@ -33,6 +33,7 @@ __all__ = [
     "WakeDetector",
     "builtin_words",
     "detections",
+    "is_stop",
     "make_wake",
     "match_wake",
     "wake_name",
@@ -85,6 +86,18 @@ def match_wake(text: str, phrase: str, *, cutoff: float = 0.8) -> str | None:
     # the rest in its original spelling: drop as many words as the phrase has
     rest = text.split(None, len(wake))
     return rest[len(wake)].lstrip(" ,.!?") if len(rest) > len(wake) else ""
+
+
+#: what a person says after interrupting the device to mean "just stop" (not a question)
+STOP_PHRASES = frozenset(
+    ("stop", "stop it", "cancel", "never mind", "nevermind", "be quiet", "quiet", "enough",
+     "that's enough", "shut up", "okay stop", "thank you", "thanks")
+)  # fmt: skip
+
+
+def is_stop(text: str) -> bool:
+    """Whether ``text`` is only a way of saying stop ("Stop.", "Never mind!")."""
+    return " ".join(_words(text)) in STOP_PHRASES
 
 
 def wake_name(phrase: str) -> str:
