@@ -104,3 +104,31 @@ def test_long_mandarin_without_punctuation_is_cut_at_a_comma() -> None:
     chunks = split_all(tokens(text), max_chars=200)
     assert "".join(chunks) == text and all(len(c) <= 200 for c in chunks)
     assert chunks[0].endswith("，")
+
+
+def test_piper_says_long_text_in_pieces_cut_at_sentences_then_spaces() -> None:
+    """piper's memory grows with the square of what it says at once (tts.PIECE_CHARS):
+    longer text goes to it in pieces, at sentence ends first; short text in one call."""
+    from types import SimpleNamespace
+
+    from assistant.speech.tts import PIECE_CHARS, PiperTTS
+
+    said: list[str] = []
+
+    class Voice:
+        config = SimpleNamespace(espeak_voice="en-us", sample_rate=22050)
+
+        def synthesize(self, text: str, syn_config: object) -> list[SimpleNamespace]:
+            said.append(text)
+            return [SimpleNamespace(audio_int16_bytes=b"\0\0" * len(text))]
+
+    tts = PiperTTS("voice.onnx")
+    tts._voice = Voice()
+    sentence = "The quick brown fox jumps over the lazy dog near the river bank today."
+    long = " ".join([sentence] * 4) + " " + "and then it ran on " * 12
+    audio = b"".join(tts.synthesize(long))
+    assert len(said) > 4 and all(len(piece) <= PIECE_CHARS for piece in said), said
+    assert said[0] == sentence and " ".join(said).split() == long.split()
+    assert len(audio) == 2 * sum(len(p) for p in said)
+    said.clear()
+    assert b"".join(tts.synthesize(sentence)) and said == [sentence]

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from ..config import Config, env_seed
 from ..errors import ModelError
 from ..language import LANGUAGES, readable, unreadable, voice_language
+from .sentences import split_all
 
 __all__ = ["TTS", "PiperTTS", "resolve_voice"]
 
@@ -33,6 +34,10 @@ def resolve_voice(config: Config) -> Path:
 #: piper's phonemizer (espeak-ng) keeps global state: one synthesis at a time per process
 #: (the mouth and the Wyoming server both speak)
 _SYNTH_LOCK = threading.Lock()
+#: piper's memory grows with the square of what it says at once (its text encoder's
+#: attention): a 230-character sentence took 370 MB more, so longer text is said in
+#: pieces of at most this many characters, cut at sentence ends, then at spaces
+PIECE_CHARS = 120
 
 
 class TTS(Protocol):
@@ -44,6 +49,35 @@ class TTS(Protocol):
     def sample_rate(self) -> int: ...
 
     def synthesize(self, text: str) -> Iterable[bytes]: ...
+
+
+def _load_voice(path: Path) -> Any:
+    """``PiperVoice.load`` with onnxruntime's memory arena and memory pattern off.
+
+    With them on (piper's default) the session keeps the largest synthesis's buffers for
+    good: one long sentence left the process 1.2 GB bigger, ordinary sentences 360 MB
+    (``bench voice``'s peak RSS, docs/performance.md). Off, memory goes back after each
+    call, for about 15 % more synthesis time."""
+    import json
+
+    import onnxruntime
+    from piper.config import PiperConfig
+    from piper.phonemize_espeak import ESPEAK_DATA_DIR
+    from piper.voice import PiperVoice
+
+    options = onnxruntime.SessionOptions()
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
+    config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+    session = onnxruntime.InferenceSession(
+        str(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    return PiperVoice(
+        config=PiperConfig.from_dict(config),
+        session=session,
+        espeak_data_dir=Path(ESPEAK_DATA_DIR),
+        download_dir=Path.cwd(),
+    )
 
 
 class PiperTTS:
@@ -66,7 +100,7 @@ class PiperTTS:
         if not Path(f"{self.voice_path}.json").is_file():
             raise ModelError(f"{self.voice_path}.json: the voice's config is missing; {fix}")
         try:
-            from piper import PiperVoice
+            import piper  # noqa: F401
         except ImportError as exc:
             raise ModelError(f"piper-tts is not installed ({exc}); run scripts/setup.sh") from None
         seed = env_seed()
@@ -75,7 +109,7 @@ class PiperTTS:
 
             onnxruntime.set_seed(seed)
         try:
-            self._voice = PiperVoice.load(str(self.voice_path))
+            self._voice = _load_voice(self.voice_path)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
             raise ModelError(f"{self.voice_path}: piper could not load it ({exc}); {fix}") from None
 
@@ -122,6 +156,10 @@ class PiperTTS:
         if steady:
             syn.noise_scale = 0.0
             syn.noise_w_scale = 0.0
-        with _SYNTH_LOCK:  # all of it now: a slow consumer must not hold the lock
-            chunks = [c.audio_int16_bytes for c in self._voice.synthesize(text, syn_config=syn)]
-        yield from chunks
+        for piece in (
+            split_all([text], max_chars=PIECE_CHARS) if len(text) > PIECE_CHARS else [text]
+        ):
+            with _SYNTH_LOCK:  # all of it now: a slow consumer must not hold the lock
+                voice = self._voice.synthesize(piece, syn_config=syn)
+                chunks = [c.audio_int16_bytes for c in voice]
+            yield from chunks
