@@ -8,7 +8,15 @@ import pytest
 
 from assistant.speech.testaudio import NOISES, SPEEDS, Speaker, level, mix, noise, scaled, wer
 from assistant.speech.vad import dbfs
-from assistant.speech.wakeclips import FAR_DB, LEAD_S, SNRS, TEMPLATES, playback, positives
+from assistant.speech.wakeclips import (
+    FAR_DB,
+    LEAD_S,
+    SNRS,
+    TEMPLATES,
+    device_voice,
+    playback,
+    positives,
+)
 
 RATE = 16000
 
@@ -69,8 +77,10 @@ def test_the_positives_cover_every_voice_template_speed_distance_and_condition()
 
 def test_playback_is_the_devices_voice_at_unit_level() -> None:
     voices = [voice("piper"), voice("espeak en-us")]
-    x = playback(TALK, voices, 3 * RATE)
+    track = device_voice(TALK, voices)
+    x = playback(track, 3 * RATE)
     assert len(x) == 3 * RATE and np.sqrt(np.mean(x**2)) == pytest.approx(1.0, rel=1e-6)
+    assert len(track) < 3 * RATE  # repeated to the length asked
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ from one pass (the model's scores are kept). The recognizer's word error rate on
 questions is measured raw and through each front end, clean and at both SNRs, heard as the
 voice loop hears (its voice-activity detector), so what each consumer hears is chosen from
 figures. Barge-in: the configured word, said near the device, heard alone and over the
-device's own voice at :data:`PLAYBACK_DB` (no echo canceller). CPU is process time (all
+device's own voice at :data:`PLAYBACK_DB`, with and without an echo canceller
+(:mod:`~assistant.speech.echo`). CPU is process time (all
 threads), as the heat budget sees it: the wake word's, the front end's, and the transcript
 matcher's (``voice.wake = "phrase"``: the recognizer on everything) over
 ``matcher_minutes``.
@@ -27,8 +28,8 @@ import numpy as np
 
 from ..config import Config
 from .frontend import FrontEnd
-from .stt import RATE, Ears, make_recognizer, transcribe_pcm
-from .testaudio import NOISES, SPEEDS, Speaker, level, mix, noise, speakers, wer
+from .stt import RATE, Ears, Recognizer, make_recognizer, transcribe_pcm
+from .testaudio import NOISES, SPEEDS, Speaker, level, mix, noise, speakers, unit, wer
 from .tts import PiperTTS
 from .vad import make_segmenter
 from .wake import (
@@ -42,7 +43,7 @@ from .wake import (
     detections,
     make_wake,
 )
-from .wakeclips import LEAD_S, SNRS, TEMPLATES, negatives, playback, positives
+from .wakeclips import LEAD_S, SNRS, TEMPLATES, device_voice, negatives, playback, positives
 
 __all__ = ["FRONT_ENDS", "TARGETS", "TEMPLATES", "bench_wake", "render", "size"]
 
@@ -78,6 +79,12 @@ def _trace(detector: MicroWake | OpenWake, pcm: bytes) -> tuple[list[tuple[float
     return out, time.process_time() - began
 
 
+def _peak(engine: str, word: str, cut: float, front: FrontEnd, pcm: bytes) -> float:
+    """The highest score a fresh detector for ``word`` gives ``pcm`` through ``front``."""
+    trace, _ = _trace(make_wake(engine, word, cut), front.clean(pcm))
+    return max((score for _, score in trace), default=0.0)
+
+
 def _firings(trace: list[tuple[float, float]], threshold: float) -> int:
     """Detections a trace gives at ``threshold``, with the detector's refractory time."""
     gate = Refractory()
@@ -85,10 +92,15 @@ def _firings(trace: list[tuple[float, float]], threshold: float) -> int:
 
 
 def _recognizer(
-    config: Config, voices: list[Speaker], talk: list[bytes], rng: Any, step: Any
+    config: Config,
+    recognizer: Recognizer,
+    voices: list[Speaker],
+    talk: list[bytes],
+    *,
+    rng: Any,
+    step: Any,
 ) -> list[dict[str, Any]]:
     """The recognizer's word error rate on the questions, per front end and condition."""
-    recognizer = make_recognizer(config)
     clips: list[tuple[str, bytes, float, dict[float, np.ndarray]]] = []
     for voice in voices:
         for _, question in TEMPLATES:
@@ -138,27 +150,29 @@ def _barge_in(
     near = [pcm for what, cond, pcm in said if cond == "clean" and not what.endswith(" far")]
 
     def heard(pcm: bytes) -> bool:
-        trace, _ = _trace(make_wake(engine, word, cut), FrontEnd(*front).clean(pcm))
-        return any(score > cut for _, score in trace)
+        return _peak(engine, word, cut, FrontEnd(*front), pcm) > cut
 
     alone = sum(heard(pcm) for pcm in near) / len(near)
     out: dict[str, Any] = {"positives": len(near), "hit_rate": round(alone, 4)}
     tail = np.exp(-np.arange(ECHO_LAG) / 150) * 0.1
     tail[0] = 1.0
     cancels = available()
-    for db in PLAYBACK_DB:
-        hits = cancelled = 0
-        for i, pcm in enumerate(near):
-            n = len(pcm) // 2
-            played = np.roll(playback(talk, voices, n + ECHO_LAG), 4_000 * i)
-            echo = np.convolve(np.concatenate([np.zeros(ECHO_LAG), played[:n]]), tail)[:n]
-            loud = level(pcm[2 * int(LEAD_S * RATE) :])
-            mic = mix(pcm, echo / np.sqrt(np.mean(echo**2)), -db, speech_level=loud)
-            hits += heard(mic)
+    track = device_voice(talk, voices)
+    hits = dict.fromkeys(PLAYBACK_DB, 0)
+    cancelled = dict.fromkeys(PLAYBACK_DB, 0)
+    for i, pcm in enumerate(near):
+        n = len(pcm) // 2
+        played = np.roll(playback(track, n + ECHO_LAG), 4_000 * i)
+        echo = unit(np.convolve(np.concatenate([np.zeros(ECHO_LAG), played[:n]]), tail)[:n])
+        loud = level(pcm[2 * int(LEAD_S * RATE) :])
+        ref = np.clip(played[:n] * 8000, -32768, 32767).astype("<i2").tobytes()
+        for db in PLAYBACK_DB:
+            mic = mix(pcm, echo, -db, speech_level=loud)
+            hits[db] += heard(mic)
             if cancels:
-                ref = np.clip(played[:n] * 8000, -32768, 32767).astype("<i2").tobytes()
-                cancelled += heard(EchoCanceller().cancel(mic, ref))
-        for name, got in (("", hits), ("_cancelled", cancelled if cancels else None)):
+                cancelled[db] += heard(EchoCanceller().cancel(mic, ref))
+    for db in PLAYBACK_DB:
+        for name, got in (("", hits[db]), ("_cancelled", cancelled[db] if cancels else None)):
             rate = None if got is None else got / len(near)
             out[f"hit_rate_playback{name}_{db:+g}db"] = None if rate is None else round(rate, 4)
             ratio = rate / alone if rate is not None and alone else None
@@ -244,6 +258,7 @@ def bench_wake(
         phrase = bundled.get(w, w)
         say = " ".join(p.capitalize() for p in phrase.split())
         said[w] = positives(voices, say, talk, rng, step)
+    first = words[0]  # the configured word, or the one asked for
     cuts = {
         w: make_wake(engine, w, vc.wake_threshold if w == vc.wake_word else 0.0).threshold
         for w in words
@@ -262,36 +277,34 @@ def bench_wake(
         for w in words:
             peaks = []
             for what, cond, pcm in said[w]:
-                trace, _ = _trace(make_wake(engine, w, cuts[w]), front.clean(pcm))
-                peaks.append((what, cond, max((s for _, s in trace), default=0.0)))
+                peaks.append((what, cond, _peak(engine, w, cuts[w], front, pcm)))
             trace, cpu = _trace(make_wake(engine, w, cuts[w]), heard)
-            if point == (0, 0) and w == words[0]:
+            if point == (0, 0) and w == first:
                 wake_rtf = cpu / (hours * 3600)
             table.append(
                 {"word": w, "front_end": _key(point), **_measure(peaks, trace, cuts[w], hours)}
             )
         del heard
         step("front end")
-    first = words[0]
     barge_in = _barge_in(
         engine, first, cuts[first], said[first], front=wake_front, talk=talk, voices=voices
     )
-    recognizer_rows = _recognizer(config, voices, talk, rng, step)
-    matcher_recognizer = make_recognizer(config)
+    recognizer = make_recognizer(config)  # loaded once: the matcher takes a sibling state
+    recognizer_rows = _recognizer(config, recognizer, voices, talk, rng=rng, step=step)
     sample = home[: int(matcher_minutes * 60 * RATE) * 2]
     began = time.process_time()
-    detections(PhraseWake(matcher_recognizer, vc.wake_phrase), sample)
+    detections(PhraseWake(recognizer, vc.wake_phrase), sample)
     matcher_rtf = (time.process_time() - began) / (len(sample) / 2 / RATE)
     step("transcript matcher")
-    mine = next(r for r in table if r["word"] == words[0] and r["front_end"] == wake_point)
+    mine = next(r for r in table if r["word"] == first and r["front_end"] == wake_point)
     idle = wake_rtf + front_rtf.get(_key(configured), 0.0)
     return {
-        "word": words[0],
+        "word": first,
         "engine": engine,
         "front_end": FrontEnd(*configured).describe(),
         "wake_hears": sc.wake_hears,
         "voices": [v.name for v in voices],
-        "positives": len(said[words[0]]),
+        "positives": len(said[first]),
         **{k: v for k, v in mine.items() if k not in ("word", "front_end")},
         "negatives_minutes": round(hours * 60, 1),
         "wake_rtf": round(wake_rtf, 5),

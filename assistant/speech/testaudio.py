@@ -29,7 +29,17 @@ from ..errors import ModelError
 from .audio import resample
 from .tts import PiperTTS
 
-__all__ = ["ESPEAK_VOICES", "NOISES", "SPEEDS", "Speaker", "mix", "noise", "speakers", "wer"]
+__all__ = [
+    "ESPEAK_VOICES",
+    "NOISES",
+    "SPEEDS",
+    "Speaker",
+    "mix",
+    "noise",
+    "speakers",
+    "unit",
+    "wer",
+]
 
 RATE = 16000
 SPEEDS = (0.85, 1.0, 1.2)
@@ -97,21 +107,22 @@ def speakers(tts: PiperTTS | None, espeak: Sequence[str] = ESPEAK_VOICES) -> lis
     return out
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit(x: np.ndarray) -> np.ndarray:
+    """``x`` scaled to an RMS of 1 (silence as it is)."""
     return x / (np.sqrt(np.mean(x**2)) or 1.0)
 
 
 def _colored(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     white = rng.standard_normal(n)
     if kind == "white":
-        return _unit(white)
+        return unit(white)
     if kind == "brown":
         out = np.cumsum(white)
         out -= np.convolve(out, np.ones(801) / 801, mode="same")  # no drift to the rails
-        return _unit(out)
+        return unit(out)
     spectrum = np.fft.rfft(white)  # pink: white shaped to 1/f
     spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
-    return _unit(np.fft.irfft(spectrum, n))
+    return unit(np.fft.irfft(spectrum, n))
 
 
 def chords(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -124,7 +135,7 @@ def chords(n: int, rng: np.random.Generator) -> np.ndarray:
     for _ in range(n // note + 1):
         root = int(rng.integers(0, 5))
         parts.append(envelope * sum(np.sin(2 * np.pi * scale[root + k] * t) for k in (0, 2, 4)))
-    return _unit(np.concatenate(parts)[:n])
+    return unit(np.concatenate(parts)[:n])
 
 
 def _talk(talk: Sequence[bytes], n: int, rng: np.random.Generator, start: int = 0) -> np.ndarray:
@@ -146,9 +157,9 @@ def noise(kind: str, n: int, rng: np.random.Generator, talk: Sequence[bytes] = (
         raise ValueError(f"{kind} noise needs speech clips")
     if kind == "babble":  # five voices at once
         starts = rng.integers(0, len(talk), 5)
-        return _unit(np.sum([_talk(talk, n, rng, int(s)) for s in starts], axis=0))
+        return unit(np.sum([_talk(talk, n, rng, int(s)) for s in starts], axis=0))
     if kind == "tv":  # someone talking over music
-        return _unit(_talk(talk, n, rng, int(rng.integers(0, len(talk)))) + 0.5 * chords(n, rng))
+        return unit(_talk(talk, n, rng, int(rng.integers(0, len(talk)))) + 0.5 * chords(n, rng))
     if kind == "music":
         return chords(n, rng)
     return _colored(kind, n, rng)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .stt import RATE
-from .testaudio import NOISES, SPEEDS, Speaker, level, mix, noise, scaled
+from .testaudio import NOISES, SPEEDS, Speaker, level, mix, noise, scaled, unit
 
 __all__ = [
     "FAR_DB",
@@ -30,6 +30,7 @@ __all__ = [
     "NEGATIVES",
     "SNRS",
     "TEMPLATES",
+    "device_voice",
     "negatives",
     "playback",
     "positives",
@@ -91,16 +92,18 @@ def positives(
     for voice in voices:
         for template, _ in TEMPLATES:
             for i, speed in enumerate(SPEEDS):
-                speech = voice.say(template.format(word=say), i)
+                text = template.format(word=say)
+                speech = voice.say(text, i)
                 far = len(out) % 2 == 1  # out grows by three a clip: near and far alternate
                 speech = scaled(speech, FAR_DB) if far else speech
                 clip = bytes(2 * int(LEAD_S * RATE)) + speech + bytes(RATE)
-                what = f"{voice.name}: {template.format(word=say)} ×{speed}{' far' if far else ''}"
+                what = f"{voice.name}: {text} ×{speed}{' far' if far else ''}"
                 out.append((what, "clean", clip))
+                loud = level(speech)
                 for snr in SNRS:
                     kind = NOISES[n % len(NOISES)]
                     bed = noise(kind, len(clip) // 2, rng, talk)
-                    noisy = mix(clip, bed, snr, speech_level=level(speech))
+                    noisy = mix(clip, bed, snr, speech_level=loud)
                     out.append((f"{what} {kind} {snr:g} dB", f"{snr:g} dB", noisy))
                     n += 1
                 step("positive")
@@ -130,12 +133,18 @@ def negatives(
     return np.clip(whole, -32768, 32767).astype("<i2").tobytes(), talk
 
 
-def playback(talk: list[bytes], voices: list[Speaker], n: int) -> np.ndarray:
-    """``n`` samples of the device's answers (the talk its piper voice read), unit RMS: what
-    the microphone hears of the speaker while the device speaks."""
+def device_voice(talk: list[bytes], voices: list[Speaker]) -> np.ndarray:
+    """What the device says (the talk its piper voice read, with short pauses), once: the
+    track :func:`playback` takes its stretches from."""
     mine = [clip for i, clip in enumerate(talk) if voices[i % len(voices)].name == "piper"]
     pcm = b"".join(c + bytes(RATE // 5) for c in (mine or talk))
-    while len(pcm) < 2 * n:
-        pcm += pcm
-    x = np.frombuffer(pcm[: 2 * n], dtype="<i2").astype(np.float64)
-    return x / (np.sqrt(np.mean(x**2)) or 1.0)
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+
+
+def playback(track: np.ndarray, n: int) -> np.ndarray:
+    """``n`` samples of the device's answers (``track``, repeated as needed), unit RMS: what
+    the microphone hears of the speaker while the device speaks."""
+    repeats = 1
+    while len(track) * repeats < n:
+        repeats *= 2
+    return unit(np.tile(track, repeats)[:n])
