@@ -273,3 +273,21 @@ def test_a_quantized_kv_cache_without_flash_attention_is_refused(tmp_path: Path)
     path = write(tmp_path, '[llm]\nkv_type = "q9"\n')
     assert "llm.kv_type: must be one of" in problems(path)[0]
     assert load_config(write(tmp_path, '[llm]\nflash_attn = "on"\nkv_type = "q8_0"\n'))
+
+
+def test_the_front_end_keys_reject_bad_values_each_on_its_line(tmp_path: Path) -> None:
+    """`qwen-assistant config check` on a noise suppression, gain or wake_hears out of range:
+    exit 78, one line each naming the file, line, key and what it takes."""
+    from tests.test_cli import run
+
+    path = write(
+        tmp_path, '[speech]\nnoise_suppression = 5\nauto_gain_dbfs = -1\nwake_hears = "loud"\n'
+    )
+    result = run("config", "check", "--config", str(path))
+    assert result.returncode == 78
+    assert result.stderr.strip().splitlines() == [
+        f"{path}:2:1: speech.noise_suppression: must be between 0 and 4, got 5",
+        f"{path}:3:1: speech.auto_gain_dbfs: must be between 0 and 31, got -1",
+        f"{path}:4:1: speech.wake_hears: must be one of 'raw', 'clean', got 'loud'",
+    ]
+    assert "Traceback" not in result.stderr
