@@ -20,8 +20,9 @@ from .config import Config
 from .errors import AssistantError
 from .parts import Parts, make_ears, unpaced
 from .speech.audio import FRAME_S, WavMicrophone, WavSpeaker
+from .speech.ears import Heard
 from .speech.mouth import Mouth
-from .speech.stt import Heard, Recognizer, make_recognizer
+from .speech.stt import Recognizer, make_recognizer
 from .speech.tts import PiperTTS
 from .voice import TurnResult, Voice
 
@@ -105,11 +106,14 @@ class VoiceRig:
         heard = await loop.run_in_executor(None, lambda: self.hear(wav, realtime=realtime))
         mouth = Mouth(self.tts, WavSpeaker(out))
         try:
-            return await Voice(self.config, self.turns, mouth).answer(
+            result = await Voice(self.config, self.turns, mouth).answer(
                 heard, heard.text, streaming=streaming
             )
         finally:
             mouth.close()
+        if result is None:  # only an answer prepared ahead is ever dropped
+            raise AssertionError("an answer not prepared ahead was dropped")
+        return result
 
     def close(self) -> None:
         self.parts.close()

@@ -28,9 +28,10 @@ from .turn import Turns
 if TYPE_CHECKING:
     from .llm.engine import Engine
     from .llm.ports import TextEngine
+    from .speech.ears import Ears
     from .speech.mouth import Mouth
-    from .speech.stt import Ears, Recognizer
-    from .voice import VoiceLoop
+    from .speech.stt import Recognizer
+    from .voiceloop import VoiceLoop
 
 __all__ = ["Parts", "build_mouth", "build_voice", "unpaced"]
 
@@ -132,14 +133,17 @@ def make_ears(config: Config, recognizer: Recognizer) -> Ears:
     """What hears the microphone: the configured front end, voice-activity detector and
     ``recognizer`` (the service's loop and ``bench voice`` alike). A front end that cannot
     run is a :class:`~assistant.errors.ModelError` naming the setting."""
+    from .speech.ears import Ears
     from .speech.frontend import make_front_end
-    from .speech.stt import Ears
     from .speech.vad import make_segmenter
 
     speech = config.speech
     front_end = make_front_end(speech, recognizer.rate)
     segmenter = make_segmenter(speech.vad, speech.trailing_silence_s)
-    return Ears(recognizer, segmenter, front_end=front_end)
+    ends = (speech.trailing_silence_s, speech.trailing_silence_max_s)
+    return Ears(
+        recognizer, segmenter, front_end=front_end, end_silence_s=ends, language=speech.language
+    )
 
 
 def build_voice(
@@ -148,14 +152,19 @@ def build_voice(
     mouth: Mouth,
     listen_from: str | None = None,
     gpio: list[Any] | None = None,
+    *,
+    spare: Callable[[], bool] = lambda: True,
 ) -> tuple[VoiceLoop | None, str]:
     """The listening loop: microphone (opened now; ``listen_from``: a WAV file), recognizer,
     wake word, LEDs and button (added to ``gpio``, closed at stop), the voice on ``turns``;
-    or None and why not (the service then serves text only)."""
+    or None and why not (the service then serves text only). ``spare``: may work be spent
+    on answers prepared ahead now (the governor's :meth:`~.Governor.spare`)."""
+    from .ahead import Ahead
     from .hardware import Indicators, PushButton
     from .speech.audio import SoundDeviceMicrophone, WavMicrophone
     from .speech.stt import make_recognizer
-    from .voice import Voice, VoiceLoop
+    from .voice import Voice
+    from .voiceloop import VoiceLoop
 
     gpio = gpio if gpio is not None else []
     try:
@@ -192,9 +201,11 @@ def build_voice(
         log.warning("status LEDs off: %s", exc)
     if indicators is not None and indicators.leds:
         gpio.append(indicators)
-    voice = VoiceLoop(
-        config, mic, ears, Voice(config, turns, mouth), indicators=indicators, wake=wake
-    )
+    speaker = Voice(config, turns, mouth)
+    ahead = None
+    if config.voice.answer_ahead:
+        ahead = Ahead(speaker, allowed=spare, language=config.speech.language)
+    voice = VoiceLoop(config, mic, ears, speaker, indicators=indicators, wake=wake, ahead=ahead)
     if config.voice.button_pin:
         try:
             gpio.append(PushButton(config.voice.button_pin, voice.press))

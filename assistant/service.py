@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from .llm.ports import TextEngine
     from .speech.mouth import Mouth
     from .thermal.governor import Governor
-    from .voice import VoiceLoop
+    from .voiceloop import VoiceLoop
     from .wyoming import info
     from .wyoming.server import WyomingServer
 
@@ -296,7 +296,12 @@ class Service:
         if state.mouth is None:
             return None
         voice, why = build_voice(
-            self.config, state.turns, state.mouth, self.listen_from, self._gpio
+            self.config,
+            state.turns,
+            state.mouth,
+            self.listen_from,
+            self._gpio,
+            spare=state.governor.spare,
         )
         if why:
             self.voice_off = why

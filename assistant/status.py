@@ -61,7 +61,7 @@ def snapshot(
     ``stalled`` names the parts that made no progress for ``service.stall_s`` (the watchdog
     is no longer pinged); they lead the problem text. ``starting``: the service has not
     finished starting (the voice is still loading), so it reads "loading" like the model.
-    ``voice`` is the :class:`~assistant.voice.VoiceLoop` (None: text only): its "mic lost"
+    ``voice`` is the :class:`~assistant.voiceloop.VoiceLoop` (None: text only): its "mic lost"
     and "listening" states show; ``voice_off`` says why there is none. ``reload`` is the
     last reload's outcome: a rejected one stays in the problem text until a good reload.
     """

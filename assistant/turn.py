@@ -26,6 +26,7 @@ from .actions.actor import ClaimGuard, Decision, honest_words
 from .brain import Brain, Job, NotReady, TurnRecord
 from .llm.grammar import Constraint, JsonPiece
 from .thermal.admission import Busy, Priority, Ticket
+from .turnevents import Admitted, Cut, Done, Outcome, Piece, Refused, Speculated, Started, TurnEvent
 
 if TYPE_CHECKING:
     from .actions.actor import Actor
@@ -39,6 +40,7 @@ __all__ = [
     "Outcome",
     "Piece",
     "Refused",
+    "Speculated",
     "Started",
     "Turn",
     "TurnEvent",
@@ -93,59 +95,10 @@ class TurnRequest:
     overrides: dict[str, Any] = field(default_factory=dict)
     #: clock() when the request arrived (voice: the end of speech); None: now
     arrived: float | None = None
-
-
-@dataclass(frozen=True)
-class TurnEvent:
-    turn: int
-    door: str
-
-
-@dataclass(frozen=True)
-class Started(TurnEvent):
-    text: str
-
-
-@dataclass(frozen=True)
-class Admitted(TurnEvent):
-    waited_s: float
-
-
-@dataclass(frozen=True)
-class Piece(TurnEvent):
-    """Text to show: past the guard on a device turn; a :class:`JsonPiece` is the model's
-    constrained JSON (a schema answer or a tool call)."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Outcome(TurnEvent):
-    """What came of the model's call, or of a yes or no to "Shall I …?"."""
-
-    decision: Decision
-
-
-@dataclass(frozen=True)
-class Refused(TurnEvent):
-    """Not admitted: ``reason`` is Busy's ("rate", "queue", "hot") or "not_ready"."""
-
-    reason: str
-    retry_after: float | None
-
-
-@dataclass(frozen=True)
-class Cut(TurnEvent):
-    """The service cut the answer (it is stopping)."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class Done(TurnEvent):
-    record: TurnRecord
-    #: what the person got: the answer's text and what was said about an action
-    text: str
+    #: a speculative turn (voice: the question guessed at a pause): it is generated, but its
+    #: events are held back, and nothing is run, confirmed or kept, until :meth:`Turn.release`;
+    #: :meth:`Turn.discard` drops it without a trace but a :class:`Speculated` event
+    held: bool = False
 
 
 class Turn:
@@ -166,6 +119,12 @@ class Turn:
         self.hit = self.second = False
         self.cancelled = False  # the door stopped it (the client left, a barge-in)
         self.record: TurnRecord | None = None
+        #: set when the turn may act and be told (at once unless ``request.held``)
+        self.released = asyncio.Event()
+        self._held: list[TurnEvent] = []
+        self.discarded = False
+        if not request.held:
+            self.released.set()
 
     @property
     def said(self) -> str:
@@ -184,8 +143,36 @@ class Turn:
 
     def _event(self, kind: type[Any], *args: Any) -> Any:
         event = kind(self.id, self.request.door, *args)
-        self._turns.publish(event)
+        if self.discarded:
+            pass  # a dropped guess tells nothing
+        elif self.released.is_set():
+            self._turns.publish(event)
+        else:
+            self._held.append(event)
         return event
+
+    def _decoded(self) -> int:
+        return self.job.stats.completion_tokens if self.job is not None else 0
+
+    def release(self) -> None:
+        """A held turn is the person's after all: tell what it held back, let it act."""
+        if self.released.is_set():
+            return
+        self._turns.publish(Speculated(self.id, self.request.door, True, self._decoded()))
+        self.released.set()
+        held, self._held = self._held, []
+        for event in held:
+            self._turns.publish(event)
+
+    def discard(self) -> None:
+        """Drop a held turn: its job stops and nothing of it is kept, recorded or told but
+        one :class:`Speculated` event with the tokens it wasted. Once only."""
+        if self.released.is_set():
+            return
+        self.cancel()
+        self._held, self.discarded = [], True
+        self._turns.publish(Speculated(self.id, self.request.door, False, self._decoded()))
+        self.released.set()  # wakes what waits for it; cancelled and discarded, it acts on nothing
 
     async def __aiter__(self) -> AsyncIterator[TurnEvent]:
         job, request = self.job, self.request
@@ -198,6 +185,9 @@ class Turn:
             yield self._event(Cut, job.cut)
             return
         if not request.act or self.cancelled:
+            return
+        await self.released.wait()  # a held turn decides (and may act) only once released
+        if self.discarded:
             return
         finished = job.finish == "tool_call"
         decision = await self._turns.actor.decide(
@@ -327,6 +317,12 @@ class Turns:
         turn._event(Started, request.text)
         answers = request.conversation.key if request.answers is None else request.answers
         if request.act and answers:
+            if self.actor.asks(answers):  # a yes or no may run an action: not before release
+                try:
+                    await turn.released.wait()
+                except asyncio.CancelledError:
+                    turn.discard()
+                    raise
             turn.decision = await self.actor.confirmation(request.text, turn.id, answers)
             if turn.decision is not None:
                 return turn
@@ -343,7 +339,10 @@ class Turns:
             raise
         except asyncio.CancelledError:  # the client left while it waited
             turn.cancelled = True
-            turn.end()
+            if turn.released.is_set() and not turn.discarded:
+                turn.end()
+            else:
+                turn.discard()
             raise
         turn._event(Admitted, brain.clock() - arrived)
         constraint = request.constraint

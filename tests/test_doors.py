@@ -28,13 +28,14 @@ from assistant.brain import Brain, NotReady
 from assistant.cli.text import _print_turn
 from assistant.config import API, Action, Config, Thermal
 from assistant.speech.audio import WavMicrophone, WavSpeaker
+from assistant.speech.ears import Ears
 from assistant.speech.mouth import Mouth
-from assistant.speech.stt import Ears
 from assistant.speech.vad import Segmenter
 from assistant.thermal.admission import Busy
 from assistant.thermal.governor import Governor
 from assistant.turn import Conversation, TurnRequest, Turns
-from assistant.voice import Voice, VoiceLoop
+from assistant.voice import Voice
+from assistant.voiceloop import VoiceLoop
 from assistant.wyoming.agent import Agent
 from tests.fakes import FakeEngine, FakeTTS, NullSpeaker
 from tests.test_voice import RATE, ScriptedRecognizer, tone

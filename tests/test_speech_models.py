@@ -19,7 +19,8 @@ from assistant.errors import ModelError
 from assistant.listen import VoiceRig, _speak_to_wav, bench_voice
 from assistant.speech.audio import WavSpeaker, read_wav
 from assistant.speech.bench import FRONT_ENDS, TEMPLATES
-from assistant.speech.stt import Ears, VoskRecognizer, WhisperRecognizer, transcribe_pcm
+from assistant.speech.ears import Ears, transcribe_pcm
+from assistant.speech.stt import VoskRecognizer, WhisperRecognizer
 from assistant.speech.testaudio import ESPEAK_VOICES
 from assistant.speech.tts import PiperTTS
 from assistant.speech.vad import Segmenter
@@ -162,8 +163,8 @@ def test_the_first_audio_starts_while_the_answer_is_still_generating(
 
 def test_the_conversation_remembers_only_what_was_spoken(rig: VoiceRig) -> None:
     from assistant.speech.audio import WavSpeaker
+    from assistant.speech.ears import Heard
     from assistant.speech.mouth import Mouth
-    from assistant.speech.stt import Heard
     from assistant.voice import Voice
 
     assert rig.tts is not None
@@ -173,6 +174,7 @@ def test_the_conversation_remembers_only_what_was_spoken(rig: VoiceRig) -> None:
     heard = Heard("Tell me a long story.", 0.0, 0.0, 1.0, 0.1)
     result = asyncio.run(voice.answer(heard, "Tell me a long story about a dragon."))
     mouth.close()
+    assert result is not None
     assert result.interrupted and len(result.spoken) < len(result.answer)
     assert voice.history == [
         ("user", "Tell me a long story about a dragon."),

@@ -20,10 +20,11 @@ from gpiozero.pins.mock import MockFactory
 from assistant.config import Config, Voice
 from assistant.hardware import Indicators, PushButton
 from assistant.speech.audio import FRAME_S, MicLost, WavMicrophone, read_wav, resample
+from assistant.speech.ears import Ears, Heard
 from assistant.speech.mouth import SLICE_S, Mouth
-from assistant.speech.stt import Ears, Heard
 from assistant.speech.vad import Segmenter
-from assistant.voice import TurnResult, VoiceLoop, match_wake
+from assistant.voice import TurnResult
+from assistant.voiceloop import VoiceLoop, match_wake
 from tests.fakes import Clock, FakeTTS, NullSpeaker
 
 RATE = 16000

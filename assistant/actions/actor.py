@@ -140,6 +140,10 @@ class Actor:
         """Conversation ``key`` ended: drop its pending "Shall I …?"."""
         self._pending.pop(key, None)
 
+    def asks(self, key: str) -> bool:
+        """Conversation ``key`` has a "Shall I …?" awaiting its yes or no."""
+        return key in self._pending
+
     @property
     def waiting(self) -> bool:
         """A "Shall I …?" awaits its yes or no (in any conversation)."""

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from ..turn import Done, Refused, TurnEvent
+from ..turn import Done, Refused, Speculated, TurnEvent
 
 __all__ = ["Histogram", "Metrics", "render"]
 
@@ -59,11 +59,19 @@ class Metrics:
         self.wyoming: Counter[tuple[str, str]] = Counter()
         #: turns of every door: (door, outcome) → count
         self.turns: Counter[tuple[str, str]] = Counter()
+        #: answers prepared ahead ("used" or "dropped") → count, and their tokens
+        self.ahead: Counter[str] = Counter()
+        self.ahead_tokens: Counter[str] = Counter()
 
     def turn(self, event: TurnEvent) -> None:
         """A turn's event, from any door (a :class:`~assistant.turn.Turns` listener): its
         outcome, tokens and latencies count the same whichever door it came in by."""
-        if isinstance(event, Refused):
+        if isinstance(event, Speculated):
+            result = "used" if event.used else "dropped"
+            with self._lock:
+                self.ahead[result] += 1
+                self.ahead_tokens[result] += event.tokens
+        elif isinstance(event, Refused):
             with self._lock:
                 self.turns[event.door, event.reason] += 1
         elif isinstance(event, Done):
@@ -162,6 +170,13 @@ def render(metrics: Metrics, status: dict[str, Any]) -> str:
         name = f"{PREFIX}completion_tokens_total"
         lines += [f"# HELP {name} tokens generated, every door", f"# TYPE {name} counter"]
         lines.append(f"{name} {metrics.completion_tokens}")
+        for key, counts, help in (
+            ("answers_ahead_total", metrics.ahead, "voice answers prepared at a pause"),
+            ("answers_ahead_tokens_total", metrics.ahead_tokens, "their tokens (dropped: wasted)"),
+        ):
+            name = PREFIX + key
+            lines += [f"# HELP {name} {help}, by result", f"# TYPE {name} counter"]
+            lines += [f'{name}{{result="{r}"}} {counts[r]}' for r in ("used", "dropped")]
         name = f"{PREFIX}wyoming_requests_total"
         lines += [
             f"# HELP {name} Wyoming requests by program and outcome",

@@ -16,7 +16,7 @@ from ..status import snapshot
 from ..systemd import Liveness
 from ..thermal.governor import Governor
 from ..turn import Turns
-from ..voice import VoiceLoop
+from ..voiceloop import VoiceLoop
 from . import metrics as prom
 
 __all__ = ["ApiState", "Listening"]

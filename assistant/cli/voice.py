@@ -204,7 +204,8 @@ def cmd_wake(args: argparse.Namespace) -> int:
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from ..speech.audio import read_wav
-    from ..speech.stt import make_recognizer, transcribe_pcm
+    from ..speech.ears import transcribe_pcm
+    from ..speech.stt import make_recognizer
 
     recognizer = make_recognizer(load(args), engine=args.engine, model=args.stt_model)
     pcm, _ = read_wav(args.file, recognizer.rate)

@@ -54,6 +54,8 @@ class Speech:
     stt_engine: str = opt("auto", choices=("auto", "vosk", "whisper"))
     stt_model: str = opt("auto", path=True)
     trailing_silence_s: float = opt(0.5, lo=0.1, hi=5.0)
+    #: the silence that ends an utterance whose words so far trail off ("turn on the …")
+    trailing_silence_max_s: float = opt(1.0, lo=0.1, hi=10.0)
     vad: str = opt("silero", choices=("silero", "energy"))
     tts_voice: str = opt("auto", path=True)
     tts_speed: float = opt(1.0, lo=0.5, hi=2.0)
@@ -79,6 +81,8 @@ class Voice:
     follow_up_s: float = opt(8.0, lo=0.0, hi=120.0)
     idle_reset_s: float = opt(120.0, lo=0.0, hi=86400.0)
     barge_in: bool = opt(False)
+    #: start answering a finished-sounding question at a pause, before the silence runs out
+    answer_ahead: bool = opt(True)
     button_pin: str = opt("")
     led_listening_pin: str = opt("")
     led_thinking_pin: str = opt("")

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from ..config import Config
+from .ears import Ears, transcribe_pcm
 from .frontend import FrontEnd
-from .stt import RATE, Ears, Recognizer, make_recognizer, transcribe_pcm
+from .stt import RATE, Recognizer, make_recognizer
 from .testaudio import NOISES, SPEEDS, Speaker, level, mix, noise, speakers, unit, wer
 from .tts import PiperTTS
 from .vad import make_segmenter

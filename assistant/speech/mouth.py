@@ -43,6 +43,8 @@ class Utterance:
     chunks: list[_Chunk] = field(default_factory=list)
     ended: bool = False
     halt: threading.Event = field(default_factory=threading.Event)  # set by stop()
+    #: may play (a held utterance is synthesised but silent until :meth:`release`)
+    go: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     synth_s: float = 0.0  # piper's time
     audio_s: float = 0.0  # seconds of audio produced
@@ -64,7 +66,12 @@ class Utterance:
     def stop(self) -> None:
         """Barge-in: stop playback now and drop what is not yet said."""
         self.halt.set()
+        self.go.set()  # a held one never plays
         self.mouth._texts.put((self, None))
+
+    def release(self) -> None:
+        """A held utterance may play now (from its first chunk, synthesised meanwhile)."""
+        self.go.set()
 
     def spoken(self) -> str:
         """The text actually played: whole chunks, and the heard part of an interrupted one."""
@@ -109,11 +116,16 @@ class Mouth:
         u = self.current
         return u is not None and not u.done.is_set()
 
-    def start(self, on_first_audio: Callable[[float], None] | None = None) -> Utterance:
-        """A new answer to speak chunk by chunk (any earlier one is stopped)."""
+    def start(
+        self, on_first_audio: Callable[[float], None] | None = None, *, held: bool = False
+    ) -> Utterance:
+        """A new answer to speak chunk by chunk (any earlier one is stopped); ``held``: its
+        chunks are synthesised at once but played only after :meth:`Utterance.release`."""
         if self.current is not None and not self.current.done.is_set():
             self.current.stop()
         self.current = Utterance(self, on_first_audio)
+        if not held:
+            self.current.go.set()
         return self.current
 
     def say(self, text: str, on_first_audio: Callable[[float], None] | None = None) -> bool:
@@ -156,6 +168,9 @@ class Mouth:
                         utterance.done.set()
                     continue
                 if utterance.stopped or not chunk.pcm:
+                    continue
+                utterance.go.wait()  # held: the next chunk is synthesised meanwhile
+                if utterance.halt.is_set():
                     continue
                 if open_for is not utterance:
                     if open_for is not None:

@@ -1,4 +1,4 @@
-"""Speech-to-text behind one interface, and the ears that cut utterances out of frames.
+"""Speech-to-text behind one interface.
 
 A :class:`Recognizer` takes 16 kHz int16 mono frames: ``accept(pcm)`` returns the partial
 text so far (streaming engines) and ``final()`` ends the utterance. Two engines:
@@ -8,8 +8,8 @@ text so far (streaming engines) and ``final()`` ends the utterance. Two engines:
 - ``whisper``: faster-whisper (tiny.en, int8 on the CPU) on the whole utterance once the
   voice-activity detector says it ended; Silero VAD (``vad_filter``) trims the edges.
 
-:class:`Ears` feeds frames to the :class:`~assistant.speech.vad.Segmenter` and the recognizer
-and reports each utterance with its timings.
+:class:`~assistant.speech.ears.Ears` cut utterances out of the microphone's frames and hand
+them to a recognizer.
 """
 
 from __future__ import annotations
@@ -18,21 +18,17 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from ..config import Config
 from ..errors import ModelError
-from .audio import FRAME_S
-from .frontend import FrontEnd
-from .vad import Segmenter
 
-__all__ = ["Ears", "Heard", "Recognizer", "VoskRecognizer", "WhisperRecognizer", "make_recognizer"]
+__all__ = ["Recognizer", "VoskRecognizer", "WhisperRecognizer", "make_recognizer"]
 
 log = logging.getLogger(__name__)
 
@@ -268,125 +264,3 @@ def make_recognizer(
     if engine == "whisper":
         return WhisperRecognizer(path, threads=threads, language=config.speech.language)
     return VoskRecognizer(path)
-
-
-@dataclass(frozen=True)
-class Heard:
-    """One utterance. Times are the ears' clock."""
-
-    text: str
-    speech_end: float  # the last frame that was speech
-    final_at: float  # the transcript was ready
-    audio_s: float  # seconds of audio the recognizer got
-    stt_s: float  # seconds the recognizer worked on this utterance (for the RTF)
-
-    @property
-    def stt_final_s(self) -> float:
-        """End of speech → final transcript (includes the trailing silence)."""
-        return self.final_at - self.speech_end
-
-
-class Ears:
-    """Frames in; a :class:`Heard` out at the end of each utterance.
-
-    With a non-streaming recognizer (whisper) the ears do not wait for the trailing silence
-    to run out: ``speculate_s`` into a pause they start transcribing what was said so far on
-    a worker thread. If the speaker goes on, that guess is dropped; if the utterance ends,
-    it is the transcript — so the silence that ends an utterance and the transcription
-    overlap instead of adding up.
-    """
-
-    def __init__(
-        self,
-        recognizer: Recognizer,
-        segmenter: Segmenter,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        speculate_s: float = 0.15,
-        front_end: FrontEnd | None = None,
-    ) -> None:
-        self.recognizer = recognizer
-        self.front_end = front_end  # noise suppression and gain before everything else
-        self.segmenter = segmenter
-        self.clock = clock
-        self.partial = ""
-        self._speech_end = 0.0
-        self._bytes = 0
-        self._pause = 0
-        self._speculate_frames = max(1, round(speculate_s / FRAME_S))
-        self._guess: Future[str] | None = None
-        self._speculate = not recognizer.streaming
-        self._busy = 0.0  # recognizer seconds spent on this utterance
-        self._busy_mark = 0.0
-
-    @property
-    def hearing(self) -> bool:
-        return self.segmenter.in_speech
-
-    def clean(self, pcm: bytes) -> bytes:
-        """``pcm`` through the front end (as it is without one)."""
-        return pcm if self.front_end is None else self.front_end.process(pcm)
-
-    def feed(self, pcm: bytes) -> Heard | None:
-        """The microphone's audio in; a :class:`Heard` when an utterance ends."""
-        return self.feed_clean(self.clean(pcm))
-
-    def feed_clean(self, pcm: bytes) -> Heard | None:
-        """As :meth:`feed`, for audio that went through :meth:`clean` already."""
-        segment = self.segmenter.feed(pcm)
-        if segment.voiced:
-            self._speech_end = self.clock()
-            self._pause = 0
-            self._guess = None  # the speaker went on: that guess is stale
-        else:
-            self._pause += 1
-        if segment.event == "start":
-            self.recognizer.reset()
-            self._bytes = 0
-            self._busy = 0.0
-            self._busy_mark = getattr(self.recognizer, "busy_s", 0.0)
-        if segment.event in ("start", "speech", "end"):
-            self._bytes += len(segment.pcm)
-            began = time.perf_counter()
-            self.partial = self.recognizer.accept(segment.pcm)
-            self._busy += time.perf_counter() - began
-        if segment.event == "speech" and self._pause == self._speculate_frames and self._speculate:
-            rec: Any = self.recognizer
-            self._guess = rec.submit(rec.snapshot())
-        if segment.event != "end":
-            return None
-        began = time.perf_counter()
-        if self._guess is not None:
-            text = self._guess.result()
-            self.recognizer.reset()
-        else:
-            text = self.recognizer.final()
-        self._guess = None
-        done = self.clock()
-        if hasattr(self.recognizer, "busy_s"):  # whisper: its thread's time, guesses included
-            self._busy += self.recognizer.busy_s - self._busy_mark
-        else:
-            self._busy += time.perf_counter() - began
-        self.partial = ""
-        audio_s = self._bytes / 2 / self.recognizer.rate
-        return Heard(text, self._speech_end, done, audio_s, self._busy)
-
-    def reset(self) -> None:
-        """Forget what was being heard (half-duplex: the assistant's own voice)."""
-        self.segmenter.reset()
-        self.recognizer.reset()
-        self.partial = ""
-        self._guess = None
-
-
-def transcribe_pcm(recognizer: Recognizer, pcm: bytes, *, ears: Ears | None = None) -> str:
-    """A whole recording (`qwen-assistant transcribe`): every utterance, joined. ``ears``:
-    hear it as they do (their front end and voice-activity detector) instead."""
-    ears = ears or Ears(recognizer, Segmenter(trailing_silence_s=0.5))
-    frame = 2 * round(recognizer.rate * FRAME_S)
-    texts = []
-    for i in range(0, len(pcm) + frame * 40, frame):  # plus silence to close the last one
-        heard = ears.feed(pcm[i : i + frame] or bytes(frame))
-        if heard is not None and heard.text:
-            texts.append(heard.text)
-    return " ".join(texts)

@@ -20,7 +20,8 @@ from typing import Protocol
 
 from ..errors import ModelError
 from .audio import FRAME_S
-from .stt import RATE, Ears, Recognizer
+from .ears import Ears
+from .stt import RATE, Recognizer
 from .vad import Segmenter
 
 __all__ = [

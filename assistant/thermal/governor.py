@@ -170,6 +170,12 @@ class Governor:
     def _has_clock(self) -> bool:
         return self.clock_cap is not None and self.clock_cap.available
 
+    def spare(self) -> bool:
+        """May work be spent ahead of need (answers prepared at a pause): not while the heat
+        budget holds the work back, nor when too hot or the sensor is lost."""
+        with self._lock:
+            return not (self.hot or self.problem or self._binding())
+
     def _binding(self) -> bool:
         """The budget holds the work back (below what every lever at full uses)."""
         return self.controller.budget_w < self.ladder.full_w - 1e-6

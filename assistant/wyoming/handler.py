@@ -40,8 +40,9 @@ from wyoming.wake import Detect, Detection, NotDetected
 
 from ..brain import NotReady
 from ..errors import PromptTooLong
+from ..speech.ears import transcribe_pcm
 from ..speech.sentences import SentenceSplitter, split_all
-from ..speech.stt import RATE, Recognizer, transcribe_pcm
+from ..speech.stt import RATE, Recognizer
 from ..speech.tts import TTS
 from ..speech.wake import MicroWake, PhraseWake, wake_name
 from ..thermal.admission import Busy
