@@ -19,14 +19,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .actions.actor import ClaimGuard, Decision, honest_words
 from .brain import Brain, Job, NotReady, TurnRecord
 from .llm.grammar import Constraint, JsonPiece
-from .thermal.admission import Busy, Priority, Ticket
-from .turnevents import Admitted, Cut, Done, Outcome, Piece, Refused, Speculated, Started, TurnEvent
+from .thermal.admission import Busy, Ticket
+from .turnshapes import (
+    ACTIONS,
+    Admitted,
+    Conversation,
+    Cut,
+    Done,
+    Held,
+    Outcome,
+    Piece,
+    Refused,
+    Speculated,
+    Started,
+    TurnEvent,
+    TurnRequest,
+)
 
 if TYPE_CHECKING:
     from .actions.actor import Actor
@@ -37,6 +50,7 @@ __all__ = [
     "Conversation",
     "Cut",
     "Done",
+    "Held",
     "Outcome",
     "Piece",
     "Refused",
@@ -49,56 +63,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Conversation:
-    """One conversation of one door: its ``key`` (the door and its own id: a "Shall I …?"
-    asked here is answered only here) and its history as (role, text) pairs."""
-
-    key: str
-    history: list[tuple[str, str]] = field(default_factory=list)
-    #: clock() of its last turn (a door forgets idle ones)
-    used_at: float = 0.0
-
-
-#: a request's ``constraint`` when the turn should use the actions' own grammar
-ACTIONS = Constraint({}, "tool_call")
-Grammar = Constraint | None
-
-
-@dataclass(frozen=True)
-class TurnRequest:
-    """What a door asks of the house."""
-
-    door: str  # "voice", "api", "wyoming", "cli"
-    #: the request in the person's words (the last user message over the API)
-    text: str
-    #: where the history is kept and a "Shall I …?" waits for its yes
-    conversation: Conversation
-    #: a device turn: claims are guarded and a call of a configured action may run
-    act: bool = True
-    #: the conversation whose "Shall I …?" this text may answer (None: the conversation's own
-    #: when ``act``; the API passes the key its confirmation id names, or "" for none)
-    answers: str | None = None
-    #: the prompt the door built (the API's client-held messages); None: the turn builds it
-    #: from the conversation's history, with the actions offered
-    tokens: Sequence[int] | None = None
-    #: the prompt without the actions, for a second answer when the model's call was not
-    #: asked for (None: the turn builds it, when it built the first; the API passes its own)
-    plain: Sequence[int] | None = None
-    #: the grammar; :data:`ACTIONS` (default): the actions' lazy tool-call grammar
-    constraint: Constraint | None = ACTIONS
-    stops: Sequence[str] = ()
-    priority: Priority = Priority.API
-    #: sampling overrides (max_tokens, temperature, top_p); None leaves the configured value
-    overrides: dict[str, Any] = field(default_factory=dict)
-    #: clock() when the request arrived (voice: the end of speech); None: now
-    arrived: float | None = None
-    #: a speculative turn (voice: the question guessed at a pause): it is generated, but its
-    #: events are held back, and nothing is run, confirmed or kept, until :meth:`Turn.release`;
-    #: :meth:`Turn.discard` drops it without a trace but a :class:`Speculated` event
-    held: bool = False
 
 
 class Turn:
@@ -186,7 +150,9 @@ class Turn:
             return
         if not request.act or self.cancelled:
             return
-        await self.released.wait()  # a held turn decides (and may act) only once released
+        if not self.released.is_set():  # a held turn decides (and may act) once released
+            yield Held(self.id, request.door)
+            await self.released.wait()
         if self.discarded:
             return
         finished = job.finish == "tool_call"
@@ -376,7 +342,11 @@ class Turns:
         return self.actor.prompt(fmt, llm, history, request.text, offer=offer).tokens
 
     def _generate(
-        self, request: TurnRequest, ticket: Ticket, tokens: Sequence[int], grammar: Grammar
+        self,
+        request: TurnRequest,
+        ticket: Ticket,
+        tokens: Sequence[int],
+        grammar: Constraint | None,
     ) -> Job:
         """The answer's job, with the request's sampling overrides over the config's."""
         overrides = {k: v for k, v in request.overrides.items() if v is not None}

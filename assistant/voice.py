@@ -23,7 +23,7 @@ from .speech.ears import Heard
 from .speech.mouth import Mouth, Utterance
 from .speech.sentences import SentenceSplitter, split_all
 from .thermal.admission import Priority
-from .turn import Conversation, Piece, Turn, TurnRequest, Turns
+from .turn import Conversation, Held, Piece, Turn, TurnEvent, TurnRequest, Turns
 
 __all__ = ["Hold", "TurnResult", "Voice"]
 
@@ -47,6 +47,16 @@ class TurnResult:
 
     def timings(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _speak(event: TurnEvent, splitter: SentenceSplitter, utterance: Utterance) -> None:
+    """A streamed answer's event to the mouth: each sentence as soon as it is complete."""
+    if isinstance(event, Piece):
+        for chunk in splitter.feed(event.text):
+            utterance.add(chunk)
+    elif isinstance(event, Held):  # the last sentence too: ready the moment it is let go
+        for chunk in splitter.flush():
+            utterance.add(chunk)
 
 
 class Hold:
@@ -153,9 +163,8 @@ class Voice:
         splitter = SentenceSplitter() if streaming else None
         try:
             async for event in turn:
-                if isinstance(event, Piece) and splitter is not None:
-                    for chunk in splitter.feed(event.text):
-                        utterance.add(chunk)
+                if splitter is not None:
+                    _speak(event, splitter, utterance)
             if hold is not None:
                 await hold.settled.wait()
                 if hold.dropped or hold.heard is None:

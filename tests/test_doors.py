@@ -14,6 +14,7 @@ import io
 import json
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,12 @@ def actions(tmp: Path) -> list[Action]:
 
 
 @pytest.fixture
-def house(tmp_path: Path) -> Any:
+def house(tmp_path: Path) -> Iterator[House]:
+    yield from build_house(tmp_path)
+
+
+def build_house(tmp_path: Path) -> Iterator[House]:
+    """The house for one test (its fixture's body; other test files build it too)."""
     thermal = Thermal(sensor_path="", rate_per_min=600.0, burst=100)
     api = API(host="127.0.0.1", port=0, unix_socket="", allow_actions=True)
     config = Config(thermal=thermal, api=api)
