@@ -37,6 +37,8 @@ class AheadStats:
     dropped: int = 0
     #: not started: the guess did not read as finished, or the governor said no
     skipped: int = 0
+    #: the last started one: end of speech → its guess's text (the prepared answer's start)
+    guess_s: float | None = None
 
 
 class Ahead:
@@ -84,6 +86,8 @@ class Ahead:
         self._task = asyncio.ensure_future(self.voice.answer(heard, text, hold=self._hold))
         self._task.add_done_callback(_quietly)
         self.stats.started += 1
+        if guess.ready_at is not None:
+            self.stats.guess_s = guess.ready_at - guess.speech_end
         log.debug("voice: preparing an answer to %r", text)
 
     def take(self, heard: Heard, question: str) -> asyncio.Future[TurnResult | None] | None:

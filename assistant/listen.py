@@ -1,39 +1,30 @@
-"""One voice turn from a WAV file (`qwen-assistant listen`), and `qwen-assistant bench voice`.
+"""One voice turn from a WAV file (`qwen-assistant listen`), and the rig `bench voice` uses.
 
 :class:`VoiceRig` loads the three models once (LLM on the brain's inference thread, the
 recognizer, the piper voice) and runs turns: a WAV microphone (paced like a sound card by
 default, so the end-of-speech figures are what a person would wait) → ears → the voice →
-a WAV speaker.
+a WAV speaker; :meth:`VoiceRig.loop_turn` runs the service's own listening loop instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import resource
-import statistics
-import tempfile
 from pathlib import Path
-from typing import Any
 
+from .ahead import Ahead, AheadStats
 from .config import Config
 from .errors import AssistantError
 from .parts import Parts, make_ears, unpaced
-from .speech.audio import FRAME_S, WavMicrophone, WavSpeaker
+from .speech.audio import WavMicrophone, WavSpeaker
 from .speech.ears import Heard
 from .speech.mouth import Mouth
 from .speech.stt import Recognizer, make_recognizer
 from .speech.tts import PiperTTS
 from .voice import TurnResult, Voice
+from .voiceloop import VoiceLoop
 
-__all__ = ["BENCH_QUESTIONS", "VoiceRig", "bench_voice"]
-
-#: everyday questions a kiosk hears; answers of one to three sentences (the system prompt)
-BENCH_QUESTIONS = (
-    "Why is the sky blue?",
-    "How do bees make honey?",
-    "What should I pack for a day at the beach?",
-)
+__all__ = ["VoiceRig"]
 
 
 class VoiceRig:
@@ -83,10 +74,13 @@ class VoiceRig:
             ears.accept(resample(pcm, self.tts.sample_rate, ears.rate))
             ears.final()
 
-    def hear(self, wav: str | Path, *, realtime: bool = True) -> Heard:
-        """The first utterance in ``wav`` (blocking: runs in a thread)."""
+    def hear(
+        self, wav: str | Path, *, realtime: bool = True, config: Config | None = None
+    ) -> Heard:
+        """The first utterance in ``wav`` (blocking: runs in a thread); ``config``: hear it
+        with these speech settings instead of the rig's."""
         mic = WavMicrophone(wav, rate=self.ears_model.rate, realtime=realtime)
-        ears = make_ears(self.config, self.ears_model)
+        ears = make_ears(config or self.config, self.ears_model)
         mic.open()
         try:
             while pcm := mic.read():
@@ -115,72 +109,28 @@ class VoiceRig:
             raise AssertionError("an answer not prepared ahead was dropped")
         return result
 
+    async def loop_turn(
+        self, wav: str | Path, out: str | Path, *, ahead: bool
+    ) -> tuple[TurnResult | None, AheadStats]:
+        """``wav`` through the service's listening loop (no wake word; ``ahead``:
+        voice.answer_ahead), paced like a sound card: the first answer, and what was
+        prepared ahead. A fresh conversation each time."""
+        if self.tts is None:
+            raise RuntimeError("load() first")
+        vc = dataclasses.replace(self.config.voice, wake="always", answer_ahead=ahead)
+        config = dataclasses.replace(self.config, voice=vc)
+        mic = WavMicrophone(wav, rate=self.ears_model.rate, realtime=True, tail_s=2.0)
+        mouth = Mouth(self.tts, WavSpeaker(out))
+        voice = Voice(config, self.turns, mouth)
+        helper = Ahead(voice, language=config.speech.language) if ahead else None
+        loop = VoiceLoop(config, mic, make_ears(config, self.ears_model), voice, ahead=helper)
+        answers: list[TurnResult] = []
+        loop.on_answer = answers.append
+        try:
+            await loop.run(asyncio.Event())
+        finally:
+            mouth.close()
+        return (answers[0] if answers else None), (helper.stats if helper else AheadStats())
+
     def close(self) -> None:
         self.parts.close()
-
-
-def _speak_to_wav(tts: PiperTTS, text: str, path: Path, lead_s: float = 0.3) -> None:
-    """A spoken question: ``lead_s`` of silence, then piper's voice (steady: the same
-    question is the same audio on every run, so runs compare)."""
-    speaker = WavSpeaker(path)
-    speaker.start(tts.sample_rate)
-    speaker.write(bytes(2 * round(tts.sample_rate * lead_s)))
-    for pcm in tts.synthesize(text, steady=True):
-        speaker.write(pcm)
-    speaker.stop()
-
-
-async def bench_voice(
-    config: Config,
-    *,
-    model: str | None = None,
-    stt_engine: str | None = "whisper",
-    stt_model: str | None = None,
-    questions: tuple[str, ...] = BENCH_QUESTIONS,
-) -> dict[str, Any]:
-    """Each spoken question answered twice, streaming and sequential (alternating which goes
-    first, so the prompt cache favours neither); medians of the time to first audio."""
-    # temperature 0: both modes speak the same answer to the same question
-    config = dataclasses.replace(config, llm=dataclasses.replace(config.llm, temperature=0.0))
-    rig = VoiceRig(config, model=model, stt_engine=stt_engine, stt_model=stt_model)
-    await rig.load()
-    if rig.tts is None:
-        raise RuntimeError("load() did not load the voice")
-    streaming: list[float] = []
-    sequential: list[float] = []
-    stt_rtf: list[float] = []
-    tts_rtf: list[float] = []
-    per_question: list[dict[str, Any]] = []
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for i, question in enumerate(questions):
-                wav = Path(tmp) / f"q{i}.wav"
-                _speak_to_wav(rig.tts, question, wav)
-                order = (True, False) if i % 2 == 0 else (False, True)
-                row: dict[str, Any] = {"question": question}
-                for mode in order:
-                    result = await rig.turn(wav, Path(tmp) / "a.wav", streaming=mode)
-                    (streaming if mode else sequential).append(result.first_audio_s)
-                    stt_rtf.append(result.stt_rtf)
-                    tts_rtf.append(result.tts_rtf)
-                    key = "streaming" if mode else "sequential"
-                    row[f"ttfa_{key}_s"] = round(result.first_audio_s, 3)
-                    row["heard"], row["answer_chars"] = result.transcript, len(result.answer)
-                    row["stt_final_s"] = round(result.stt_final_s, 3)
-                per_question.append(row)
-    finally:
-        rig.close()
-    ttfa_s, ttfa_q = statistics.median(streaming), statistics.median(sequential)
-    return {
-        "questions": len(questions),
-        "stt_engine": stt_engine or config.speech.stt_engine,
-        "model": Path(str(rig.brain.engine.model_path)).name if rig.brain.engine else "",
-        "ttfa_streaming_s": round(ttfa_s, 3),
-        "ttfa_sequential_s": round(ttfa_q, 3),
-        "ttfa_ratio": round(ttfa_s / ttfa_q, 3) if ttfa_q else None,
-        "stt_rtf": round(statistics.median(stt_rtf), 3),
-        "tts_rtf": round(statistics.median(tts_rtf), 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "frame_s": FRAME_S,
-        "per_question": per_question,
-    }

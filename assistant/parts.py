@@ -142,7 +142,12 @@ def make_ears(config: Config, recognizer: Recognizer) -> Ears:
     segmenter = make_segmenter(speech.vad, speech.trailing_silence_s)
     ends = (speech.trailing_silence_s, speech.trailing_silence_max_s)
     return Ears(
-        recognizer, segmenter, front_end=front_end, end_silence_s=ends, language=speech.language
+        recognizer,
+        segmenter,
+        front_end=front_end,
+        end_silence_s=ends,
+        language=speech.language,
+        speculate_s=speech.pause_s,
     )
 
 

@@ -58,6 +58,8 @@ class VoiceLoop:
         #: told each state change and wake ("voice", state=…, problem=…; "wake", word=…),
         #: from the event loop (the service's event stream)
         self.on_event: Callable[..., object] | None = None
+        #: told each answer's figures (bench voice)
+        self.on_answer: Callable[[TurnResult], None] | None = None
         self.armed_until = 0.0  # a question needs no wake phrase until then
         self._deaf_until = 0.0
         self._barged = False  # a barge-in stopped the answer: its question is being heard
@@ -288,4 +290,6 @@ class VoiceLoop:
                 self.ears.reset()
             self.armed_until = self.clock() + self.config.voice.follow_up_s
         self._set("listening")
+        if result is not None and self.on_answer is not None:
+            self.on_answer(result)
         return result

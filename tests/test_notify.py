@@ -223,13 +223,13 @@ def test_no_microphone_still_ready_serving_text_and_saying_mic_lost(
 def test_the_service_answers_a_spoken_question(
     tmp_path: Path, qwen_path: Path, whisper_dir: Path, voice_path: Path, notify: NotifySocket
 ) -> None:
-    from assistant.listen import _speak_to_wav
     from assistant.speech.tts import PiperTTS
+    from assistant.voicebench import speak_to_wav
 
     tts = PiperTTS(voice_path)
     tts.load()
     question, answer = tmp_path / "q.wav", tmp_path / "a.wav"
-    _speak_to_wav(tts, "What is the capital of France?", question)
+    speak_to_wav(tts, "What is the capital of France?", question)
     port = free_port()
     config = tmp_path / "config.toml"
     voice_config(config, qwen_path, whisper_dir, voice_path, port)

@@ -16,7 +16,7 @@ import pytest
 
 from assistant.config import Config
 from assistant.errors import ModelError
-from assistant.listen import VoiceRig, _speak_to_wav, bench_voice
+from assistant.listen import VoiceRig
 from assistant.speech.audio import WavSpeaker, read_wav
 from assistant.speech.bench import FRONT_ENDS, TEMPLATES
 from assistant.speech.ears import Ears, transcribe_pcm
@@ -24,6 +24,7 @@ from assistant.speech.stt import VoskRecognizer, WhisperRecognizer
 from assistant.speech.testaudio import ESPEAK_VOICES
 from assistant.speech.tts import PiperTTS
 from assistant.speech.vad import Segmenter
+from assistant.voicebench import bench_voice, speak_to_wav
 from tests.hearing import heard as heard_share
 from tests.hearing import mentions, nothing_more, similar
 from tests.test_cli import documented_commands, run, run_as_documented
@@ -51,7 +52,7 @@ def vosk_ko() -> VoskRecognizer:
 
 
 def spoken(tts: PiperTTS, text: str, path: Path) -> Path:
-    _speak_to_wav(tts, text, path)
+    speak_to_wav(tts, text, path)
     return path
 
 
@@ -231,9 +232,11 @@ def test_cli_say_transcribe_and_listen(
     assert "Traceback" not in missing.stderr
 
 
-def test_bench_voice_reports_every_figure(
+def test_bench_voice_answers_ahead_and_serial_per_stage(
     qwen_path: Path, whisper_dir: Path, voice_path: Path
 ) -> None:
+    """The bench's path at its smallest: one question and one with a pause in the middle,
+    each through the listening loop both ways, and the pause heard with two settings."""
     config = Config()
     config = dataclasses.replace(
         config, speech=dataclasses.replace(config.speech, tts_voice=str(voice_path))
@@ -242,11 +245,35 @@ def test_bench_voice_reports_every_figure(
         bench_voice(
             config, model=str(qwen_path), stt_model=str(whisper_dir),
             questions=("How do bees make honey?",),
+            paused=(("Tell me a fact about", 0.7, "the moon."),),
+            settings=((0.5, 0.5), (0.5, 1.0)),
         )
     )  # fmt: skip
-    for key in ("ttfa_streaming_s", "ttfa_sequential_s", "ttfa_ratio", "stt_rtf", "tts_rtf",
-                "peak_rss_mb"):  # fmt: skip
-        assert figures[key] > 0, figures
+    for mode in ("serial", "ahead"):
+        stages = figures[mode]
+        assert stages["turns"] == 2 and stages["cut_offs"] == 0, figures
+        assert 0 < stages["stt_final_s"] <= stages["first_audio_s"], figures
+    assert figures["ahead"]["used_share"] > 0, figures  # the plain question, at least
+    assert figures["ttfa_ratio"] > 0 and figures["peak_rss_mb"] > 0
+    # a trailing-off first half ("… about") is cut off by a plain 0.5 s end, not by 0.5/1.0
+    cut = {(c["trailing_silence_s"], c["trailing_silence_max_s"]): c["cut_off"]
+           for c in figures["cut_offs"]}  # fmt: skip
+    assert cut == {(0.5, 0.5): 1, (0.5, 1.0): 0}, figures
+    rows = figures["per_turn"]
+    assert {r["mode"] for r in rows} == {"serial", "ahead"} and len(rows) == 4
+    assert not any(r["answered_ahead"] for r in rows if r["mode"] == "serial")
+
+
+def test_vosk_settles_at_the_pause_so_its_guess_is_the_transcript() -> None:
+    """bench stt on the Korean model PyPI has, said by espeak-ng: at the pause the guess
+    (what Vosk settled) is the final transcript, long before the endpoint."""
+    from assistant.speech.sttbench import KOREAN, bench_stt, korean_model
+
+    config = Config()
+    figures = bench_stt(config, VoskRecognizer(korean_model()), KOREAN[:2], "ko")
+    assert figures["guess_is_final"] == 1.0, figures
+    assert figures["guess_s"] < figures["final_s"], figures
+    assert all(r["heard"] for r in figures["per_sentence"]), figures
 
 
 def documented_voice_commands() -> list[list[str]]:
@@ -389,7 +416,7 @@ def test_wake_finds_each_engines_words_in_speech(tmp_path: Path, tts: PiperTTS) 
         ("Hey Rhasspy, what time is it?", "openwakeword", "hey_rhasspy"),
     ):
         path = tmp_path / f"{name}.wav"
-        _speak_to_wav(tts, text, path)
+        speak_to_wav(tts, text, path)
         out = run("wake", str(path), "--engine", engine, "--json")
         assert out.returncode == 0, out.stderr
         found = json.loads(out.stdout)["detections"]

@@ -8,6 +8,7 @@ import shlex
 import sys
 from typing import Any
 
+from . import benchspeech
 from ._base import Add, Group, Progress, bounded, load
 
 __all__ = ["register"]
@@ -49,6 +50,7 @@ def register(top: Any, add: Add, group: Group) -> None:
 
     def bench_commands() -> None:
         bench = group("bench", "Measure performance on this machine.", "target")
+        benchspeech.register(bench, add)
         bench_command(
             bench,
             "llm",
@@ -59,26 +61,6 @@ def register(top: Any, add: Add, group: Group) -> None:
             lo=2,
             hi=4096,
         )
-        voice = add(
-            bench,
-            "voice",
-            "time to first audio: sentence streaming vs answer-then-speak",
-            cmd_bench_voice,
-            "Speak each test question with piper, run it through the WAV microphone (paced "
-            "like a sound card) → STT → LLM → TTS twice: with sentence streaming and with the "
-            "whole answer synthesised after generation. Prints time to first audio after the "
-            "end of speech for both (medians) and their ratio, STT and TTS real-time factors "
-            "and the peak RSS with all models loaded.",
-        )
-        voice.add_argument("--json", action="store_true", help="print one JSON object")
-        voice.add_argument("--model", metavar="GGUF", help="the LLM (default: llm.model)")
-        voice.add_argument(
-            "--engine",
-            choices=("vosk", "whisper"),
-            default="whisper",
-            help="speech-to-text engine (default whisper: the English model available offline)",
-        )
-        voice.add_argument("--stt-model", metavar="DIR", help="the STT model directory")
         bench_command(
             bench,
             "threads",
@@ -177,51 +159,6 @@ def register(top: Any, add: Add, group: Group) -> None:
             help="only the first N questions (a quick check)",
         )
 
-        wake = add(
-            bench,
-            "wake",
-            "wake word: false rejects, false accepts per hour, CPU against the transcript matcher",
-            cmd_bench_wake,
-            "Generate positives (each bundled wake word said by piper and five espeak-ng "
-            "voices at three speeds and pitches, alone, before a question and inside a "
-            "sentence, near and across the room; clean and 10 dB and 5 dB over pink, brown, "
-            "babble, music or television noise) and negatives (talk, television, babble, "
-            "music, noise; --minutes long), and run each word's model over them raw and "
-            "through each audio front end (speex noise suppression and gain). Prints the "
-            "configured word's false rejects (overall, clean, 10 dB, 5 dB) and false accepts "
-            "per hour at its cut-off, the CPU of the model, the front end and the transcript "
-            'matcher (voice.wake = "phrase") over --matcher-minutes, the sweep of cut-offs '
-            "0.3-0.95 with the suggested voice.wake_threshold, the table of every word and "
-            "front end, and the recognizer's word error rate raw and through each front end.",
-        )
-        wake.add_argument("--json", action="store_true", help="print one JSON object")
-        wake.add_argument("--word", metavar="NAME", help="one word (default: every bundled word)")
-        wake.add_argument(
-            "--engine",
-            choices=("microwakeword", "openwakeword"),
-            help="default: voice.wake_engine",
-        )
-        wake.add_argument(
-            "--minutes",
-            type=bounded(float, 1, 600),
-            default=60.0,
-            metavar="M",
-            help="minutes of negatives (default 60)",
-        )
-        wake.add_argument(
-            "--matcher-minutes",
-            type=bounded(float, 0.5, 60),
-            default=5.0,
-            metavar="M",
-            help="minutes of them the transcript matcher hears (default 5)",
-        )
-        wake.add_argument(
-            "--voices",
-            type=bounded(int, 1, 6),
-            metavar="N",
-            help="only piper and the first N-1 espeak-ng voices (default: all 6; a quick check)",
-        )
-
         pi = bench_command(
             bench,
             "pi",
@@ -284,27 +221,6 @@ def cmd_bench_pi(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_wake(args: argparse.Namespace) -> int:
-    from ..speech.bench import bench_wake, render, size
-    from ..speech.testaudio import ESPEAK_VOICES
-    from ..speech.wake import BUILTIN, OPEN_BUILTIN
-
-    config = load(args)
-    engine = args.engine or config.voice.wake_engine
-    words = 1 if args.word else len(OPEN_BUILTIN if engine == "openwakeword" else BUILTIN)
-    total = size(words, args.minutes, args.voices or 1 + len(ESPEAK_VOICES))
-    progress = Progress("bench wake", total) if sys.stderr.isatty() else None
-    result = bench_wake(
-        config, word=args.word or "", engine=engine, minutes=args.minutes,
-        matcher_minutes=args.matcher_minutes, n_voices=args.voices or 0,
-        progress=progress.step if progress else None,
-    )  # fmt: skip
-    if progress:
-        progress.done()
-    print(json.dumps(result) if args.json else render(result))
-    return 0
-
-
 def cmd_bench_answers(args: argparse.Namespace) -> int:
     from ..bench_answers import bench_answers, plan, questions, render
 
@@ -335,22 +251,6 @@ def cmd_bench_actions(args: argparse.Namespace) -> int:
     if progress:
         progress.done()
     print(json.dumps(result) if args.json else render(result))
-    return 0
-
-
-def cmd_bench_voice(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from ..listen import bench_voice
-
-    result = asyncio.run(
-        bench_voice(load(args), model=args.model, stt_engine=args.engine, stt_model=args.stt_model)
-    )
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:<18} {value}")
     return 0
 
 

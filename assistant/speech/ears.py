@@ -4,7 +4,9 @@ Frames go through the front end (noise suppression, gain), the voice-activity de
 (:class:`~assistant.speech.vad.Segmenter`) and the recognizer. At each pause of
 ``speculate_s`` inside an utterance the ears *guess*: what was said so far (a streaming
 recognizer's partial text, or whisper transcribing the utterance so far on its own thread).
-The guess does two things:
+A streaming engine's guess is instant: Vosk closes the piece it was decoding
+(:meth:`~assistant.speech.stt.VoskRecognizer.settle`), so if the person says nothing more,
+the guess is the final transcript. The guess does two things:
 
 - **Adaptive endpointing** (``end_silence_s=(short, long)``): a guess that reads as a
   finished request (:func:`~assistant.speech.endpoint.looks_complete`) ends the utterance
@@ -56,6 +58,7 @@ class Guess:
     future: Future[str]
     speech_end: float  # the last frame of speech before the pause
     at: float  # when the guess was asked for
+    ready_at: float | None = None  # when its text came (the ears' clock)
 
     @property
     def ready(self) -> bool:
@@ -141,7 +144,8 @@ class Ears:
             self.partial = self.recognizer.accept(segment.pcm)
             self._busy += time.perf_counter() - began
         if segment.event == "speech" and self._pause == self._speculate_frames:
-            self.guess = Guess(self._ask(), self._speech_end, self.clock())
+            self.guess = guess = Guess(self._ask(), self._speech_end, self.clock())
+            guess.future.add_done_callback(lambda _: setattr(guess, "ready_at", self.clock()))
         if segment.event == "speech" and self._ends_early():
             self.segmenter.reset()
         elif segment.event != "end":
@@ -151,8 +155,9 @@ class Ears:
     def _ask(self) -> Future[str]:
         """What was said so far: a streaming engine's partial text, or whisper's transcript of
         the utterance so far (on its thread)."""
-        if self.recognizer.streaming:
-            return _done(self.partial)
+        if self.recognizer.streaming:  # Vosk settles what it heard (see its settle())
+            settle = getattr(self.recognizer, "settle", None)
+            return _done(settle() if settle is not None else self.partial)
         rec: Any = self.recognizer
         future: Future[str] = rec.submit(rec.snapshot())
         return future

@@ -141,6 +141,15 @@ class VoskRecognizer:
         """Vosk's endpointing closed at least one piece of the current utterance."""
         return self._endpoints > 0
 
+    def settle(self) -> str:
+        """At a pause: close the piece being decoded now (Kaldi's partial result lags the
+        audio by a word or so; its final one does not) and go on with the utterance; the
+        text so far. What follows the pause is decoded as a piece of its own."""
+        last = json.loads(self._rec.FinalResult()).get("text", "")
+        if last:
+            self._done.append(last)
+        return " ".join(self._done)
+
     def final(self) -> str:
         last = json.loads(self._rec.FinalResult()).get("text", "")
         text = " ".join([*self._done, last]).strip()
