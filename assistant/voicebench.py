@@ -205,8 +205,19 @@ def _report(
         if ahead
         else 0,
     )
+    # the same question both ways, where both spoke the same answer (the prompt cache can
+    # change a greedy answer between its first and second asking): ahead minus serial
+    pairs = [
+        (x["first_audio_s"], y["first_audio_s"])
+        for x in ahead
+        for y in serial
+        if x["question"] == y["question"] and x["answer_chars"] == y["answer_chars"]
+        and x["first_audio_s"] is not None and y["first_audio_s"] is not None
+    ]  # fmt: skip
     return {
         **figures,
+        "same_answer_pairs": len(pairs),
+        "ahead_minus_serial_s": _median([x - y for x, y in pairs]) if pairs else None,
         "ttfa_ratio": round(a / s, 3) if s else None,
         "cut_offs": cut_offs,
         "stt_rtf": _median(rtf["stt"]),
