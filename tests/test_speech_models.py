@@ -264,13 +264,19 @@ def test_bench_voice_answers_ahead_and_serial_per_stage(
     assert not any(r["answered_ahead"] for r in rows if r["mode"] == "serial")
 
 
-def test_vosk_settles_at_the_pause_so_its_guess_is_the_transcript() -> None:
-    """bench stt on the Korean model PyPI has, said by espeak-ng: at the pause the guess
-    (what Vosk settled) is the final transcript, long before the endpoint."""
-    from assistant.speech.sttbench import KOREAN, bench_stt, korean_model
+def test_bench_stt_as_docs_performance_md_shows_vosk_settling_at_the_pause(
+    tmp_path: Path,
+) -> None:
+    """docs/performance.md's `bench stt` on the Korean model PyPI has, said by espeak-ng, as
+    written: at the pause the guess (what Vosk settled) is the final transcript, long before
+    the endpoint (its partial result, used before, never was)."""
+    import shlex
 
-    config = Config()
-    figures = bench_stt(config, VoskRecognizer(korean_model()), KOREAN[:2], "ko")
+    text = (Path(__file__).parent.parent / "docs" / "performance.md").read_text()
+    line = re.search(r"Reproduce: `(\.venv/bin/qwen-assistant bench stt[^`]*)`", text)
+    assert line is not None
+    figures = json.loads(run_as_documented(shlex.split(line.group(1)), tmp_path).stdout)
+    assert figures["engine"] == "vosk" and len(figures["per_sentence"]) == 4
     assert figures["guess_is_final"] == 1.0, figures
     assert figures["guess_s"] < figures["final_s"], figures
     assert all(r["heard"] for r in figures["per_sentence"]), figures

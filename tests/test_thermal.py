@@ -483,6 +483,19 @@ def test_the_levers_come_back_within_seconds_once_the_board_cooled(tmp_path: Pat
     )
 
 
+def test_no_work_is_spent_ahead_while_the_budget_binds(tmp_path: Path) -> None:
+    """spare(): answers prepared at a pause only while the heat budget holds nothing back."""
+    rig = Rig(tmp_path, target_c=75.0, control_kp=0.05, control_kd=0.0, control_ki=0.01)
+    rig.feed(60.0)
+    assert rig.governor.spare()
+    for _ in range(200):
+        rig.feed(78.0)
+    assert rig.governor.status().held_by and not rig.governor.spare()
+    rig.path.unlink()
+    rig.governor.tick()
+    assert rig.governor.status().state == "sensor lost" and not rig.governor.spare()
+
+
 def test_the_clock_cap_comes_after_the_decode_threads(tmp_path: Path) -> None:
     policy = fake_cpufreq(tmp_path / "policy0")
     rig = Rig(tmp_path, target_c=75.0, control_kp=0.05, control_kd=0.0, control_ki=0.01)
