@@ -77,7 +77,8 @@ class Ahead:
             return
         self._guess = guess
         text = guess.text
-        if not text or not looks_complete(text, self.language) or not self.allowed():
+        busy = self.voice.mouth.playing  # an API's "speak" plays on: not stopped for a guess
+        if busy or not text or not looks_complete(text, self.language) or not self.allowed():
             self.stats.skipped += 1
             return
         # the guess stands in for the utterance until the endpoint says what it was

