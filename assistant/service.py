@@ -42,7 +42,7 @@ from .config import Config
 from .parts import build_mouth, build_voice
 from .reload import Reloaded, reload_config
 from .runtime import RuntimeDir
-from .systemd import Liveness, Notifier
+from .systemd import Heartbeat, Liveness, Notifier
 from .watch import Watch
 from .wyoming.start import start_wyoming
 
@@ -280,6 +280,7 @@ class Service:
                 state.voice.on_event = state.events.publish
                 self.watch.set_stall_limits()
                 self._voice_task = asyncio.create_task(state.voice.run(self.stopping), name="voice")
+                self._voice_task.add_done_callback(lambda t: self._voice_ended(t, heard))
         if config.wyoming.enabled:
             await self._start_wyoming(state)
         log.info(
@@ -290,6 +291,18 @@ class Service:
             "" if state.mouth else " (no speech output)",
         )
         return state
+
+    def _voice_ended(self, task: asyncio.Task[None], heard: Heartbeat) -> None:
+        """The voice loop ended before the service: its input file (``--listen-from``) ran
+        out, and its heartbeat is no longer awaited (it is not stalled); the rest serves on.
+        A loop that failed keeps it: the watchdog sees it stalled."""
+        if self.stopping.is_set() or task.cancelled():
+            return
+        if (exc := task.exception()) is not None:
+            log.error("voice: the voice loop failed: %r", exc)
+            return
+        heard.paused = True
+        log.info("voice: %s ended; the voice loop stopped, the API serves on", self.listen_from)
 
     def _ears(self, state: ApiState) -> VoiceLoop | None:
         """The voice loop, or None (logged) when it cannot run: the service serves text."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from assistant.errors import PromptTooLong
-from assistant.llm.conversation import ChatML, Conversation, fit_turns
+from assistant.llm.conversation import TRIM_STEP, ChatML, Conversation, fit_turns
 from assistant.llm.policy import is_degenerate
 
 IM_START, IM_END = 1_000_001, 1_000_002
@@ -34,6 +36,21 @@ FMT = ChatML(IM_START, IM_END, encode)
 )
 def test_fit_turns(fixed: int, lengths: list[int], budget: int, keep_from: int) -> None:
     assert fit_turns(fixed, lengths, budget) == keep_from
+
+
+def test_a_full_history_is_trimmed_in_steps_so_the_cached_start_lasts() -> None:
+    """A history growing one turn at a time: once it must be trimmed, the first kept turn
+    moves four at a time (a multiple of TRIM_STEP), never past the newest, and it fits."""
+    starts = []
+    for n in range(1, 41):
+        lengths = [10 + (i * 7) % 13 for i in range(n)]  # uneven turns
+        keep = fit_turns(20, lengths, 200)
+        assert 20 + sum(lengths[keep:]) <= 200 and keep < n
+        starts.append(keep)
+    changes = sum(a != b for a, b in itertools.pairwise(starts))
+    assert all(k % TRIM_STEP == 0 for k in starts)
+    assert starts[-1] > 0 and changes <= starts[-1] // TRIM_STEP
+    assert fit_turns(20, [10] * 30, 200, step=1) == 12  # step 1: exactly what must go
 
 
 def test_prompt_layout_is_chatml() -> None:

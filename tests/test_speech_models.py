@@ -351,6 +351,7 @@ def test_the_service_wakes_on_okay_nabu_and_on_nothing_else(tmp_path: Path) -> N
     with Process(config, tmp_path, args=args) as proc:
         heard = proc.wait_for("voice: wake word okay_nabu heard", timeout=120)
         turn = proc.wait_for("s to first audio", timeout=120)
+        proc.wait_for("q.wav ended; the voice loop stopped, the API serves on", timeout=60)
         proc.proc.terminate()
         proc.proc.wait(30)
     assert "turn" not in "".join(proc.log[: proc.log.index(heard)])  # the talk woke nothing

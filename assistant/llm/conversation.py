@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from ..errors import PromptTooLong
 
 __all__ = [
+    "TRIM_STEP",
     "Chat",
     "ChatML",
     "Conversation",
@@ -79,11 +80,19 @@ class Prompt:
     dropped_turns: int = 0
 
 
-def fit_turns(fixed: int, turn_lengths: Sequence[int], budget: int) -> int:
+#: once the history must be trimmed, the oldest turns go this many at a time
+TRIM_STEP = 4
+
+
+def fit_turns(fixed: int, turn_lengths: Sequence[int], budget: int, step: int = TRIM_STEP) -> int:
     """Index of the oldest turn to keep so ``fixed`` + the kept turns fit ``budget``.
 
     ``fixed`` is the system prompt, the new message and the answer header; the newest turns
-    are kept, the oldest dropped. Returns ``len(turn_lengths)`` when none fit.
+    are kept, the oldest dropped. Returns ``len(turn_lengths)`` when none fit. The index is
+    rounded up to a multiple of ``step`` (while that keeps the newest turn): a history that
+    grows one turn at a time then starts at the same turn for several turns, so the prompt's
+    start, which the KV cache holds, does not change with every turn once it is full (a
+    100-turn voice soak re-evaluated 1,700 tokens, 13 s, every other turn without it).
     """
     total = fixed
     keep_from = len(turn_lengths)
@@ -92,7 +101,8 @@ def fit_turns(fixed: int, turn_lengths: Sequence[int], budget: int) -> int:
             break
         total += turn_lengths[i]
         keep_from = i
-    return keep_from
+    rounded = -(-keep_from // step) * step
+    return rounded if 0 < keep_from < rounded < len(turn_lengths) else keep_from
 
 
 @dataclass
