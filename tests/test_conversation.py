@@ -40,7 +40,7 @@ def test_fit_turns(fixed: int, lengths: list[int], budget: int, keep_from: int) 
 
 def test_a_full_history_is_trimmed_in_steps_so_the_cached_start_lasts() -> None:
     """A history growing one turn at a time: once it must be trimmed, the first kept turn
-    moves four at a time (a multiple of TRIM_STEP), never past the newest, and it fits."""
+    moves TRIM_STEP turns at a time, never past the newest, and it fits."""
     starts = []
     for n in range(1, 41):
         lengths = [10 + (i * 7) % 13 for i in range(n)]  # uneven turns

@@ -81,7 +81,7 @@ class Prompt:
 
 
 #: once the history must be trimmed, the oldest turns go this many at a time
-TRIM_STEP = 4
+TRIM_STEP = 8
 
 
 def fit_turns(fixed: int, turn_lengths: Sequence[int], budget: int, step: int = TRIM_STEP) -> int:
