@@ -35,6 +35,8 @@ COMMANDS = [
     ["audio"],
     ["audio", "devices"],
     ["bench", "voice"],
+    ["bench", "stt"],
+    ["bench", "wake"],
     ["doctor"],
     ["run"],
     ["reload"],
