@@ -9,6 +9,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -63,15 +64,55 @@ def test_a_lone_answer_is_the_one_llama_cpp_python_generates(engine: Engine) -> 
     mine = engine.generate(tokens, max_tokens=48)
     run(mine)
     s = engine.settings
-    llama = engine.llama  # Llama.generate on sequence 0: the one-sequence engine's path
-    reference: list[int] = []
-    for token in llama.generate(
-        tokens, top_k=s.top_k, top_p=s.top_p, temp=s.temperature, repeat_penalty=s.repeat_penalty
-    ):
-        if token in engine.stop_ids or len(reference) == 48:
-            break
-        reference.append(int(token))
-    assert mine.token_ids == reference
+
+    def generate(llama: Any) -> list[int]:  # Llama.generate on sequence 0, the bare path
+        reference: list[int] = []
+        for token in llama.generate(
+            tokens,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            temp=s.temperature,
+            repeat_penalty=s.repeat_penalty,
+        ):
+            if token in engine.stop_ids or len(reference) == 48:
+                break
+            reference.append(int(token))
+        return reference
+
+    assert mine.token_ids == engine.alone(generate)
+
+
+def test_every_decode_runs_on_the_decode_thread(
+    qwen_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a second thread that decodes makes a second OpenMP team, and both then sleep at
+    # every barrier: about a quarter slower (docs/performance.md)
+    import llama_cpp
+    import llama_cpp.llama_cpp as low
+
+    from assistant.llm.bench import _bare_decode, _evaluate
+
+    threads: list[str] = []
+    real = low.llama_decode
+
+    def decode(ctx: Any, batch: Any) -> int:
+        threads.append(threading.current_thread().name)
+        return int(real(ctx, batch))
+
+    monkeypatch.setattr(low, "llama_decode", decode)
+    monkeypatch.setattr(llama_cpp, "llama_decode", decode)
+    loaded = Engine(greedy(max_tokens=8), qwen_path)
+    loaded.load()  # the canary
+    try:
+        tokens = prompt(loaded, QUESTIONS[0])
+        loaded.warm_system("You are a pirate.")
+        run(loaded.generate(tokens))
+        _bare_decode(loaded, tokens, 4)
+        loaded.alone(lambda llama: _evaluate(llama, tokens))
+    finally:
+        loaded.close()
+    assert len(threads) > 10  # the canary, an answer, a bare loop and an evaluation
+    assert set(threads) == {"decode"}
 
 
 def test_answers_decoded_together_each_finish_and_share_steps(engine: Engine) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from assistant.api.client import StreamResult
 from assistant.api.peer import Peer, PeerError
-from assistant.api.peerbench import _figures
+from assistant.api.peerbench import _figures, _streams
 from assistant.config import LLM
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +39,18 @@ def test_figures_are_aggregate_speed_first_token_mean_and_p95_and_one_streams_de
     assert f["mean_first_token_s"] == pytest.approx(0.55)
     assert f["p95_first_token_s"] == pytest.approx(1.0)  # the slowest of four
     assert f["decode_tok_s"] == pytest.approx(10 / 1.0)  # stream 0: 10 tokens after its first
+
+
+def test_the_clients_run_in_a_process_of_their_own_and_a_failure_is_one_line() -> None:
+    # (in the bench's process they would take the GIL and a core from the engine)
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    with pytest.raises(PeerError) as error:
+        _streams(url, "You are terse.", 2, 8, {})
+    assert str(error.value).startswith(f"{url}: a stream failed: cannot reach {url}")
 
 
 def test_a_peer_that_is_not_a_program_is_one_line_with_the_fix(tmp_path: Path) -> None:

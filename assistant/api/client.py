@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from ..errors import (
     AssistantError,
 )
 
-__all__ = ["ApiClientError", "ChatStream", "StreamResult", "stream_chat"]
+__all__ = ["ApiClientError", "ChatStream", "StreamResult", "stream_chat", "streams_at_once"]
 
 
 class ApiClientError(AssistantError):
@@ -139,6 +140,39 @@ def stream_chat(
 ) -> ChatStream:
     """POST a streaming chat completion (nothing is sent until it is iterated)."""
     return ChatStream(url, messages, api_key=api_key, timeout=timeout, **params)
+
+
+def streams_at_once(
+    url: str, chats: list[list[dict[str, str]]], max_tokens: int, params: dict[str, Any]
+) -> tuple[list[StreamResult], float]:
+    """One client thread per chat, all streaming a greedy answer from the same moment: their
+    results and the wall time to the last piece (``bench api --peer`` runs this in a process
+    of its own for either server). The first client error is raised once all have ended."""
+    results = [StreamResult() for _ in chats]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(chats) + 1)
+
+    def client(i: int) -> None:
+        stream = stream_chat(url, chats[i], max_tokens=max_tokens, temperature=0.0, **params)
+        barrier.wait()
+        try:
+            for _ in stream:
+                pass
+        except BaseException as exc:  # noqa: BLE001 - raised below
+            errors.append(exc)
+        results[i] = stream.result
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(chats))]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    if errors:
+        raise ApiClientError(f"{url}: a stream failed: {errors[0]}")
+    return results, wall
 
 
 def _error(url: str, response: http.client.HTTPResponse) -> AssistantError:

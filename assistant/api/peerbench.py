@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
 import os
 import statistics
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ from ..llm.conversation import stateless_prompt
 from ..llm.engine import Engine
 from ..thermal.actors import engine_threads
 from .bench import house, serve
-from .client import StreamResult, stream_chat
+from .client import ApiClientError, StreamResult, streams_at_once
 from .peer import Peer, PeerError, hwm_mb
 
 __all__ = ["QUESTIONS", "bench_peer", "render_peer"]
@@ -70,37 +72,22 @@ def _streams(
     *,
     questions: Sequence[str] = QUESTIONS,
 ) -> tuple[list[StreamResult], float]:
-    """``c`` clients streaming at once, client i asking ``questions[i % len]``; their
-    results and the wall time to the last token."""
-    results: list[StreamResult] = [StreamResult() for _ in range(c)]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(c + 1)
-
-    def client(i: int) -> None:
-        messages = [
+    """``c`` clients streaming at once, client i asking ``questions[i % len]``: their results
+    and the wall time to the last token. The clients run in a process of their own, as a
+    server's clients do: in this one they would take the GIL and a core from the engine."""
+    chats = [
+        [
             {"role": "system", "content": system},
             {"role": "user", "content": questions[i % len(questions)]},
         ]
-        stream = stream_chat(url, messages, max_tokens=tokens, temperature=0.0, **params)
-        barrier.wait()
+        for i in range(c)
+    ]
+    spawn = multiprocessing.get_context("spawn")  # (not fork: this process runs threads)
+    with ProcessPoolExecutor(1, mp_context=spawn) as clients:
         try:
-            for _ in stream:
-                pass
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        results[i] = stream.result
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(c)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
-    if errors:
-        raise PeerError(f"{url}: a stream failed: {errors[0]}")
-    return results, wall
+            return clients.submit(streams_at_once, url, chats, tokens, params).result()
+        except ApiClientError as exc:
+            raise PeerError(str(exc)) from None
 
 
 def _full_context(

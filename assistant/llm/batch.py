@@ -1,13 +1,16 @@
 """Continuous batching: every running answer advanced by one llama.cpp batch per step.
 
-One scheduler thread owns the llama context while answers run. Each step it builds one
+One scheduler thread owns the llama context and runs every ``llama_decode`` (the canary's
+and a benchmark's too, through ``call``): OpenMP gives each thread that decodes a team of
+its own, and with two alive libgomp sleeps at each barrier instead of spinning (more threads
+than cores): 38 tokens/s instead of 50 here (docs/performance.md). Each step it builds one
 ``llama_batch``: the last sampled token of every decoding sequence (one each), then prompt
 tokens of the sequences that are still evaluating theirs (voice first, up to ``n_batch``
 in all); one ``llama_decode`` evaluates them all and every sequence that has logits samples
 its next token with its own sampler (the same llama.cpp chain ``Llama.generate`` builds
 for the same parameters, so a lone greedy answer is the one it always was). A new answer
 joins at the next step; a cancelled one (barge-in, a client gone, a stop string) leaves at
-the next. Decode is memory-bound: one pass over the weights advances several for about one.
+the next. One pass over the weights advances several answers for about the price of one.
 
 Sequence ids: 0 is llama-cpp-python's own (``Llama.eval``): it holds the system prompt,
 evaluated once at load. Slots are sequences 1..``parallel + 1``, each with the tokens its KV
@@ -52,11 +55,7 @@ class Scheduler:
     """The decode loop of one engine: ``parallel`` lanes, one more slot for voice."""
 
     def __init__(
-        self,
-        rules: Rules,
-        *,
-        parallel: int,
-        clock: Callable[[], float] = time.monotonic,
+        self, rules: Rules, *, parallel: int, clock: Callable[[], float] = time.monotonic
     ) -> None:
         import llama_cpp
 

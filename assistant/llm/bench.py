@@ -72,8 +72,12 @@ def decode_prompt(engine: Engine) -> list[int]:
 
 
 def _bare_decode(engine: Engine, tokens: list[int], n: int) -> tuple[float, int]:
-    """A bare llama-cpp-python loop: Llama.generate, greedy, no detokenizing, no checks."""
-    llama = engine.llama
+    """A bare llama-cpp-python loop: Llama.generate, greedy, no detokenizing, no checks (on
+    the decode thread, as every decode: Engine.alone)."""
+    return engine.alone(lambda llama: _bare_loop(engine, llama, tokens, n))
+
+
+def _bare_loop(engine: Engine, llama: Any, tokens: list[int], n: int) -> tuple[float, int]:
     s = engine.sampling
     llama.reset()
     stop = engine.stop_ids
@@ -139,11 +143,16 @@ def speeds(
         engine.set_threads(*decode_threads)
         decode.append(_engine_decode(engine, prompt, tokens)[0])
         engine.set_threads(*prefill_threads)
-        engine.llama.reset()
-        begun = time.perf_counter()
-        engine.llama.eval(prompt)
-        prefill.append(len(prompt) / (time.perf_counter() - begun))
+        prefill.append(len(prompt) / engine.alone(lambda llama: _evaluate(llama, prompt)))
     return round(statistics.median(decode), 2), round(statistics.median(prefill), 1)
+
+
+def _evaluate(llama: Any, prompt: list[int]) -> float:
+    """Seconds to evaluate ``prompt`` from an empty KV cache."""
+    llama.reset()
+    begun = time.perf_counter()
+    llama.eval(prompt)
+    return time.perf_counter() - begun
 
 
 def _hash_time(path: Path) -> float:

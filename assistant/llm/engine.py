@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..config import LLM, Config, env_seed
 from ..errors import GenerationError, ModelError
@@ -42,6 +42,8 @@ from .grammar import Constraint, check_grammar
 from .policy import Generation, Sampling
 from .sequence import END, Rules, Seq, llama_seed
 from .vocab import chatml_for
+
+T = TypeVar("T")
 
 __all__ = ["Engine"]
 
@@ -179,9 +181,9 @@ class Engine:
         self._stop_ids = frozenset({self._llama.token_eos(), self._fmt.im_end})
         ids = self._llama.tokenize(b"<tool_call>", add_bos=False, special=True)
         self.tool_call_id = int(ids[0]) if len(ids) == 1 else None
-        self._canary()
         rules = Rules(self._llama, self.stop_ids, lambda: self.seed, self._intensity, self._lead)
         self.scheduler = Scheduler(rules, parallel=s.parallel, clock=self.clock)
+        self._canary()
         self.load_s = self.clock() - start
 
     @property
@@ -195,11 +197,16 @@ class Engine:
         fmt = self.chat_format
         begun = self.clock()
         prefix = Conversation(fmt, self.settings.system_prompt, self.settings.n_ctx).prefix
+        n = len(prefix)
         # the system prompt alone is the fixed prompt: start-up evaluates it anyway, so the
         # canary costs only its decode steps (the model goes on with the next turn's header)
         prompt = prefix or [*fmt.message("user", PROMPT), *fmt.header("assistant")]
         # the system prompt stays in the KV cache: new_chat() need not evaluate it again
-        problem = run_canary(self._llama, prompt, self._stop_ids, keep=len(prefix))
+        try:
+            problem = self.alone(lambda llama: run_canary(llama, prompt, self._stop_ids, keep=n))
+        except BaseException:
+            self.close()
+            raise
         self.canary_s = self.clock() - begun
         if problem:
             self.close()
@@ -219,12 +226,26 @@ class Engine:
 
     @property
     def llama(self) -> Any:
-        """The llama_cpp.Llama, for a benchmark's bare loop while no answer runs: the
-        sequence slots forget their cached tokens (the loop may change the KV cache)."""
+        """The llama_cpp.Llama, to read (its tokenizer, its settings): a loop that evaluates
+        tokens runs through :meth:`alone`. The sequence slots forget their cached tokens."""
         llama = self._loaded()
         if self.scheduler is not None:
             self.scheduler.invalidate()
         return llama
+
+    def alone(self, fn: Callable[[Any], T]) -> T:
+        """``fn(llama)`` on the decode thread between two steps, the context to itself (the
+        canary, a benchmark's bare loop); the slots then forget their cached tokens. Every
+        ``llama_decode`` runs on that one thread (:class:`~.batch.Scheduler` says why)."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            raise GenerationError("the model is not loaded")
+        llama = self._loaded()
+        try:
+            value: T = scheduler.call(lambda: fn(llama))
+            return value
+        finally:
+            scheduler.invalidate()
 
     def _loaded(self) -> Any:
         if self._llama is None:
