@@ -49,6 +49,10 @@ def tokens(text: str, size: int = 3) -> list[str]:
          ["The sky is blue", "because air scatters blue light more.",
           "That is Rayleigh scattering."]),
         ("I like it because yes.", ["I like it because yes."]),
+        # ... or before a word that opens a phrase (the stand-in model's answer, greedy)
+        ("Bee honey is made by bees using their bodies to extract pollen from flowers.",
+         ["Bee honey is made by bees", "using their bodies to extract pollen from flowers."]),
+        ("The capital of France is Paris.", ["The capital of France is Paris."]),
         ("```\nonly code\n```", []),
         ("Use `pip install x` & wait.", ["Use pip install x and wait."]),
         # Mandarin: sentence ends without spaces; a long first clause at its comma

@@ -1,8 +1,9 @@
 """Token stream → speakable chunks, so piper starts on the first clause, not the whole answer.
 
 :class:`SentenceSplitter` is pure (text in, chunks out). The first chunk ends at the first
-clause boundary (``,`` ``;`` ``:``, a sentence end, or before a conjunction such as
-"because") once it has a few words; later chunks end at sentence ends or line breaks.
+clause boundary (``,`` ``;`` ``:``, a sentence end, or before a word that opens a phrase,
+such as "because", "when" or "by") once it has a few words; later chunks end at sentence
+ends or line breaks.
 Chinese is cut the same way without spaces: at ``。！？；``, and a long first clause (8
 characters or more) at ``，、：``. It does not split decimals ("3.5"), abbreviations
 ("e.g.", "Dr."), initials ("J. Smith") or list numbers ("1. eggs"); fenced code blocks are
@@ -28,8 +29,13 @@ _CLAUSE = re.compile(r"[,;:](?=\s)|[，、：]")
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 #: words that open a clause: the first chunk may end before one (a pause a speaker makes)
 _CONJUNCTION = re.compile(
-    r"(?<=\s)(?:because|but|and then|so that|which|while|although|since|unless|whereas)(?=\s)"
+    r"(?<=\s)(?:because|but|and then|so that|which|while|although|since|unless|whereas"
+    r"|when|where|if)(?=\s)"
 )
+#: words that open a phrase: a long first sentence may end its first chunk before one, a
+#: word later than before a conjunction (not "of", "to", "about": they bind to the words
+#: before them, "a cup of tea"), so piper starts before the whole sentence is decoded
+_PHRASE = re.compile(r"(?<=\s)(?:by|from|with|in|on|at|for|into|through|during|using)(?=\s)")
 _FENCE = "```"
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]]+", re.IGNORECASE)
 _LINK = re.compile(r"\[([^\]]+)\]\(([^)]+)\)")
@@ -149,9 +155,11 @@ class SentenceSplitter:
             clause = buf[: match.end()]
             if len(clause) + len(_HAN.findall(clause)) >= self.first_min_chars:
                 return match.end()
-        for match in _CONJUNCTION.finditer(buf):  # "The sky is blue | because it …"
-            if match.start() >= self.first_min_chars and len(buf[: match.start()].split()) >= 4:
-                return match.start()
+        for pattern, words in ((_CONJUNCTION, 4), (_PHRASE, 5)):  # "The sky is blue | because"
+            for match in pattern.finditer(buf):
+                before = buf[: match.start()]
+                if len(before) >= self.first_min_chars and len(before.split()) >= words:
+                    return match.start()
         return None
 
     @staticmethod
