@@ -335,11 +335,11 @@ def test_a_full_kv_cache_drops_the_system_prompts_cells_and_every_answer_ends(
     """With flash attention the cache is shared: n_ctx for each slot and SPARE_CELLS more.
     With a system prompt longer than the spare in sequence 0 and both slots answering
     their own long prompts at once, it runs out; sequence 0's cells go, not an answer.
-    Without (the default), a stream of n_ctx cells for sequence 0 and each slot."""
+    Without, a stream of n_ctx cells for sequence 0 and each slot."""
     from assistant.llm.context import SPARE_CELLS
 
     settings = greedy(n_ctx=512, n_batch=128, parallel=1, max_tokens=96, repetition_abort_tokens=0)
-    streams = Engine(settings, smollm_path)
+    streams = Engine(dataclasses.replace(settings, flash_attn="off"), smollm_path)
     streams.load()
     try:
         assert streams.llama.n_ctx() == 3 * 512  # sequence 0 and the two slots

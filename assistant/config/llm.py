@@ -26,7 +26,7 @@ class LLM:
     gpu_layers: int = opt(0, lo=-1, hi=999)
     vulkan_devices: str = opt("")
     #: llama.cpp's flash attention: "off", "on", "auto" (llama.cpp decides per device)
-    flash_attn: str = opt("off", choices=FLASH_ATTN)
+    flash_attn: str = opt("auto", choices=FLASH_ATTN)
     #: the KV cache's type, for K and V alike (a quantized V needs flash attention)
     kv_type: str = opt("f16", choices=KV_TYPES)
     mmap: bool = opt(True)

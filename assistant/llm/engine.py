@@ -6,8 +6,9 @@ runs without it. Generation stops between tokens when cancelled, at ``max_tokens
 
 Intensity: with an :class:`~assistant.thermal.actors.Intensity` (the thermal governor's
 thread and pacing levers), the engine applies a change of threads between tokens
-(``llama_set_n_threads`` takes effect at the next ``llama_decode``; a greedy answer's text
-does not depend on it) and idles after each token while pacing is below 1.
+(``llama_set_n_threads`` takes effect at the next ``llama_decode``; with ``llm.flash_attn``
+"off" a greedy answer's text does not depend on it) and idles after each token while
+pacing is below 1.
 
 Batching: up to ``llm.parallel`` answers are decoded together by the engine's
 :class:`~.batch.Scheduler` (one ``llama_decode`` per step for all of them; a voice answer
@@ -237,10 +238,9 @@ class Engine:
         """``fn(llama)`` on the decode thread between two steps, the context to itself (the
         canary, a benchmark's bare loop); the slots then forget their cached tokens. Every
         ``llama_decode`` runs on that one thread (:class:`~.batch.Scheduler` says why)."""
-        scheduler = self.scheduler
+        scheduler, llama = self.scheduler, self._loaded()
         if scheduler is None:
             raise GenerationError("the model is not loaded")
-        llama = self._loaded()
         try:
             value: T = scheduler.call(lambda: fn(llama))
             return value

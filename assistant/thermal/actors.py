@@ -2,9 +2,9 @@
 
 * :class:`Intensity` — threads for decode and for prompt evaluation, pacing, and the clock
   cap for each phase. The governor writes it; the engine reads it between tokens
-  (``llama_set_n_threads`` takes effect at the next ``llama_decode``, and a greedy answer's
-  text does not depend on it) and tells it when a prompt's evaluation starts and ends, so
-  the cap for that phase is in force while it runs.
+  (``llama_set_n_threads`` takes effect at the next ``llama_decode``; with flash attention
+  off a greedy answer's text does not depend on it) and tells it when a prompt's
+  evaluation starts and ends, so the cap for that phase is in force while it runs.
 * :class:`ClockCap` — cpufreq's ``scaling_max_freq``. Below the firmware's soft limit
   (80 °C) the Pi 5 honours it; where the file cannot be written the governor says so once
   and uses the other levers.
