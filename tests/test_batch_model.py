@@ -115,6 +115,30 @@ def test_every_decode_runs_on_the_decode_thread(
     assert set(threads) == {"decode"}
 
 
+def test_the_decode_thread_and_its_openmp_workers_run_at_decode_nice(qwen_path: Path) -> None:
+    import os
+
+    def niced() -> set[int]:  # this process's threads at a nice value of 7
+        tids = set()
+        for task in Path("/proc/self/task").iterdir():
+            stat = (task / "stat").read_text()
+            if int(stat[stat.rindex(")") + 2 :].split()[16]) == 7:  # field 19: nice
+                tids.add(int(task.name))
+        return tids
+
+    assert not niced()
+    loaded = Engine(greedy(max_tokens=8, decode_nice=7, n_threads=2), qwen_path)
+    loaded.load()  # the canary decodes on the decode thread: its OpenMP team is made
+    try:
+        assert loaded.scheduler is not None
+        decode = loaded.scheduler._thread.native_id
+        tids = niced()
+        assert decode in tids and len(tids) >= 2  # and at least one OpenMP worker
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0
+    finally:
+        loaded.close()
+
+
 def test_answers_decoded_together_each_finish_and_share_steps(engine: Engine) -> None:
     scheduler = engine.scheduler
     assert scheduler is not None

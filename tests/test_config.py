@@ -266,6 +266,12 @@ def test_the_system_prompt_asks_for_the_configured_language(tmp_path: Path) -> N
     ]
 
 
+def test_decode_nice_is_a_nice_value(tmp_path: Path) -> None:
+    (problem,) = problems(write(tmp_path, "[llm]\ndecode_nice = 20\n"))
+    assert "llm.decode_nice" in problem and "20" in problem
+    assert load_config(write(tmp_path, "[llm]\ndecode_nice = 0\n")).llm.decode_nice == 0
+
+
 def test_a_quantized_kv_cache_without_flash_attention_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, '[llm]\nflash_attn = "off"\nkv_type = "q8_0"\n')
     (problem,) = problems(path)

@@ -2,15 +2,15 @@
 
 One scheduler thread owns the llama context and runs every ``llama_decode`` (the canary's
 and a benchmark's too, through ``call``): OpenMP gives each thread that decodes a team of
-its own, and with two alive libgomp sleeps at each barrier instead of spinning (more threads
-than cores): 38 tokens/s instead of 50 here (docs/performance.md). Each step it builds one
-``llama_batch``: the last sampled token of every decoding sequence (one each), then prompt
-tokens of the sequences that are still evaluating theirs (voice first, up to ``n_batch``
-in all); one ``llama_decode`` evaluates them all and every sequence that has logits samples
-its next token with its own sampler (the same llama.cpp chain ``Llama.generate`` builds
-for the same parameters, so a lone greedy answer is the one it always was). A new answer
+its own, and with two alive libgomp sleeps at each barrier (more threads than cores): 38
+tokens/s instead of 50 here (docs/performance.md). It runs at ``llm.decode_nice``, as do
+its OpenMP workers. Each step it builds one ``llama_batch``: the last sampled token of
+every decoding sequence, then prompt tokens of the sequences still evaluating theirs
+(voice first, up to ``n_batch`` in all); one ``llama_decode`` evaluates them all and every
+sequence with logits samples its next token with its own sampler (the chain
+``Llama.generate`` builds, so a lone greedy answer is the one it always was). A new answer
 joins at the next step; a cancelled one (barge-in, a client gone, a stop string) leaves at
-the next. One pass over the weights advances several answers for about the price of one.
+the next. One pass over the weights advances several for about the price of one.
 
 Sequence ids: 0 is llama-cpp-python's own (``Llama.eval``): it holds the system prompt,
 evaluated once at load. Slots are sequences 1..``parallel + 1``, each with the tokens its KV
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationError
+from .context import lower_priority
 from .sequence import END, Rules, Seq, common_prefix, llama_seed, sample, seed_of, wrap_up
 
 if TYPE_CHECKING:
@@ -130,8 +131,8 @@ class Scheduler:
         if threading.current_thread() is not self._thread:
             self._thread.join()
 
-    # -- the decode thread -------------------------------------------------------------
-    def _loop(self) -> None:
+    def _loop(self) -> None:  # the decode thread
+        lower_priority(self.rules.nice)  # before the first decode: OpenMP's workers too
         try:
             while self._round():
                 pass

@@ -15,13 +15,25 @@ made. Every answer, the engine's and the batch scheduler's, runs in this one con
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
 from ..config import LLM
 from ..errors import ModelError
 
-__all__ = ["FLASH_ATTN_TYPES", "SPARE_CELLS", "kv_cells", "make_context", "unified"]
+__all__ = [
+    "FLASH_ATTN_TYPES",
+    "SPARE_CELLS",
+    "kv_cells",
+    "lower_priority",
+    "make_context",
+    "unified",
+]
+
+log = logging.getLogger(__name__)
 
 #: llm.flash_attn → llama.cpp's llama_flash_attn_type
 FLASH_ATTN_TYPES = {
@@ -74,3 +86,15 @@ def make_context(llama: Any, settings: LLM, model_path: Path) -> None:
             f"{settings.kv_type!r} ({exc}); lower llm.parallel or llm.n_ctx, or set "
             f'llm.kv_type = "f16"'
         ) from None
+
+
+def lower_priority(nice: int) -> None:
+    """(On the decode thread, before its first ``llama_decode``.) This thread's nice value
+    to ``nice``: OpenMP's workers, made by its first decode, inherit it, so all of the
+    decode yields the cores to the audio work at nice 0 (llm.decode_nice)."""
+    if nice <= 0:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError as exc:  # (a sandbox without setpriority: decode runs at the same nice)
+        log.warning("llm.decode_nice = %d: could not set it (%s)", nice, exc)

@@ -76,8 +76,7 @@ class Engine:
         self.models_dir = Path(models_dir) if models_dir is not None else None
         self.sha256 = ""  # known once loaded with a models_dir
         self.backend = Backend("CPU", "", 0)  # where load() put the model
-        #: seconds load() spent on the canary (with the system prompt's prefill)
-        self.canary_s = 0.0
+        self.canary_s = 0.0  # seconds load() spent on the canary (and the system prompt)
         self.sampling = Sampling.from_config(settings)
         self.info: GGUFInfo | None = None
         self.load_s = 0.0
@@ -87,10 +86,8 @@ class Engine:
         #: Qwen's <tool_call> token (None when the vocabulary has no such single token)
         self.tool_call_id: int | None = None
         self._lock = threading.Lock()
-        #: the decode loop (running once loaded)
-        self.scheduler: Scheduler | None = None
-        #: grammars llama.cpp already parsed for this model (the device's actions are the
-        #: same one on every request: checked once)
+        self.scheduler: Scheduler | None = None  # the decode loop (running once loaded)
+        #: grammars llama.cpp parsed for this model (the device's actions: checked once)
         self._parsed: set[str] = set()
 
     @classmethod
@@ -182,7 +179,8 @@ class Engine:
         self._stop_ids = frozenset({self._llama.token_eos(), self._fmt.im_end})
         ids = self._llama.tokenize(b"<tool_call>", add_bos=False, special=True)
         self.tool_call_id = int(ids[0]) if len(ids) == 1 else None
-        rules = Rules(self._llama, self.stop_ids, lambda: self.seed, self._intensity, self._lead)
+        lead, nice = self._lead, s.decode_nice
+        rules = Rules(self._llama, self.stop_ids, lambda: self.seed, self._intensity, lead, nice)
         self.scheduler = Scheduler(rules, parallel=s.parallel, clock=self.clock)
         self._canary()
         self.load_s = self.clock() - start

@@ -69,6 +69,8 @@ class Rules:
     seed: Callable[[], int]
     levers: Callable[[], Intensity]
     lead: Callable[[Constraint | None, Generation, int], list[int] | None]
+    #: the decode threads' nice value (llm.decode_nice)
+    nice: int = 0
 
 
 def seed_of(seq: Seq, rules: Rules) -> int:
