@@ -64,11 +64,11 @@ class Partial(ScriptedRecognizer):
 
     def __init__(self, guess: str, final: str) -> None:
         super().__init__([final])
-        self.guess = guess
+        self.said = guess
 
     def accept(self, pcm: bytes) -> str:
         super().accept(pcm)
-        return self.guess
+        return self.said
 
 
 def heard_after(guess: str, silence_s: float) -> tuple[Heard | None, float]:

@@ -10,6 +10,7 @@ import math
 import threading
 import wave
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from assistant.hardware import Indicators, PushButton
 from assistant.speech.audio import FRAME_S, MicLost, WavMicrophone, read_wav, resample
 from assistant.speech.ears import Ears, Heard
 from assistant.speech.mouth import SLICE_S, Mouth
+from assistant.speech.stt import done
 from assistant.speech.vad import Segmenter
 from assistant.voice import TurnResult
 from assistant.voiceloop import VoiceLoop, match_wake
@@ -85,6 +87,9 @@ class ScriptedRecognizer:
 
     def sibling(self) -> ScriptedRecognizer:
         return ScriptedRecognizer(self.texts)
+
+    def guess(self) -> Future[str]:
+        return done(self.accept(b""))
 
 
 class FakeVoice:

@@ -12,6 +12,7 @@ import math
 import struct
 import threading
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from assistant.api.metrics import Metrics, render
 from assistant.brain import Brain
 from assistant.config import Config, Thermal, Wyoming, load_config
 from assistant.errors import ConfigError
+from assistant.speech.stt import done
 from assistant.status import snapshot
 from assistant.thermal.governor import Governor
 from assistant.turn import Turns
@@ -81,6 +83,9 @@ class FakeRecognizer:
         twin = FakeRecognizer(self.text, partial_after=self.partial_after)
         self.siblings.append(twin)
         return twin
+
+    def guess(self) -> Future[str]:
+        return done(self.accept(b""))
 
 
 def spoken(parts: Parts) -> list[str]:

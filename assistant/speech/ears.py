@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
 
 from .audio import FRAME_S
 from .endpoint import looks_complete
@@ -70,12 +69,6 @@ class Guess:
         if not self.future.done() or self.future.exception() is not None:
             return ""
         return self.future.result()
-
-
-def _done(text: str) -> Future[str]:
-    future: Future[str] = Future()
-    future.set_result(text)
-    return future
 
 
 class Ears:
@@ -153,14 +146,8 @@ class Ears:
         return self._heard()
 
     def _ask(self) -> Future[str]:
-        """What was said so far: a streaming engine's partial text, or whisper's transcript of
-        the utterance so far (on its thread)."""
-        if self.recognizer.streaming:  # Vosk settles what it heard (see its settle())
-            settle = getattr(self.recognizer, "settle", None)
-            return _done(settle() if settle is not None else self.partial)
-        rec: Any = self.recognizer
-        future: Future[str] = rec.submit(rec.snapshot())
-        return future
+        """What was said so far (:meth:`~assistant.speech.stt.Recognizer.guess`)."""
+        return self.recognizer.guess()
 
     def _ends_early(self) -> bool:
         """Adaptive endpointing: the guess reads as a finished request and the pause is the

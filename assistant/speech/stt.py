@@ -52,6 +52,19 @@ class Recognizer(Protocol):
 
     def sibling(self) -> Recognizer: ...
 
+    def guess(self) -> Future[str]:
+        """At a pause, what was said so far, the utterance going on: a streaming engine
+        settles what it decoded (done at once); whisper transcribes the audio so far on
+        its thread (``speech.pause_s``, docs/voice.md)."""
+        ...
+
+
+def done(text: str) -> Future[str]:
+    """``text`` as a future already done (a guess that needs no more work)."""
+    future: Future[str] = Future()
+    future.set_result(text)
+    return future
+
 
 def model_kind(path: Path) -> str:
     """ "vosk", "whisper" or "" for a model directory."""
@@ -141,6 +154,9 @@ class VoskRecognizer:
         """Vosk's endpointing closed at least one piece of the current utterance."""
         return self._endpoints > 0
 
+    def guess(self) -> Future[str]:
+        return done(self.settle())
+
     def settle(self) -> str:
         """At a pause: close the piece being decoded now (Kaldi's partial result lags the
         audio by a word or so; its final one does not) and go on with the utterance; the
@@ -203,6 +219,9 @@ class WhisperRecognizer:
     def accept(self, pcm: bytes) -> str:
         self._chunks.append(pcm)
         return ""
+
+    def guess(self) -> Future[str]:
+        return self.submit(self.snapshot())
 
     def submit(self, pcm: bytes) -> Future[str]:
         """Transcribe ``pcm`` on the recognizer's own thread."""
