@@ -26,7 +26,7 @@ class LLM:
     gpu_layers: int = opt(0, lo=-1, hi=999)
     vulkan_devices: str = opt("")
     #: the decode threads' nice value: when they contend for the cores, piper's first sound,
-    #: the recognizer and the wake word (nice 0) go first (0: no one does)
+    #: the recognizer, the wake word (and any other program at nice 0) go first (0: none)
     decode_nice: int = opt(5, lo=0, hi=19)
     #: llama.cpp's flash attention: "off", "on", "auto" (llama.cpp decides per device)
     flash_attn: str = opt("auto", choices=FLASH_ATTN)
