@@ -86,6 +86,16 @@ def run_as_documented(
     return done
 
 
+def test_bench_stt_without_its_model_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "no-model"
+    done = run("bench", "stt", "--stt-model", str(missing), "--json")
+    assert done.returncode == 78 and done.stdout == "", done
+    assert done.stderr.strip().splitlines() == [
+        f"qwen-assistant: {missing}: no such speech-to-text model; run `qwen-assistant "
+        "models fetch stt` or set speech.stt_model"
+    ], done.stderr
+
+
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "top")
 def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:

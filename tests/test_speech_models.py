@@ -286,6 +286,15 @@ def test_bench_stt_as_docs_performance_md_shows_vosk_settling_at_the_pause(
     assert all(r["heard"] for r in figures["per_sentence"]), figures
 
 
+def test_bench_stt_with_a_voice_espeak_ng_lacks_is_one_line_naming_it() -> None:
+    done = run("bench", "stt", "--voice", "xx-nope", "--json")
+    assert done.returncode == 78 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "qwen-assistant: espeak-ng -v xx-nope failed: Error: The specified espeak-ng voice "
+        "does not exist."
+    ], done.stderr
+
+
 def documented_voice_commands() -> list[list[str]]:
     """The voice commands README.md and docs/voice.md show, in their order, as argv."""
     root = Path(__file__).parent.parent

@@ -61,8 +61,9 @@ class Speaker:
 
 def _run(argv: Sequence[str], data: bytes = b"") -> bytes:
     done = subprocess.run(list(argv), input=data, capture_output=True, check=False)
-    if done.returncode != 0:
-        raise ModelError(f"{argv[0]} failed: {done.stderr.decode(errors='replace')[-300:]}")
+    if done.returncode != 0:  # one line naming the call (espeak-ng -v VOICE): its words
+        said = " ".join(done.stderr.decode(errors="replace").split())[-300:]
+        raise ModelError(f"{' '.join(argv[:3])} failed: {said}")
     return done.stdout
 
 
