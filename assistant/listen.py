@@ -12,17 +12,16 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-from .ahead import Ahead, AheadStats
+from .ahead import AheadStats
 from .config import Config
 from .errors import AssistantError
-from .parts import Parts, make_ears, unpaced
+from .parts import Parts, make_ears, unpaced, voice_loop
 from .speech.audio import WavMicrophone, WavSpeaker
 from .speech.ears import Heard
 from .speech.mouth import Mouth
 from .speech.stt import Recognizer, make_recognizer
 from .speech.tts import PiperTTS
 from .voice import TurnResult, Voice
-from .voiceloop import VoiceLoop
 
 __all__ = ["VoiceRig"]
 
@@ -121,9 +120,8 @@ class VoiceRig:
         config = dataclasses.replace(self.config, voice=vc)
         mic = WavMicrophone(wav, rate=self.ears_model.rate, realtime=True, tail_s=2.0)
         mouth = Mouth(self.tts, WavSpeaker(out))
-        voice = Voice(config, self.turns, mouth)
-        helper = Ahead(voice, language=config.speech.language) if ahead else None
-        loop = VoiceLoop(config, mic, make_ears(config, self.ears_model), voice, ahead=helper)
+        loop = voice_loop(config, self.turns, mouth, mic, make_ears(config, self.ears_model))
+        helper = loop.ahead
         answers: list[TurnResult] = []
         loop.on_answer = answers.append
         try:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .speech.stt import Recognizer
     from .voiceloop import VoiceLoop
 
-__all__ = ["Parts", "build_mouth", "build_voice", "unpaced"]
+__all__ = ["Parts", "build_mouth", "build_voice", "unpaced", "voice_loop"]
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,30 @@ def make_ears(config: Config, recognizer: Recognizer) -> Ears:
     )
 
 
+def voice_loop(
+    config: Config,
+    turns: Turns,
+    mouth: Mouth,
+    mic: Any,
+    ears: Ears,
+    *,
+    indicators: Any = None,
+    wake: Any = None,
+    spare: Callable[[], bool] = lambda: True,
+) -> VoiceLoop:
+    """The voice on ``turns`` and its listening loop on ``mic`` and ``ears``, answering ahead
+    when voice.answer_ahead says so (the service's, and `bench voice`'s rig's)."""
+    from .ahead import Ahead
+    from .voice import Voice
+    from .voiceloop import VoiceLoop
+
+    speaker = Voice(config, turns, mouth)
+    ahead = None
+    if config.voice.answer_ahead:
+        ahead = Ahead(speaker, allowed=spare, language=config.speech.language)
+    return VoiceLoop(config, mic, ears, speaker, indicators=indicators, wake=wake, ahead=ahead)
+
+
 def build_voice(
     config: Config,
     turns: Turns,
@@ -164,12 +188,9 @@ def build_voice(
     wake word, LEDs and button (added to ``gpio``, closed at stop), the voice on ``turns``;
     or None and why not (the service then serves text only). ``spare``: may work be spent
     on answers prepared ahead now (the governor's :meth:`~.Governor.spare`)."""
-    from .ahead import Ahead
     from .hardware import Indicators, PushButton
     from .speech.audio import SoundDeviceMicrophone, WavMicrophone
     from .speech.stt import make_recognizer
-    from .voice import Voice
-    from .voiceloop import VoiceLoop
 
     gpio = gpio if gpio is not None else []
     try:
@@ -206,11 +227,9 @@ def build_voice(
         log.warning("status LEDs off: %s", exc)
     if indicators is not None and indicators.leds:
         gpio.append(indicators)
-    speaker = Voice(config, turns, mouth)
-    ahead = None
-    if config.voice.answer_ahead:
-        ahead = Ahead(speaker, allowed=spare, language=config.speech.language)
-    voice = VoiceLoop(config, mic, ears, speaker, indicators=indicators, wake=wake, ahead=ahead)
+    voice = voice_loop(
+        config, turns, mouth, mic, ears, indicators=indicators, wake=wake, spare=spare
+    )
     if config.voice.button_pin:
         try:
             gpio.append(PushButton(config.voice.button_pin, voice.press))
