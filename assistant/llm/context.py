@@ -1,15 +1,17 @@
 """The llama context the engine runs in, made from [llm]: its KV cache's layout, how
 attention is computed (``llm.flash_attn``) and what the cache stores (``llm.kv_type``).
 
-Without flash attention (the default) every sequence has its own stream of ``llm.n_ctx``
-cells, sequence 0 (the system prompt) and each of the ``parallel + 1`` slots: attention
-is a matrix product over the cells in use, so a stream keeps an answer's work to its own
-cells. With flash attention the sequences share one unified cache, n_ctx cells for each
-slot and :data:`SPARE_CELLS` for sequence 0, whose cells an answer shares rather than
-copies: its kernel skips the other sequences' (masked) cells, and the cache is 2048
-cells a slot smaller. ``Llama`` makes a one-sequence context and has no parameter for the
-sequences, so the context is made again: the first one is freed before the second is
-made. Every answer, the engine's and the batch scheduler's, runs in this one context.
+Without flash attention (``llm.flash_attn = "off"``) every sequence has its own stream of
+``llm.n_ctx`` cells, sequence 0 (the system prompt) and each of the ``parallel + 1`` slots:
+attention is a matrix product over the cells in use, so a stream keeps an answer's work to
+its own cells. With flash attention (the default: "auto" turns it on on a CPU) the
+sequences share one unified cache, n_ctx cells for each slot and :data:`SPARE_CELLS` for
+sequence 0, whose cells an answer shares rather than copies: its kernel skips the other
+sequences' (masked) cells, and the cache is 2048 cells a slot smaller. ``Llama`` makes a
+one-sequence context and has no parameter for the sequences, so the context is made
+again: the first one is freed before the second is made. Every answer, the engine's and
+the batch scheduler's, runs in this one context, and every decode on one thread, at
+``llm.decode_nice`` (:func:`lower_priority`).
 """
 
 from __future__ import annotations

@@ -225,8 +225,8 @@ class Engine:
 
     @property
     def llama(self) -> Any:
-        """The llama_cpp.Llama, to read (its tokenizer, its settings): a loop that evaluates
-        tokens runs through :meth:`alone`. The sequence slots forget their cached tokens."""
+        """The llama_cpp.Llama, to read (its tokenizer, its settings) or reset between answers;
+        a loop that evaluates tokens runs through :meth:`alone`. The slots forget their cache."""
         llama = self._loaded()
         if self.scheduler is not None:
             self.scheduler.invalidate()
