@@ -59,8 +59,8 @@ class Speech:
     #: the pause after which what was said so far is transcribed (the guess)
     pause_s: float = opt(0.1, lo=0.03, hi=1.0)
     #: the seconds of audio whisper's encoder sees (whisper's own: 30); a third of the
-    #: work at 10 (docs/voice.md)
-    whisper_window_s: float = opt(10.0, lo=5.0, hi=30.0)
+    #: work at 10, but it hears worse (docs/voice.md)
+    whisper_window_s: float = opt(30.0, lo=5.0, hi=30.0)
     vad: str = opt("silero", choices=("silero", "energy"))
     tts_voice: str = opt("auto", path=True)
     tts_speed: float = opt(1.0, lo=0.5, hi=2.0)

@@ -7,7 +7,7 @@ text so far (streaming engines) and ``final()`` ends the utterance. Two engines:
   can end an utterance too. A grammar (a list of phrases) restricts it — the wake phrase.
 - ``whisper``: faster-whisper (tiny.en, int8 on the CPU) on the whole utterance once the
   voice-activity detector says it ended; Silero VAD (``vad_filter``) trims the edges. Its
-  encoder sees ``speech.whisper_window_s`` of audio, not whisper's 30 s (:func:`window`).
+  encoder sees ``speech.whisper_window_s`` of audio (:func:`window`; 30 s, whisper's own).
 
 :class:`~assistant.speech.ears.Ears` cut utterances out of the microphone's frames and hand
 them to a recognizer.
@@ -189,7 +189,7 @@ class WhisperRecognizer:
         rate: int = RATE,
         threads: int = 0,
         language: str = "en",
-        window_s: float = 10.0,
+        window_s: float = 30.0,
     ) -> None:
         try:
             from faster_whisper import WhisperModel
@@ -277,9 +277,9 @@ def window(features: np.ndarray, frames: int) -> np.ndarray:
     ``frames`` after it when the sound is longer (whole seconds, never past 30 s).
 
     The encoder's work follows its length: 10 s of it takes a third of the time of 30 s,
-    so a question is transcribed in 0.13 s instead of 0.34 (docs/performance.md). A window
-    that ends right after the sound sends tiny.en into loops, and under 10 s it hears
-    worse; both measured there.
+    so a question is transcribed in 0.13 s instead of 0.34, but whisper was trained on
+    30 s and hears worse with less (the default stays 30). A window that ends right after
+    the sound sends tiny.en into loops. All measured in docs/voice.md.
     """
     mel = features[0] if features.ndim == 3 else features
     sound = np.flatnonzero(np.any(mel != 0.0, axis=0))

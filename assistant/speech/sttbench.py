@@ -84,7 +84,7 @@ def bench_stt(
 ) -> dict[str, Any]:
     """Each sentence said by each espeak-ng voice of ``voices`` and heard by new ``ears()``
     (the configured ones, on ``recognizer``: ``parts.make_ears``)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "said.wav"
         for speaker in speakers(None, voices):
