@@ -493,6 +493,30 @@ def test_resample_keeps_duration_and_pitch_shape() -> None:
     assert np.abs(back - np.frombuffer(pcm, dtype="<i2")).max() < 300
 
 
+def test_resample_of_a_long_recording_needs_a_blocks_memory_and_is_the_whole_interpolation() -> (
+    None
+):
+    """A WAV microphone resamples its whole file at open: an hour of 22 kHz audio took
+    ~700 MB of float64 temporaries at once (the voice soak's first peak). Block by block
+    it is the same samples for a block's memory."""
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    pcm = rng.integers(-32768, 32767, 22050 * 30 + 7, dtype=np.int16).tobytes()
+    x = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+    n = round(len(x) * RATE / 22050)
+    whole = np.interp(np.linspace(0, len(x) - 1, n), np.arange(len(x)), x)
+    expected = np.clip(np.rint(whole), -32768, 32767).astype("<i2").tobytes()
+    tracemalloc.start()
+    try:
+        out = resample(pcm, 22050, RATE)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out == expected
+    assert peak < 3 * len(out)  # the output (bytearray, bytes) and a block; was 27x
+
+
 # -- the mouth: streaming overlap and barge-in ----------------------------------------------------
 class GatedSpeaker:
     """Each write (one slice) waits for the test to let it play."""

@@ -69,14 +69,27 @@ class Microphone(Protocol):
     def reopen(self) -> None: ...
 
 
+RESAMPLE_BLOCK = 16384  # output samples interpolated at a time
+
+
 def resample(pcm: bytes, source: int, target: int) -> bytes:
-    """Linear-interpolation resampling of int16 mono PCM (speech-grade, cheap)."""
+    """Linear-interpolation resampling of int16 mono PCM (speech-grade, cheap).
+
+    Block by block, so a long recording (a WAV microphone's hour) needs a block's
+    temporaries, not eight bytes per sample several times over; each output sample is the
+    same as one interpolation over the whole would give."""
     if source == target or not pcm:
         return pcm
-    x = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+    x = np.frombuffer(pcm, dtype="<i2")
     n = max(1, round(len(x) * target / source))
-    y = np.interp(np.linspace(0, len(x) - 1, n), np.arange(len(x)), x)
-    return np.clip(np.rint(y), -32768, 32767).astype("<i2").tobytes()
+    step = (len(x) - 1) / (n - 1) if n > 1 else 0.0
+    out = bytearray()
+    for start in range(0, n, RESAMPLE_BLOCK):
+        at = np.arange(start, min(n, start + RESAMPLE_BLOCK)) * step
+        lo, hi = int(at[0]), min(len(x), int(at[-1]) + 2)
+        y = np.interp(at, np.arange(lo, hi), x[lo:hi].astype(np.float32))
+        out += np.clip(np.rint(y), -32768, 32767).astype("<i2").tobytes()
+    return bytes(out)
 
 
 def read_wav(path: str | Path, rate: int | None = None) -> tuple[bytes, int]:
