@@ -2,7 +2,8 @@
 
 One process, one model: the API is served on a free loopback port (uvicorn on its own
 thread) and the same greedy prompt is streamed alternately through HTTP (the stdlib
-client, as a kiosk would) and straight from :meth:`Engine.generate`. Decode speed is timed
+client in a process of its own, as a kiosk's would be) and straight from
+:meth:`Engine.generate`. Decode speed is timed
 the same way on both paths — from the first text piece to the last, as the reader sees it —
 and ``api_ratio`` = HTTP / in-process. One unmeasured HTTP request first puts the prompt in
 the KV cache, so every measured run starts from the same state. Time to first token over
@@ -25,7 +26,7 @@ from ..llm.conversation import stateless_prompt
 from ..llm.engine import Engine
 from ..parts import Parts, unpaced
 from .app import ApiState, create_app
-from .client import stream_chat
+from .client import streams_elsewhere
 from .server import ServerThread
 
 __all__ = ["bench_api", "house", "render", "serve"]
@@ -72,13 +73,10 @@ def bench_api(
     background = serve(parts, engine)
     http_rates, local_rates, http_ttft, local_ttft, counts = [], [], [], [], []
     try:
-        for _ in stream_chat(background.url, messages, max_tokens=tokens, temperature=0.0):
-            pass  # warm-up: both paths then start from the same cached prompt
+        # warm-up: both paths then start from the same cached prompt
+        streams_elsewhere(background.url, [messages], tokens, {})
         for _ in range(runs):
-            stream = stream_chat(background.url, messages, max_tokens=tokens, temperature=0.0)
-            for _piece in stream:
-                pass
-            result = stream.result
+            (result,), _ = streams_elsewhere(background.url, [messages], tokens, {})
             n = int(result.usage.get("completion_tokens", len(result.times)))
             http_rates.append(_decode_rate(result.times, n))
             http_ttft.append(result.first_token_s)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import multiprocessing
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +26,14 @@ from ..errors import (
     AssistantError,
 )
 
-__all__ = ["ApiClientError", "ChatStream", "StreamResult", "stream_chat", "streams_at_once"]
+__all__ = [
+    "ApiClientError",
+    "ChatStream",
+    "StreamResult",
+    "stream_chat",
+    "streams_at_once",
+    "streams_elsewhere",
+]
 
 
 class ApiClientError(AssistantError):
@@ -146,8 +155,8 @@ def streams_at_once(
     url: str, chats: list[list[dict[str, str]]], max_tokens: int, params: dict[str, Any]
 ) -> tuple[list[StreamResult], float]:
     """One client thread per chat, all streaming a greedy answer from the same moment: their
-    results and the wall time to the last piece (``bench api --peer`` runs this in a process
-    of its own for either server). The first client error is raised once all have ended."""
+    results and the wall time to the last piece (the benches run it in a process of its own:
+    :func:`streams_elsewhere`). The first client error is raised once all have ended."""
     results = [StreamResult() for _ in chats]
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(chats) + 1)
@@ -173,6 +182,17 @@ def streams_at_once(
     if errors:
         raise ApiClientError(f"{url}: a stream failed: {errors[0]}")
     return results, wall
+
+
+def streams_elsewhere(
+    url: str, chats: list[list[dict[str, str]]], max_tokens: int, params: dict[str, Any]
+) -> tuple[list[StreamResult], float]:
+    """:func:`streams_at_once` in a process of its own, as a server's clients are: in the
+    server's process (``bench api``'s, ``bench api --peer``'s) the clients would take the
+    GIL and a core from its engine. Raises :class:`ApiClientError` as that does."""
+    spawn = multiprocessing.get_context("spawn")  # (not fork: the caller runs threads)
+    with ProcessPoolExecutor(1, mp_context=spawn) as clients:
+        return clients.submit(streams_at_once, url, chats, max_tokens, params).result()
 
 
 def _error(url: str, response: http.client.HTTPResponse) -> AssistantError:

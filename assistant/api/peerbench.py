@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import multiprocessing
 import os
 import statistics
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,7 @@ from ..llm.conversation import stateless_prompt
 from ..llm.engine import Engine
 from ..thermal.actors import engine_threads
 from .bench import house, serve
-from .client import ApiClientError, StreamResult, streams_at_once
+from .client import ApiClientError, StreamResult, streams_elsewhere
 from .peer import Peer, PeerError, hwm_mb
 
 __all__ = ["QUESTIONS", "bench_peer", "render_peer"]
@@ -73,8 +71,7 @@ def _streams(
     questions: Sequence[str] = QUESTIONS,
 ) -> tuple[list[StreamResult], float]:
     """``c`` clients streaming at once, client i asking ``questions[i % len]``: their results
-    and the wall time to the last token. The clients run in a process of their own, as a
-    server's clients do: in this one they would take the GIL and a core from the engine."""
+    and the wall time to the last token, the clients in a process of their own."""
     chats = [
         [
             {"role": "system", "content": system},
@@ -82,12 +79,10 @@ def _streams(
         ]
         for i in range(c)
     ]
-    spawn = multiprocessing.get_context("spawn")  # (not fork: this process runs threads)
-    with ProcessPoolExecutor(1, mp_context=spawn) as clients:
-        try:
-            return clients.submit(streams_at_once, url, chats, tokens, params).result()
-        except ApiClientError as exc:
-            raise PeerError(str(exc)) from None
+    try:
+        return streams_elsewhere(url, chats, tokens, params)
+    except ApiClientError as exc:
+        raise PeerError(str(exc)) from None
 
 
 def _full_context(
