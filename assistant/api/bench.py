@@ -1,13 +1,13 @@
 """``qwen-assistant bench api``: what HTTP streaming costs over calling the engine directly.
 
-One process, one model: the API is served on a free loopback port (uvicorn on its own
-thread) and the same greedy prompt is streamed alternately through HTTP (the stdlib
-client in a process of its own, as a kiosk's would be) and straight from
-:meth:`Engine.generate`. Decode speed is timed
-the same way on both paths — from the first text piece to the last, as the reader sees it —
-and ``api_ratio`` = HTTP / in-process. One unmeasured HTTP request first puts the prompt in
-the KV cache, so every measured run starts from the same state. Time to first token over
-HTTP includes the request, admission and the (cached) prompt prefill.
+One model: the API is served on a free loopback port (uvicorn on its own thread) and the
+same greedy prompt is streamed alternately through HTTP (the stdlib client in a process
+of its own, as a kiosk's would be) and straight from :meth:`Engine.generate`. Decode
+speed is timed the same way on both paths — from the first text piece to the last, as the
+reader sees it — and ``api_ratio`` = HTTP / in-process. One unmeasured HTTP request
+first puts the prompt in the KV cache, so every measured run starts from the same state.
+Time to first token over HTTP includes the request, admission and the (cached) prompt
+prefill.
 """
 
 from __future__ import annotations
