@@ -30,6 +30,11 @@ def test_a_batch_is_cut_on_its_frames_and_30_s_is_whisper_unchanged() -> None:
     assert window(segment(0), 500).shape == (80, 500)  # silence: the window alone
 
 
+def test_a_batch_keeps_its_longest_sound() -> None:
+    batch = np.concatenate([segment(250, batch=True), segment(1234, batch=True)])
+    assert window(batch, 1000).shape == (2, 80, 1800)
+
+
 def test_the_sound_is_kept_whole() -> None:
     mel = segment(400)
     mel[:, 399] = 0.25

@@ -281,11 +281,11 @@ def window(features: np.ndarray, frames: int) -> np.ndarray:
     30 s and hears worse with less (the default stays 30). A window that ends right after
     the sound sends tiny.en into loops. All measured in docs/voice.md.
     """
-    mel = features[0] if features.ndim == 3 else features
-    sound = np.flatnonzero(np.any(mel != 0.0, axis=0))
+    heard = np.any(features != 0.0, axis=tuple(range(features.ndim - 1)))  # per frame
+    sound = np.flatnonzero(heard)
     end = int(sound[-1]) + 1 if len(sound) else 0
     keep = max(frames, end + frames // 2)
-    keep = min(mel.shape[-1], -(-keep // FRAMES_PER_S) * FRAMES_PER_S)
+    keep = min(features.shape[-1], -(-keep // FRAMES_PER_S) * FRAMES_PER_S)
     return features[..., :keep]
 
 
