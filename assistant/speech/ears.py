@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from ..config import Speech
 from .audio import FRAME_S
 from .endpoint import looks_complete
 from .frontend import FrontEnd
@@ -80,7 +81,7 @@ class Ears:
         segmenter: Segmenter,
         *,
         clock: Callable[[], float] = time.monotonic,
-        speculate_s: float = 0.1,
+        speculate_s: float = Speech.pause_s,  # speech.pause_s's default
         front_end: FrontEnd | None = None,
         end_silence_s: tuple[float, float] | None = None,
         language: str = "en",

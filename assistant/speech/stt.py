@@ -26,7 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..config import Config
+from ..config import Config, Speech
 from ..errors import ModelError
 
 __all__ = ["Recognizer", "VoskRecognizer", "WhisperRecognizer", "make_recognizer"]
@@ -189,7 +189,7 @@ class WhisperRecognizer:
         rate: int = RATE,
         threads: int = 0,
         language: str = "en",
-        window_s: float = 30.0,
+        window_s: float = Speech.whisper_window_s,  # speech.whisper_window_s's default
     ) -> None:
         try:
             from faster_whisper import WhisperModel
