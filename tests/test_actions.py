@@ -24,6 +24,7 @@ from assistant.actions.runner import OUTPUT_LIMIT, Runner
 from assistant.config import Action, Http, load_config
 from assistant.errors import ConfigError
 from assistant.reload import reload_config
+from assistant.speech.sentences import SentenceSplitter
 from assistant.toolcall import (
     NO_ACTIONS,
     Tool,
@@ -654,17 +655,41 @@ def test_the_first_clause_goes_out_before_its_sentence_ends() -> None:
     that spans the clause, still ends the answer before it is said."""
     guard = ClaimGuard()
     first = [guard.feed(p) for p in ["To pack for the beach", ", bring a hat", " and water."]]
-    assert first == ["", "To pack for the beach,", " bring a hat and water."]
-    assert guard.feed(" Also, take a towel") == ""  # later sentences go out whole
+    assert first == ["", "To pack for the beach, ", ""]  # the end: when the next piece comes
+    assert guard.feed(" Also, take a towel") == "bring a hat and water. "
+    assert guard.feed(" and a book.") == ""  # later sentences go out whole
     spans = ClaimGuard()
     said = spans.feed("The kitchen lamp, as you asked, ")
-    assert said == "The kitchen lamp, as you asked,"
-    assert spans.feed("is on. More.") == f" {CANNOT}" and spans.hit
+    assert said == "The kitchen lamp, as you asked, "
+    assert spans.feed("is on. More.") == CANNOT and spans.hit
     claim = ClaimGuard()  # a clause that claims is never let out early
     assert claim.feed("Sure, I have turned on the light, ") == ""
     assert claim.feed("as you asked.") == CANNOT and claim.hit
     short = ClaimGuard()  # under 16 characters: held for the sentence
     assert short.feed("Well, yes, ") == "" and short.flush() == "Well, yes, "
+
+
+def test_the_voice_cuts_its_first_chunk_as_soon_as_the_guard_lets_the_words_out() -> None:
+    """The guard lets a boundary out with the word or space that shows it, so the voice's
+    splitter cuts there at once: before an opening word ("because"), at a clause, at a
+    sentence's end; a "." that did not end a sentence ("3.5") is not cut."""
+
+    def chunks_by_token(tokens: list[str]) -> list[tuple[int, str]]:
+        guard, splitter = ClaimGuard(), SentenceSplitter()
+        cut = [(i, c) for i, t in enumerate(tokens) for c in splitter.feed(guard.feed(t))]
+        return cut + [(len(tokens), c) for c in splitter.feed(guard.flush()) + splitter.flush()]
+
+    sky = ["The", " sky", " is", " blue", " because", " it", "'s", " far", "."]
+    assert chunks_by_token(sky)[0] == (5, "The sky is blue")
+    beach = ["Pack", " a", " swim", "suit", ",", " sun", "screen", "."]
+    assert chunks_by_token(beach)[0] == (5, "Pack a swimsuit,")
+    sunny = ["The", " weather", " is", " clear", " and", " sunny", ".", " Paris", " is"]
+    assert chunks_by_token(sunny)[0] == (7, "The weather is clear and sunny.")
+    price = ["It", " costs", " about", " 3", ".", "5", " dollars", " a", " day", ".", " Yes"]
+    assert chunks_by_token(price)[0] == (10, "It costs about 3.5 dollars a day.")
+    lamp = ["The", " light", " in", " the", " living", " room", " is", " on", " now", ".", " "]
+    said = "".join(c for _, c in chunks_by_token(lamp))
+    assert said == CANNOT  # the opening word is checked with what goes out before it
 
 
 @pytest.mark.parametrize("split", [1, 3, 7, 1000])

@@ -18,6 +18,7 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 
 from ..llm.grammar import JsonPiece
+from ..speech.sentences import FIRST_MIN_CHARS, first_cut
 
 __all__ = ["CANNOT", "ClaimGuard", "Claims", "claims_action", "honest_words"]
 
@@ -170,20 +171,24 @@ class ClaimGuard:
     to stop).
 
     The first sentence may go out a clause at a time (up to its last ``,`` ``;`` ``:``
-    once 16 characters are held), so the voice can start speaking before the sentence
-    ends: what goes out early claims nothing, and the whole sentence is still checked when
-    it ends (a claim that spans the clause is cut there, after what was already said).
+    once 16 characters are held, or where the voice may end its first chunk:
+    :func:`~assistant.speech.sentences.first_cut`), so the voice can start speaking before
+    the sentence ends: what goes out early claims nothing, and the whole sentence is still
+    checked when it ends (a claim that spans the clause is cut there, after what was
+    already said). A boundary goes out with the space after it, so the voice's splitter
+    knows it at once: a sentence checked at the end of a piece ("sunny.") is held until the
+    next character shows whether it ended there ("3." of "3.5" did not).
     """
 
     _END = re.compile(r"[.!?…]+[\"')\]]*(\s+|$)|\n")
     _CLAUSE = re.compile(r"[,;:](?=\s)")
-    FIRST_CLAUSE_CHARS = 16
 
     def __init__(self, claims: Claims | None = None) -> None:
         self._claims = claims if claims is not None else Claims()
         self._held = ""
         self._head = ""  # the part of the current sentence already let out
         self._sentences = 0  # sentences let out
+        self._checked = 0  # a sentence at the start of _held, checked but held (its end unseen)
         self._last = ""  # the last character let through
         self._code = False  # a fenced block that is code, not a call: let through
         self.hit = False
@@ -224,23 +229,37 @@ class ClaimGuard:
         """The whole sentences of the first ``limit`` held characters that claim nothing
         (and the first sentence's early clause); a claim ends the answer."""
         out, start = "", 0
-        for end in self._END.finditer(self._held, 0, limit):
+        if 0 < self._checked <= limit:  # more came after it: it ended there (and its space)
+            start = self._checked
+            while start < limit and self._held[start].isspace():
+                start += 1
+            out = self._held[:start]
+            self._head, self._sentences = "", self._sentences + 1
+        self._checked = 0
+        for end in self._END.finditer(self._held, start, limit):
             sentence = self._held[start : end.end()]
             if self._claims(self._head + sentence):
                 return self._cannot(out)
+            if end.end() == len(self._held) and not end.group().endswith(tuple(" \t\n")):
+                self._checked = end.end() - start  # the piece ended here: held a character
+                break
             out, start = out + sentence, end.end()
             self._head, self._sentences = "", self._sentences + 1
         self._held = self._held[start:]
-        if self._sentences == 0 and (early := self._first_clause(limit - start)):
-            out += early
+        if self._sentences == 0 and not self._checked:
+            out += self._first_clause(limit - start)
         return self._out(out)
 
     def _first_clause(self, limit: int) -> str:
         """Up to the last clause boundary of the unfinished first sentence (within the
-        first ``limit`` held characters), if that part claims nothing ("" otherwise)."""
-        cuts = [m.end() for m in self._CLAUSE.finditer(self._held, 0, max(0, limit))]
-        cut = next((c for c in reversed(cuts) if len(self._head) + c >= self.FIRST_CLAUSE_CHARS), 0)
-        clause = self._held[:cut]
+        first ``limit`` held characters) and the space after it, or where the voice's first
+        chunk may end, if that part claims nothing ("" otherwise)."""
+        held = self._held[: max(0, limit)]
+        ends = [m.end() for m in self._CLAUSE.finditer(held)]
+        cut = next((c + 1 for c in reversed(ends) if len(self._head) + c >= FIRST_MIN_CHARS), 0)
+        if not self._head and (first := first_cut(held)) is not None:
+            cut = max(cut, first[1])
+        clause = held[:cut]
         if not clause or self._claims(self._head + clause):
             return ""
         self._head += clause
@@ -251,7 +270,7 @@ class ClaimGuard:
         if self.hit:
             self._held = ""
             return ""
-        rest, self._held = self._held, ""
+        rest, self._held, self._checked = self._held, "", 0
         fence = -1 if self._code else rest.find(FENCE)
         if fence >= 0 and _fenced_call(rest[fence + len(FENCE) :] + "\n") is not False:
             before = rest[:fence]

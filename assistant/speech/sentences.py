@@ -17,7 +17,10 @@ import re
 import unicodedata
 from urllib.parse import urlparse
 
-__all__ = ["SentenceSplitter", "speakable", "split_all"]
+__all__ = ["FIRST_MIN_CHARS", "SentenceSplitter", "first_cut", "speakable", "split_all"]
+
+#: the first chunk has at least this many characters (a Chinese character counts two)
+FIRST_MIN_CHARS = 16
 
 ABBREVIATIONS = frozenset(
     {"e.g", "i.e", "etc", "vs", "dr", "mr", "mrs", "ms", "prof", "st", "jr", "sr", "no"}
@@ -76,7 +79,7 @@ def speakable(chunk: str) -> str:
 
 
 class SentenceSplitter:
-    def __init__(self, *, first_min_chars: int = 16, max_chars: int = 240) -> None:
+    def __init__(self, *, first_min_chars: int = FIRST_MIN_CHARS, max_chars: int = 240) -> None:
         self.first_min_chars = first_min_chars
         self.max_chars = max_chars
         self._buf = ""
@@ -151,16 +154,8 @@ class SentenceSplitter:
 
     def _early_cut(self, buf: str) -> int | None:
         """The first chunk may end at a clause boundary, or before a conjunction."""
-        for match in _CLAUSE.finditer(buf):
-            clause = buf[: match.end()]
-            if len(clause) + len(_HAN.findall(clause)) >= self.first_min_chars:
-                return match.end()
-        for pattern, words in ((_CONJUNCTION, 4), (_PHRASE, 5)):  # "The sky is blue | because"
-            for match in pattern.finditer(buf):
-                before = buf[: match.start()]
-                if len(before) >= self.first_min_chars and len(before.split()) >= words:
-                    return match.start()
-        return None
+        found = first_cut(buf, self.first_min_chars)
+        return None if found is None else found[0]
 
     @staticmethod
     def _false_end(buf: str, dot: int) -> bool:
@@ -177,6 +172,25 @@ class SentenceSplitter:
             return True  # an initial: "J. Smith"
         line_start = buf.rfind("\n", 0, start) + 1
         return word.isdigit() and not buf[line_start:start].strip()  # "1. eggs"
+
+
+def first_cut(text: str, min_chars: int = FIRST_MIN_CHARS) -> tuple[int, int] | None:
+    """Where the first chunk of an answer may end in ``text``, its unfinished first sentence:
+    at a clause boundary, or before a word that opens a clause or phrase. ``(cut, seen)``:
+    the chunk is ``text[:cut]``, and ``text[:seen]`` is what shows the cut (the mark or the
+    opening word, and the space after it), so text let out through ``seen`` (the claim
+    guard's) is cut at once by the :class:`SentenceSplitter` that gets it. None: not yet."""
+    for match in _CLAUSE.finditer(text):
+        clause = text[: match.end()]
+        if len(clause) + len(_HAN.findall(clause)) >= min_chars:
+            end = match.end()
+            return end, end + 1 if text[end : end + 1].isspace() else end
+    for pattern, words in ((_CONJUNCTION, 4), (_PHRASE, 5)):  # "The sky is blue | because"
+        for match in pattern.finditer(text):
+            before = text[: match.start()]
+            if len(before) >= min_chars and len(before.split()) >= words:
+                return match.start(), match.end() + 1
+    return None
 
 
 def split_all(pieces: list[str], **options: int) -> list[str]:
