@@ -99,6 +99,31 @@ def test_history_never_overflows_the_context(smollm_path: Path) -> None:
         engine.close()
 
 
+def test_a_trimmed_history_is_not_evaluated_again(smollm_path: Path) -> None:
+    """Once the oldest turns are left out, the turns after them keep their cells, moved
+    down (llama.cpp's context shift): only the new message is evaluated, not the history
+    (a 100-turn voice soak lost a question to a 10 s re-evaluation at every trim)."""
+    engine = Engine(greedy(n_ctx=512, max_tokens=32), smollm_path)
+    engine.load()
+    try:
+        chat = engine.new_chat()
+        trims = 0
+        for i in range(40):
+            question = f"Tell me fact {i} about the sea."
+            prompt = chat.conversation.build(question, 32)
+            generation = chat.ask(question)
+            answer = "".join(generation)
+            s = generation.stats
+            if prompt.dropped_turns and i:
+                trims += 1
+                assert s.cached_tokens > len(prompt.tokens) // 2, (i, s)
+                assert s.prompt_tokens - s.cached_tokens <= len(prompt.user_tokens) + 8, (i, s)
+                assert answer.strip()
+        assert trims >= 2
+    finally:
+        engine.close()
+
+
 def test_engine_refuses_a_prompt_that_cannot_fit(smollm: Engine) -> None:
     with pytest.raises(GenerationError, match=r"exceeds llm\.n_ctx"):
         smollm.generate([1] * smollm.settings.n_ctx)

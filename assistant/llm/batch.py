@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationError
-from .context import lower_priority
-from .sequence import END, Rules, Seq, common_prefix, llama_seed, sample, seed_of, wrap_up
+from .context import Reuse, lower_priority, plan_reuse
+from .sequence import END, Rules, Seq, advanced, common_prefix, llama_seed, sample, seed_of, wrap_up
 
 if TYPE_CHECKING:
     from ..thermal.actors import Intensity
@@ -65,6 +65,7 @@ class Scheduler:
         self.llama = rules.llama
         self.ctx = self.llama._ctx.ctx
         self.mem = llama_cpp.llama_get_memory(self.ctx)
+        self._shift = bool(llama_cpp.llama_memory_can_shift(self.mem))  # RoPE models: yes
         self.parallel = parallel
         self.clock = clock
         self.n_batch = int(self.llama.n_batch)
@@ -222,7 +223,7 @@ class Scheduler:
             if not free:  # cannot happen while admission keeps to parallel + 1
                 self._finish(seq, GenerationError("every sequence slot is busy"))
                 continue
-            slot = max(free, key=lambda s: (common_prefix(s.tokens, seq.tokens), -s.seq_id))
+            slot = max(free, key=lambda s: (self._reuse(s, seq.tokens).keep, -s.seq_id))
             slot.busy = seq
             chosen.append((seq, slot))
         for seq, slot in chosen:
@@ -231,17 +232,27 @@ class Scheduler:
             except Exception as exc:  # noqa: BLE001 - that answer ends, the others go on
                 self._fail(seq, exc)
 
+    def _reuse(self, slot: _Slot, tokens: list[int]) -> Reuse:
+        """What of ``slot``'s cells ``tokens`` can reuse (:func:`.context.plan_reuse`)."""
+        fixed = common_prefix(self.prefix(), slot.tokens)  # perhaps shared with sequence 0
+        return plan_reuse(slot.tokens, tokens, fixed=fixed, shift=self._shift)
+
     def _start(self, seq: Seq, slot: _Slot) -> None:
-        """Keep the slot's cached prefix, or copy sequence 0's when that is longer."""
+        """Keep the slot's cached prefix (and what follows the turns a trimmed history left
+        out, moved down), or copy sequence 0's when that is longer."""
         tokens, lib, sid = seq.tokens, self._lib, slot.seq_id
-        mine = common_prefix(slot.tokens, tokens)
+        plan = self._reuse(slot, tokens)
         shared = common_prefix(self.prefix(), tokens)
-        if shared > mine:  # sequence 0's cells (copied or shared), cut to the common part
+        if shared > plan.keep:  # sequence 0's cells (copied or shared), cut to the common part
             lib.llama_memory_seq_rm(self.mem, sid, -1, -1)
             lib.llama_memory_seq_cp(self.mem, 0, sid, -1, -1)
             keep = shared
         else:
-            keep = mine
+            if plan.cut:  # the context shift
+                lib.llama_memory_seq_rm(self.mem, sid, plan.at, plan.at + plan.cut)
+                lib.llama_memory_seq_add(self.mem, sid, plan.at + plan.cut, -1, -plan.cut)
+                del slot.tokens[plan.at : plan.at + plan.cut]
+            keep = plan.keep
         if keep == len(tokens):  # replay the last token for fresh logits
             keep -= 1
         lib.llama_memory_seq_rm(self.mem, sid, keep, -1)
@@ -257,22 +268,6 @@ class Scheduler:
         seq.start = self.clock()
         with self._cv:
             self._active.append(seq)
-
-    def _lanes(self) -> list[Seq]:
-        """The sequences this step advances: all of them, or, past ``parallel`` (a voice
-        turn beyond the API's lanes), all but one API answer that waits: the youngest
-        whose pause leaves consecutive sequence ids (one llama.cpp pass over per-sequence
-        streams), else the youngest."""
-        ranked = sorted(self._active, key=lambda q: (q.priority, q.number))
-        if len(ranked) <= self.parallel:
-            return ranked
-        api = [q for q in ranked if q.priority > 0]
-        for waiting in reversed(api):
-            rest = [q for q in ranked if q is not waiting]
-            ids = sorted(q.slot for q in rest)
-            if ids == list(range(ids[0], ids[0] + len(ids))) and len(rest) <= self.parallel:
-                return rest
-        return ranked[: self.parallel]
 
     def _fill(self, lanes: list[Seq]) -> tuple[list[tuple[Seq, bool]], bool, bool]:
         """This step's batch: each decoding lane's next token(s), then prompt tokens (voice
@@ -315,7 +310,7 @@ class Scheduler:
         return rows, decoding, prompt
 
     def _step(self, intensity: Intensity) -> None:
-        lanes = self._lanes()
+        lanes = advanced(self._active, self.parallel)
         rows, decoding, prompt = self._fill(lanes)
         if not rows:  # everything left is cancelled
             self._retire_cancelled()

@@ -12,26 +12,42 @@ one-sequence context and has no parameter for the sequences, so the context is m
 again: the first one is freed before the second is made. Every answer, the engine's and
 the batch scheduler's, runs in this one context, and every decode on one thread, at
 ``llm.decode_nice`` (:func:`lower_priority`).
+
+A new answer reuses the cells a slot holds (:func:`plan_reuse`): the prompt's common prefix
+with them, and, once a conversation outgrew the context and its oldest turns were left out,
+the turns after those too: their cells are moved down over the left-out ones (llama.cpp's
+context shift: ``llama_memory_seq_rm`` and ``llama_memory_seq_add``; RoPE rotates the cached
+keys to their new positions). Without it, every trim re-evaluated the whole history (~1,500
+tokens, 10 s on two cores in the 100-turn voice soak, where the next question was lost). The
+moved cells were computed with the left-out turns before them, as in llama.cpp's own
+context shift, so an answer after a trim may differ from one evaluated afresh.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import LLM
 from ..errors import ModelError
+from .sequence import common_prefix
 
 __all__ = [
     "FLASH_ATTN_TYPES",
+    "MIN_SHIFT",
     "SPARE_CELLS",
+    "Reuse",
     "kv_cells",
     "lower_priority",
     "make_context",
+    "plan_reuse",
     "unified",
 ]
 
@@ -100,3 +116,36 @@ def lower_priority(nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except OSError as exc:  # (a sandbox without setpriority: decode runs at the same nice)
         log.warning("llm.decode_nice = %d: could not set it (%s)", nice, exc)
+
+
+#: a context shift is made when it saves at least this many tokens of prompt evaluation
+MIN_SHIFT = 32
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """How a slot's cells serve a prompt: the first ``at`` as they are, then (``cut`` > 0)
+    the ones after the next ``cut`` cells, moved down over them: ``keep`` cells in all."""
+
+    at: int
+    cut: int
+    keep: int
+
+
+def plan_reuse(
+    cached: Sequence[int], tokens: Sequence[int], *, fixed: int = 0, shift: bool = True
+) -> Reuse:
+    """The most of ``cached`` (what a slot's cells hold) that ``tokens`` can reuse: their
+    common prefix, or (``shift``) that prefix and, after cutting the cells a trimmed
+    history left out, the longest run that continues the prompt. Nothing is cut before
+    ``fixed`` (cells other sequences may share: they cannot move)."""
+    at = common_prefix(cached, tokens)
+    if not shift or at < fixed or at >= len(tokens):
+        return Reuse(at, 0, at)
+    best = Reuse(at, 0, at)
+    starts = (i for i in range(at + 1, len(cached)) if cached[i] == tokens[at])
+    for start in itertools.islice(starts, 256):
+        run = common_prefix(cached[start:], tokens[at:])
+        if at + run > best.keep:
+            best = Reuse(at, start - at, at + run)
+    return best if best.keep - at >= MIN_SHIFT else Reuse(at, 0, at)

@@ -19,7 +19,7 @@ from .policy import Generation, Sampling, should_stop
 if TYPE_CHECKING:
     from ..thermal.actors import Intensity
 
-__all__ = ["END", "Rules", "Seq", "llama_seed", "sample", "say", "seed_of"]
+__all__ = ["END", "Rules", "Seq", "advanced", "llama_seed", "sample", "say", "seed_of"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,23 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
+
+
+def advanced(active: list[Seq], parallel: int) -> list[Seq]:
+    """The sequences this step advances: all of them, or, past ``parallel`` (a voice
+    turn beyond the API's lanes), all but one API answer that waits: the youngest
+    whose pause leaves consecutive sequence ids (one llama.cpp pass over per-sequence
+    streams), else the youngest."""
+    ranked = sorted(active, key=lambda q: (q.priority, q.number))
+    if len(ranked) <= parallel:
+        return ranked
+    api = [q for q in ranked if q.priority > 0]
+    for waiting in reversed(api):
+        rest = [q for q in ranked if q is not waiting]
+        ids = sorted(q.slot for q in rest)
+        if ids == list(range(ids[0], ids[0] + len(ids))) and len(rest) <= parallel:
+            return rest
+    return ranked[:parallel]
 
 
 def sample(seq: Seq, rules: Rules, row: int, now: float) -> str:
