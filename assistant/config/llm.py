@@ -27,7 +27,7 @@ class LLM:
     vulkan_devices: str = opt("")
     #: the decode threads' nice value: when they contend for the cores, piper's first sound,
     #: the recognizer, the wake word (and any other program at nice 0) go first (0: none)
-    decode_nice: int = opt(5, lo=0, hi=19)
+    decode_nice: int = opt(10, lo=0, hi=19)
     #: llama.cpp's flash attention: "off", "on", "auto" (llama.cpp decides per device)
     flash_attn: str = opt("auto", choices=FLASH_ATTN)
     #: the KV cache's type, for K and V alike (a quantized V needs flash attention)
