@@ -304,6 +304,25 @@ def test_bench_stt_as_docs_performance_md_shows_vosk_settling_at_the_pause(
     assert all(r["heard"] for r in figures["per_sentence"]), figures
 
 
+def test_bench_stt_as_docs_performance_md_shows_whisper_hearing_five_voices(
+    tmp_path: Path,
+) -> None:
+    """docs/performance.md's `bench stt` with whisper and five espeak-ng voices, as written
+    (the command wraps a line there): every question guessed and transcribed, each with
+    its word error rate."""
+    import shlex
+
+    text = (Path(__file__).parent.parent / "docs" / "performance.md").read_text()
+    line = re.search(r"`(\.venv/bin/qwen-assistant bench stt --voice[^`]*)`", text)
+    assert line is not None
+    figures = json.loads(run_as_documented(shlex.split(line.group(1)), tmp_path).stdout)
+    rows = figures["per_sentence"]
+    assert figures["engine"] == "whisper" and len(rows) == 15, figures
+    assert {r["voice"] for r in rows} == set(line.group(1).split()[4].split(","))
+    assert all(r["heard"] and r["wer"] >= 0 for r in rows), rows
+    assert figures["wer"] < 0.8 and figures["guess_s"] <= figures["final_s"], figures
+
+
 def test_bench_stt_with_a_voice_espeak_ng_lacks_is_one_line_naming_it() -> None:
     done = run("bench", "stt", "--voice", "xx-nope", "--json")
     assert done.returncode == 78 and "Traceback" not in done.stderr
