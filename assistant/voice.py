@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .config import Config
+from .memory import trim
 from .speech.ears import Heard
 from .speech.mouth import Mouth, Utterance
 from .speech.sentences import SentenceSplitter, split_all
@@ -57,6 +58,13 @@ def _speak(event: TurnEvent, splitter: SentenceSplitter, utterance: Utterance) -
     elif isinstance(event, Held):  # the last sentence too: ready the moment it is let go
         for chunk in splitter.flush():
             utterance.add(chunk)
+
+
+def _spoken(utterance: Utterance) -> None:
+    """(On a worker thread.) Wait until the answer is said, then give back the pages piper
+    and the recognizer freed (:func:`~assistant.memory.trim`)."""
+    utterance.done.wait()
+    trim()
 
 
 class Hold:
@@ -180,7 +188,7 @@ class Voice:
             raise
         answered = self.clock()
         self._finish(utterance, splitter, turn)
-        await asyncio.get_running_loop().run_in_executor(None, utterance.done.wait)
+        await asyncio.get_running_loop().run_in_executor(None, _spoken, utterance)
         result = self._result(heard, turn, utterance, answered, ahead=hold is not None)
         self.last_turn_at = self.clock()
         if self.turn is turn:
