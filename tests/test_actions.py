@@ -690,6 +690,8 @@ def test_the_voice_cuts_its_first_chunk_as_soon_as_the_guard_lets_the_words_out(
     lamp = ["The", " light", " in", " the", " living", " room", " is", " on", " now", ".", " "]
     said = "".join(c for _, c in chunks_by_token(lamp))
     assert said == CANNOT  # the opening word is checked with what goes out before it
+    chinese = ["天空", "是", "蓝色", "的", "。", "因为", "阳光", "。", "光", "在"]
+    assert chunks_by_token(chinese)[:2] == [(5, "天空是蓝色的。"), (8, "因为阳光。")]
 
 
 @pytest.mark.parametrize("split", [1, 3, 7, 1000])

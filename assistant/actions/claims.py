@@ -180,7 +180,7 @@ class ClaimGuard:
     next character shows whether it ended there ("3." of "3.5" did not).
     """
 
-    _END = re.compile(r"[.!?…]+[\"')\]]*(\s+|$)|\n")
+    _END = re.compile(r"[.!?…]+[\"')\]]*(\s+|$)|[。！？；]+[”’」』）]*|\n")
     _CLAUSE = re.compile(r"[,;:](?=\s)")
 
     def __init__(self, claims: Claims | None = None) -> None:
