@@ -217,32 +217,33 @@ class Scheduler:
     def _place(self, arrivals: list[Seq]) -> None:
         """Give each arrival a free slot: the one whose cache shares the longest prefix
         with its prompt, else the lowest."""
-        chosen: list[tuple[Seq, _Slot]] = []
+        chosen: list[tuple[Seq, _Slot, Reuse]] = []
+        prefix = self.prefix()
         for seq in arrivals:
             free = [s for s in self._slots if s.busy is None]
             if not free:  # cannot happen while admission keeps to parallel + 1
                 self._finish(seq, GenerationError("every sequence slot is busy"))
                 continue
-            slot = max(free, key=lambda s: (self._reuse(s, seq.tokens).keep, -s.seq_id))
+            plans = {s.seq_id: self._reuse(s, seq.tokens, prefix) for s in free}
+            slot = max(free, key=lambda s: (plans[s.seq_id].keep, -s.seq_id))
             slot.busy = seq
-            chosen.append((seq, slot))
-        for seq, slot in chosen:
+            chosen.append((seq, slot, plans[slot.seq_id]))
+        for seq, slot, plan in chosen:
             try:
-                self._start(seq, slot)
+                self._start(seq, slot, plan, prefix)
             except Exception as exc:  # noqa: BLE001 - that answer ends, the others go on
                 self._fail(seq, exc)
 
-    def _reuse(self, slot: _Slot, tokens: list[int]) -> Reuse:
+    def _reuse(self, slot: _Slot, tokens: list[int], prefix: list[int]) -> Reuse:
         """What of ``slot``'s cells ``tokens`` can reuse (:func:`.context.plan_reuse`)."""
-        fixed = common_prefix(self.prefix(), slot.tokens)  # perhaps shared with sequence 0
+        fixed = common_prefix(prefix, slot.tokens)  # perhaps shared with sequence 0
         return plan_reuse(slot.tokens, tokens, fixed=fixed, shift=self._shift)
 
-    def _start(self, seq: Seq, slot: _Slot) -> None:
+    def _start(self, seq: Seq, slot: _Slot, plan: Reuse, prefix: list[int]) -> None:
         """Keep the slot's cached prefix (and what follows the turns a trimmed history left
-        out, moved down), or copy sequence 0's when that is longer."""
+        out, moved down: ``plan``), or copy sequence 0's (``prefix``) when that is longer."""
         tokens, lib, sid = seq.tokens, self._lib, slot.seq_id
-        plan = self._reuse(slot, tokens)
-        shared = common_prefix(self.prefix(), tokens)
+        shared = common_prefix(prefix, tokens)
         if shared > plan.keep:  # sequence 0's cells (copied or shared), cut to the common part
             lib.llama_memory_seq_rm(self.mem, sid, -1, -1)
             lib.llama_memory_seq_cp(self.mem, 0, sid, -1, -1)
