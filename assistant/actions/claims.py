@@ -240,7 +240,7 @@ class ClaimGuard:
             sentence = self._held[start : end.end()]
             if self._claims(self._head + sentence):
                 return self._cannot(out)
-            if end.end() == len(self._held) and not end.group().endswith(tuple(" \t\n")):
+            if end.end() == len(self._held) and not end.group()[-1:].isspace():
                 self._checked = end.end() - start  # the piece ended here: held a character
                 break
             out, start = out + sentence, end.end()

@@ -141,8 +141,8 @@ class SentenceSplitter:
         newline = buf.find("\n")
         if newline >= 0:
             return newline + 1
-        if self._emitted == 0 and (early := self._early_cut(buf)) is not None:
-            return early
+        if self._emitted == 0 and (early := first_cut(buf, self.first_min_chars)) is not None:
+            return early[0]
         if len(buf) > self.max_chars:
             space = max(buf.rfind(" ", 0, self.max_chars), buf.rfind("，", 0, self.max_chars))
             return space + 1 if space > 0 else self.max_chars
@@ -151,11 +151,6 @@ class SentenceSplitter:
         if final:
             self._buf = ""
         return None
-
-    def _early_cut(self, buf: str) -> int | None:
-        """The first chunk may end at a clause boundary, or before a conjunction."""
-        found = first_cut(buf, self.first_min_chars)
-        return None if found is None else found[0]
 
     @staticmethod
     def _false_end(buf: str, dot: int) -> bool:
