@@ -62,7 +62,7 @@ def _speak(event: TurnEvent, splitter: SentenceSplitter, utterance: Utterance) -
 
 def _spoken(utterance: Utterance) -> None:
     """(On a worker thread.) Wait until the answer is said, then give back the pages piper
-    and the recognizer freed (:func:`~assistant.memory.trim`)."""
+    freed (:func:`~assistant.memory.trim`)."""
     utterance.done.wait()
     trim()
 
@@ -163,6 +163,8 @@ class Voice:
             held=hold is not None,
         )
         turn = await self.turns.start(request)
+        # what the recognizer freed goes back while the answer is thought (a worker thread)
+        trimmed = asyncio.get_running_loop().run_in_executor(None, trim)
         utterance = self.mouth.start(self.on_first_audio, held=hold is not None)
         if hold is not None:
             hold.attach(turn, utterance, lambda: self._own(turn, utterance))
@@ -188,6 +190,7 @@ class Voice:
             raise
         answered = self.clock()
         self._finish(utterance, splitter, turn)
+        await trimmed
         await asyncio.get_running_loop().run_in_executor(None, _spoken, utterance)
         result = self._result(heard, turn, utterance, answered, ahead=hold is not None)
         self.last_turn_at = self.clock()

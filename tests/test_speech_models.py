@@ -56,6 +56,33 @@ def spoken(tts: PiperTTS, text: str, path: Path) -> Path:
     return path
 
 
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_piper_gives_a_long_sentences_buffers_back(voice_path: Path) -> None:
+    """onnxruntime's arena is shrunk after each run: a fresh voice that says a long sentence
+    is, once the heap is trimmed, no bigger than before (an arena kept for good held about
+    160 MB after it)."""
+    from assistant import memory
+
+    voice = PiperTTS(voice_path)
+    voice.load()
+    b"".join(voice.synthesize("Hi."))
+    memory.trim()
+    before = _rss_mb()
+    sentence = (
+        "Once upon a time, a dragon named Ember lived high on a misty mountain above a "
+        "quiet village, and every morning she flew."
+    )
+    assert len(b"".join(voice.synthesize(sentence))) > 22050 * 2 * 4  # over four seconds
+    memory.trim()
+    assert _rss_mb() - before < 40
+
+
 @pytest.mark.parametrize(
     "sentence",
     ["What is the capital of France?", "Turn on the kitchen lights.", "How far away is the Moon?"],

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from ..config import Config, env_seed
 from ..errors import ModelError
 from ..language import LANGUAGES, readable, unreadable, voice_language
+from ..memory import trim
 from .sentences import split_all
 
 __all__ = ["TTS", "PiperTTS", "resolve_voice"]
@@ -36,7 +37,8 @@ def resolve_voice(config: Config) -> Path:
 _SYNTH_LOCK = threading.Lock()
 #: piper's memory grows with the square of what it says at once (its text encoder's
 #: attention): a 230-character sentence took 370 MB more, so longer text is said in
-#: pieces of at most this many characters, cut at sentence ends, then at spaces
+#: pieces of at most this many characters, cut at sentence ends, then at clause marks or
+#: spaces (sentences.split_all)
 PIECE_CHARS = 120
 
 
@@ -51,13 +53,36 @@ class TTS(Protocol):
     def synthesize(self, text: str) -> Iterable[bytes]: ...
 
 
-def _load_voice(path: Path) -> Any:
-    """``PiperVoice.load`` with onnxruntime's memory arena and memory pattern off.
+class _ShrinkingSession:
+    """An onnxruntime session whose every run gives its arena back when it ends.
 
-    With them on (piper's default) the session keeps the largest synthesis's buffers for
-    good: one long sentence left the process 1.2 GB bigger, ordinary sentences 360 MB
-    (``bench voice``'s peak RSS, docs/performance.md). Off, memory goes back after each
-    call, for about 15 % more synthesis time."""
+    Within a synthesis the arena reuses its blocks (faster than a fresh ``malloc`` per
+    operator); onnxruntime's arena shrinkage then frees what the run added, so the largest
+    sentence's buffers are not kept for good (docs/performance.md)."""
+
+    def __init__(self, session: Any) -> None:
+        import onnxruntime
+
+        self._session = session
+        self._options = onnxruntime.RunOptions()
+        self._options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+
+    def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
+        return self._session.run(output_names, input_feed, run_options or self._options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def _load_voice(path: Path) -> Any:
+    """``PiperVoice.load`` with onnxruntime's memory arena shrunk after every run and its
+    memory pattern off.
+
+    With the arena kept (piper's default) the session holds the largest synthesis's
+    buffers for good: one long sentence left the process 1.2 GB bigger, ordinary sentences
+    360 MB (``bench voice``'s peak RSS, docs/performance.md). Without an arena, synthesis
+    was about 15 % slower and its peak higher (a ``malloc`` per operator); with the arena
+    shrunk after each run, three sentences peaked 45 MB lower and were no slower."""
     import json
 
     import onnxruntime
@@ -66,7 +91,6 @@ def _load_voice(path: Path) -> Any:
     from piper.voice import PiperVoice
 
     options = onnxruntime.SessionOptions()
-    options.enable_cpu_mem_arena = False
     options.enable_mem_pattern = False
     config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
     session = onnxruntime.InferenceSession(
@@ -74,7 +98,7 @@ def _load_voice(path: Path) -> Any:
     )
     return PiperVoice(
         config=PiperConfig.from_dict(config),
-        session=session,
+        session=_ShrinkingSession(session),
         espeak_data_dir=Path(ESPEAK_DATA_DIR),
         download_dir=Path.cwd(),
     )
@@ -163,3 +187,4 @@ class PiperTTS:
                 voice = self._voice.synthesize(piece, syn_config=syn)
                 chunks = [c.audio_int16_bytes for c in voice]
             yield from chunks
+            trim()  # the run's freed buffers back to the system, once its audio is handed on
