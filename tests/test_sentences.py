@@ -165,3 +165,17 @@ def test_piper_gives_each_pieces_buffers_back_once_its_audio_is_handed_on(
         handed_on.append(chunk)
     assert len(handed_on) == 3 and trims_seen == [1, 2, 3]
 
+
+def test_a_sentence_too_long_to_say_at_once_is_cut_at_its_last_clause_mark() -> None:
+    """Over max_chars, a sentence is cut after its last comma within them (where a speaker
+    pauses) rather than between two words; with no comma late enough, at a space."""
+    text = (
+        "Once upon a time, a dragon named Ember lived high on a misty mountain, "
+        "far above a quiet village where nobody had ever seen her fly."
+    )
+    chunks = split_all(tokens(text), max_chars=100, first_min_chars=1000)  # no early chunk
+    assert chunks[0] == "Once upon a time, a dragon named Ember lived high on a misty mountain,"
+    assert " ".join(chunks) == text
+    early = "Yes, " + "the dragon flew over the hills and rivers and forests " * 2 + "today."
+    chunks = split_all(tokens(early), max_chars=100, first_min_chars=1000)
+    assert not chunks[0].endswith(",") and len(chunks[0]) <= 100 and len(chunks[0]) > 80

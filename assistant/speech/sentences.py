@@ -144,8 +144,7 @@ class SentenceSplitter:
         if self._emitted == 0 and (early := first_cut(buf, self.first_min_chars)) is not None:
             return early[0]
         if len(buf) > self.max_chars:
-            space = max(buf.rfind(" ", 0, self.max_chars), buf.rfind("，", 0, self.max_chars))
-            return space + 1 if space > 0 else self.max_chars
+            return _long_cut(buf, self.max_chars)
         if final and buf.strip():
             return len(buf)
         if final:
@@ -167,6 +166,16 @@ class SentenceSplitter:
             return True  # an initial: "J. Smith"
         line_start = buf.rfind("\n", 0, start) + 1
         return word.isdigit() and not buf[line_start:start].strip()  # "1. eggs"
+
+
+def _long_cut(text: str, max_chars: int) -> int:
+    """Where a sentence longer than ``max_chars`` is cut: after its last clause mark within
+    them (a pause a speaker makes) when that keeps a third of them, else at its last space."""
+    clauses = [m.end() for m in _CLAUSE.finditer(text, 0, max_chars)]
+    if clauses and clauses[-1] >= max_chars // 3:
+        return clauses[-1] + 1 if text[clauses[-1] : clauses[-1] + 1].isspace() else clauses[-1]
+    space = max(text.rfind(" ", 0, max_chars), text.rfind("，", 0, max_chars))
+    return space + 1 if space > 0 else max_chars
 
 
 def first_cut(text: str, min_chars: int = FIRST_MIN_CHARS) -> tuple[int, int] | None:
