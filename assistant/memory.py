@@ -5,8 +5,8 @@ their buffers with the C library's ``malloc`` on their own threads and free them
 call; glibc keeps the freed pages in its heaps for the next allocation, so the process stays
 as big as its biggest moment. :func:`trim` (glibc's ``malloc_trim(0)``) gives the free pages
 back: a probe that loaded the three models and used each once went from 941 to 869 MB, in
-6-7 ms. It is called after each piece piper says (once its audio is handed on), as a voice
-answer starts (what the recognizer freed, on a worker thread) and once it has been spoken.
+6-7 ms. It is called after each chunk the mouth synthesises (once its player has it), as a
+voice answer starts (what the recognizer freed, on a worker thread) and once it has been spoken.
 The price: the next call touches fresh pages (whisper's next transcription about 9 ms
 slower, piper's sentences about 7 %; probes in docs/performance.md). Elsewhere (musl, macOS)
 it does nothing.

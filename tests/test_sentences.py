@@ -138,34 +138,6 @@ def test_piper_says_long_text_in_pieces_cut_at_sentences_then_spaces() -> None:
     assert b"".join(tts.synthesize(sentence)) and said == [sentence]
 
 
-def test_piper_gives_each_pieces_buffers_back_once_its_audio_is_handed_on(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """After each piece piper says, the heap is trimmed (:func:`assistant.memory.trim`),
-    never before its audio has been handed on: the first chunk waits for no trim."""
-    from types import SimpleNamespace
-
-    from assistant.speech.tts import PiperTTS
-
-    handed_on: list[bytes] = []
-    trims_seen: list[int] = []
-    monkeypatch.setattr("assistant.speech.tts.trim", lambda: trims_seen.append(len(handed_on)))
-
-    class Voice:
-        config = SimpleNamespace(espeak_voice="en-us", sample_rate=22050)
-
-        def synthesize(self, text: str, syn_config: object) -> list[SimpleNamespace]:
-            return [SimpleNamespace(audio_int16_bytes=text.encode())]
-
-    tts = PiperTTS("voice.onnx")
-    tts._voice = Voice()
-    sentence = "The quick brown fox jumps over the lazy dog near the river bank today."
-    for chunk in tts.synthesize(" ".join([sentence] * 3)):
-        assert len(trims_seen) == len(handed_on)  # no trim before a piece's audio
-        handed_on.append(chunk)
-    assert len(handed_on) == 3 and trims_seen == [1, 2, 3]
-
-
 def test_a_sentence_too_long_to_say_at_once_is_cut_at_its_last_clause_mark() -> None:
     """Over max_chars, a sentence is cut after its last comma within them (where a speaker
     pauses) rather than between two words; with no comma late enough, at a space."""

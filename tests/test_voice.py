@@ -566,6 +566,37 @@ def test_chunk_n_plus_1_is_synthesised_while_chunk_n_plays() -> None:
         mouth.close()
 
 
+def test_the_heap_is_trimmed_after_each_chunk_once_the_player_has_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What piper freed goes back to the system after each chunk (memory.trim), never
+    before the chunk's audio is in the player's hands: the first audio waits for no trim."""
+    tts, speaker = FakeTTS(), GatedSpeaker()
+    mouth = Mouth(tts, speaker)
+    handed: list[str] = []
+    put = mouth._sounds.put
+
+    def hand(item: Any) -> None:
+        if item is not None and item[1] is not None:
+            handed.append(item[1].text)
+        put(item)
+
+    monkeypatch.setattr(mouth._sounds, "put", hand)
+    trims: list[list[str]] = []
+    monkeypatch.setattr("assistant.speech.mouth.trim", lambda: trims.append(list(handed)))
+    try:
+        u = mouth.start()
+        u.add("one two three.")
+        u.add("four five.")
+        u.end()
+        for _ in range(100):
+            speaker.gate.release()
+        assert u.done.wait(10)
+        assert trims == [["one two three."], ["one two three.", "four five."]]
+    finally:
+        mouth.close()
+
+
 def test_barge_in_stops_within_one_slice_and_keeps_what_was_heard() -> None:
     tts, speaker = FakeTTS(), GatedSpeaker()
     mouth = Mouth(tts, speaker)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..memory import trim
 from .audio import Speaker
 from .tts import TTS
 
@@ -159,6 +160,9 @@ class Mouth:
                     log.error("could not synthesise %r: %s", chunk.text[:40], exc)
                 utterance.synth_s += self.clock() - began
                 utterance.audio_s += len(chunk.pcm) / 2 / self.tts.sample_rate
+                self._sounds.put((utterance, chunk))
+                trim()  # what the synthesis freed back to the system, once the player has it
+                continue
             self._sounds.put((utterance, chunk))
         self._sounds.put(None)
 

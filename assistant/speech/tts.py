@@ -15,7 +15,6 @@ from typing import Any, Protocol
 from ..config import Config, env_seed
 from ..errors import ModelError
 from ..language import LANGUAGES, readable, unreadable, voice_language
-from ..memory import trim
 from .sentences import split_all
 
 __all__ = ["TTS", "PiperTTS", "resolve_voice"]
@@ -187,4 +186,3 @@ class PiperTTS:
                 voice = self._voice.synthesize(piece, syn_config=syn)
                 chunks = [c.audio_int16_bytes for c in voice]
             yield from chunks
-            trim()  # the run's freed buffers back to the system, once its audio is handed on
