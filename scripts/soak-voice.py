@@ -6,7 +6,8 @@ resident memory sampled twice a second; prints the curve and the peak.
 TURNS (default 100) questions, short and long answers mixed, said by the configured piper
 voice, each followed by GAP_S of silence for its answer; the default config with
 `voice.wake = "always"` (no wake word), no thermal sensor, answers to a WAV speaker. The
-curve is the peak resident memory of each block of ten turns (VmRSS), then VmHWM.
+curve is the peak resident memory of each block of ten turns (VmRSS; the last block may be
+shorter), then VmHWM. Exit status 0 when every question was answered.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def main() -> int:
                     curve.append(round(block_peak, 1))
                     block_peak = 0.0
                     print(f"turns {done:>3}: peak RSS {curve[-1]:.1f} MB", file=sys.stderr)
+        if done % 10 and block_peak:  # the last block, shorter than ten turns
+            curve.append(round(block_peak, 1))
         hwm = status(proc.pid, "VmHWM")
     finally:
         proc.send_signal(signal.SIGTERM)

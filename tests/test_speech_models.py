@@ -28,6 +28,7 @@ from assistant.voicebench import bench_voice, speak_to_wav
 from tests.hearing import heard as heard_share
 from tests.hearing import mentions, nothing_more, similar
 from tests.test_cli import documented_commands, run, run_as_documented
+from tests.test_memory import rss_mb
 
 pytestmark = pytest.mark.slow
 
@@ -56,13 +57,6 @@ def spoken(tts: PiperTTS, text: str, path: Path) -> Path:
     return path
 
 
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_piper_gives_a_long_sentences_buffers_back(voice_path: Path) -> None:
     """onnxruntime's arena is shrunk after each run: a fresh voice that says a long sentence
     is, once the heap is trimmed, no bigger than before (an arena kept for good held about
@@ -73,14 +67,14 @@ def test_piper_gives_a_long_sentences_buffers_back(voice_path: Path) -> None:
     voice.load()
     b"".join(voice.synthesize("Hi."))
     memory.trim()
-    before = _rss_mb()
+    before = rss_mb()
     sentence = (
         "Once upon a time, a dragon named Ember lived high on a misty mountain above a "
         "quiet village, and every morning she flew."
     )
     assert len(b"".join(voice.synthesize(sentence))) > 22050 * 2 * 4  # over four seconds
     memory.trim()
-    assert _rss_mb() - before < 40
+    assert rss_mb() - before < 40
 
 
 @pytest.mark.parametrize(
