@@ -152,7 +152,8 @@ class Mouth:
     def _synth(self) -> None:
         while (item := self._texts.get()) is not None:
             utterance, chunk = item
-            if chunk is not None and not utterance.stopped:
+            synthesised = chunk is not None and not utterance.stopped
+            if chunk is not None and synthesised:
                 began = self.clock()
                 try:
                     chunk.pcm = b"".join(self.tts.synthesize(chunk.text))
@@ -160,10 +161,9 @@ class Mouth:
                     log.error("could not synthesise %r: %s", chunk.text[:40], exc)
                 utterance.synth_s += self.clock() - began
                 utterance.audio_s += len(chunk.pcm) / 2 / self.tts.sample_rate
-                self._sounds.put((utterance, chunk))
-                trim()  # what the synthesis freed back to the system, once the player has it
-                continue
             self._sounds.put((utterance, chunk))
+            if synthesised:
+                trim()  # what the synthesis freed back to the system, once the player has it
         self._sounds.put(None)
 
     def _play(self) -> None:
