@@ -18,7 +18,7 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 
 from ..llm.grammar import JsonPiece
-from ..speech.sentences import FIRST_MIN_CHARS, first_cut
+from ..speech.sentences import FIRST_MIN_CHARS, HAN_END, first_cut
 
 __all__ = ["CANNOT", "ClaimGuard", "Claims", "claims_action", "honest_words"]
 
@@ -180,7 +180,7 @@ class ClaimGuard:
     next character shows whether it ended there ("3." of "3.5" did not).
     """
 
-    _END = re.compile(r"[.!?…]+[\"')\]]*(\s+|$)|[。！？；]+[”’」』）]*|\n")
+    _END = re.compile(r"[.!?…]+[\"')\]]*(\s+|$)|" + HAN_END + r"|\n")
     _CLAUSE = re.compile(r"[,;:](?=\s)")
 
     def __init__(self, claims: Claims | None = None) -> None:

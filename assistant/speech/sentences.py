@@ -26,7 +26,9 @@ ABBREVIATIONS = frozenset(
     {"e.g", "i.e", "etc", "vs", "dr", "mr", "mrs", "ms", "prof", "st", "jr", "sr", "no"}
     | {"fig", "approx", "cf", "al", "inc", "ltd", "co", "mt"}
 )
-_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)|[。！？；]+[”’」』）]*")
+#: a Chinese sentence's end (no space follows it): the splitter's and the claim guard's
+HAN_END = "[。！？；]+[”’」』）]*"
+_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)|" + HAN_END)
 _CLAUSE = re.compile(r"[,;:](?=\s)|[，、：]")
 #: Chinese characters: one is a syllable, so it counts as two letters of a first clause
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
