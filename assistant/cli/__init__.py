@@ -18,6 +18,7 @@ from typing import Any
 from .. import __version__
 from ..config import env_seed
 from ..errors import EX_USAGE, AssistantError, ConfigError
+from ..memory import limit_arenas
 from . import bench, models, service, simulate, text, voice
 from ._base import PROG, common
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    limit_arenas()  # before any thread allocates (assistant/memory.py says why)
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
     logging.basicConfig(

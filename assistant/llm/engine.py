@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from ..config import LLM, Config, env_seed
 from ..errors import GenerationError, ModelError
+from ..memory import release_mapped
 from ..thermal.actors import Intensity, engine_threads
 from .backend import Backend, choose_backend, cpu_description
 from .batch import Scheduler
@@ -182,6 +183,7 @@ class Engine:
         lead, nice = self._lead, s.decode_nice
         rules = Rules(self._llama, self.stop_ids, lambda: self.seed, self._intensity, lead, nice)
         self.scheduler = Scheduler(rules, parallel=s.parallel, clock=self.clock)
+        release_mapped(self.model_path)  # what no answer reads is no longer ours (memory.py)
         self._canary()
         self.load_s = self.clock() - start
 
