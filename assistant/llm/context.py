@@ -9,7 +9,9 @@ sequences share one unified cache, n_ctx cells for each slot and :data:`SPARE_CE
 sequence 0, whose cells an answer shares rather than copies: its kernel skips the other
 sequences' (masked) cells, and the cache is 2048 cells a slot smaller. ``Llama`` makes a
 one-sequence context and has no parameter for the sequences, so the context is made
-again: the first one is freed before the second is made. Every answer, the engine's and
+again: the first one is made with n_batch cells only and freed before the second is made
+(a first context of the full size had its KV cache allocated beside the whole mapped model
+file at load, the service's largest moment then). Every answer, the engine's and
 the batch scheduler's, runs in this one context, and every decode on one thread, at
 ``llm.decode_nice`` (:func:`lower_priority`).
 
@@ -81,12 +83,15 @@ def kv_cells(settings: LLM) -> int:
 
 
 def make_context(llama: Any, settings: LLM, model_path: Path) -> None:
-    """Replace ``llama``'s context with one for ``settings``; on failure ``llama`` is closed
-    and :class:`ModelError` names the keys to change."""
+    """Replace ``llama``'s context (made small: n_batch cells) with one of
+    :func:`kv_cells` for ``settings``, and size ``Llama``'s record of sequence 0's tokens
+    to it; on failure ``llama`` is closed and :class:`ModelError` names the keys to change."""
     import llama_cpp
+    import numpy as np
     from llama_cpp._internals import LlamaContext
 
     params = llama.context_params
+    params.n_ctx = kv_cells(settings)
     params.n_seq_max = settings.parallel + 2
     params.kv_unified = unified(settings)
     params.flash_attn_type = getattr(llama_cpp, FLASH_ATTN_TYPES[settings.flash_attn])
@@ -104,6 +109,8 @@ def make_context(llama: Any, settings: LLM, model_path: Path) -> None:
             f"{settings.kv_type!r} ({exc}); lower llm.parallel or llm.n_ctx, or set "
             f'llm.kv_type = "f16"'
         ) from None
+    llama._n_ctx = llama.n_ctx()
+    llama.input_ids = np.ndarray((llama._n_ctx,), dtype=np.intc)
 
 
 def lower_priority(nice: int) -> None:

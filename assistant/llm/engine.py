@@ -37,7 +37,7 @@ from ..memory import release_mapped
 from ..thermal.actors import Intensity, engine_threads
 from .backend import Backend, choose_backend, cpu_description
 from .batch import Scheduler
-from .context import kv_cells, make_context
+from .context import make_context
 from .conversation import Chat, ChatML, Conversation
 from .gguf import FIX, GGUFInfo, read_gguf
 from .grammar import Constraint, check_grammar
@@ -151,7 +151,7 @@ class Engine:
         try:
             self._llama = Llama(
                 model_path=str(self.model_path),
-                n_ctx=self.kv_cells,
+                n_ctx=s.n_batch,  # a small first context: make_context makes the real one
                 n_batch=s.n_batch,
                 n_ubatch=s.n_batch,
                 n_threads=threads,
@@ -166,6 +166,7 @@ class Engine:
             raise ModelError(
                 f"{self.model_path}: llama.cpp could not load it ({exc}); {FIX}"
             ) from None
+        release_mapped(self.model_path)  # what no answer reads is no longer ours (memory.py)
         try:
             make_context(self._llama, s, self.model_path)
         except ModelError:
@@ -183,13 +184,8 @@ class Engine:
         lead, nice = self._lead, s.decode_nice
         rules = Rules(self._llama, self.stop_ids, lambda: self.seed, self._intensity, lead, nice)
         self.scheduler = Scheduler(rules, parallel=s.parallel, clock=self.clock)
-        release_mapped(self.model_path)  # what no answer reads is no longer ours (memory.py)
         self._canary()
         self.load_s = self.clock() - start
-
-    @property
-    def kv_cells(self) -> int:
-        return kv_cells(self.settings)
 
     def _canary(self) -> None:
         """A few greedy tokens of a fixed prompt must look like a language model's."""
