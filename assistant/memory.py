@@ -14,15 +14,18 @@ it does nothing.
 :func:`limit_arenas` caps glibc's heaps (arenas) at :data:`ARENAS` for the whole process,
 before any thread allocates: by default each new thread that allocates gets its own (up to
 8 per core), and memory one thread freed (whisper's, on the recognizer's thread) is kept
-for that thread rather than reused by another (piper's, on the mouth's). Measured in the
-voice soak (docs/performance.md): the peak 35 MB lower, the first audio unchanged.
+for that thread rather than reused by another (piper's, on the mouth's). Measured
+(docs/performance.md): a seeded 30-turn voice soak's peak 1104.5 → 1069.6 MB, ``bench
+voice``'s 1082-1088 → 1048-1055 MB with its first audio within the runs' spread; one heap
+was no smaller and slower to the first audio.
 
 :func:`release_mapped` drops this process's pages of a mapped file (the GGUF that llama.cpp
 maps) once the model is loaded: the pages an answer reads come back from the page cache at
 the next decode (the canary's), and the ones nothing reads after the load stop counting in
 the service's memory: the weights llama.cpp copied into buffers of its own (repacked for
 the CPU's kernels), the file's metadata and the embedding rows of tokens never seen. The
-stand-in model's mapping went from 463 to 351 MB.
+stand-in model's mapping went from 463 to 351 MB after an answer and a long prompt (a
+probe; its 28 MB of Q4_K weights are repacked, its 89 MB embedding table read row by row).
 """
 
 from __future__ import annotations
