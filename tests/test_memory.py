@@ -23,7 +23,7 @@ HEAPS = """
 import contextlib, ctypes, ctypes.util, sys, tempfile, threading
 libc = ctypes.CDLL(ctypes.util.find_library("c"))
 libc.fopen.restype = libc.malloc.restype = ctypes.c_void_p
-libc.malloc_info.argtypes = libc.fclose.argtypes = libc.free.argtypes = [ctypes.c_void_p]
+libc.fclose.argtypes = libc.free.argtypes = [ctypes.c_void_p]
 libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
 if sys.argv[1] == "cli":
     from assistant.cli import main
