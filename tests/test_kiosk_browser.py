@@ -193,6 +193,12 @@ def test_the_page_shows_every_turn_the_heat_and_the_link(
         box = browser.find_element("id", "question")
         box.send_keys("Are you there?\n")
         wait(browser, lambda d: "back in" in text_of(d, "message"), timeout=30)
+        # the device's heat is named in the strip; the next device event (a new temperature:
+        # it is still rising to 84) leaves the refusal's "back in" where the person reads it
+        shown = text_of(browser, "temp")
+        wait(browser, lambda d: text_of(d, "temp") != shown, timeout=30)
+        assert text_of(browser, "message").startswith("Cooling down, back in")
+        assert "thermal.critical_c" in text_of(browser, "problem")
 
         # the service goes away: "offline"; it comes back: the page reconnects by itself
         proc.proc.send_signal(signal.SIGTERM)

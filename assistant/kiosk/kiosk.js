@@ -69,7 +69,9 @@
       if (temps.length > cfg.chart) temps.shift();
       chart();
     }
-    if (d.problem) message(d.problem);
+    // the device's own trouble has its place in the strip, for as long as it lasts: the
+    // message line keeps what answered the person (a refusal's "back in 20 s")
+    $("problem").textContent = d.problem || "";
   }
 
   function chart() {
@@ -88,6 +90,9 @@
     g.stroke();
   }
 
+  // the API's error codes for a question not taken now → the refused event's reasons
+  const REFUSALS = { too_hot: "hot", rate_limit_exceeded: "rate", queue_full: "queue", not_ready: "not_ready" };
+
   function refused(e) {
     const wait = e.retry_after ? Math.ceil(e.retry_after) : 0;
     const why = words["refused_" + e.reason] || words.refused_busy;
@@ -104,7 +109,7 @@
       turn = live.length ? live[live.length - 1] : null;
       current();
     },
-    voice(e) { voice = e.state; if (e.problem) message(e.problem); },
+    voice(e) { voice = e.state; if (e.problem) $("problem").textContent = e.problem; },
     wake() { message(""); },
     turn(e) { turn = { turn: e.turn, door: e.door, text: e.text, answer: "" }; message(""); current(); },
     piece(e) { if (turn && turn.turn === e.turn) { turn.answer += e.text; current(); } },
@@ -158,10 +163,11 @@
     const body = { messages: [{ role: "user", content: text }], speak: cfg.speak };
     try {
       const r = await fetch("/v1/chat/completions", { method: "POST", headers: headers(), body: JSON.stringify(body) });
-      if (!r.ok) {
-        const err = await r.json().catch(() => ({}));
-        const wait = r.headers.get("Retry-After");
-        message(((err.error && err.error.message) || r.statusText) + (wait ? " " + words.back_in.replace("{s}", wait) : ""));
+      if (!r.ok) {  // a refusal reads as the stream's refused event does; any other error as sent
+        const err = (await r.json().catch(() => ({}))).error || {};
+        const reason = REFUSALS[err.code];
+        if (reason) refused({ reason, retry_after: Number(r.headers.get("Retry-After")) || 0 });
+        else message(err.message || r.statusText);
       }
     } catch (e) { message(words.offline); }
   });
