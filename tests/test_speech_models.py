@@ -541,6 +541,7 @@ def test_bench_wake_as_docs_performance_md_reproduces_it(tmp_path: Path) -> None
     # barge-in: the device's own voice over the wake word, as heard and echo-cancelled
     barge = figures["barge_in"]
     assert barge["positives"] == len(voices) * len(TEMPLATES) * 3 // 2 and barge["hit_rate"] > 0.5
+    assert barge["trials"] == 3 * barge["positives"]  # each over three stretches of answers
     loud = barge["ratio_playback_+10db"]
     assert loud is not None and loud <= barge["ratio_playback_-10db"] <= 1.0
     assert barge["ratio_playback_cancelled_-10db"] is not None  # livekit is a dev dependency

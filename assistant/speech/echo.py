@@ -4,7 +4,9 @@ WebRTC's audio processing module (AEC3, the echo canceller of browsers and video
 through LiveKit's Python SDK (``livekit``, Apache-2.0, manylinux wheels for x86_64 and
 aarch64; the ``aec`` extra). It takes 10 ms frames of 16 kHz int16 mono: the far end (what
 the speaker played) and the near end (what the microphone heard), and finds the delay
-between them itself.
+between them itself. It is set up as PipeWire's ``echo-cancel`` module sets it up by default
+(``spa/plugins/aec/aec-webrtc.cpp``): echo cancellation, the high-pass filter and noise
+suppression on, gain control off.
 
 ``bench wake`` measures with it how often the wake word is heard over the device's own
 voice (barge-in). On a Raspberry Pi the service leaves echo cancellation to the audio
@@ -44,7 +46,9 @@ class EchoCanceller:
                 f"echo cancellation needs livekit ({exc}); pip install 'qwen-assistant[aec]'"
             ) from None
         self._rtc: Any = rtc
-        self._apm = rtc.AudioProcessingModule(echo_cancellation=True, high_pass_filter=True)
+        self._apm = rtc.AudioProcessingModule(
+            echo_cancellation=True, high_pass_filter=True, noise_suppression=True
+        )
         self._apm.set_stream_delay_ms(delay_ms)
 
     def cancel(self, mic: bytes, played: bytes) -> bytes:
