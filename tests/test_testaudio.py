@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant.speech.testaudio import NOISES, SPEEDS, Speaker, level, mix, noise, scaled, wer
+from assistant.speech.testaudio import NOISES, SPEEDS, Speaker, level, mix, noise, scaled, unit, wer
 from assistant.speech.vad import dbfs
 from assistant.speech.wakeclips import (
     FAR_DB,
@@ -81,6 +81,10 @@ def test_playback_is_the_devices_voice_at_unit_level() -> None:
     x = playback(track, 3 * RATE)
     assert len(x) == 3 * RATE and np.sqrt(np.mean(x**2)) == pytest.approx(1.0, rel=1e-6)
     assert len(track) < 3 * RATE  # repeated to the length asked
+    third = len(track) // 3
+    later = playback(track, 3 * RATE, start=third)  # a stretch from a third of the way in
+    rolled = np.tile(np.roll(track, -third), 3 * RATE // len(track) + 1)[: 3 * RATE]
+    assert np.array_equal(later, unit(rolled))
 
 
 @pytest.mark.parametrize(

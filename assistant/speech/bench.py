@@ -172,7 +172,7 @@ def _barge_in(
     for i, pcm, k in trials:
         n = (before + len(pcm)) // 2
         shift = 4_000 * i + k * len(track) // STRETCHES
-        played = playback(np.roll(track, -shift), n + ECHO_LAG)  # from the answer's ``shift``
+        played = playback(track, n + ECHO_LAG, start=shift)
         echo = unit(np.convolve(np.concatenate([np.zeros(ECHO_LAG), played[:n]]), tail)[:n])
         loud = level(pcm[2 * int(LEAD_S * RATE) :])
         ref = np.clip(played[:n] * 8000, -32768, 32767).astype("<i2").tobytes()

@@ -141,10 +141,7 @@ def device_voice(talk: list[bytes], voices: list[Speaker]) -> np.ndarray:
     return np.frombuffer(pcm, dtype="<i2").astype(np.float64)
 
 
-def playback(track: np.ndarray, n: int) -> np.ndarray:
-    """``n`` samples of the device's answers (``track``, repeated as needed), unit RMS: what
-    the microphone hears of the speaker while the device speaks."""
-    repeats = 1
-    while len(track) * repeats < n:
-        repeats *= 2
-    return unit(np.tile(track, repeats)[:n])
+def playback(track: np.ndarray, n: int, start: int = 0) -> np.ndarray:
+    """``n`` samples of the device's answers from ``start`` on (``track``, repeated as
+    needed), unit RMS: what the microphone hears of the speaker while the device speaks."""
+    return unit(np.take(track, np.arange(start, start + n), mode="wrap"))
