@@ -173,8 +173,9 @@ class Brain:
         self.closing = ""
         self.turns: deque[TurnRecord] = deque(maxlen=history)
         self._ids = itertools.count(1)
-        # a reader per slot (and the voice turn's extra one), and one to load and probe
-        self._executor = ThreadPoolExecutor(admission.slots + 2, thread_name_prefix="inference")
+        # a reader per slot, the hot ones too (and the voice turn's extra one), and one to
+        # load and probe
+        self._executor = ThreadPoolExecutor(admission.hot_slots + 2, thread_name_prefix="inference")
         self._jobs: set[Job] = set()
         self.listeners: list[Callable[[TurnRecord], None]] = []
         #: called from the inference thread whenever it makes progress (the watchdog's beat)

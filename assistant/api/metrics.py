@@ -156,7 +156,11 @@ def render(metrics: Metrics, status: dict[str, Any]) -> str:
     lines += _gauge("queue_length", "requests waiting for the engine", admission["queue"])
     lines += _gauge("busy", "1 while the engine generates", 1.0 if admission["running"] else 0.0)
     lines += _gauge("running", "answers being generated together", float(admission["running"]))
-    lines += _gauge("slots", "answers decoded together (llm.parallel)", admission["slots"])
+    lines += _gauge(
+        "slots",
+        "answers decoded together now (llm.parallel; thermal.hot_parallel while the heat binds)",
+        admission["slots"],
+    )
     lines += _gauge("tokens_per_second", "decode speed of the last request", last["decode_tok_s"])
     with metrics._lock:
         name = f"{PREFIX}requests_total"

@@ -48,6 +48,18 @@ class LLM:
     seed: int = opt(-1, lo=-1, hi=2**31 - 1)
     repetition_abort_tokens: int = opt(64, lo=0, hi=4096)
 
+    @property
+    def unified_cache(self) -> bool:
+        """One KV cache for every sequence: with flash attention, whose kernel skips the
+        cells of other sequences (without it, attention would compute over all of them)."""
+        return self.flash_attn != "off"
+
+    def lanes(self, hot_parallel: int) -> int:
+        """Answers decoded together at most: ``hot_parallel`` (thermal.hot_parallel, while
+        the heat budget binds) where the unified cache lets more answers share its cells,
+        else llm.parallel."""
+        return max(self.parallel, hot_parallel) if self.unified_cache else self.parallel
+
     def check(self) -> list[tuple[str, str]]:
         problems = []
         if self.max_tokens > self.n_ctx - 64:

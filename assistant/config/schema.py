@@ -143,6 +143,9 @@ class Thermal:
     min_clock_mhz: int = opt(1500, lo=1500, hi=2400)
     min_threads: int = opt(2, lo=1, hi=64)
     min_pacing: float = opt(0.5, lo=0.1, hi=1.0)
+    #: answers decoded together while the heat budget binds (past llm.parallel: each answer
+    #: slower, more tokens per joule); needs the unified cache (llm.flash_attn "auto"/"on")
+    hot_parallel: int = opt(4, lo=1, hi=16)
 
     def check(self) -> list[tuple[str, str]]:
         problems = []

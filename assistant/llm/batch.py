@@ -13,14 +13,18 @@ joins at the next step; a cancelled one (barge-in, a client gone, a stop string)
 the next. One pass over the weights advances several for about the price of one.
 
 Sequence ids: 0 is llama-cpp-python's own (``Llama.eval``): it holds the system prompt,
-evaluated once at load. Slots are sequences 1..``parallel + 1``, each with the tokens its KV
-cells hold (the layout: :mod:`.context`). An answer attends over its own cells only, so a
-lone answer is the same whatever the idle slots keep. A new answer takes the free slot with
-the longest common prefix with its prompt; when sequence 0's system prompt is longer, the
-slot gets its cells (``llama_memory_seq_cp``: copied, or shared in a unified cache). Streams
-with consecutive ids take one pass: rows go in id order. A full cache drops the idle slots'
-caches, then sequence 0's. An answer past the ``parallel`` lanes (voice while the API holds
-every lane) runs instead of an API answer, which waits, its KV kept, until a lane frees.
+evaluated once at load. Slots are sequences 1..``lanes + 1``, each with the tokens its KV
+cells hold (the layout: :mod:`.context`). ``lanes`` is llm.parallel, or
+thermal.hot_parallel where the unified cache lets more answers share its cells while the
+heat budget binds (admission then grants more); an answer is placed only while the cells
+every busy answer may fill fit, else it waits for one to end. An answer attends over its
+own cells only, so a lone answer is the same whatever the idle slots keep. A new answer
+takes the free slot with the longest common prefix with its prompt; when sequence 0's
+system prompt is longer, the slot gets its cells (``llama_memory_seq_cp``: copied, or
+shared in a unified cache). Streams with consecutive ids take one pass: rows go in id
+order. A full cache drops the idle slots' caches, then sequence 0's. An answer past the
+lanes (voice while the API holds every lane) runs instead of an API answer, which waits,
+its KV kept, until a lane frees.
 """
 
 from __future__ import annotations
@@ -35,7 +39,20 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import GenerationError
 from .context import Reuse, lower_priority, plan_reuse
-from .sequence import END, Rules, Seq, advanced, common_prefix, llama_seed, sample, seed_of, wrap_up
+from .sequence import (
+    END,
+    Rules,
+    Seq,
+    advanced,
+    common_prefix,
+    fill,
+    fits,
+    llama_seed,
+    sample,
+    seed_of,
+    width,
+    wrap_up,
+)
 
 if TYPE_CHECKING:
     from ..thermal.actors import Intensity
@@ -53,10 +70,18 @@ class _Slot:
 
 
 class Scheduler:
-    """The decode loop of one engine: ``parallel`` lanes, one more slot for voice."""
+    """The decode loop of one engine: ``parallel`` lanes (``lanes`` while the heat binds),
+    one more slot for voice; its answers may fill ``cells`` KV cells, ``n_ctx`` each."""
 
     def __init__(
-        self, rules: Rules, *, parallel: int, clock: Callable[[], float] = time.monotonic
+        self,
+        rules: Rules,
+        *,
+        parallel: int,
+        cells: int,
+        n_ctx: int,
+        lanes: int = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         import llama_cpp
 
@@ -67,9 +92,11 @@ class Scheduler:
         self.mem = llama_cpp.llama_get_memory(self.ctx)
         self._shift = bool(llama_cpp.llama_memory_can_shift(self.mem))  # RoPE models: yes
         self.parallel = parallel
+        self.lanes = max(parallel, lanes)
+        self.cells, self.n_ctx = cells, n_ctx
         self.clock = clock
         self.n_batch = int(self.llama.n_batch)
-        self._slots = [_Slot(i + 1) for i in range(parallel + 1)]
+        self._slots = [_Slot(i + 1) for i in range(self.lanes + 1)]
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self._cv = threading.Condition()
         self._incoming: list[Seq] = []
@@ -174,7 +201,9 @@ class Scheduler:
         if self._dirty:
             self._settle()
         if incoming:
-            self._place(incoming)
+            held = self._place(incoming)
+            with self._cv:
+                self._incoming[:0] = held
         if self._active:
             self._step(self.rules.levers())
         return True
@@ -214,15 +243,22 @@ class Scheduler:
         """The tokens sequence 0 holds (the system prompt)."""
         return [int(t) for t in self.llama._input_ids[: self.llama.n_tokens]]
 
-    def _place(self, arrivals: list[Seq]) -> None:
-        """Give each arrival a free slot: the one whose cache shares the longest prefix
-        with its prompt, else the lowest."""
+    def _place(self, arrivals: list[Seq]) -> list[Seq]:
+        """Give each arrival (voice first) a free slot: the one whose cache shares the
+        longest prefix with its prompt, else the lowest. Returns the arrivals held back
+        until an answer ends: no slot free, or the cells they may fill do not fit yet
+        (:func:`.sequence.fits`: only ever past llm.parallel)."""
         chosen: list[tuple[Seq, _Slot, Reuse]] = []
+        held: list[Seq] = []
         prefix = self.prefix()
-        for seq in arrivals:
+        for seq in sorted(arrivals, key=lambda q: (q.priority, q.number)):
+            if seq.cancel.is_set() or seq.left.is_set():
+                self._end(seq, "cancelled")
+                continue
             free = [s for s in self._slots if s.busy is None]
-            if not free:  # cannot happen while admission keeps to parallel + 1
-                self._finish(seq, GenerationError("every sequence slot is busy"))
+            busy = [s.busy for s in self._slots if s.busy is not None]
+            if not free or not fits(seq, busy, self.cells, self.n_ctx):
+                held.append(seq)
                 continue
             plans = {s.seq_id: self._reuse(s, seq.tokens, prefix) for s in free}
             slot = max(free, key=lambda s: (plans[s.seq_id].keep, -s.seq_id))
@@ -233,6 +269,7 @@ class Scheduler:
                 self._start(seq, slot, plan, prefix)
             except Exception as exc:  # noqa: BLE001 - that answer ends, the others go on
                 self._fail(seq, exc)
+        return held
 
     def _reuse(self, slot: _Slot, tokens: list[int], prefix: list[int]) -> Reuse:
         """What of ``slot``'s cells ``tokens`` can reuse (:func:`.context.plan_reuse`)."""
@@ -270,49 +307,9 @@ class Scheduler:
         with self._cv:
             self._active.append(seq)
 
-    def _fill(self, lanes: list[Seq]) -> tuple[list[tuple[Seq, bool]], bool, bool]:
-        """This step's batch: each decoding lane's next token(s), then prompt tokens (voice
-        first) up to ``n_batch``; while a voice prompt is evaluated, only that. Returns the
-        rows (sequence, has logits), whether any lane decodes and whether any prompt is
-        evaluated."""
-        batch = self._batch
-        rows: list[tuple[Seq, bool]] = []
-
-        def add(seq: Seq, token: int, logits: bool) -> None:
-            n = len(rows)
-            batch.token[n] = token
-            batch.pos[n] = seq.pos
-            batch.n_seq_id[n] = 1
-            batch.seq_id[n][0] = seq.slot
-            batch.logits[n] = logits
-            seq.pos += 1
-            rows.append((seq, logits))
-
-        decoding = prompt = False
-        if any(q.priority == 0 and q.pending for q in lanes):
-            # a voice prompt is evaluated alone: its first token comes one prompt
-            # evaluation after the step in flight; the others lose one step
-            lanes = [q for q in lanes if q.priority == 0]
-        lanes = sorted(lanes, key=lambda q: q.slot)  # consecutive ids: one pass
-        for seq in lanes:  # one token each (a tool call's lead: a few)
-            if seq.feed and not seq.pending:
-                feed, seq.feed = seq.feed, []
-                for i, token in enumerate(feed):
-                    add(seq, token, i == len(feed) - 1)
-                decoding = True
-        for seq in sorted(lanes, key=lambda q: (q.priority, q.number)):  # voice first
-            room = self.n_batch - len(rows)
-            if seq.pending and room > 0:
-                chunk, seq.pending = seq.pending[:room], seq.pending[room:]
-                for i, token in enumerate(chunk):
-                    add(seq, token, not seq.pending and i == len(chunk) - 1)
-                prompt = True
-        batch.n_tokens = len(rows)
-        return rows, decoding, prompt
-
     def _step(self, intensity: Intensity) -> None:
-        lanes = advanced(self._active, self.parallel)
-        rows, decoding, prompt = self._fill(lanes)
+        lanes = advanced(self._active, width(self._active, self.parallel, self.lanes))
+        rows, decoding, prompt = fill(self._batch, lanes, self.n_batch)
         if not rows:  # everything left is cancelled
             self._retire_cancelled()
             return

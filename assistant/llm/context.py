@@ -7,7 +7,10 @@ attention is a matrix product over the cells in use, so a stream keeps an answer
 its own cells. With flash attention (the default: "auto" turns it on on a CPU) the
 sequences share one unified cache, n_ctx cells for each slot and :data:`SPARE_CELLS` for
 sequence 0, whose cells an answer shares rather than copies: its kernel skips the other
-sequences' (masked) cells, and the cache is 2048 cells a slot smaller. ``Llama`` makes a
+sequences' (masked) cells, and the cache is 2048 cells a slot smaller. The same cells
+hold more answers while the heat budget binds (``thermal.hot_parallel``: more sequences,
+not more cells; the scheduler places an answer only while the cells every busy answer may
+fill fit, :func:`.sequence.fits`). ``Llama`` makes a
 one-sequence context and has no parameter for the sequences, so the context is made
 again: the first one is made with n_batch cells only and freed before the second is made
 (a first context of the full size had its KV cache allocated beside the whole mapped model
@@ -50,7 +53,6 @@ __all__ = [
     "lower_priority",
     "make_context",
     "plan_reuse",
-    "unified",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,32 +70,28 @@ FLASH_ATTN_TYPES = {
 SPARE_CELLS = 256
 
 
-def unified(settings: LLM) -> bool:
-    """One cache for every sequence: with flash attention, whose kernel skips the cells
-    of other sequences (without it, attention would compute over all of them)."""
-    return settings.flash_attn != "off"
-
-
 def kv_cells(settings: LLM) -> int:
     """The KV cache's size in cells: unified, llm.n_ctx for each of the parallel + 1 slots
     and :data:`SPARE_CELLS`; else a stream of llm.n_ctx for sequence 0 and each slot."""
-    if unified(settings):
+    if settings.unified_cache:
         return settings.n_ctx * (settings.parallel + 1) + SPARE_CELLS
     return settings.n_ctx * (settings.parallel + 2)
 
 
-def make_context(llama: Any, settings: LLM, model_path: Path) -> None:
+def make_context(llama: Any, settings: LLM, model_path: Path, hot_parallel: int = 0) -> None:
     """Replace ``llama``'s context (made small: n_batch cells) with one of
-    :func:`kv_cells` for ``settings``, and size ``Llama``'s record of sequence 0's tokens
-    to it; on failure ``llama`` is closed and :class:`ModelError` names the keys to change."""
+    :func:`kv_cells` for ``settings``, with sequences for ``hot_parallel`` answers decoded
+    together where the unified cache allows it (:meth:`LLM.lanes`), and size ``Llama``'s
+    record of sequence 0's tokens to it; on failure ``llama`` is closed and
+    :class:`ModelError` names the keys to change."""
     import llama_cpp
     import numpy as np
     from llama_cpp._internals import LlamaContext
 
     params = llama.context_params
     params.n_ctx = kv_cells(settings)
-    params.n_seq_max = settings.parallel + 2
-    params.kv_unified = unified(settings)
+    params.n_seq_max = settings.lanes(hot_parallel) + 2  # sequence 0, a slot a lane, one for voice
+    params.kv_unified = settings.unified_cache
     params.flash_attn_type = getattr(llama_cpp, FLASH_ATTN_TYPES[settings.flash_attn])
     params.type_k = params.type_v = getattr(llama_cpp, f"GGML_TYPE_{settings.kv_type.upper()}")
     llama._ctx.close()

@@ -12,7 +12,8 @@ pacing is below 1.
 
 Batching: up to ``llm.parallel`` answers are decoded together by the engine's
 :class:`~.batch.Scheduler` (one ``llama_decode`` per step for all of them; a voice answer
-gets a lane even when the API holds all of them).
+gets a lane even when the API holds all of them), and up to ``thermal.hot_parallel``
+while the heat budget binds (:meth:`~assistant.config.LLM.lanes`; admission decides).
 
 Prefix reuse: each sequence slot keeps the KV of what it last evaluated, and a new answer
 takes the slot with the longest common prefix, or a copy of the system prompt's KV, which
@@ -37,7 +38,7 @@ from ..memory import release_mapped
 from ..thermal.actors import Intensity, engine_threads
 from .backend import Backend, choose_backend, cpu_description
 from .batch import Scheduler
-from .context import make_context
+from .context import kv_cells, make_context
 from .conversation import Chat, ChatML, Conversation
 from .gguf import FIX, GGUFInfo, read_gguf
 from .grammar import Constraint, check_grammar
@@ -66,8 +67,11 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         models_dir: str | Path | None = None,
         intensity: Intensity | None = None,
+        hot_parallel: int = 0,
     ) -> None:
         self.settings = settings
+        #: answers decoded together at most (llm.parallel, or thermal.hot_parallel)
+        self.lanes = settings.lanes(hot_parallel)
         #: the governor's thread and pacing levers (None: always full)
         self.intensity = intensity
         self._threads_version = -1
@@ -103,6 +107,7 @@ class Engine:
             Path(model) if model else resolve_model(config),
             models_dir=config.paths.models_dir,
             intensity=intensity,
+            hot_parallel=config.thermal.hot_parallel,
         )
 
     def new_chat(self, system_prompt: str | None = None) -> Chat:
@@ -168,7 +173,7 @@ class Engine:
             ) from None
         release_mapped(self.model_path)  # what no answer reads is no longer ours (memory.py)
         try:
-            make_context(self._llama, s, self.model_path)
+            make_context(self._llama, s, self.model_path, self.lanes)
         except ModelError:
             self._llama = None
             raise
@@ -183,7 +188,10 @@ class Engine:
         self.tool_call_id = int(ids[0]) if len(ids) == 1 else None
         lead, nice = self._lead, s.decode_nice
         rules = Rules(self._llama, self.stop_ids, lambda: self.seed, self._intensity, lead, nice)
-        self.scheduler = Scheduler(rules, parallel=s.parallel, clock=self.clock)
+        self.scheduler = Scheduler(
+            rules, parallel=s.parallel, lanes=self.lanes, cells=kv_cells(s), n_ctx=s.n_ctx,
+            clock=self.clock,
+        )  # fmt: skip
         self._canary()
         self.load_s = self.clock() - start
 

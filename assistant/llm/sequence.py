@@ -19,7 +19,19 @@ from .policy import Generation, Sampling, should_stop
 if TYPE_CHECKING:
     from ..thermal.actors import Intensity
 
-__all__ = ["END", "Rules", "Seq", "advanced", "llama_seed", "sample", "say", "seed_of"]
+__all__ = [
+    "END",
+    "Rules",
+    "Seq",
+    "advanced",
+    "fill",
+    "fits",
+    "llama_seed",
+    "sample",
+    "say",
+    "seed_of",
+    "width",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +105,27 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+def fits(seq: Seq, busy: Sequence[Seq], cells: int, n_ctx: int) -> bool:
+    """May ``seq`` take a slot now: do the cells every busy answer may fill (its prompt and
+    ``max_tokens``) and its own fit the cache's ``cells``, with a voice turn's ``n_ctx``
+    kept free while an API answer is placed and no voice turn runs? Any ``parallel + 1``
+    answers fit (the cache is sized for them), so only a batch wider than llm.parallel
+    (while the heat binds) ever waits here, and never a voice turn for one."""
+
+    def need(q: Seq) -> int:
+        return len(q.tokens) + q.sampling.max_tokens
+
+    voice = seq.priority == 0 or any(q.priority == 0 for q in busy)
+    return sum(map(need, busy)) + need(seq) + (0 if voice else n_ctx) <= cells
+
+
+def width(active: Sequence[Seq], parallel: int, lanes: int) -> int:
+    """Answers a step advances at most: ``parallel``, or as many as the API answers placed
+    (a wider batch while the heat binds), up to ``lanes``. An answer keeps its lane once
+    placed; a voice turn past them pauses an API answer (:func:`advanced`)."""
+    return min(lanes, max(parallel, sum(1 for q in active if q.priority > 0)))
+
+
 def advanced(active: list[Seq], parallel: int) -> list[Seq]:
     """The sequences this step advances: all of them, or, past ``parallel`` (a voice
     turn beyond the API's lanes), all but one API answer that waits: the youngest
@@ -151,6 +184,46 @@ def sample(seq: Seq, rules: Rules, row: int, now: float) -> str:
     if not reason:
         seq.feed = [token]
     return reason
+
+
+def fill(batch: Any, lanes: list[Seq], n_batch: int) -> tuple[list[tuple[Seq, bool]], bool, bool]:
+    """This step's ``llama_batch``, filled in place: each decoding lane's next token(s),
+    then prompt tokens (voice first) up to ``n_batch``; while a voice prompt is evaluated,
+    only that. Returns the rows (sequence, has logits), whether any lane decodes and
+    whether any prompt is evaluated."""
+    rows: list[tuple[Seq, bool]] = []
+
+    def add(seq: Seq, token: int, logits: bool) -> None:
+        n = len(rows)
+        batch.token[n] = token
+        batch.pos[n] = seq.pos
+        batch.n_seq_id[n] = 1
+        batch.seq_id[n][0] = seq.slot
+        batch.logits[n] = logits
+        seq.pos += 1
+        rows.append((seq, logits))
+
+    decoding = prompt = False
+    if any(q.priority == 0 and q.pending for q in lanes):
+        # a voice prompt is evaluated alone: its first token comes one prompt
+        # evaluation after the step in flight; the others lose one step
+        lanes = [q for q in lanes if q.priority == 0]
+    lanes = sorted(lanes, key=lambda q: q.slot)  # consecutive ids: one pass
+    for seq in lanes:  # one token each (a tool call's lead: a few)
+        if seq.feed and not seq.pending:
+            feed, seq.feed = seq.feed, []
+            for i, token in enumerate(feed):
+                add(seq, token, i == len(feed) - 1)
+            decoding = True
+    for seq in sorted(lanes, key=lambda q: (q.priority, q.number)):  # voice first
+        room = n_batch - len(rows)
+        if seq.pending and room > 0:
+            chunk, seq.pending = seq.pending[:room], seq.pending[room:]
+            for i, token in enumerate(chunk):
+                add(seq, token, not seq.pending and i == len(chunk) - 1)
+            prompt = True
+    batch.n_tokens = len(rows)
+    return rows, decoding, prompt
 
 
 def _start_json(seq: Seq, rules: Rules) -> None:

@@ -3,7 +3,8 @@
 A token bucket (``rate_per_min`` + ``burst``) paces API requests; the governor lowers its
 rate only when its other levers are spent. Admitted requests wait in a bounded priority
 queue (voice before API, first come first served within a priority) for one of the
-engine's ``slots`` (llm.parallel: answers decoded together in one batch). Voice always
+engine's ``slots`` (llm.parallel: answers decoded together in one batch; the governor
+widens them to ``hot_slots`` while the heat budget binds, :meth:`Admission.widen`). Voice always
 gets a slot: when the API holds every one, a voice turn runs as one more (the engine
 pauses an API answer for it). An API request waits while its honest expected wait fits the
 caller's limit (``api.queue_timeout_s``) and is refused beyond it; voice skips the bucket
@@ -159,7 +160,8 @@ class AdmissionStatus:
     stopped: str  # why nothing is admitted ("" = admitting)
     outcomes: dict[str, int]  # admitted, rate, queue, hot
     paced: bool = True  # False: no thermal control, the bucket is not applied
-    slots: int = 1  # answers the engine decodes together
+    slots: int = 1  # answers the engine decodes together now
+    parallel: int = 1  # ... as configured (llm.parallel); more while the heat binds
 
 
 class Admission:
@@ -171,6 +173,7 @@ class Admission:
         *,
         clock: Callable[[], float] = time.monotonic,
         slots: int = 1,
+        hot_slots: int = 0,
     ):
         self._clock = clock
         self._lock = threading.RLock()  # a SIGHUP handler may reload mid-call
@@ -178,7 +181,8 @@ class Admission:
         self._waiting: list[tuple[int, int, Ticket]] = []
         #: the requests holding a slot, in the order they got it
         self.runs: list[Ticket] = []
-        self.slots = slots
+        self.slots = self.parallel = slots
+        self.hot_slots = max(slots, hot_slots)
         self._stopped = ""
         self._stop_retry = 0.0
         self._why = ""
@@ -203,6 +207,14 @@ class Admission:
         with self._lock:
             self.bucket.set_rate(rate_per_min)
             self._why = why
+
+    def widen(self, hot: bool) -> None:
+        """``hot_slots`` answers together while the heat budget binds (more tokens per
+        joule, each answer slower), else ``parallel``. Answers running past the new width
+        finish; the waiting get a slot as it frees."""
+        with self._lock:
+            self.slots = self.hot_slots if hot else self.parallel
+            self._grant_locked()
 
     @property
     def running(self) -> Ticket | None:
@@ -330,6 +342,7 @@ class Admission:
                 outcomes=dict(self.outcomes),
                 paced=self.paced,
                 slots=self.slots,
+                parallel=self.parallel,
             )
 
     def _free_for(self, ticket: Ticket) -> bool:

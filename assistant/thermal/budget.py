@@ -68,9 +68,9 @@ class OperatingPoint:
     rate_factor: float = 1.0  # of thermal.rate_per_min (admission, the last lever)
     prompt_clock_mhz: int | None = None  # the cap while evaluating a prompt
 
-    def describe(self, threads: int, batch_threads: int) -> str:
-        """``threads 2/4 · clock ≤ 2.1 GHz (prompts ≤ 1.5) · pacing 0.9``: where each lever
-        stands."""
+    def describe(self, threads: int, batch_threads: int, lanes: int = 0) -> str:
+        """``threads 2/4 · clock ≤ 2.1 GHz (prompts ≤ 1.5) · pacing 0.9 · 4 answers
+        together``: where each lever stands (``lanes``: the batch widened to them)."""
         parts = [f"threads {self.decode_threads}/{threads}"]
         if self.batch_threads != batch_threads:
             parts[0] += f" (prompt {self.batch_threads}/{batch_threads})"
@@ -80,6 +80,8 @@ class OperatingPoint:
             parts.append(f"{text} (prompts ≤ {prompt / 1000:.1f})" if prompt < clock else text)
         if self.pacing < 1.0:
             parts.append(f"pacing {self.pacing:.1f}")
+        if lanes:
+            parts.append(f"{lanes} answers together")
         return " · ".join(parts)
 
 

@@ -1,10 +1,12 @@
-"""The governor: temperature → a heat budget → fan, work intensity, clock, pacing, admission.
+"""The governor: temperature → a heat budget → fan, batch width, work intensity, clock,
+pacing, admission.
 
 Each :meth:`Governor.tick` reads the thermometer, smooths the reading, and turns the
 envelope of the readings into a power budget (:mod:`.budget`, after Linux's
 ``power_allocator``). The budget is spent on the levers in order of what they cost a
-person waiting: the fan first (full whenever the budget binds; the curve otherwise), then
-threads and the CPU clock cap (:mod:`.actors`), then pacing, and the admitted rate last.
+person waiting: the fan first (full whenever the budget binds; the curve otherwise) and
+the batch (``thermal.hot_parallel`` answers together whenever it binds), then threads and
+the CPU clock cap (:mod:`.actors`), then pacing, and the admitted rate last.
 At or above ``critical_c`` nothing new is admitted, voice included, until the SoC is
 :data:`RESUME_MARGIN_C` below it. A failed reading is "sensor lost": fan at full, every
 lever at its floor, until good readings return. A machine with no thermal zone at all
@@ -150,7 +152,8 @@ class Governor:
             cap = ClockCap(CPUFREQ_POLICY if t.clock_path == "auto" else t.clock_path)
         if intensity is None:
             intensity = Intensity(*engine_threads(config.llm))
-        admission = Admission(t, clock=clock, slots=config.llm.parallel)
+        lanes = config.llm.lanes(t.hot_parallel)  # what the engine's cache can hold
+        admission = Admission(t, clock=clock, slots=config.llm.parallel, hot_slots=lanes)
         return cls(
             t,
             thermometer,
@@ -272,17 +275,13 @@ class Governor:
             self.intensity.on_clock = None
             self._reladder()
             point = self.ladder.spend(self.controller.budget_w)
-        self.point = point
-        i = self.intensity
-        i.set(
-            point.decode_threads,
-            point.batch_threads,
-            point.pacing,
-            point.clock_mhz,
-            point.prompt_clock_mhz,
+        self.point = p = point
+        self.intensity.set(
+            p.decode_threads, p.batch_threads, p.pacing, p.clock_mhz, p.prompt_clock_mhz
         )
         rate = self.settings.rate_per_min * point.rate_factor
         self.admission.set_rate(rate, why if point.rate_factor < 1.0 else "")
+        self.admission.widen(self._binding())  # like the fan: whenever the budget binds
 
     def _reladder(self) -> None:
         self.ladder = self._ladder(self.settings)
@@ -374,6 +373,8 @@ class Governor:
         i = self.intensity
         p = self.point
         held = p != self.ladder.points[0]
+        wide = self.admission.slots if self.admission.slots > self.admission.parallel else 0
+        levers = p.describe(i.max_threads, i.max_batch_threads, wide) if held else ""
         return ThermalStatus(
             state=state,
             celsius=None if self.problem else self.celsius,
@@ -392,7 +393,7 @@ class Governor:
             prompt_clock_mhz=p.prompt_clock_mhz if self._has_clock() else None,
             clock_problem="not driven here" if self.clock_cap is None else self.clock_cap.problem,
             pacing=i.state.pacing,
-            levers=p.describe(i.max_threads, i.max_batch_threads) if held else "",
+            levers=levers,
             held_by=self._held_by() if held and state in ("cooling", "hot") else "",
             no_sensor=self.no_sensor,
         )

@@ -84,13 +84,15 @@ def render_sweep(rows: list[dict[str, Any]]) -> str:
         f"{'ambient':>8}{'seed':>5}{'gov tokens':>11}{'vs best_fixed':>14}{'vs none':>8}"
         f"{'vs firmware':>12}{'throttle s':>11}{'voice refused':>14}"
     ]
-    worst = math.inf
-    worst_throttle = 0.0
+    worst = worst_none = math.inf
+    worst_throttle = worst_voice = 0.0
     for r in rows:
         gov = r["governor"]
         best = gov["tokens"] / max(1, r["best_fixed"]["tokens"])
         worst = min(worst, best)
+        worst_none = min(worst_none, gov["tokens"] / max(1, r["none"]["tokens"]))
         worst_throttle = max(worst_throttle, gov["throttle_s"])
+        worst_voice = max(worst_voice, gov["p95_wait_voice_s"])
         lines.append(
             f"{r['ambient_c']:>8g}{r['seed']:>5}{gov['tokens']:>11}{best:>14.3f}"
             f"{gov['tokens'] / max(1, r['none']['tokens']):>8.3f}"
@@ -100,7 +102,9 @@ def render_sweep(rows: list[dict[str, Any]]) -> str:
     lines += [
         "",
         f"worst governor/best_fixed tokens: {worst:.3f} (target >= 1.0); "
-        f"most throttled: {worst_throttle:.0f} s of 3600 (target <= 36)",
+        f"worst governor/none tokens: {worst_none:.3f} (target >= 1.0)",
+        f"most throttled: {worst_throttle:.0f} s of 3600 (target <= 36); "
+        f"longest p95 voice wait: {worst_voice:.1f} s (target <= 2)",
     ]
     return "\n".join(lines)
 

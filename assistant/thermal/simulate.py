@@ -135,7 +135,9 @@ class _Run:
             settings = dataclasses.replace(settings, queue_size=1_000_000)
             self.wait_limit = None
         self.settings = settings
-        self.admission = Admission(settings, clock=self.clock, slots=hw.slots)
+        self.admission = Admission(
+            settings, clock=self.clock, slots=hw.slots, hot_slots=settings.hot_parallel
+        )  # the governor widens it while the heat budget binds
         self.governor: Governor | None = None
         self.kernel_fan: FanCurve | None = None
         if policy in ("fixed", "governor"):
@@ -233,7 +235,8 @@ class _Run:
             return "prefill"
         phase("decode")
         lanes = sorted(self.jobs, key=lambda j: (j.ticket.priority, j.ticket.number))
-        lanes = lanes[: self.hw.slots]  # voice beyond the slots pauses an API answer
+        api = sum(1 for j in lanes if j.ticket.priority is Priority.API)
+        lanes = lanes[: max(self.hw.slots, api)]  # voice past the slots pauses an API answer
         self.lanes = len(lanes)
         speedup = self.hw.speedup(len(lanes))
         tok_s = self.hw.decode_tok_s * self.board.speed("decode") * speedup / len(lanes)
