@@ -45,6 +45,7 @@ def test_a_hot_soc_moves_the_levers_in_the_service_and_answers_still_come(
         notify.until("READY=1")
         line, _ = notify.until("STATUS=cooling")
         assert "fan 100%" in line and "(prompts ≤ " in line, line  # the free lever, the clock
+        assert "· 4 answers together (heat budget " in line, line  # the batch, as wide as it goes
         url = f"http://127.0.0.1:{port}"
         reply = httpx.post(
             f"{url}/v1/chat/completions",
@@ -53,7 +54,9 @@ def test_a_hot_soc_moves_the_levers_in_the_service_and_answers_still_come(
         )
         assert reply.status_code == 200, reply.text  # slowed, not refused
         assert reply.json()["choices"][0]["message"]["content"]
-        status = httpx.get(f"{url}/status").json()["thermal"]
+        full = httpx.get(f"{url}/status").json()
+        assert full["admission"]["slots"] == 4 and full["admission"]["parallel"] == 2
+        status = full["thermal"]
         assert status["state"] == "cooling" and status["budget_w"] < status["full_w"]
         assert status["prompt_clock_mhz"] < 2400 and status["clock_problem"] == ""
         metrics = httpx.get(f"{url}/metrics").text
