@@ -43,7 +43,7 @@ from .conversation import Chat, ChatML, Conversation
 from .gguf import FIX, GGUFInfo, read_gguf
 from .grammar import Constraint, check_grammar
 from .policy import Generation, Sampling
-from .sequence import END, Rules, Seq, llama_seed
+from .sequence import END, Rules, Seq, common_prefix, llama_seed
 from .vocab import chatml_for
 
 T = TypeVar("T")
@@ -322,12 +322,7 @@ class Engine:
     def _in_kv_cache(self, tokens: Sequence[int]) -> int:
         """How many leading ``tokens`` sequence 0 (the system prompt) holds."""
         llama = self._loaded()
-        n = 0
-        for a, b in zip(llama._input_ids[: llama.n_tokens], tokens, strict=False):
-            if a != b:
-                break
-            n += 1
-        return n
+        return common_prefix([int(t) for t in llama._input_ids[: llama.n_tokens]], tokens)
 
     # -- generation --------------------------------------------------------------------
     def generate(
