@@ -10,13 +10,13 @@ sequence 0, whose cells an answer shares rather than copies: its kernel skips th
 sequences' (masked) cells, and the cache is 2048 cells a slot smaller. The same cells
 hold more answers while the heat budget binds (``thermal.hot_parallel``: more sequences,
 not more cells; the scheduler places an answer only while the cells every busy answer may
-fill fit, :func:`.sequence.fits`). ``Llama`` makes a
-one-sequence context and has no parameter for the sequences, so the context is made
-again: the first one is made with n_batch cells only and freed before the second is made
-(a first context of the full size had its KV cache allocated beside the whole mapped model
-file at load, the service's largest moment then). Every answer, the engine's and
-the batch scheduler's, runs in this one context, and every decode on one thread, at
-``llm.decode_nice`` (:func:`lower_priority`).
+fill fit, :func:`.sequence.fits`). ``Llama`` makes a one-sequence context and has no
+parameter for the sequences, so the context is made again: the first one is made with
+n_batch cells only and freed before the second is made (a first context of the full size
+had its KV cache allocated beside the whole mapped model file at load, the service's
+largest moment then). Every answer, the engine's and the batch scheduler's, runs in this
+one context, and every decode on one thread, at ``llm.decode_nice``
+(:func:`lower_priority`).
 
 A new answer reuses the cells a slot holds (:func:`plan_reuse`): the prompt's common prefix
 with them, and, once a conversation outgrew the context and its oldest turns were left out,

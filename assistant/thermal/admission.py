@@ -4,12 +4,12 @@ A token bucket (``rate_per_min`` + ``burst``) paces API requests; the governor l
 rate only when its other levers are spent. Admitted requests wait in a bounded priority
 queue (voice before API, first come first served within a priority) for one of the
 engine's ``slots`` (llm.parallel: answers decoded together in one batch; the governor
-widens them to ``hot_slots`` while the heat budget binds, :meth:`Admission.widen`). Voice always
-gets a slot: when the API holds every one, a voice turn runs as one more (the engine
-pauses an API answer for it). An API request waits while its honest expected wait fits the
-caller's limit (``api.queue_timeout_s``) and is refused beyond it; voice skips the bucket
-and is refused only when the SoC is too hot. A request that cannot be admitted gets
-:class:`Busy` with an honest ``retry_after`` instead of waiting forever.
+widens them to ``hot_slots`` while the heat budget binds, :meth:`Admission.widen`). Voice
+always gets a slot: when the API holds every one, a voice turn runs as one more (the
+engine pauses an API answer for it). An API request waits while its honest expected wait
+fits the caller's limit (``api.queue_timeout_s``) and is refused beyond it; voice skips
+the bucket and is refused only when the SoC is too hot. A request that cannot be admitted
+gets :class:`Busy` with an honest ``retry_after`` instead of waiting forever.
 
 Pure and clock-injected: no threads of its own, no I/O. The engine's users hold a
 :meth:`Admission.slot`; the simulation calls :meth:`admit` and :meth:`release` with a
