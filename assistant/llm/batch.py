@@ -71,14 +71,13 @@ class _Slot:
 
 class Scheduler:
     """The decode loop of one engine: ``parallel`` lanes (``lanes`` while the heat binds),
-    one more slot for voice; its answers may fill ``cells`` KV cells, ``n_ctx`` each."""
+    one more slot for voice; its answers may fill the context's KV cells, ``n_ctx`` each."""
 
     def __init__(
         self,
         rules: Rules,
         *,
         parallel: int,
-        cells: int,
         n_ctx: int,
         lanes: int = 0,
         clock: Callable[[], float] = time.monotonic,
@@ -93,7 +92,7 @@ class Scheduler:
         self._shift = bool(llama_cpp.llama_memory_can_shift(self.mem))  # RoPE models: yes
         self.parallel = parallel
         self.lanes = max(parallel, lanes)
-        self.cells, self.n_ctx = cells, n_ctx
+        self.cells, self.n_ctx = int(self.llama.n_ctx()), n_ctx  # the cache's, an answer's
         self.clock = clock
         self.n_batch = int(self.llama.n_batch)
         self._slots = [_Slot(i + 1) for i in range(self.lanes + 1)]

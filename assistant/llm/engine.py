@@ -38,7 +38,7 @@ from ..memory import release_mapped
 from ..thermal.actors import Intensity, engine_threads
 from .backend import Backend, choose_backend, cpu_description
 from .batch import Scheduler
-from .context import kv_cells, make_context
+from .context import make_context
 from .conversation import Chat, ChatML, Conversation
 from .gguf import FIX, GGUFInfo, read_gguf
 from .grammar import Constraint, check_grammar
@@ -189,9 +189,8 @@ class Engine:
         lead, nice = self._lead, s.decode_nice
         rules = Rules(self._llama, self.stop_ids, lambda: self.seed, self._intensity, lead, nice)
         self.scheduler = Scheduler(
-            rules, parallel=s.parallel, lanes=self.lanes, cells=kv_cells(s), n_ctx=s.n_ctx,
-            clock=self.clock,
-        )  # fmt: skip
+            rules, parallel=s.parallel, lanes=self.lanes, n_ctx=s.n_ctx, clock=self.clock
+        )
         self._canary()
         self.load_s = self.clock() - start
 
